@@ -1,0 +1,195 @@
+"""The registry of device types: what each kind of device measures, reports and obeys.
+
+One description per type, in one place (as Home Assistant describes each
+integration the same way): ingest validates readings against the physical
+ranges here, the rules refer to these metric and event names, and the loader
+writes the registry to the ``device_type`` table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Domain = Literal["safety", "environment", "service", "activity", "equipment"]
+DOMAINS: tuple[Domain, ...] = ("safety", "environment", "service", "activity", "equipment")
+
+#: How an access gate or door can be opened.
+ACCESS_METHODS: tuple[str, ...] = ("face", "card", "qr", "remote", "voice", "intercom", "password")
+
+#: What the community's AI cameras are trained to detect.
+CAMERA_CLASSES: tuple[str, ...] = (
+    "high_altitude_throw",
+    "ebike_in_lift",
+    "fire_lane_parking",
+    "garbage_overflow",
+    "unleashed_dog",
+    "street_vending",
+    "smoke_fire",
+    "no_helmet",
+    "tailgating",
+    "person_fall",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A quantity a device reports, with the range that is physically possible."""
+
+    unit: str
+    min: float | None = None
+    max: float | None = None
+    #: For text metrics: the values the device may send.
+    choices: tuple[str, ...] = ()
+
+    @property
+    def is_text(self) -> bool:
+        return bool(self.choices)
+
+    def as_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"unit": self.unit}
+        if self.is_text:
+            out["choices"] = list(self.choices)
+        else:
+            out["min"], out["max"] = self.min, self.max
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceType:
+    code: str
+    domain: Domain
+    name: str
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    events: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        caps = []
+        if self.metrics:
+            caps.append("telemetry")
+        if self.events:
+            caps.append("events")
+        if self.commands:
+            caps.append("commands")
+        return tuple(caps)
+
+
+_ON_OFF = ("on", "off")
+
+DEVICE_TYPES: dict[str, DeviceType] = {
+    t.code: t
+    for t in (
+        # --- safety
+        DeviceType(
+            "access_gate", "safety", "Pedestrian/vehicle access gate (人行/车行道闸)",
+            metrics={"door_state": Metric("", choices=("open", "closed", "held_open", "forced"))},
+            events=("access", "door_forced", "door_held_open", "tailgating"),
+            commands=("open", "lock", "unlock"),
+        ),
+        DeviceType(
+            "access_door", "safety", "Building entrance door with face/card reader (单元门禁)",
+            metrics={"door_state": Metric("", choices=("open", "closed", "held_open", "forced"))},
+            events=("access", "door_forced", "door_held_open", "tailgating"),
+            commands=("open", "lock", "unlock"),
+        ),
+        DeviceType(
+            "ai_camera", "safety", "AI camera with on-edge detection (AI 摄像头)",
+            metrics={"fps": Metric("1/s", 0, 60)},
+            events=("detection",),
+            commands=("snapshot",),
+        ),
+        DeviceType(
+            "smoke_detector", "safety", "Smoke detector (烟感)",
+            metrics={"smoke_obscuration": Metric("%/m", 0, 100), "battery": Metric("%", 0, 100)},
+            events=("smoke_alarm",),
+        ),
+        DeviceType(
+            "co_sensor", "safety", "Carbon monoxide sensor for garages (一氧化碳)",
+            metrics={"co": Metric("ppm", 0, 1000), "temperature": Metric("°C", -40, 85)},
+        ),
+        DeviceType(
+            "exhaust_fan", "safety", "Garage exhaust fan (排风机)",
+            metrics={"running": Metric("", choices=_ON_OFF), "power": Metric("kW", 0, 30)},
+            commands=("start", "stop"),
+        ),
+        DeviceType(
+            "speaker", "safety", "IP speaker for cloud broadcast (云广播)",
+            metrics={"volume": Metric("%", 0, 100)},
+            commands=("broadcast", "stop_broadcast", "set_volume"),
+        ),
+        DeviceType(
+            "water_leak_sensor", "safety", "Water leak sensor (水浸)",
+            metrics={"leak": Metric("", choices=("dry", "wet")), "battery": Metric("%", 0, 100)},
+        ),
+        # --- environment
+        DeviceType(
+            "trash_bin_sensor", "environment", "Trash bin fill-level sensor (垃圾满溢)",
+            metrics={"fill": Metric("%", 0, 100), "temperature": Metric("°C", -40, 85)},
+        ),
+        DeviceType(
+            "soil_sensor", "environment", "Soil moisture and temperature probe (土壤墒情)",
+            metrics={"soil_moisture": Metric("%", 0, 100), "soil_temperature": Metric("°C", -30, 70)},
+        ),
+        DeviceType(
+            "irrigation_valve", "environment", "Irrigation valve (智能灌溉阀)",
+            metrics={"valve": Metric("", choices=("open", "closed")), "flow": Metric("m³/h", 0, 20)},
+            commands=("open", "close"),
+        ),
+        DeviceType(
+            "air_quality_sensor", "environment", "Outdoor air quality station (空气质量)",
+            metrics={
+                "pm25": Metric("µg/m³", 0, 1000),
+                "temperature": Metric("°C", -40, 60),
+                "humidity": Metric("%", 0, 100),
+                "noise": Metric("dB(A)", 20, 140),
+            },
+        ),
+        # --- service
+        DeviceType(
+            "ev_charger", "service", "E-bike/EV charging pile (充电桩)",
+            metrics={
+                "status": Metric("", choices=("idle", "charging", "full", "fault")),
+                "power": Metric("kW", 0, 22),
+                "temperature": Metric("°C", -30, 120),
+            },
+            events=("charge_start", "charge_stop"),
+            commands=("start", "stop", "cut_off"),
+        ),
+        DeviceType(
+            "water_meter", "service", "Smart water meter (智能水表)",
+            metrics={"flow": Metric("m³/h", 0, 50), "total": Metric("m³", 0, 1e9)},
+        ),
+        DeviceType(
+            "power_meter", "service", "Smart power meter (智能电表)",
+            metrics={"power": Metric("kW", 0, 200), "energy": Metric("kWh", 0, 1e9)},
+        ),
+        DeviceType(
+            "smart_home_hub", "service", "Smart-home hub with away mode (智能家居)",
+            metrics={"away_mode": Metric("", choices=_ON_OFF)},
+            events=("door_contact", "motion", "intrusion"),
+            commands=("arm_away", "disarm"),
+        ),
+        # --- equipment health
+        DeviceType(
+            "elevator_monitor", "equipment", "Elevator monitor (电梯卫士)",
+            metrics={
+                "floor": Metric("", -5, 80),
+                "door_state": Metric("", choices=("open", "closed")),
+                "running": Metric("", choices=_ON_OFF),
+            },
+            events=("trapped", "fault"),
+        ),
+        DeviceType(
+            "pump_monitor", "equipment", "Water pump room monitor (泵房)",
+            metrics={
+                "pressure": Metric("bar", 0, 25),
+                "running": Metric("", choices=_ON_OFF),
+                "water_level": Metric("m", 0, 10),
+            },
+            events=("fault",),
+            commands=("start", "stop"),
+        ),
+    )
+}

@@ -1,0 +1,212 @@
+"""A private PostgreSQL cluster with PostGIS and TimescaleDB, run by the twin.
+
+PostgreSQL refuses to run as root, so when we are root the server's commands
+run as the ``postgres`` system user and the data directory belongs to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from twin.errors import MissingComponentError, TwinError
+from twin.services.ports import free_port, port_in_use
+
+INSTALL_HINT = "run scripts/install-system.sh as root, or use the timescale/timescaledb-ha image"
+_SETTINGS_FILE = "twin.conf"
+
+
+class EmbeddedPostgres:
+    """One cluster in one data directory, listening on 127.0.0.1 only."""
+
+    def __init__(self, data_dir: Path, *, database: str = "twin", durable: bool = True) -> None:
+        self.data_dir = _reachable_data_dir(Path(data_dir))
+        self.database = database
+        # Tests trade crash safety for speed; the demo and real use keep it.
+        self.durable = durable
+        self.bin_dir = find_bin_dir()
+
+    # --- state
+    @property
+    def initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    @property
+    def port(self) -> int:
+        text = (self.data_dir / _SETTINGS_FILE).read_text()
+        match = re.search(r"^port\s*=\s*(\d+)", text, re.MULTILINE)
+        if not match:
+            raise TwinError(f"{self.data_dir / _SETTINGS_FILE} names no port")
+        return int(match.group(1))
+
+    def url(self, database: str | None = None) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database or self.database}"
+
+    def running(self) -> bool:
+        if not self.initialized:
+            return False
+        result = self._run(["pg_ctl", "-D", str(self.data_dir), "status"], check=False)
+        return result.returncode == 0
+
+    # --- lifecycle
+    def start(self) -> str:
+        """Initialise if needed, start if not running, and return the database URL."""
+        check_extensions_installed(self.bin_dir)
+        if not self.initialized:
+            self._initdb()
+        if not self.running():
+            if port_in_use(self.port):
+                self._write_settings(free_port())
+            log = self.data_dir / "server.log"
+            result = self._run(
+                ["pg_ctl", "-D", str(self.data_dir), "-l", str(log), "-w", "-t", "60", "start"],
+                check=False,
+            )
+            if result.returncode != 0:
+                raise TwinError(
+                    f"the embedded PostgreSQL in {self.data_dir} did not start: {_tail(log)}"
+                )
+        self._ensure_database()
+        return self.url()
+
+    def stop(self) -> None:
+        if self.running():
+            self._run(["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        tmpl = f" TEMPLATE {template}" if template else ""
+        self._psql("postgres", f'CREATE DATABASE "{name}"{tmpl}')
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        self._psql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    # --- internals
+    def _initdb(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _give_to_server_user(self.data_dir)
+        self._run(
+            ["initdb", "-D", str(self.data_dir), "-U", "postgres", "-A", "trust",
+             "-E", "UTF8", "--locale=C.UTF-8"],
+        )
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write(f"\ninclude '{_SETTINGS_FILE}'\n")
+        self._write_settings(free_port())
+
+    def _write_settings(self, port: int) -> None:
+        lines = [
+            f"port = {port}",
+            "listen_addresses = '127.0.0.1'",
+            f"unix_socket_directories = '{_socket_dir(self.data_dir)}'",
+            "shared_preload_libraries = 'timescaledb'",
+            "timescaledb.telemetry_level = off",
+            "max_connections = 200",
+            "shared_buffers = 256MB",
+            "max_wal_size = 2GB",
+        ]
+        if not self.durable:
+            lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        path = self.data_dir / _SETTINGS_FILE
+        path.write_text("\n".join(lines) + "\n")
+        _give_to_server_user(path)
+
+    def _ensure_database(self) -> None:
+        exists = self._psql(
+            "postgres", f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"
+        )
+        if exists.strip() != "1":
+            self._psql("postgres", f'CREATE DATABASE "{self.database}"')
+
+    def _psql(self, database: str, sql: str) -> str:
+        out = self._run(
+            ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+             "-p", str(self.port), "-U", "postgres", "-d", database, "-c", sql]
+        )
+        return out.stdout
+
+    def _run(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        tool = argv[0]
+        command = [str(self.bin_dir / tool), *argv[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, cwd="/")
+        if check and result.returncode != 0:
+            message = (result.stderr or result.stdout).strip().splitlines()
+            raise TwinError(f"{tool} failed: {message[-1] if message else 'no output'}")
+        return result
+
+
+def find_bin_dir() -> Path:
+    """The server binaries: ``TWIN_PG_BINDIR``, else the newest Debian PostgreSQL."""
+    if os.environ.get("TWIN_PG_BINDIR"):
+        return Path(os.environ["TWIN_PG_BINDIR"])
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if candidates:
+        return candidates[-1].parent
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    raise MissingComponentError(f"PostgreSQL server binaries were not found: {INSTALL_HINT}")
+
+
+def check_extensions_installed(bin_dir: Path) -> None:
+    """Fail early, in one sentence, when PostGIS or TimescaleDB is missing."""
+    pg_config = bin_dir / "pg_config"
+    if pg_config.exists():
+        share = Path(subprocess.run([str(pg_config), "--sharedir"], capture_output=True,
+                                    text=True, check=True).stdout.strip())
+    else:
+        share = bin_dir.parent.parent.parent.parent / "share" / "postgresql" / bin_dir.parent.name
+    for ext in ("timescaledb", "postgis"):
+        if not (share / "extension" / f"{ext}.control").exists():
+            raise MissingComponentError(
+                f"the {ext} extension is not installed in this PostgreSQL ({bin_dir}): {INSTALL_HINT}"
+            )
+
+
+def _reachable_data_dir(wanted: Path) -> Path:
+    """The data directory, moved where the ``postgres`` user can reach it if we are root.
+
+    A checkout under /root is closed to other users; rather than open it up,
+    the cluster then lives under /var/lib/twin, keyed by the wanted path.
+    """
+    if os.geteuid() != 0 or _postgres_can_reach(wanted):
+        return wanted
+    key = hashlib.sha1(str(wanted.resolve()).encode()).hexdigest()[:12]
+    return Path("/var/lib/twin") / f"pg-{key}"
+
+
+def _postgres_can_reach(path: Path) -> bool:
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    result = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(probe)],
+                            capture_output=True)
+    return result.returncode == 0
+
+
+def _give_to_server_user(path: Path) -> None:
+    if os.geteuid() == 0:
+        shutil.chown(path, user="postgres", group="postgres")
+        if path.is_dir():
+            path.chmod(0o700)
+
+
+def _socket_dir(data_dir: Path) -> str:
+    # Unix socket paths are limited to 107 bytes; fall back to TCP only.
+    return str(data_dir) if len(str(data_dir)) < 80 else ""
+
+
+def _tail(log: Path) -> str:
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no server log was written"
+    return lines[-1] if lines else "the server log is empty"

@@ -1,0 +1,73 @@
+"""Opening connections and pools, with failures stated in one sentence."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from twin.errors import MissingComponentError, UnreachableError
+
+INSTALL_HINT = "run scripts/install-system.sh as root, or use the timescale/timescaledb-ha image"
+
+
+def connect(url: str, *, autocommit: bool = False, timeout: float = 5.0) -> psycopg.Connection:
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, int(timeout)))
+    except psycopg.OperationalError as e:
+        raise UnreachableError(_unreachable_message(url, e)) from e
+
+
+def open_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> ConnectionPool:
+    """A pool opened once per process; fails now, not on first use, if the server is down."""
+    connect(url).close()
+    pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True)
+    pool.wait(timeout=10)
+    return pool
+
+
+def check_extensions(conn: psycopg.Connection) -> None:
+    """Fail in one sentence when PostGIS or TimescaleDB cannot be created here."""
+    available = {
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM pg_available_extensions WHERE name = ANY(%s)",
+            (["postgis", "timescaledb"],),
+        )
+    }
+    for ext in ("timescaledb", "postgis"):
+        if ext not in available:
+            raise MissingComponentError(
+                f"the {ext} extension is not installed in this PostgreSQL: {INSTALL_HINT}"
+            )
+    preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+    if preload is None or "timescaledb" not in preload[0]:
+        raise MissingComponentError(
+            "the timescaledb extension is installed but not preloaded in this PostgreSQL: add "
+            "shared_preload_libraries = 'timescaledb' to postgresql.conf and restart it"
+        )
+
+
+def describe(url: str) -> str:
+    """host:port/database, without credentials, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = parts.port or 5432
+    return f"{host}:{port}{parts.path or ''}"
+
+
+def _unreachable_message(url: str, error: psycopg.OperationalError) -> str:
+    detail = str(error).strip().splitlines()
+    reason = detail[-1] if detail else "no answer"
+    for line in detail:
+        if "Connection refused" in line:
+            reason = "connection refused"
+            break
+        if "timeout" in line.lower():
+            reason = "timed out"
+            break
+        if "does not exist" in line:
+            reason = line.split("FATAL:")[-1].strip()
+            break
+    return f"cannot reach PostgreSQL at {describe(url)}: {reason}"
