@@ -43,6 +43,7 @@ def pg(server_root: Path) -> Iterator[EmbeddedPostgres]:
         conn.execute(f'CREATE DATABASE "{_TEMPLATE}"')
     with connect(server.url(_TEMPLATE)) as conn:
         migrations.upgrade(conn)
+    server.freeze_as_template(_TEMPLATE)
     yield server
     server.stop()
 

@@ -82,6 +82,20 @@ class EmbeddedPostgres:
         self._psql("postgres", f'CREATE DATABASE "{name}"{tmpl}')
         return self.url(name)
 
+    def freeze_as_template(self, name: str) -> None:
+        """Make a database a template that CREATE DATABASE can copy at any time.
+
+        TimescaleDB's scheduler keeps a connection open to every database with
+        the extension, and a template with a session cannot be copied; so the
+        template refuses connections and the scheduler's session is ended.
+        """
+        self._psql("postgres", f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+        self._psql(
+            "postgres",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
+        )
+
     def drop_database(self, name: str) -> None:
         self._psql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -114,6 +114,9 @@ def _to_csv(table: str, frame: pd.DataFrame) -> tuple[list[str], str]:
             out[column] = values.map(_array_literal).to_numpy()
         elif column in _JSON_COLUMNS:
             out[column] = values.map(_json_text).to_numpy()
+        elif pd.api.types.is_integer_dtype(values.dtype) and values.hasnans:
+            # Nullable integers would become floats ('3.0') in a numpy array.
+            out[column] = values.astype(object).where(values.notna(), None).to_numpy()
         else:
             out[column] = values.to_numpy()
     buffer = io.StringIO()

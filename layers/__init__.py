@@ -1,0 +1,1 @@
+"""pydeck layer builders: pure functions from frames to layers, testable without a browser."""

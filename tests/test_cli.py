@@ -1,0 +1,67 @@
+"""End to end through the `twin` console script, with servers of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TWIN = str(Path(sys.executable).parent / "twin")
+
+
+@pytest.fixture
+def home(server_root: Path) -> Iterator[dict[str, str]]:
+    """An environment whose TWIN_HOME is empty: the demo must build everything itself."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
+    env["TWIN_HOME"] = str(server_root / "cli-home")
+    env["COLUMNS"] = "160"
+    yield env
+    subprocess.run([TWIN, "down"], env=env, capture_output=True)
+
+
+def _twin(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run([TWIN, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_demo_from_nothing_then_everyday_commands(home: dict[str, str], sample) -> None:
+    frames = dict(sample.tables())
+    out = _twin(home, "demo")
+    assert "applied migration 0003_time_series" in out
+    assert f"{len(frames['building']):,}" in out and f"{len(frames['resident']):,}" in out
+    assert "ready in" in out
+
+    status = _twin(home, "status")
+    assert status.count("running") == 2
+
+    # A second demo over the running stack changes nothing and applies nothing.
+    again = _twin(home, "demo")
+    assert "applied migration" not in again
+
+    info = _twin(home, "info")
+    assert frames["community"]["id"].iloc[0] in info
+
+    building_id = frames["building"]["id"].iloc[0]
+    assert building_id in _twin(home, "query", "building", building_id)
+
+    gate = frames["facility"][frames["facility"]["kind"] == "gate"].iloc[0].geometry
+    near = _twin(home, "query", "near", str(gate.x), str(gate.y), "--radius", "100",
+                 "--type", "access_gate")
+    assert "access_gate" in near and "devices within 100 m" in near
+
+    assert "the schema is up to date" in _twin(home, "db", "upgrade")
+    assert "stopped PostgreSQL, Mosquitto" in _twin(home, "down")
+    assert _twin(home, "status").count("stopped") == 2
+
+
+def test_unknown_building_is_one_sentence(home: dict[str, str]) -> None:
+    _twin(home, "db", "upgrade")
+    result = subprocess.run([TWIN, "query", "building", "no-such-building"], env=home,
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: there is no building 'no-such-building' in the twin"
