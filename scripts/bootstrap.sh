@@ -32,8 +32,12 @@ PY
 stamp=.venv/.twin-deps
 want=$(sha256sum pyproject.toml | cut -c1-64)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[dev]" 2>&1 | grep -v -e '^WARNING: Location' -e BuildBackendWarning >&2 || true
-  .venv/bin/python -c 'import twin.cli, psycopg, geopandas' 
+  echo "installing the Python environment in .venv (log: .venv/pip.log)" >&2
+  if ! { .venv/bin/python -m pip install --upgrade pip &&
+         .venv/bin/python -m pip install -e ".[dev]"; } > .venv/pip.log 2>&1; then
+    tail -n 30 .venv/pip.log >&2
+    echo "installing the Python packages failed; the whole log is in .venv/pip.log" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
