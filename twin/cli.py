@@ -277,7 +277,8 @@ def _progress() -> Progress:
 
 
 def _print_counts(counts: dict[str, int], *, title: str) -> None:
-    table = Table("what", "count", title=title, title_justify="left")
+    console.print(f"[bold]{title}[/]")
+    table = Table("what", "count")
     for key, value in counts.items():
         table.add_row(key, f"{value:,}")
     console.print(table)
