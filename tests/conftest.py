@@ -90,6 +90,28 @@ def sample_db_url(pg: EmbeddedPostgres, sample) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def sample_template(pg: EmbeddedPostgres, sample) -> str:
+    """A frozen template database holding the sample community."""
+    from twin.store.loader import load_dataset
+
+    name = "sample_template"
+    url = pg.create_database(name, template=_TEMPLATE)
+    with connect(url) as connection:
+        load_dataset(connection, sample)
+    pg.freeze_as_template(name)
+    return name
+
+
+@pytest.fixture
+def twin_db_url(pg: EmbeddedPostgres, sample_template: str) -> Iterator[str]:
+    """A fresh database with the sample community loaded, for one test that writes."""
+    name = f"s_{os.getpid()}_{next(_counter)}"
+    url = pg.create_database(name, template=sample_template)
+    yield url
+    pg.drop_database(name)
+
+
 @pytest.fixture
 def sample_conn(sample_db_url: str) -> Iterator[psycopg.Connection]:
     with connect(sample_db_url) as connection:

@@ -14,6 +14,9 @@ from typing import Literal
 Domain = Literal["safety", "environment", "service", "activity", "equipment"]
 DOMAINS: tuple[Domain, ...] = ("safety", "environment", "service", "activity", "equipment")
 
+#: The device type that may relay other devices' readings in a batch.
+GATEWAY_TYPE = "iot_gateway"
+
 #: How an access gate or door can be opened.
 ACCESS_METHODS: tuple[str, ...] = ("face", "card", "qr", "remote", "voice", "intercom", "password")
 
@@ -180,6 +183,10 @@ DEVICE_TYPES: dict[str, DeviceType] = {
                 "running": Metric("", choices=_ON_OFF),
             },
             events=("trapped", "fault"),
+        ),
+        DeviceType(
+            "iot_gateway", "equipment", "IoT gateway relaying meters and sensors (物联网网关)",
+            metrics={"connected_devices": Metric("", 0, 100_000), "rssi": Metric("dBm", -140, 0)},
         ),
         DeviceType(
             "pump_monitor", "equipment", "Water pump room monitor (泵房)",

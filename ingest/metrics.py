@@ -1,0 +1,47 @@
+"""Prometheus metrics of one ingest service, served at /metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+_BATCH_BUCKETS = (1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 25000)
+_LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+@dataclass
+class IngestMetrics:
+    """Each service has its own registry, so several can run in one process (tests)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.received = Counter("twin_ingest_messages_received", "MQTT messages received",
+                                registry=r)
+        self.written = Counter("twin_ingest_rows_written", "Rows added, by table", ["table"],
+                               registry=r)
+        self.duplicates = Counter("twin_ingest_duplicates",
+                                  "Rows already stored (redelivered messages), by table",
+                                  ["table"], registry=r)
+        self.rejected = Counter("twin_ingest_rejected", "Messages or batch items dead-lettered",
+                                ["reason"], registry=r)
+        self.batch_size = Histogram("twin_ingest_batch_messages", "Messages per flush",
+                                    buckets=_BATCH_BUCKETS, registry=r)
+        self.flush_seconds = Histogram("twin_ingest_flush_seconds",
+                                       "Time to decode and commit one flush", registry=r)
+        self.lag = Histogram("twin_ingest_lag_seconds",
+                             "Device timestamp to committed row", buckets=_LAG_BUCKETS,
+                             registry=r)
+        self.database_up = Gauge("twin_ingest_database_up",
+                                 "1 when the last write reached the database", registry=r)
+        self.pending = Gauge("twin_ingest_pending_messages",
+                             "Messages received and not yet committed (not acknowledged)",
+                             registry=r)
+        self.database_up.set(1)
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serve /metrics on ``port`` (0 picks a free one); returns the port."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_port)
