@@ -52,6 +52,7 @@ def plan_devices(layout: Layout, rng: np.random.Generator) -> pd.DataFrame:
     blocks = [
         _gates(f[f["kind"] == "gate"]),
         _building_devices(layout),
+        _gateways(layout),
         _elevators(layout),
         _trash_stations(f[f["kind"] == "trash_station"]),
         _ev_sheds(f[f["kind"] == "ev_shed"]),
@@ -179,6 +180,30 @@ def _building_devices(layout: Layout) -> pd.DataFrame:
     throw = _block("ai_camera", _join(towers["name"], f" 高空抛物 {label('ai_camera')}"),
                    towers["x0"] + 1.0, towers["y0"], building_id=towers["id"].to_numpy(), floor=1)
     return pd.concat([doors, smoke, *meters, throw], ignore_index=True)
+
+
+def _gateways(layout: Layout) -> pd.DataFrame:
+    """One gateway per building beside its master meters, and two site gateways.
+
+    A building's gateway (floor 1, in the meter room) relays its meters and
+    smoke detectors. The site gateways, for the outdoor sensors, stand at the
+    security room and on the pole outside the property office's building;
+    they belong to no building.
+    """
+    b = layout.buildings
+    building = _block("iot_gateway", _join(b["name"], f" {label('iot_gateway')}"),
+                      b["x0"] + 5.0, b["y0"] + 2.0, building_id=b["id"].to_numpy(), floor=1)
+    f = layout.facilities.set_index("kind")
+    guard = f.loc[["security_room"]]
+    office = f.loc[["property_office"]]
+    office_front = office["building_id"].map(b.set_index("id")["y0"]) - 2.0
+    site = pd.concat([
+        _block("iot_gateway", _join(guard["name"], f" {label('iot_gateway')}"),
+               guard["x"] + 1.5, guard["y"] + 1.0, facility_id=guard["id"].to_numpy()),
+        _block("iot_gateway", _join(office["name"], f" {label('iot_gateway')}"),
+               office["x"], office_front, facility_id=office["id"].to_numpy()),
+    ], ignore_index=True)
+    return pd.concat([building, site], ignore_index=True)
 
 
 def _elevators(layout: Layout) -> pd.DataFrame:

@@ -99,7 +99,7 @@ def generate_district(*, buildings: int, devices: int, seed: int = 7,
     over Wuhan ('wh-c001', 'wh-c002' ...), each with its own walkway network,
     then scales the devices inside flats (smart-home hubs, per-flat meters) so
     that the device total comes close to ``devices``. The count cannot go below
-    the devices fixed to the sites (about 1,350 per community) nor above about
+    the devices fixed to the sites (about 1,400 per community) nor above about
     two per flat more.
 
     Parameters

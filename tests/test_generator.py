@@ -203,6 +203,17 @@ def test_devices_carry_building_floor_unit_and_facility(community: Dataset) -> N
     assert d["floor"].dtype == "Int64" and community.facility["floor"].dtype == "Int64"
 
 
+def test_a_gateway_in_every_building_and_two_for_the_site(community: Dataset) -> None:
+    d = community.device
+    gateways = d[d["type"] == "iot_gateway"]
+    inside = gateways[gateways["building_id"].notna()]
+    assert sorted(inside["building_id"]) == sorted(community.building["id"])
+    assert (inside["floor"] == 1).all()
+    site = gateways[gateways["building_id"].isna()]
+    kind_of = community.facility.set_index("id")["kind"]
+    assert sorted(kind_of.loc[site["facility_id"]]) == ["property_office", "security_room"]
+
+
 def test_ids_are_unique_and_prefixed(community: Dataset, district: Dataset) -> None:
     for dataset in (community, district):
         everything = pd.concat([frame["id"] for _, frame in dataset.tables()])

@@ -188,6 +188,63 @@ def demo() -> None:
                   f"{dataset.tables()[2][1]['id'].iloc[0]}`; stop the servers with `twin down`.")
 
 
+# --- live data -------------------------------------------------------------------------
+
+@app.command()
+def ingest(
+    group: Annotated[str, typer.Option(help="Shared-subscription group; processes in one "
+                                            "group split the stream.")] = "twin-ingest",
+    client_id: Annotated[str, typer.Option(help="Stable per process: the broker keeps its "
+                                                "session (and unacknowledged messages).")]
+    = "twin-ingest-1",
+    max_batch: Annotated[int, typer.Option(help="Flush after this many messages.")] = 5000,
+    flush_ms: Annotated[int, typer.Option(help="Flush at least this often.")] = 100,
+    metrics_port: Annotated[int, typer.Option(help="Serve Prometheus /metrics here "
+                                                   "(0: a free port).")] = 9108,
+) -> None:
+    """Run the MQTT ingest service (readings, events, status, acks) until interrupted."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    from ingest.broker import with_service_credentials
+    from ingest.broker_auth import INGEST
+    from ingest.service import IngestOptions, IngestService
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
+    settings = load_settings()
+    service = IngestService(
+        stack.database_url(settings), with_service_credentials(stack.mqtt_url(settings), INGEST),
+        IngestOptions(group=group, client_id=client_id, max_batch=max_batch,
+                      flush_interval_s=flush_ms / 1000, metrics_port=metrics_port),
+    )
+    service.run_forever()
+
+
+@app.command("mqtt-schemas")
+def mqtt_schemas(
+    out: Annotated[Path | None, typer.Argument(help="Directory; default ingest/schemas.")] = None,
+) -> None:
+    """Write the JSON Schemas of the MQTT payloads (generated from the contract's models)."""
+    from ingest.contract import SCHEMA_DIR, write_schemas
+
+    for path in write_schemas(out or SCHEMA_DIR):
+        console.print(f"wrote {path}")
+
+
+def _register_live_commands() -> None:
+    """Commands whose modules live beside the service they configure."""
+    from ingest.broker_auth import broker_config_command
+    from ingest.simulator import simulate_command
+
+    app.command("broker-config")(broker_config_command)
+    app.command("simulate")(simulate_command)
+
+
+_register_live_commands()
+
+
 # --- queries ---------------------------------------------------------------------------
 
 @query_app.command("building")

@@ -1,0 +1,318 @@
+"""Ingest throughput and lag against same-run baselines.
+
+    .venv/bin/python -m bench.ingest --messages 200000 --batches 2000
+
+Phases, each on its own embedded PostgreSQL (durable settings) and Mosquitto:
+
+1. single readings: N telemetry messages of one reading each are queued in
+   the broker for an offline persistent session; then (a) a bare paho client
+   drains them (the raw receive baseline) and (b) a `twin ingest` process
+   drains them into TimescaleDB. Both are timed from connect to the last
+   message received / row committed.
+2. gateway batches: M messages of 100 readings each, drained by `twin ingest`,
+   against a bare psycopg binary COPY of the same rows into a plain table.
+3. latest state: device_state upserts and the readings they absorb, per second.
+4. lag: a publisher sends at a steady rate with the publish time as the
+   device timestamp; p50/p99 of commit time minus device time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+import paho.mqtt.client as mqtt
+import psycopg
+import typer
+
+from gis_data import SAMPLE_DIR
+from gis_data.dataset import read_dataset
+from ingest import contract
+from ingest.broker import BrokerAddress, make_client, session_properties
+from twin.services.mosquitto import EmbeddedMosquitto
+from twin.services.postgres import EmbeddedPostgres
+from twin.store import migrations
+from twin.store.connection import connect
+from twin.store.loader import load_dataset
+
+TWIN = str(Path(sys.executable).parent / "twin")
+
+
+def main(
+    messages: int = typer.Option(200_000, help="Single-reading messages for phase 1."),
+    batches: int = typer.Option(2_000, help="100-reading gateway batches for phase 2."),
+    lag_rate: int = typer.Option(5_000, help="Messages/s of the lag phase."),
+    lag_seconds: int = typer.Option(10, help="Length of the lag phase."),
+    out: Path = typer.Option(Path("bench/results/ingest.json")),
+) -> None:
+    sample = read_dataset(SAMPLE_DIR)
+    devices = dict(sample.tables())["device"]
+    community = devices["community_id"].iloc[0]
+    sensors = devices[devices["type"] == "co_sensor"]["id"].tolist()
+    meters = devices[devices["type"].isin(["water_meter", "power_meter"])][["id", "type"]]
+    gateway = devices[devices["type"] == "iot_gateway"]["id"].iloc[0]
+    figures: dict[str, object] = {"messages": messages, "batches": batches}
+
+    # --- phase 1 -------------------------------------------------------------------
+    single = _single_messages(community, sensors, messages)
+    with _stack(sample) as (db_url, broker):
+        raw_s = _drain_raw(broker, single)
+        ingest_s = _drain_ingest(db_url, broker, single, expect_rows=messages)
+    raw_rate, ingest_rate = messages / raw_s, messages / ingest_s
+    figures |= {"raw_receive_msgs_per_s": round(raw_rate),
+                "ingest_single_readings_per_s": round(ingest_rate),
+                "ingest_vs_raw_receive": round(ingest_rate / raw_rate, 2)}
+    _print(figures)
+
+    # --- phases 2 and 3 ------------------------------------------------------------
+    batch_messages, rows = _batch_messages(community, gateway, meters, batches)
+    with _stack(sample) as (db_url, broker):
+        copy_rate = _raw_copy(db_url, rows)
+        with psycopg.connect(db_url) as conn:
+            conn.execute("SELECT 1")
+        states_before = 0
+        batch_s = _drain_ingest(db_url, broker, batch_messages, expect_rows=len(rows),
+                                metrics_out=(metrics := {}))
+        states = metrics.get("device_state", 0) - states_before
+    batch_rate = len(rows) / batch_s
+    figures |= {"batch_readings": len(rows),
+                "ingest_batch_readings_per_s": round(batch_rate),
+                "raw_copy_same_rows_per_s": round(copy_rate),
+                "ingest_batch_vs_raw_copy": round(batch_rate / copy_rate, 2),
+                "latest_state_readings_per_s": round(batch_rate),
+                "device_state_upserts_per_s": round(states / batch_s)}
+    _print(figures)
+
+    # --- phase 4 -------------------------------------------------------------------
+    with _stack(sample) as (db_url, broker):
+        p50, p99, sent = _lag(db_url, broker, community, sensors, lag_rate, lag_seconds)
+    figures |= {"lag_rate_msgs_per_s": lag_rate, "lag_messages": sent,
+                "lag_p50_ms": round(p50 * 1000, 1), "lag_p99_ms": round(p99 * 1000, 1)}
+    _print(figures)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+# --- messages ----------------------------------------------------------------------
+
+def _single_messages(community: str, sensors: list[str], n: int) -> list[tuple[str, bytes]]:
+    start = datetime.now(timezone.utc) - timedelta(hours=2)
+    out = []
+    for i in range(n):
+        device = sensors[i % len(sensors)]
+        ts = start + timedelta(milliseconds=i)
+        out.append((contract.topic(community, device, "telemetry"),
+                    orjson.dumps({"ts": contract.fmt_time(ts), "readings": {"co": i % 400}})))
+    return out
+
+
+def _batch_messages(community: str, gateway: str, meters, n: int
+                    ) -> tuple[list[tuple[str, bytes]], list[tuple]]:
+    start = datetime.now(timezone.utc) - timedelta(hours=2)
+    ids, types = meters["id"].tolist(), meters["type"].tolist()
+    topic = contract.topic(community, gateway, "batch")
+    out, rows = [], []
+    k = 0
+    for _ in range(n):
+        items = []
+        for _ in range(100):
+            j = k % len(ids)
+            ts = start + timedelta(milliseconds=k)
+            metric = "flow" if types[j] == "water_meter" else "power"
+            items.append({"device": ids[j], "ts": contract.fmt_time(ts),
+                          "readings": {metric: (k % 100) / 10}})
+            rows.append((ts, ids[j], metric, (k % 100) / 10, None, ts))
+            k += 1
+        out.append((topic, orjson.dumps({"items": items})))
+    return out, rows
+
+
+# --- the servers -------------------------------------------------------------------
+
+@contextmanager
+def _stack(sample) -> Iterator[tuple[str, EmbeddedMosquitto]]:
+    root = Path(tempfile.mkdtemp(prefix="twin-bench-"))
+    root.chmod(0o755)
+    pg = EmbeddedPostgres(root / "pg")
+    broker = EmbeddedMosquitto(root / "mqtt")
+    try:
+        url = pg.start()
+        with connect(url) as conn:
+            migrations.upgrade(conn)
+            load_dataset(conn, sample)
+        broker.start()
+        yield url, broker
+    finally:
+        broker.stop()
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _queue(broker: EmbeddedMosquitto, messages: list[tuple[str, bytes]]) -> None:
+    """Publish everything (QoS 1) while the consumer is offline: the broker queues it."""
+    address = BrokerAddress.parse(broker.url)
+    pub = make_client(address, f"bench-pub-{uuid.uuid4().hex[:6]}")
+    pub.max_inflight_messages_set(2000)
+    pub.max_queued_messages_set(0)
+    pub.connect(address.host, address.port)
+    pub.loop_start()
+    # Packet ids wrap at 65,535: keep fewer than that outstanding.
+    for start in range(0, len(messages), 20_000):
+        infos = [pub.publish(t, p, qos=1) for t, p in messages[start:start + 20_000]]
+        for info in infos:
+            info.wait_for_publish(timeout=120)
+    pub.disconnect()
+    pub.loop_stop()
+
+
+def _drain_raw(broker: EmbeddedMosquitto, messages: list[tuple[str, bytes]]) -> float:
+    """Seconds a bare paho client takes to receive the queued messages."""
+    address = BrokerAddress.parse(broker.url)
+    client_id = "bench-raw"
+    got = 0
+    done = threading.Event()
+
+    def on_message(client, userdata, msg) -> None:
+        nonlocal got
+        got += 1
+        if got >= len(messages):
+            done.set()
+
+    def session() -> mqtt.Client:
+        c = make_client(address, client_id)
+        c.on_message = on_message
+        c.on_connect = lambda c, u, f, rc, p: c.subscribe(
+            [(t, 1) for t in contract.subscriptions("raw")])
+        c.connect(address.host, address.port, clean_start=False,
+                  properties=session_properties(receive_maximum=20000))
+        return c
+
+    c = session()
+    c.loop_start()
+    time.sleep(0.5)
+    c.disconnect()
+    c.loop_stop()
+    _queue(broker, messages)
+    got = 0
+    c = session()
+    began = time.perf_counter()
+    c.loop_start()
+    if not done.wait(600):
+        raise RuntimeError(f"raw client received only {got} of {len(messages)}")
+    seconds = time.perf_counter() - began
+    c.disconnect()
+    c.loop_stop()
+    return seconds
+
+
+def _drain_ingest(db_url: str, broker: EmbeddedMosquitto, messages: list[tuple[str, bytes]],
+                  *, expect_rows: int, metrics_out: dict | None = None) -> float:
+    """Seconds a `twin ingest` process takes to commit the rows of the queued messages."""
+    client_id = f"bench-ingest-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "TWIN_DATABASE_URL": db_url, "TWIN_MQTT_URL": broker.url}
+    argv = [TWIN, "ingest", "--client-id", client_id, "--group", "bench",
+            "--metrics-port", "0"]
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(3)  # connect and subscribe; then leave, keeping the session
+    first.send_signal(signal.SIGTERM)
+    first.wait()
+    _queue(broker, messages)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        began = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            while True:
+                n = conn.execute("SELECT count(*) FROM reading").fetchone()[0]
+                if n >= expect_rows:
+                    break
+                if time.perf_counter() - began > 900:
+                    raise RuntimeError(f"ingest stored {n} of {expect_rows}")
+                time.sleep(0.05)
+            seconds = time.perf_counter() - began
+            if metrics_out is not None:
+                metrics_out["device_state"] = conn.execute(
+                    "SELECT count(*) FROM device_state").fetchone()[0]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+        conn.execute("TRUNCATE reading")
+    return seconds
+
+
+def _raw_copy(db_url: str, rows: list[tuple]) -> float:
+    """Rows/s of a bare binary COPY of the same rows into a plain table shaped like reading."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute("CREATE TABLE bench_copy (LIKE reading)")
+        began = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(
+            "COPY bench_copy (time, device_id, metric, value, value_text, received_at) "
+            "FROM STDIN (FORMAT binary)"
+        ) as copy:
+            copy.set_types(["timestamptz", "text", "text", "float8", "text", "timestamptz"])
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        rate = len(rows) / (time.perf_counter() - began)
+        conn.execute("DROP TABLE bench_copy")
+        conn.commit()
+    return rate
+
+
+def _lag(db_url: str, broker: EmbeddedMosquitto, community: str, sensors: list[str],
+         rate: int, seconds: int) -> tuple[float, float, int]:
+    """p50 and p99 of (commit - device time), from the ingest's own lag histogram samples."""
+    from ingest.service import IngestOptions, IngestService
+
+    service = IngestService(db_url, broker.url, IngestOptions(client_id="bench-lag",
+                                                              group="lag"))
+    samples: list[float] = []
+    observe = service.metrics.lag.observe
+    service.metrics.lag.observe = lambda v: (samples.append(v), observe(v))  # type: ignore
+    service.start()
+    address = BrokerAddress.parse(broker.url)
+    pub = make_client(address, "bench-lag-pub")
+    pub.max_inflight_messages_set(2000)
+    pub.connect(address.host, address.port)
+    pub.loop_start()
+    sent = 0
+    began = time.perf_counter()
+    while (elapsed := time.perf_counter() - began) < seconds:
+        due = int(elapsed * rate)
+        while sent < due:
+            device = sensors[sent % len(sensors)]
+            now = datetime.now(timezone.utc)
+            pub.publish(contract.topic(community, device, "telemetry"),
+                        orjson.dumps({"ts": contract.fmt_time(now),
+                                      "readings": {"co": sent % 400}}), qos=1)
+            sent += 1
+        time.sleep(0.001)
+    deadline = time.perf_counter() + 60
+    while len(samples) < sent and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    pub.disconnect()
+    pub.loop_stop()
+    service.stop()
+    samples.sort()
+    return samples[len(samples) // 2], samples[int(len(samples) * 0.99)], sent
+
+
+def _print(figures: dict[str, object]) -> None:
+    print(json.dumps(figures, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    typer.run(main)

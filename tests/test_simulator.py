@@ -1,0 +1,496 @@
+"""The device simulator: its stream (pure) and its publishing to the real broker.
+
+Every message is checked the way ingest checks it (:func:`ingest.decode.decode`
+parses each payload with the contract's models and refuses readings outside the
+registry's ranges), so "no dead letters" means valid and in range.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import paho.mqtt.client as mqtt
+import pytest
+
+from gis_data.dataset import Dataset
+from ingest import contract
+from ingest.decode import Decoded, DeviceInfo, decode
+from ingest.simulation import (
+    INCIDENTS,
+    RELAYED_TYPES,
+    REPORT_INTERVAL_S,
+    Community,
+    Message,
+    Simulation,
+)
+from ingest.simulator import run_simulation
+from twin.device_types import ACCESS_METHODS, CAMERA_CLASSES, DEVICE_TYPES
+
+SHANGHAI = timezone(timedelta(hours=8))
+#: Monday 2 June 2025, local midnight.
+MONDAY = datetime(2025, 6, 2, tzinfo=SHANGHAI)
+#: Buildings kept in the small community: 洋房 1栋, the clubhouse, tower 5栋 (two lifts).
+BUILDINGS = ("wh-guanggu-b01", "wh-guanggu-b03", "wh-guanggu-b07")
+#: Facilities left out of the small community, to keep the day quick.
+LEFT_OUT = ("2号充电棚", "3号充电棚", "4号垃圾站", "5号垃圾站", "6号垃圾站", "7号垃圾站",
+            "8号垃圾站", "9号垃圾站", "10号垃圾站", "北侧绿地", "西南绿地", "东南绿地")
+
+
+def community_of(dataset: Dataset, *, buildings: tuple[str, ...] | None = None,
+                 left_out: tuple[str, ...] = ()) -> Community:
+    """The simulator's frames from a dataset, optionally only some buildings and facilities."""
+    tables = dict(dataset.tables())
+    device = pd.DataFrame(tables["device"].drop(columns="geometry"))
+    facility = pd.DataFrame(tables["facility"][["id", "kind", "name", "building_id"]])
+    if buildings is not None:
+        device = device[device["building_id"].isna() | device["building_id"].isin(buildings)]
+    dropped = facility.loc[facility["name"].isin(left_out), "id"]
+    device = device[~device["facility_id"].isin(dropped)]
+    unit_building = tables["unit"].set_index("id")["building_id"]
+    r = tables["resident"]
+    residents = pd.DataFrame({
+        "id": r["id"], "unit_id": r["unit_id"], "building_id": r["unit_id"].map(unit_building),
+        "care_flags": r["care_flags"], "age_band": r["age_band"],
+    })
+    return Community(devices=device.reset_index(drop=True), residents=residents,
+                     facilities=facility,
+                     buildings=pd.DataFrame(tables["building"][["id", "name"]]))
+
+
+def accepted(community: Community, messages: list[Message], *,
+             received_at: datetime) -> Decoded:
+    """What ingest makes of the messages (rows, or dead letters with the reason)."""
+    d = community.devices
+    directory = {i: DeviceInfo(t, c)
+                 for i, t, c in zip(d["id"], d["type"], d["community_id"])}
+    into = Decoded()
+    for topic, payload in messages:
+        decode(topic, payload, received_at, directory.get, into)
+    return into
+
+
+def readings_frame(decoded: Decoded, community: Community) -> pd.DataFrame:
+    r = pd.DataFrame(decoded.readings,
+                     columns=["time", "device", "metric", "value", "text", "received"])
+    r["time"] = pd.to_datetime(r["time"], utc=True)
+    r["type"] = r["device"].map(dict(zip(community.devices["id"], community.devices["type"])))
+    r["hour"] = _local_hours(r["time"])
+    return r
+
+
+def events_frame(decoded: Decoded, community: Community) -> pd.DataFrame:
+    e = pd.DataFrame(decoded.events, columns=[
+        "time", "device", "event_id", "kind", "class", "confidence", "method", "direction",
+        "subject", "value", "attrs", "received"])
+    e["time"] = pd.to_datetime(e["time"], utc=True)
+    e["type"] = e["device"].map(dict(zip(community.devices["id"], community.devices["type"])))
+    e["hour"] = _local_hours(e["time"])
+    return e
+
+
+def _local_hours(times: pd.Series) -> pd.Series:
+    local = times.dt.tz_convert("Asia/Shanghai")
+    return local.dt.hour + local.dt.minute / 60
+
+
+@pytest.fixture(scope="module")
+def small(sample: Dataset) -> Community:
+    return community_of(sample, buildings=BUILDINGS, left_out=LEFT_OUT)
+
+
+@pytest.fixture(scope="module")
+def day(small: Community) -> dict:
+    """One simulated Monday of the small community, from local midnight, a tick a minute."""
+    sim = Simulation(small, start=MONDAY, seed=3, tick_s=60)
+    messages = sim.opening() + sim.advance(MONDAY + timedelta(days=1))
+    decoded = accepted(small, messages, received_at=MONDAY + timedelta(days=1, minutes=1))
+    return {"messages": messages, "decoded": decoded,
+            "readings": readings_frame(decoded, small), "events": events_frame(decoded, small)}
+
+
+# --- the stream is valid ---------------------------------------------------------------
+
+def test_every_payload_validates_and_every_reading_is_in_range(day: dict) -> None:
+    for topic, payload in day["messages"]:
+        parts = contract.parse_topic(topic)
+        assert parts is not None, topic
+        contract.PAYLOADS[parts[2]].model_validate_json(payload)
+    decoded = day["decoded"]
+    assert decoded.dead == [], decoded.dead[:3]
+    assert len(decoded.readings) > 50_000 and len(decoded.events) > 1_000
+
+
+def test_every_device_type_has_a_reporting_interval() -> None:
+    assert set(REPORT_INTERVAL_S) == set(DEVICE_TYPES)
+
+
+def test_every_device_of_every_type_speaks_in_a_day(day: dict, small: Community) -> None:
+    assert set(small.devices["type"]) == set(DEVICE_TYPES)
+    r = day["readings"]
+    assert set(r["type"]) == set(DEVICE_TYPES)
+    assert set(r["device"]) == set(small.devices["id"])
+    statuses = day["decoded"].statuses
+    assert set(statuses) == set(small.devices["id"])
+    assert all(online for online, _ in statuses.values())
+    for code, spec in DEVICE_TYPES.items():
+        assert set(r.loc[r["type"] == code, "metric"]) == set(spec.metrics), code
+
+
+def test_access_peaks_at_commuting_hours_and_is_quiet_at_night(day: dict,
+                                                               small: Community) -> None:
+    e = day["events"]
+    access = e[e["kind"] == "access"]
+    h = access["hour"]
+    rush = (h.between(7, 9, inclusive="left") | h.between(17, 19, inclusive="left")).sum()
+    night = h.between(2, 4, inclusive="left").sum()
+    assert rush > 15 * max(night, 1)
+    morning = access[h.between(7, 9, inclusive="left")]
+    evening = access[h.between(17, 19, inclusive="left")]
+    assert (morning["direction"] == "out").mean() > 0.7
+    assert (evening["direction"] == "in").mean() > 0.7
+    shares = access["method"].value_counts(normalize=True)
+    assert set(shares.index) == set(ACCESS_METHODS)
+    assert shares.idxmax() == "face" and shares["face"] > 0.4
+    # A door lets in the residents of its building; a visitor on the intercom is anonymous.
+    doors = access[access["type"] == "access_door"]
+    building_of = small.devices.set_index("id")["building_id"]
+    lives_in = small.residents.set_index("id")["building_id"]
+    known = doors[doors["subject"].notna()]
+    residential = known["device"].map(building_of).isin(small.residents["building_id"])
+    assert (known.loc[residential, "subject"].map(lives_in)
+            == known.loc[residential, "device"].map(building_of)).all()
+    assert access.loc[access["method"] == "intercom", "subject"].isna().all()
+
+
+def test_chargers_are_plugged_in_in_the_evening_and_stop_hours_later(day: dict) -> None:
+    e = day["events"]
+    starts = e[e["kind"] == "charge_start"]
+    stops = e[e["kind"] == "charge_stop"]
+    evening = starts["hour"].between(18, 23, inclusive="left")
+    assert evening.mean() > 0.6 and len(starts) > 10
+    session = e["attrs"].str.extract(r'"session":"([^"]+)"', expand=False)
+    started_at = e.loc[e["kind"] == "charge_start"].assign(session=session)
+    started_at = started_at.set_index("session")["time"]
+    stopped = stops.assign(session=session[stops.index])
+    known = stopped[stopped["session"].isin(started_at.index)]
+    assert len(known) > 5
+    began = started_at.loc[known["session"]].reset_index(drop=True)
+    hours = (known["time"].reset_index(drop=True) - began).dt.total_seconds() / 3600
+    assert hours.between(2, 6).all()
+    assert (known["value"] > 0.3).all()  # energy_kwh
+    r = day["readings"]
+    status = r[(r["type"] == "ev_charger") & (r["metric"] == "status")]
+    charging = status.assign(on=status["text"] == "charging").groupby(
+        status["hour"].astype(int))["on"].mean()
+    assert charging[21] > 3 * charging[11]
+
+
+def test_bins_fill_through_the_day_and_are_emptied_morning_and_evening(day: dict) -> None:
+    r = day["readings"]
+    fill = r[(r["type"] == "trash_bin_sensor") & (r["metric"] == "fill")]
+    by_hour = fill.groupby(fill["hour"].astype(int))["value"].mean()
+    assert by_hour[6] > by_hour[8] + 5       # emptied around 07:00
+    assert by_hour[18] > by_hour[8] + 20     # filling all day
+    assert by_hour[18] > by_hour[20] + 20    # emptied around 19:00
+
+
+def test_soil_dries_by_day_and_is_wetted_by_irrigation(day: dict) -> None:
+    r = day["readings"]
+    soil = r[(r["type"] == "soil_sensor") & (r["metric"] == "soil_moisture")]
+    by_hour = soil.groupby(soil["hour"].astype(int))["value"].mean()
+    assert by_hour[17] < by_hour[8] - 2      # dries through the day
+    assert by_hour[20] > by_hour[17] + 1     # watered at 18:30
+    valves = r[(r["type"] == "irrigation_valve") & (r["metric"] == "valve")]
+    opened = valves.loc[valves["text"] == "open", "hour"]
+    assert len(opened) > 0 and (opened.between(6, 7.5) | opened.between(18.5, 20)).all()
+
+
+def test_garage_co_is_low_with_rush_hour_peaks_and_smoke_is_quiet(day: dict) -> None:
+    r = day["readings"]
+    co = r[(r["type"] == "co_sensor") & (r["metric"] == "co")]
+    assert co["value"].max() < 50
+    by_hour = co.groupby(co["hour"].astype(int))["value"].mean()
+    assert by_hour[8] > 2 * by_hour[3] and by_hour[18] > 2 * by_hour[14]
+    smoke = r[(r["type"] == "smoke_detector") & (r["metric"] == "smoke_obscuration")]
+    assert smoke["value"].max() < 1.0
+    assert not (day["events"]["kind"] == "smoke_alarm").any()
+
+
+def test_meters_follow_the_day_and_count_up(day: dict) -> None:
+    r = day["readings"]
+    power = r[(r["type"] == "power_meter") & (r["metric"] == "power")]
+    by_hour = power.groupby(power["hour"].astype(int))["value"].mean()
+    assert by_hour[20] > 2 * by_hour[3]
+    total = r[(r["type"] == "water_meter") & (r["metric"] == "total")].sort_values("time")
+    assert (total.groupby("device")["value"].diff().dropna() >= 0).all()
+
+
+def test_homes_are_armed_away_during_working_hours(day: dict) -> None:
+    r = day["readings"]
+    away = r[(r["type"] == "smart_home_hub") & (r["metric"] == "away_mode")]
+    on = away.assign(on=away["text"] == "on").groupby(away["hour"].astype(int))["on"].mean()
+    assert 0.2 < on[11] < 1.0
+    assert on[23] == 0 and on[3] == 0
+
+
+def test_cameras_detect_rarely_and_only_known_classes(day: dict, small: Community) -> None:
+    e = day["events"]
+    detections = e[e["kind"] == "detection"]
+    cameras = (small.devices["type"] == "ai_camera").sum()
+    assert 0 < len(detections) < 3 * cameras
+    assert set(detections["class"]) <= set(CAMERA_CLASSES)
+    assert (detections["type"] == "ai_camera").all()
+
+
+def test_gateways_count_the_devices_they_relay(day: dict, small: Community) -> None:
+    d = small.devices
+    r = day["readings"]
+    connected = r[(r["type"] == "iot_gateway") & (r["metric"] == "connected_devices")]
+    reported = connected.groupby("device")["value"].last()
+    gateways = d[(d["type"] == "iot_gateway") & d["building_id"].notna()]
+    relayed = d[d["type"].isin(RELAYED_TYPES)].groupby("building_id").size()
+    for gateway, building in zip(gateways["id"], gateways["building_id"]):
+        assert reported[gateway] == relayed[building]
+
+
+# --- batching --------------------------------------------------------------------------
+
+def test_gateways_batch_what_they_relay_and_nothing_is_lost(small: Community) -> None:
+    start = MONDAY + timedelta(hours=7)
+    end = start + timedelta(hours=2)
+    plain = Simulation(small, start=start, seed=5, tick_s=30)
+    one_by_one = plain.advance(end)
+    batched = Simulation(small, start=start, seed=5, tick_s=30, batch_size=20)
+    grouped = batched.advance(end) + batched.flush()
+    d = small.devices.set_index("id")
+    kinds = [contract.parse_topic(t) for t, _ in grouped]
+    batches = [(device, payload) for (_, device, kind), (_, payload) in zip(kinds, grouped)
+               if kind == "batch"]
+    assert batches
+    for device, payload in batches:
+        items = contract.Batch.model_validate_json(payload).items
+        assert d.loc[device, "type"] == "iot_gateway" and len(items) <= 20
+        assert {d.loc[i.device, "building_id"] for i in items} == {d.loc[device, "building_id"]}
+        assert {d.loc[i.device, "type"] for i in items} <= set(RELAYED_TYPES)
+    own = {device for _, device, kind in kinds if kind in ("telemetry", "event")}
+    assert not any(d.loc[device, "type"] in RELAYED_TYPES and pd.notna(d.loc[device, "building_id"])
+                   for device in own)
+    received = end + timedelta(minutes=1)
+    a = accepted(small, one_by_one, received_at=received)
+    b = accepted(small, grouped, received_at=received)
+    assert a.dead == [] and b.dead == []
+    assert sorted(a.readings, key=repr) == sorted(b.readings, key=repr)
+    assert len(grouped) < len(one_by_one)
+
+
+# --- incidents -------------------------------------------------------------------------
+
+def _incident(community: Community, spec: str, *, minutes: float = 40,
+              seed: int = 11) -> tuple[pd.DataFrame, pd.DataFrame, Decoded, Simulation]:
+    """Ten in the morning on Monday, then ``spec`` injected, for ``minutes``."""
+    start = MONDAY + timedelta(hours=10)
+    sim = Simulation(community, start=start, seed=seed, tick_s=20)
+    sim.inject(spec)
+    end = start + timedelta(minutes=minutes)
+    decoded = accepted(community, sim.advance(end) + sim.flush(),
+                       received_at=end + timedelta(minutes=1))
+    assert decoded.dead == []
+    return readings_frame(decoded, community), events_frame(decoded, community), decoded, sim
+
+
+def _at(community: Community, facility_name: str, code: str) -> set[str]:
+    f = community.facilities
+    place = f.loc[f["name"] == facility_name, "id"].item()
+    d = community.devices
+    return set(d.loc[(d["facility_id"] == place) & (d["type"] == code), "id"])
+
+
+def test_co_leak_raises_that_garages_co_far_over_50_ppm(small: Community) -> None:
+    r, *_ = _incident(small, "co-leak:1号地库")
+    co = r[(r["type"] == "co_sensor") & (r["metric"] == "co")]
+    leaking = co[co["device"].isin(_at(small, "1号地库", "co_sensor"))]
+    assert leaking["value"].max() > 120
+    assert (leaking.groupby("device")["value"].max() > 50).all()
+    over = leaking[leaking["value"] > 50]
+    assert over["time"].max() - over["time"].min() > timedelta(minutes=10)
+    assert co.loc[~co["device"].isin(_at(small, "1号地库", "co_sensor")), "value"].max() < 50
+    fans = r[(r["type"] == "exhaust_fan") & (r["metric"] == "running")
+             & r["device"].isin(_at(small, "1号地库", "exhaust_fan"))]
+    leak_start = MONDAY + timedelta(hours=10)
+    during = fans["time"].between(leak_start + timedelta(minutes=8),
+                                  leak_start + timedelta(minutes=25))
+    assert during.sum() >= 4 and (fans.loc[during, "text"] == "on").all()
+
+
+@pytest.mark.parametrize("target", ["南门(主入口)", "fire-lane camera"])
+def test_fire_lane_parking_is_detected_again_and_again(small: Community, target: str) -> None:
+    d = small.devices
+    if target == "fire-lane camera":
+        outdoor = d[(d["type"] == "ai_camera") & d["building_id"].isna()
+                    & d["facility_id"].isna()]
+        target = outdoor["id"].iloc[0]
+        cameras = {target}
+    else:
+        cameras = _at(small, target, "ai_camera")
+    _, e, *_ = _incident(small, f"fire-lane-parking:{target}", minutes=20)
+    parked = e[(e["kind"] == "detection") & (e["class"] == "fire_lane_parking")]
+    assert set(parked["device"]) == cameras
+    assert parked.groupby("device").size().min() >= 10
+
+
+def test_high_altitude_throw_is_seen_by_that_buildings_camera(small: Community) -> None:
+    b = small.buildings.set_index("id")
+    _, e, *_ = _incident(small, f"high-altitude-throw:{b.loc['wh-guanggu-b07', 'name']}",
+                         minutes=5)
+    throws = e[(e["kind"] == "detection") & (e["class"] == "high_altitude_throw")]
+    d = small.devices.set_index("id")
+    assert len(throws) >= 1
+    assert set(d.loc[throws["device"], "building_id"]) == {"wh-guanggu-b07"}
+    assert throws["attrs"].str.contains("floor_estimate").all()
+
+
+def test_ebike_in_lift_is_seen_by_the_lift_cameras(small: Community) -> None:
+    _, e, *_ = _incident(small, "ebike-in-lift:wh-guanggu-b07", minutes=15)
+    ebikes = e[(e["kind"] == "detection") & (e["class"] == "ebike_in_lift")]
+    f = small.facilities.set_index("id")
+    lifts = f[(f["kind"] == "elevator") & (f["building_id"] == "wh-guanggu-b07")].index
+    d = small.devices.set_index("id")
+    assert set(d.loc[ebikes["device"], "facility_id"]) == set(lifts)
+    assert len(ebikes) >= 2 * len(lifts)
+
+
+def test_charger_overheat_takes_one_charger_over_80_degrees(small: Community) -> None:
+    r, *_ = _incident(small, "charger-overheat:1号充电棚")
+    temperature = r[(r["type"] == "ev_charger") & (r["metric"] == "temperature")]
+    hot = temperature[temperature["value"] > 80]
+    assert hot["device"].nunique() == 1
+    assert hot["device"].iloc[0] in _at(small, "1号充电棚", "ev_charger")
+    assert temperature["value"].max() < 100
+    status = r[(r["device"] == hot["device"].iloc[0]) & (r["metric"] == "status")]
+    assert (status["text"] == "charging").all()
+
+
+def test_trash_overflow_fills_the_bins_and_the_camera_sees_it(small: Community) -> None:
+    r, e, *_ = _incident(small, "trash-overflow:1号垃圾站", minutes=30)
+    bins = _at(small, "1号垃圾站", "trash_bin_sensor")
+    fill = r[(r["metric"] == "fill") & r["device"].isin(bins)]
+    assert set(fill["device"]) == bins and (fill["value"] == 100).all()
+    overflow = e[(e["kind"] == "detection") & (e["class"] == "garbage_overflow")]
+    assert set(overflow["device"]) == _at(small, "1号垃圾站", "ai_camera")
+    assert len(overflow) >= 2
+
+
+@pytest.mark.parametrize("place", ["1号泵房", "2号地库"])
+def test_water_leak_turns_the_sensors_there_wet(small: Community, place: str) -> None:
+    r, *_ = _incident(small, f"water-leak:{place}", minutes=5)
+    leak = r[r["metric"] == "leak"]
+    wet = set(leak.loc[leak["text"] == "wet", "device"])
+    assert wet == _at(small, place, "water_leak_sensor")
+
+
+def test_device_offline_says_so_then_falls_silent(small: Community) -> None:
+    d = small.devices
+    sensor = d.loc[d["type"] == "co_sensor", "id"].iloc[0]
+    r, e, decoded, _ = _incident(small, f"device-offline:{sensor}", minutes=20)
+    assert decoded.statuses[sensor][0] is False
+    assert sensor not in set(r["device"]) and sensor not in set(e["device"])
+    assert len(r) > 1000
+
+
+def test_a_resident_not_seen_has_no_access_events(small: Community, day: dict) -> None:
+    access = day["events"][day["events"]["kind"] == "access"]
+    busiest = access["subject"].value_counts().index[0]
+    sim = Simulation(small, start=MONDAY, seed=3, tick_s=60)
+    sim.inject(f"elderly-not-seen:{busiest}")
+    decoded = accepted(small, sim.advance(MONDAY + timedelta(days=1)),
+                       received_at=MONDAY + timedelta(days=1, minutes=1))
+    e = events_frame(decoded, small)
+    assert not (e["subject"] == busiest).any()
+    assert (e["kind"] == "access").sum() > 0.8 * len(access)
+
+
+def test_unknown_incidents_and_targets_are_named(small: Community) -> None:
+    sim = Simulation(small, start=MONDAY, seed=1)
+    with pytest.raises(ValueError, match=r"unknown incident 'gas-leak'.*co-leak, "
+                                         r"fire-lane-parking.*device-offline"):
+        sim.inject("gas-leak:1号地库")
+    with pytest.raises(ValueError, match=r"no garage '9号地库'.*1号地库, 2号地库"):
+        sim.inject("co-leak:9号地库")
+    with pytest.raises(ValueError, match=r"'co-leak' needs a target"):
+        sim.inject("co-leak")
+    with pytest.raises(ValueError, match=r"no resident 'r-nobody'"):
+        sim.inject("elderly-not-seen:r-nobody")
+    with pytest.raises(ValueError, match=r"no building '99栋'"):
+        sim.inject("high-altitude-throw:99栋")
+    with pytest.raises(ValueError, match=r"no device 'nothing'"):
+        sim.inject("device-offline:nothing")
+    assert sim.incidents == ()
+    assert len(INCIDENTS) == 9
+
+
+def test_the_same_seed_gives_the_same_stream_however_time_is_sliced(small: Community) -> None:
+    start = MONDAY + timedelta(hours=8)
+    whole = Simulation(small, start=start, seed=9, tick_s=30)
+    whole.inject("co-leak:2号地库")
+    one_go = whole.advance(start + timedelta(hours=1))
+    sliced = Simulation(small, start=start, seed=9, tick_s=30)
+    sliced.inject("co-leak:2号地库")
+    pieces: list[Message] = []
+    for minutes in np.arange(7, 61, 7).tolist() + [60]:
+        pieces += sliced.advance(start + timedelta(minutes=minutes))
+    assert pieces == one_go
+    other = Simulation(small, start=start, seed=10, tick_s=30)
+    assert other.advance(start + timedelta(hours=1)) != one_go
+
+
+# --- publishing to the broker ----------------------------------------------------------
+
+def test_run_simulation_publishes_every_message_to_the_broker(broker, sample_db_url,
+                                                             sample: Dataset) -> None:
+    topics: list[str] = []
+    subscribed = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sim-test-listener",
+                         protocol=mqtt.MQTTv5)
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_message = lambda _c, _u, message: topics.append(message.topic)
+    client.on_connect = lambda c, *_: c.subscribe("twin/v1/#", qos=1)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        assert subscribed.wait(10)
+        report = run_simulation(sample_db_url, broker.url, messages=500, batch_size=10,
+                                speed=60.0, seed=2, inject=["co-leak:1号地库"])
+        deadline = time.monotonic() + 20
+        while len(topics) < 500 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        _forget_retained(broker.url, [t for t in topics if t.endswith("/status")])
+    assert report.total == 500 and report.community_id == "wh-guanggu"
+    assert report.devices == len(sample.device)
+    assert report.incidents[0].place == "wh-guanggu-f022"
+    assert len(topics) == 500
+    parsed = [contract.parse_topic(t) for t in topics]
+    assert all(p is not None and p[0] == "wh-guanggu" for p in parsed)
+    assert {p[2] for p in parsed} == set(report.published)
+
+
+def _forget_retained(url: str, topics: list[str]) -> None:
+    """Clear the retained statuses the run left, so other tests meet a clean broker."""
+    from ingest.broker import BrokerAddress, make_client
+
+    address = BrokerAddress.parse(url)
+    client = make_client(address, "sim-test-cleaner")
+    client.connect(address.host, address.port)
+    client.loop_start()
+    infos = [client.publish(topic, b"", qos=1, retain=True) for topic in set(topics)]
+    for info in infos:
+        info.wait_for_publish(timeout=10)
+    client.disconnect()
+    client.loop_stop()
