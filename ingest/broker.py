@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
@@ -73,3 +74,16 @@ def session_properties(*, receive_maximum: int) -> Properties:
     props.SessionExpiryInterval = SESSION_NEVER_EXPIRES
     props.ReceiveMaximum = receive_maximum
     return props
+
+
+def forget_session(url: str, client_id: str) -> None:
+    """Ask the broker to drop a persistent session and its queue (a retired consumer)."""
+    address = BrokerAddress.parse(url)
+    client = make_client(address, client_id)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    client.connect(address.host, address.port, clean_start=True, properties=props)
+    client.loop_start()
+    time.sleep(0.1)
+    client.disconnect()
+    client.loop_stop()

@@ -7,7 +7,6 @@ be tested alone and the service only moves bytes and rows.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -19,6 +18,16 @@ from ingest import contract
 from twin.device_types import CAMERA_CLASSES, DEVICE_TYPES, GATEWAY_TYPE
 _CAMERA_CLASSES = frozenset(CAMERA_CLASSES)
 _SKEW = timedelta(seconds=contract.MAX_CLOCK_SKEW_S)
+_INF = float("inf")
+#: type -> metric -> (text choices or None, low, high): the registry, flattened for speed.
+_LIMITS: dict[str, dict[str, tuple[frozenset[str] | None, float, float]]] = {
+    code: {
+        name: (frozenset(m.choices), -_INF, _INF) if m.is_text
+        else (None, -_INF if m.min is None else m.min, _INF if m.max is None else m.max)
+        for name, m in t.metrics.items()
+    }
+    for code, t in DEVICE_TYPES.items()
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +68,7 @@ class Decoded:
     acks: list[tuple] = field(default_factory=list)
     # (received_at, topic, payload, reason, detail, item)
     dead: list[tuple] = field(default_factory=list)
-    # device time of each accepted message, for end-to-end lag
+    # device time of each message with accepted rows (a batch: its oldest item), for lag
     device_times: list[datetime] = field(default_factory=list)
 
 
@@ -84,8 +93,10 @@ def _decode(topic: str, payload: bytes, received_at: datetime, directory: Direct
     message = _parse(contract.PAYLOADS[kind], payload)
     if kind == "telemetry":
         _readings(device_id, device, message.ts, message.readings, received_at, into)
+        into.device_times.append(message.ts)
     elif kind == "event":
         _event(device_id, device, message, received_at, into)
+        into.device_times.append(message.ts)
     elif kind == "status":
         ts = message.ts or received_at
         _not_future(ts, received_at)
@@ -106,51 +117,65 @@ def _decode(topic: str, payload: bytes, received_at: datetime, directory: Direct
 def _batch(topic: str, payload: bytes, batch: contract.Batch, community_id: str,
            directory: Directory, received_at: datetime, into: Decoded) -> None:
     """Accept the good items of a batch; refuse the others one by one."""
+    oldest: datetime | None = None
     for index, item in enumerate(batch.items):
         try:
             device = _known(directory, item.device, community_id)
             if item.readings is not None:
                 assert item.ts is not None
                 _readings(item.device, device, item.ts, item.readings, received_at, into)
+                ts = item.ts
             else:
                 assert item.event is not None
                 _event(item.device, device, item.event, received_at, into)
+                ts = item.event.ts
         except Refused as refused:
             into.dead.append((received_at, topic, payload, refused.reason,
                               f"item {index}: {refused.detail}", index))
+            continue
+        if oldest is None or ts < oldest:
+            oldest = ts
+    if oldest is not None:  # the message's age, for the lag metric: its oldest item
+        into.device_times.append(oldest)
 
 
 def _readings(device_id: str, device: DeviceInfo, ts: datetime,
               readings: dict[str, float | str], received_at: datetime, into: Decoded) -> None:
-    _not_future(ts, received_at)
-    metrics = DEVICE_TYPES[device.type].metrics
+    """Check every value against its type's range, then add rows and latest values.
+
+    The hot path of ingest (one call per device per message), so it works from
+    a flat table of limits and touches each value once.
+    """
+    if ts - received_at > _SKEW:
+        _not_future(ts, received_at)
+    limits = _LIMITS[device.type]
     rows = []
     for name, value in readings.items():
-        metric = metrics.get(name)
-        if metric is None:
+        limit = limits.get(name)
+        if limit is None:
             raise Refused("unknown_metric", f"{device.type} has no metric {name!r}")
-        if metric.is_text:
-            if value not in metric.choices:
+        choices, low, high = limit
+        if choices is not None:
+            if value not in choices:
                 raise Refused("out_of_range",
-                              f"{name}={value!r} is not one of {', '.join(metric.choices)}")
+                              f"{name}={value!r} is not one of {', '.join(sorted(choices))}")
             rows.append((ts, device_id, name, None, value, received_at))
+        elif value.__class__ is str or not low <= value <= high:
+            unit = DEVICE_TYPES[device.type].metrics[name].unit
+            raise Refused("out_of_range", f"{name}={value!r} {unit} outside [{low:g}, {high:g}]")
         else:
-            if isinstance(value, str) or not math.isfinite(value):
-                raise Refused("out_of_range", f"{name}={value!r} is not a number")
-            if (metric.min is not None and value < metric.min) or (
-                    metric.max is not None and value > metric.max):
-                raise Refused("out_of_range",
-                              f"{name}={value:g} {metric.unit} outside [{metric.min:g}, "
-                              f"{metric.max:g}]")
             rows.append((ts, device_id, name, float(value), None, received_at))
     into.readings.extend(rows)
-    latest = into.latest.setdefault(device_id, {})
-    for _, _, name, number, text, _ in rows:
-        held = latest.get(name)
+    latest = into.latest.get(device_id)
+    if latest is None:
+        latest = into.latest[device_id] = {}
+    for row in rows:
+        held = latest.get(row[2])
         if held is None or held[0] <= ts:
-            latest[name] = (ts, number if text is None else text)
-    _seen(into, device_id, ts)
-    into.device_times.append(ts)
+            latest[row[2]] = (ts, row[3] if row[4] is None else row[4])
+    seen = into.last_seen.get(device_id)
+    if seen is None or seen < ts:
+        into.last_seen[device_id] = ts
 
 
 def _event(device_id: str, device: DeviceInfo, event: contract.EventBody,
@@ -171,7 +196,6 @@ def _event(device_id: str, device: DeviceInfo, event: contract.EventBody,
         received_at,
     ))
     _seen(into, device_id, event.ts)
-    into.device_times.append(event.ts)
 
 
 def _known(directory: Directory, device_id: str, community_id: str) -> DeviceInfo:

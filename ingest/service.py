@@ -5,7 +5,10 @@ decoder thread takes the list every ``flush_interval_s`` (or sooner when it
 reaches ``max_batch``) and decodes it; a writer thread writes each decoded
 flush in one transaction and only then acknowledges its messages (QoS 1,
 manual ack). The two overlap: while PostgreSQL commits one flush (and the
-GIL is free), the next is decoded. If the database is down,
+GIL is free), the next is decoded. Acknowledgements are sent by the network
+thread itself, as it reads the next messages (a paho call from another thread
+would wake its loop once per message); when the stream goes quiet, the
+decoder thread sends what is left. If the database is down,
 the flush is retried with back-off and nothing is acknowledged; the broker
 stops sending once our receive window is full and redelivers whatever was not
 acknowledged if we die. Writes are idempotent, so redelivery adds nothing.
@@ -13,6 +16,7 @@ acknowledged if we die. Writes are idempotent, so redelivery adds nothing.
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import signal
@@ -35,6 +39,9 @@ from twin.errors import TwinError, UnreachableError
 from twin.store.connection import connect
 
 log = logging.getLogger("twin.ingest")
+#: After this long without a new message, committed messages are acknowledged
+#: by the decoder thread instead of waiting for the network thread.
+_QUIET_ACK_S = 0.05
 _DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, UnreachableError)
 
 
@@ -73,9 +80,12 @@ class IngestService:
         self._decoded: queue.Queue[tuple[list[_Item], Decoded] | None] = queue.Queue(maxsize=2)
         self._pending: list[_Item] = []
         self._lock = threading.Lock()
+        self._ack_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._generation = 0
+        # (committed at, items) whose acknowledgements are due; see _send_acks
+        self._ready: collections.deque[tuple[float, list[_Item]]] = collections.deque()
         self._connected = threading.Event()
         self._client = make_client(self.address, options.client_id, manual_ack=True)
         self._client.on_connect = self._on_connect
@@ -115,6 +125,7 @@ class IngestService:
         for thread in (self._decoder, self._writer):
             if thread.is_alive():
                 thread.join()
+        self._send_acks()  # queued before DISCONNECT, so written before it
         self._client.disconnect()
         self._client.loop_stop()
         for conn in (self._write_conn, self._lookup_conn):
@@ -141,7 +152,10 @@ class IngestService:
             return
         with self._lock:
             self._generation += 1
-        client.subscribe([(t, SubscribeOptions(qos=1))
+        # Retain handling 2: no retained messages at subscribe. The spec keeps
+        # them from shared subscriptions, but Mosquitto 2.0 sends them, which
+        # would replay one status per device to every member on every reconnect.
+        client.subscribe([(t, SubscribeOptions(qos=1, retainHandling=2))
                           for t in contract.subscriptions(self.options.group)])
         self._connected.set()
         log.info("connected to %s:%d (session present: %s)", self.address.host,
@@ -153,11 +167,12 @@ class IngestService:
             log.warning("lost the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        if self._ready:
+            self._send_acks()
         with self._lock:
             self._pending.append(_Item(msg.mid, msg.qos, msg.topic, msg.payload, time.time(),
                                        self._generation))
             n = len(self._pending)
-        self.metrics.received.inc()
         if n >= self.options.max_batch:
             self._wake.set()
 
@@ -168,7 +183,10 @@ class IngestService:
             self._wake.clear()
             with self._lock:
                 batch, self._pending = self._pending, []
+            if self._ready and time.time() - self._ready[0][0] > _QUIET_ACK_S:
+                self._send_acks()  # the stream went quiet: nobody else will send them
             if batch:
+                self.metrics.received.inc(len(batch))
                 rows = self._retrying(lambda: self._decode(batch), len(batch))
                 if rows is None:
                     continue  # stopping with the database down: the broker redelivers
@@ -238,13 +256,21 @@ class IngestService:
         return rows
 
     def _ack(self, batch: list[_Item]) -> None:
-        with self._lock:
-            generation = self._generation
-        for item in batch:
-            # A message from before a reconnect is redelivered by the broker (and
-            # written again as a no-op); its old id may now name another message.
-            if item.qos > 0 and item.generation == generation:
-                self._client.ack(item.mid, item.qos)
+        """Hand committed messages over for acknowledgement."""
+        self._ready.append((time.time(), batch))
+
+    def _send_acks(self) -> None:
+        """Acknowledge committed messages (from the network thread when it can)."""
+        with self._ack_lock:
+            with self._lock:
+                generation = self._generation
+            while self._ready:
+                _, batch = self._ready.popleft()
+                for item in batch:
+                    # A message from before a reconnect is redelivered by the broker
+                    # (and written again as a no-op); its old id may now name another.
+                    if item.qos > 0 and item.generation == generation:
+                        self._client.ack(item.mid, item.qos)
 
     def _write_db(self) -> psycopg.Connection:
         if self._write_conn is None or self._write_conn.closed:

@@ -23,6 +23,7 @@ import pandas as pd
 import psycopg
 import typer
 
+from ingest.broker_auth import SIMULATOR
 from ingest.broker import (
     NO_MATCHING_SUBSCRIBERS,
     BrokerAddress,

@@ -1,4 +1,4 @@
-"""Test-side MQTT clients: a publisher that retries like a real device, and cleanup."""
+"""Test-side MQTT helpers: a publisher that retries like a real device, and waiting."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import time
 import uuid
 from collections.abc import Callable
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from ingest.broker import NO_MATCHING_SUBSCRIBERS, BrokerAddress, make_client, session_properties
+from ingest.broker import (
+    NO_MATCHING_SUBSCRIBERS,
+    BrokerAddress,
+    make_client,
+    session_properties,
+)
 
 
 class Publisher:
@@ -56,15 +57,16 @@ class Publisher:
             self._unmatched.add(mid)
 
 
-def forget_session(url: str, client_id: str) -> None:
-    """Ask the broker to drop a persistent session, so tests leave no queues behind."""
+def clear_retained(url: str, topics: list[str]) -> None:
+    """Clear retained messages a test left, so later tests meet a clean broker."""
     address = BrokerAddress.parse(url)
-    client = make_client(address, client_id)
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 0
-    client.connect(address.host, address.port, clean_start=True, properties=props)
+    client = make_client(address, f"cleaner-{uuid.uuid4().hex[:6]}")
+    client.connect(address.host, address.port)
     client.loop_start()
-    time.sleep(0.1)
+    for start in range(0, len(topics), 20_000):  # packet ids wrap at 65,535
+        infos = [client.publish(t, b"", qos=1, retain=True) for t in set(topics[start:start + 20_000])]
+        for info in infos:
+            info.wait_for_publish(timeout=10)
     client.disconnect()
     client.loop_stop()
 

@@ -65,3 +65,44 @@ def test_unknown_building_is_one_sentence(home: dict[str, str]) -> None:
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: there is no building 'no-such-building' in the twin"
+
+
+def test_simulate_into_a_running_ingest(twin_db_url, broker, server_root: Path, sample) -> None:
+    """`twin simulate` through the console script, into `twin ingest`, with an incident."""
+    import uuid
+
+    import psycopg
+
+    from ingest.service import IngestOptions, IngestService
+    from ingest.broker import forget_session
+    from tests.mqtt_helpers import clear_retained, wait_until
+
+    service = IngestService(twin_db_url, broker.url, IngestOptions(
+        client_id=f"cli-{uuid.uuid4().hex[:6]}", group=f"cli{uuid.uuid4().hex[:6]}"))
+    service.start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
+        env |= {"TWIN_DATABASE_URL": twin_db_url, "TWIN_MQTT_URL": broker.url,
+                "TWIN_HOME": str(server_root / "cli-sim"), "COLUMNS": "160"}
+        out = _twin(env, "simulate", "--speed", "120", "--duration", "4",
+                    "--inject", "co-leak:1号地库")
+        assert "incident co-leak" in out and "no subscriber" not in out
+
+        def landed() -> bool:
+            with psycopg.connect(twin_db_url) as conn:
+                return conn.execute(
+                    "SELECT count(*) FILTER (WHERE online) > 2000 AND max((metrics->'co'->>'v')"
+                    "::float) FILTER (WHERE metrics ? 'co') > 50 FROM device_state"
+                ).fetchone()[0] is True
+
+        wait_until(landed, timeout=30)
+        with psycopg.connect(twin_db_url) as conn:
+            assert conn.execute("SELECT count(*) FROM dead_letter").fetchone()[0] == 0
+    finally:
+        service.stop()
+        forget_session(broker.url, service.options.client_id)
+        from ingest.contract import topic
+
+        devices = dict(sample.tables())["device"]
+        clear_retained(broker.url, [topic(c, d, "status") for c, d in
+                                    zip(devices["community_id"], devices["id"], strict=True)])

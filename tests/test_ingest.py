@@ -24,7 +24,8 @@ import pytest
 
 from ingest import contract
 from ingest.service import IngestOptions, IngestService
-from tests.mqtt_helpers import Publisher, forget_session, wait_until
+from ingest.broker import forget_session
+from tests.mqtt_helpers import Publisher, wait_until
 from twin.services.mosquitto import EmbeddedMosquitto
 from twin.services.postgres import EmbeddedPostgres
 from twin.store import migrations

@@ -29,6 +29,7 @@ from ingest.simulation import (
 )
 from ingest.simulator import run_simulation
 from twin.device_types import ACCESS_METHODS, CAMERA_CLASSES, DEVICE_TYPES
+from tests.mqtt_helpers import clear_retained
 
 SHANGHAI = timezone(timedelta(hours=8))
 #: Monday 2 June 2025, local midnight.
@@ -471,7 +472,7 @@ def test_run_simulation_publishes_every_message_to_the_broker(broker, sample_db_
     finally:
         client.disconnect()
         client.loop_stop()
-        _forget_retained(broker.url, [t for t in topics if t.endswith("/status")])
+        clear_retained(broker.url, [t for t in topics if t.endswith("/status")])
     assert report.total == 500 and report.community_id == "wh-guanggu"
     assert report.devices == len(sample.device)
     assert report.incidents[0].place == "wh-guanggu-f022"
@@ -479,18 +480,3 @@ def test_run_simulation_publishes_every_message_to_the_broker(broker, sample_db_
     parsed = [contract.parse_topic(t) for t in topics]
     assert all(p is not None and p[0] == "wh-guanggu" for p in parsed)
     assert {p[2] for p in parsed} == set(report.published)
-
-
-def _forget_retained(url: str, topics: list[str]) -> None:
-    """Clear the retained statuses the run left, so other tests meet a clean broker."""
-    from ingest.broker import BrokerAddress, make_client
-
-    address = BrokerAddress.parse(url)
-    client = make_client(address, "sim-test-cleaner")
-    client.connect(address.host, address.port)
-    client.loop_start()
-    infos = [client.publish(topic, b"", qos=1, retain=True) for topic in set(topics)]
-    for info in infos:
-        info.wait_for_publish(timeout=10)
-    client.disconnect()
-    client.loop_stop()

@@ -17,9 +17,8 @@ from rich.table import Table
 from twin.config import Settings, load_settings
 from twin.errors import TwinError
 from twin.services import stack
-from twin.store import migrations, queries
+from twin.store import migrations
 from twin.store.connection import connect, describe
-from twin.store.loader import load_dataset
 
 app = typer.Typer(
     help="Digital-twin operations center for smart residential communities.",
@@ -154,6 +153,8 @@ def load(
 @app.command()
 def info() -> None:
     """Summarise every community in the twin."""
+    from twin.store import queries
+
     with _connection() as conn:
         migrations.require_current(conn)
         found = queries.communities(conn)
@@ -168,6 +169,8 @@ def info() -> None:
 @app.command()
 def demo() -> None:
     """Bring the stack up from nothing, load the sample community and show what loaded."""
+    from twin.store import queries
+
     from gis_data import SAMPLE_DIR
     from gis_data.dataset import read_dataset
 
@@ -250,6 +253,8 @@ _register_live_commands()
 @query_app.command("building")
 def query_building(building_id: str) -> None:
     """Everything in one building."""
+    from twin.store import queries
+
     with _connection() as conn:
         c = queries.building_contents(conn, building_id)
     b = c.building
@@ -269,6 +274,8 @@ def query_near(
     device_type: Annotated[str | None, typer.Option("--type", help="A device type code.")] = None,
 ) -> None:
     """Devices within a radius of a point, nearest first."""
+    from twin.store import queries
+
     with _connection() as conn:
         found = queries.devices_within(conn, lon, lat, radius, device_type=device_type)
     table = Table("device", "type", "building", "floor", "distance (m)")
@@ -283,6 +290,8 @@ def query_near(
 @query_app.command("grid")
 def query_grid(grid_id: str) -> None:
     """Latest state of every device in a grid."""
+    from twin.store import queries
+
     with _connection() as conn:
         states = queries.latest_state_in_grid(conn, grid_id)
     table = Table("device", "type", "online", "last seen")
@@ -318,6 +327,8 @@ def _generate(*, buildings: int | None, devices: int | None, seed: int):  # -> D
 
 
 def _load_with_progress(conn: psycopg.Connection, dataset) -> dict[str, int]:
+    from twin.store.loader import load_dataset
+
     tables = dataset.tables()
     with _progress() as progress:
         task = progress.add_task("loading", total=len(tables))
