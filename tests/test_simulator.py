@@ -28,8 +28,8 @@ from ingest.simulation import (
     Simulation,
 )
 from ingest.simulator import run_simulation
-from twin.device_types import ACCESS_METHODS, CAMERA_CLASSES, DEVICE_TYPES
 from tests.mqtt_helpers import clear_retained
+from twin.device_types import ACCESS_METHODS, CAMERA_CLASSES, DEVICE_TYPES
 
 SHANGHAI = timezone(timedelta(hours=8))
 #: Monday 2 June 2025, local midnight.
