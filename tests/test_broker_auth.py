@@ -25,6 +25,7 @@ import typer
 from typer.testing import CliRunner
 
 from ingest import contract
+from ingest.broker import NO_MATCHING_SUBSCRIBERS
 from ingest.broker_auth import (
     INGEST,
     SIMULATOR,
@@ -45,7 +46,6 @@ from twin.services.mosquitto import EmbeddedMosquitto
 from twin.store.connection import connect
 
 NOT_AUTHORIZED = 0x87
-NO_SUBSCRIBERS = 0x10
 BAD_LOGIN = (0x86, 0x87)  # bad user name or password / not authorized
 SECRET = bytes(range(32))
 GATEWAY_ID = "test-gw-1"
@@ -342,7 +342,7 @@ def test_broker_admits_many_users_from_the_password_file(auth_broker: EmbeddedMo
     d = devices[-1]
     with _Peer(auth_broker.port, "sim", *service_credentials(SECRET, SIMULATOR)) as sim:
         code = sim.publish(contract.topic(d.community_id, d.device_id, "telemetry"), b"{}")
-        assert code == NO_SUBSCRIBERS  # accepted; nobody listens here
+        assert code == NO_MATCHING_SUBSCRIBERS  # accepted; nobody listens here
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
