@@ -57,6 +57,3 @@ class DeviceDirectory:
         info = self._known[device_id] = DeviceInfo(row[0], row[1])
         self._unknown.pop(device_id, None)
         return info
-
-    def __len__(self) -> int:
-        return len(self._known)

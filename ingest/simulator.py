@@ -23,21 +23,20 @@ import pandas as pd
 import psycopg
 import typer
 
-from ingest.broker_auth import SIMULATOR
 from ingest.broker import (
     NO_MATCHING_SUBSCRIBERS,
     BrokerAddress,
     make_client,
     with_service_credentials,
 )
+from ingest.broker_auth import SIMULATOR
 from ingest.simulation import INCIDENTS, LOCAL_OFFSET_S, Community, Incident, Simulation
 from twin.errors import TwinError
+from twin.store import queries
 from twin.store.connection import connect
 
 if TYPE_CHECKING:
     from rich.progress import Progress
-
-    from twin.config import Settings
 
 #: Messages published but not yet acknowledged before the publisher waits for the broker.
 MAX_UNACKED = 2000
@@ -88,8 +87,8 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
     database_url
         The twin's database, with the community loaded.
     mqtt_url
-        ``mqtt://[user:password@]host:port``; without credentials in the URL,
-        ``TWIN_MQTT_USERNAME`` / ``TWIN_MQTT_PASSWORD`` are used if set.
+        ``mqtt://[user:password@]host:port`` (`twin simulate` adds the
+        simulator's credentials with ``with_service_credentials``).
     community_id
         The community to simulate; None: the only one loaded.
     rate
@@ -197,7 +196,7 @@ def tick_for(speed: float) -> float:
 
 def load_community(conn: psycopg.Connection, community_id: str | None) -> Community:
     """The frames a simulation needs, of one community of the twin."""
-    known = community_ids(conn)
+    known = [row[0] for row in queries.communities(conn)]
     if community_id is None:
         if not known:
             raise TwinError("no community is loaded: run `twin load` first")
@@ -214,10 +213,6 @@ def load_community(conn: psycopg.Connection, community_id: str | None) -> Commun
     return Community(devices=devices, residents=community_residents(conn, community_id),
                      facilities=community_facilities(conn, community_id),
                      buildings=community_buildings(conn, community_id))
-
-
-def community_ids(conn: psycopg.Connection) -> list[str]:
-    return [row[0] for row in conn.execute("SELECT id FROM community ORDER BY id")]
 
 
 def community_devices(conn: psycopg.Connection, community_id: str) -> pd.DataFrame:
@@ -280,13 +275,13 @@ def simulate_command(
     from twin.services import stack
 
     begin = parse_start(start)
-    _check(rate=rate, duration=duration, messages=messages, batch_size=batch, speed=speed)
     settings = load_settings()
     console = Console()
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         report = run_simulation(
-            stack.database_url(settings), with_service_credentials(stack.mqtt_url(settings), SIMULATOR),
+            stack.database_url(settings),
+            with_service_credentials(stack.mqtt_url(settings), SIMULATOR),
             community_id=community,
             rate=rate, duration=duration, messages=messages, batch_size=batch,
             start=begin, speed=speed, inject=inject or [], seed=seed,

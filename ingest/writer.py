@@ -4,8 +4,9 @@ Readings and events are COPYed (binary) straight into their hypertables.
 If that collides with a row already stored (a message the broker redelivered
 after a crash), the COPY is rolled back to a savepoint and the rows go through
 a session-local staging table and INSERT ... ON CONFLICT DO NOTHING instead,
-so redelivery adds no second row and the common case pays for no staging. Latest state arrives already
-coalesced per device and is merged per metric, newer value wins.
+so redelivery adds no second row and the common case pays for no staging.
+Latest state arrives already coalesced per device and is merged per metric,
+newer value wins.
 """
 
 from __future__ import annotations

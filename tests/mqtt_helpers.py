@@ -64,7 +64,8 @@ def clear_retained(url: str, topics: list[str]) -> None:
     client.connect(address.host, address.port)
     client.loop_start()
     for start in range(0, len(topics), 20_000):  # packet ids wrap at 65,535
-        infos = [client.publish(t, b"", qos=1, retain=True) for t in set(topics[start:start + 20_000])]
+        chunk = set(topics[start:start + 20_000])
+        infos = [client.publish(t, b"", qos=1, retain=True) for t in chunk]
         for info in infos:
             info.wait_for_publish(timeout=10)
     client.disconnect()

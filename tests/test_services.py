@@ -25,7 +25,8 @@ TWIN = str(Path(sys.executable).parent / "twin")
 def test_embedded_postgres_has_postgis_and_timescaledb(pg: EmbeddedPostgres, conn) -> None:
     versions = dict(conn.execute("SELECT extname, extversion FROM pg_extension").fetchall())
     assert "postgis" in versions and "timescaledb" in versions
-    assert conn.execute("SELECT ST_AsText(ST_Point(114.4, 30.5))").fetchone()[0] == "POINT(114.4 30.5)"
+    point = conn.execute("SELECT ST_AsText(ST_Point(114.4, 30.5))").fetchone()[0]
+    assert point == "POINT(114.4 30.5)"
     assert conn.execute(
         "SELECT time_bucket('1 hour', '2026-11-24 07:42:00+00'::timestamptz)"
     ).fetchone()[0].hour == 7
@@ -95,7 +96,8 @@ def test_unreachable_server_is_one_sentence() -> None:
     port = free_port()
     with pytest.raises(UnreachableError) as info:
         connect(f"postgresql://postgres@127.0.0.1:{port}/twin", timeout=2)
-    assert str(info.value) == f"cannot reach PostgreSQL at 127.0.0.1:{port}/twin: connection refused"
+    assert str(info.value) == (
+        f"cannot reach PostgreSQL at 127.0.0.1:{port}/twin: connection refused")
 
 
 def test_cli_reports_unreachable_database_without_a_traceback(tmp_path: Path) -> None:
@@ -125,7 +127,8 @@ def test_missing_timescaledb_binary_install_is_named(tmp_path: Path) -> None:
     pg_config.chmod(0o755)
     with pytest.raises(MissingComponentError) as info:
         check_extensions_installed(bindir)
-    assert str(info.value).startswith("the timescaledb extension is not installed in this PostgreSQL")
+    assert str(info.value).startswith(
+        "the timescaledb extension is not installed in this PostgreSQL")
     assert "scripts/install-system.sh" in str(info.value)
     assert "timescaledb-ha" in str(info.value)
 

@@ -101,7 +101,9 @@ def test_devices_within_a_radius(sample_conn: psycopg.Connection, sample, device
     found = queries.devices_within(sample_conn, gate.x, gate.y, radius, device_type=device_type)
 
     # The same question answered in the local UTM zone with geopandas.
-    devices = f["device"] if device_type is None else f["device"][f["device"]["type"] == device_type]
+    devices = f["device"]
+    if device_type is not None:
+        devices = devices[devices["type"] == device_type]
     local = devices.to_crs(32650)
     origin = gpd.GeoSeries([gate], crs=4326).to_crs(32650).iloc[0]
     distance = local.distance(origin)

@@ -115,7 +115,8 @@ def db_status() -> None:
 @app.command()
 def generate(
     out: Annotated[Path, typer.Argument(help="Directory to write the layers to.")],
-    buildings: Annotated[int | None, typer.Option(help="District scale: number of buildings.")] = None,
+    buildings: Annotated[int | None, typer.Option(
+        help="District scale: number of buildings.")] = None,
     devices: Annotated[int | None, typer.Option(help="District scale: number of devices.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 7,
 ) -> None:

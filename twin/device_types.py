@@ -133,11 +133,13 @@ DEVICE_TYPES: dict[str, DeviceType] = {
         ),
         DeviceType(
             "soil_sensor", "environment", "Soil moisture and temperature probe (土壤墒情)",
-            metrics={"soil_moisture": Metric("%", 0, 100), "soil_temperature": Metric("°C", -30, 70)},
+            metrics={"soil_moisture": Metric("%", 0, 100),
+                     "soil_temperature": Metric("°C", -30, 70)},
         ),
         DeviceType(
             "irrigation_valve", "environment", "Irrigation valve (智能灌溉阀)",
-            metrics={"valve": Metric("", choices=("open", "closed")), "flow": Metric("m³/h", 0, 20)},
+            metrics={"valve": Metric("", choices=("open", "closed")),
+                     "flow": Metric("m³/h", 0, 20)},
             commands=("open", "close"),
         ),
         DeviceType(

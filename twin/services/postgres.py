@@ -89,7 +89,8 @@ class EmbeddedPostgres:
         the extension, and a template with a session cannot be copied; so the
         template refuses connections and the scheduler's session is ended.
         """
-        self._psql("postgres", f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+        self._psql("postgres",
+                   f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
         self._psql(
             "postgres",
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -181,7 +182,8 @@ def check_extensions_installed(bin_dir: Path) -> None:
     for ext in ("timescaledb", "postgis"):
         if not (share / "extension" / f"{ext}.control").exists():
             raise MissingComponentError(
-                f"the {ext} extension is not installed in this PostgreSQL ({bin_dir}): {INSTALL_HINT}"
+                f"the {ext} extension is not installed in this PostgreSQL ({bin_dir}): "
+                f"{INSTALL_HINT}"
             )
 
 

@@ -1,7 +1,7 @@
 """Versioned schema migrations: numbered SQL files applied once each, in order.
 
-Each file is recorded in ``schema_version`` with a checksum, so a migration edited after it was applied is caught rather
-than silently skipped.
+Each file is recorded in ``schema_version`` with a checksum, so a migration
+edited after it was applied is caught rather than silently skipped.
 """
 
 from __future__ import annotations
