@@ -1,4 +1,4 @@
-"""What every benchmark needs: a database to measure against, and the same-run baseline."""
+"""What every benchmark needs: scratch servers to measure against, and the raw COPY baseline."""
 
 from __future__ import annotations
 
@@ -6,66 +6,81 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import psycopg
+from psycopg import sql
 
 from twin.services.postgres import EmbeddedPostgres
 from twin.store import migrations
 from twin.store.connection import connect
 
+#: The narrowest row worth measuring: (time, device, value).
+NARROW_COLUMNS = (("t", "timestamptz"), ("d", "text"), ("v", "float8"))
+
+
+@contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A temporary directory the ``postgres`` user can reach, removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="twin-bench-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
 
 @contextmanager
 def bench_database() -> Iterator[str]:
-    """``TWIN_BENCH_DATABASE_URL`` if set, else a fresh embedded cluster, migrated."""
+    """``TWIN_BENCH_DATABASE_URL`` if set (a scratch database: benchmarks write to it),
+    else a fresh embedded cluster with durable settings; migrated either way."""
     if os.environ.get("TWIN_BENCH_DATABASE_URL"):
         url = os.environ["TWIN_BENCH_DATABASE_URL"]
         with connect(url) as conn:
             migrations.upgrade(conn)
         yield url
         return
-    root = Path(tempfile.mkdtemp(prefix="twin-bench-"))
-    root.chmod(0o755)
-    server = EmbeddedPostgres(root / "pg")
-    try:
-        url = server.start()
-        with connect(url) as conn:
-            migrations.upgrade(conn)
-        yield url
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with scratch_dir() as root:
+        server = EmbeddedPostgres(root / "pg")
+        try:
+            url = server.start()
+            with connect(url) as conn:
+                migrations.upgrade(conn)
+            yield url
+        finally:
+            server.stop()
 
 
-def raw_copy_rate(url: str, *, rows: int = 1_000_000) -> float:
-    """Rows/s of a bare psycopg binary COPY of narrow (time, text, float) rows.
-
-    Into an ordinary (WAL-logged, index-free) table, as the twin's own tables are
-    logged: a TEMP table skips the WAL and would overstate the baseline.
-    """
+def narrow_rows(n: int) -> list[tuple]:
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    data = [(start + timedelta(seconds=i), f"dev-{i % 1000}", float(i)) for i in range(rows)]
+    return [(start + timedelta(seconds=i), f"dev-{i % 1000}", float(i)) for i in range(n)]
+
+
+def raw_copy_rate(url: str, rows: Sequence[tuple], columns: Sequence[tuple[str, str]]) -> float:
+    """Rows/s of a bare psycopg binary COPY of ``rows`` into a plain table of ``columns``.
+
+    An ordinary table (WAL-logged, no keys, no indexes, not a hypertable), as the
+    twin's own tables are logged: a TEMP table skips the WAL and would overstate
+    the baseline.
+    """
+    table = sql.Identifier("bench_raw_copy")
+    names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)
     with connect(url) as conn:
-        conn.execute("DROP TABLE IF EXISTS bench_raw_copy")
-        conn.execute("CREATE TABLE bench_raw_copy (t timestamptz, d text, v float8)")
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+        conn.execute(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+            for name, kind in columns)))
         began = time.perf_counter()
         with conn.cursor() as cur, cur.copy(
-            "COPY bench_raw_copy (t, d, v) FROM STDIN (FORMAT binary)"
+            sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(table, names)
         ) as copy:
-            copy.set_types(["timestamptz", "text", "float8"])
-            for row in data:
+            copy.set_types([kind for _, kind in columns])
+            for row in rows:
                 copy.write_row(row)
         conn.commit()
-        rate = rows / (time.perf_counter() - began)
-        conn.execute("DROP TABLE bench_raw_copy")
+        rate = len(rows) / (time.perf_counter() - began)
+        conn.execute(sql.SQL("DROP TABLE {}").format(table))
         conn.commit()
         return rate
-
-
-def count_rows(conn: psycopg.Connection, table: str) -> int:
-    return conn.execute(
-        psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(table))
-    ).fetchone()[0]

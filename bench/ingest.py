@@ -24,12 +24,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -44,18 +42,20 @@ import paho.mqtt.client as mqtt
 import psycopg
 import typer
 
+from bench.common import bench_database, raw_copy_rate, scratch_dir
 from gis_data import SAMPLE_DIR
 from gis_data.dataset import read_dataset
 from ingest import contract
 from ingest.broker import BrokerAddress, forget_session, make_client, session_properties
 from twin.services.mosquitto import EmbeddedMosquitto
 from twin.services.ports import free_port
-from twin.services.postgres import EmbeddedPostgres
-from twin.store import migrations
 from twin.store.connection import connect
 from twin.store.loader import load_dataset
 
 TWIN = str(Path(sys.executable).parent / "twin")
+#: The columns of a reading as ingest writes them, for the raw COPY baseline.
+READING_COLUMNS = (("time", "timestamptz"), ("device_id", "text"), ("metric", "text"),
+                   ("value", "float8"), ("value_text", "text"), ("received_at", "timestamptz"))
 
 
 def main(
@@ -94,7 +94,7 @@ def main(
     # --- phases 2 and 3 ------------------------------------------------------------
     batch_messages, rows = _batch_messages(community, gateway, meters, batches)
     with _stack(sample) as (db_url, broker):
-        copy_rate = _raw_copy(db_url, rows)
+        copy_rate = raw_copy_rate(db_url, rows, READING_COLUMNS)
         batch_s = _drain_ingest(db_url, broker, batch_messages, expect_rows=len(rows))
         pair_s = _drain_ingest(db_url, broker, batch_messages, expect_rows=len(rows),
                                processes=2)
@@ -158,21 +158,16 @@ def _batch_messages(community: str, gateway: str, meters, n: int
 
 @contextmanager
 def _stack(sample) -> Iterator[tuple[str, EmbeddedMosquitto]]:
-    root = Path(tempfile.mkdtemp(prefix="twin-bench-"))
-    root.chmod(0o755)
-    pg = EmbeddedPostgres(root / "pg")
-    broker = EmbeddedMosquitto(root / "mqtt")
-    try:
-        url = pg.start()
+    """A database with the sample loaded, and a broker of the run's own."""
+    with bench_database() as url, scratch_dir() as root:
         with connect(url) as conn:
-            migrations.upgrade(conn)
             load_dataset(conn, sample)
+        broker = EmbeddedMosquitto(root / "mqtt")
         broker.start()
-        yield url, broker
-    finally:
-        broker.stop()
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            yield url, broker
+        finally:
+            broker.stop()
 
 
 def _queue(broker: EmbeddedMosquitto, messages: list[tuple[str, bytes]]) -> None:
@@ -347,25 +342,6 @@ def _when_connected(proc: subprocess.Popen) -> float:
     if not connected.wait(60):
         raise RuntimeError("twin ingest did not connect within 60 s")
     return at[0]
-
-
-def _raw_copy(db_url: str, rows: list[tuple]) -> float:
-    """Rows/s of a bare binary COPY of the same rows into a plain table shaped like reading."""
-    with psycopg.connect(db_url) as conn:
-        conn.execute("CREATE TABLE bench_copy (LIKE reading)")
-        began = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(
-            "COPY bench_copy (time, device_id, metric, value, value_text, received_at) "
-            "FROM STDIN (FORMAT binary)"
-        ) as copy:
-            copy.set_types(["timestamptz", "text", "text", "float8", "text", "timestamptz"])
-            for row in rows:
-                copy.write_row(row)
-        conn.commit()
-        rate = len(rows) / (time.perf_counter() - began)
-        conn.execute("DROP TABLE bench_copy")
-        conn.commit()
-    return rate
 
 
 def _lag(db_url: str, broker: EmbeddedMosquitto, community: str, sensors: list[str],

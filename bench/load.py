@@ -20,10 +20,10 @@ from pathlib import Path
 
 import typer
 
-from bench.common import bench_database, raw_copy_rate
+from bench.common import NARROW_COLUMNS, bench_database, narrow_rows, raw_copy_rate
 from gis_data.generator import generate_district
 from twin.store.connection import connect
-from twin.store.loader import _to_csv, load_dataset
+from twin.store.loader import copy_csv, load_dataset
 
 
 def main(
@@ -38,7 +38,7 @@ def main(
     rows = sum(len(frame) for _, frame in dataset.tables())
 
     with bench_database() as url:
-        baseline = raw_copy_rate(url)
+        baseline = raw_copy_rate(url, narrow_rows(1_000_000), NARROW_COLUMNS)
         with connect(url) as conn:
             began = time.perf_counter()
             counts = load_dataset(conn, dataset)
@@ -68,7 +68,7 @@ def _bare_copy_seconds(conn, dataset) -> float:
     """Seconds to build the same CSV and COPY it into key- and index-free tables."""
     began = time.perf_counter()
     for table, frame in dataset.tables():
-        columns, text = _to_csv(table, frame)
+        columns, text = copy_csv(table, frame)
         conn.execute(f"CREATE TABLE bench_{table} (LIKE {table})")
         with conn.cursor() as cur, cur.copy(
             f"COPY bench_{table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"

@@ -91,7 +91,7 @@ def sync_device_types(conn: psycopg.Connection) -> None:
 def _copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
     if frame.empty:
         return
-    columns, text = _to_csv(table, frame)
+    columns, text = copy_csv(table, frame)
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
@@ -100,7 +100,7 @@ def _copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> No
             copy.write(text[start:start + _CHUNK])
 
 
-def _to_csv(table: str, frame: pd.DataFrame) -> tuple[list[str], str]:
+def copy_csv(table: str, frame: pd.DataFrame) -> tuple[list[str], str]:
     """The frame as CSV text for COPY, and the table columns it fills, in order."""
     geometry_name = getattr(frame, "_geometry_column_name", None)
     out: dict[str, object] = {}
