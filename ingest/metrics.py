@@ -37,7 +37,7 @@ class IngestMetrics:
         self.database_up = Gauge("twin_ingest_database_up",
                                  "1 when the last write reached the database", registry=r)
         self.pending = Gauge("twin_ingest_pending_messages",
-                             "Messages received and not yet committed (not acknowledged)",
+                             "Messages taken for a flush and not yet committed (nor acknowledged)",
                              registry=r)
         self.database_up.set(1)
 

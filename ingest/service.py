@@ -187,11 +187,12 @@ class IngestService:
                 self._send_acks()  # the stream went quiet: nobody else will send them
             if batch:
                 self.metrics.received.inc(len(batch))
-                rows = self._retrying(lambda: self._decode(batch), len(batch))
-                if rows is None:
-                    continue  # stopping with the database down: the broker redelivers
+                self.metrics.pending.inc(len(batch))
+                rows = self._retrying(lambda: self._decode(batch), len(batch), "_lookup_conn")
+                if rows is None:  # stopping with the database down: the broker redelivers
+                    self.metrics.pending.dec(len(batch))
+                    continue
                 self._decoded.put((batch, rows))
-                self.metrics.pending.set(len(self._pending) + len(batch))
             elif self._stopping.is_set():
                 self._decoded.put(None)
                 return
@@ -200,15 +201,21 @@ class IngestService:
         while (job := self._decoded.get()) is not None:
             batch, rows = job
             began = time.perf_counter()
-            written = self._retrying(lambda: write(self._write_db(), rows), len(batch))
+            written = self._retrying(lambda: write(self._write_db(), rows), len(batch),
+                                     "_write_conn")
+            self.metrics.pending.dec(len(batch))
             if written is None:
                 continue
             committed = datetime.now(timezone.utc)
             self._ack(batch)
             self._record(batch, rows, written, committed, time.perf_counter() - began)
 
-    def _retrying(self, work, waiting: int):  # -> work's result, or None when giving up
-        """Run ``work`` until the database answers; None if we are stopping meanwhile."""
+    def _retrying(self, work, waiting: int, connection: str):  # -> work's result, or None
+        """Run ``work`` until the database answers; None if we are stopping meanwhile.
+
+        On failure only this thread's own connection (attribute ``connection``) is
+        dropped: the other thread may be using its own at that moment.
+        """
         backoff = 0.2
         while True:
             try:
@@ -220,7 +227,7 @@ class IngestService:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 log.warning("database unavailable (%s); %d messages wait unacknowledged",
                             first, waiting)
-                self._drop_connections()
+                self._drop_connection(connection)
                 if self._stopping.is_set() and backoff > 1:
                     return None
                 time.sleep(backoff)
@@ -286,9 +293,8 @@ class IngestService:
             self._lookup_conn = connect(self.database_url, autocommit=True)
         return self._lookup_conn
 
-    def _drop_connections(self) -> None:
-        for name in ("_write_conn", "_lookup_conn"):
-            conn = getattr(self, name)
-            setattr(self, name, None)
-            if conn is not None:
-                conn.close()
+    def _drop_connection(self, name: str) -> None:
+        conn = getattr(self, name)
+        setattr(self, name, None)
+        if conn is not None:
+            conn.close()

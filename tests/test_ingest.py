@@ -263,10 +263,12 @@ def test_database_restart_loses_nothing(own_pg, broker, start_ingest, publisher,
     _stream(publisher, devices, 300, start=start + timedelta(seconds=1))
     wait_until(lambda: service.metrics.database_up._value.get() == 0, timeout=10)
     assert service.connected  # still holding the broker connection, not acknowledging
+    assert service.metrics.pending._value.get() > 0
     server.start()
     wait_until(lambda: _count(url, "SELECT count(*) FROM reading") == 500, timeout=60)
     time.sleep(0.5)
     assert _count(url, "SELECT count(*) FROM reading") == 500
+    assert service.metrics.pending._value.get() == 0
 
 
 @pytest.fixture
