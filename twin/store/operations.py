@@ -1,0 +1,470 @@
+"""Keeping alarms, work orders and notifications: the one place that writes them.
+
+Every function runs inside the caller's transaction (nested ones become
+savepoints) and writes the history row beside the change, so a history can
+never miss a step. Lifecycle checks come from `twin.work_orders.transition`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+import shapely
+from shapely.geometry import LineString
+
+from twin.alarms import SEVERITIES, Alarm, AlarmSpec, Raised
+from twin.errors import TwinError
+from twin.work_orders import (
+    BUSY_STATES,
+    ESCALATE_TO,
+    Actor,
+    TransitionError,
+    WorkOrder,
+    WorkOrderEvent,
+    WorkOrderSpec,
+    transition,
+)
+
+# --- alarms ------------------------------------------------------------------------------
+
+_ALARM_COLUMNS = """
+    id, community_id, type, domain, severity, source_kind, source_id, title, state, count,
+    raised_at, last_at, updated_at, rule_id, building_id, floor, unit_id, device_id,
+    resident_id, ST_AsBinary(geom), detail, acknowledged_at, acknowledged_by, cleared_at,
+    cleared_by, escalation_level
+"""
+
+
+def raise_alarm(conn: psycopg.Connection, spec: AlarmSpec, *, actor: str = "system") -> Raised:
+    """Open the alarm, or count a repeat of the one already open for this source and type.
+
+    A repeat keeps the worse of the two severities and the latest detail.
+    """
+    geom = spec.location.wkb if spec.location is not None else None
+    with conn.transaction():
+        row = conn.execute(
+            f"""
+            INSERT INTO alarm (community_id, type, rule_id, domain, severity, source_kind,
+                               source_id, building_id, floor, unit_id, device_id, resident_id,
+                               geom, title, detail, raised_at, last_at, updated_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                    ST_SetSRID(ST_GeomFromWKB(%s), 4326), %s, %s, %s, %s, %s)
+            ON CONFLICT (community_id, source_id, type) WHERE state <> 'cleared' DO UPDATE SET
+                count = alarm.count + 1,
+                last_at = greatest(alarm.last_at, excluded.last_at),
+                updated_at = excluded.updated_at,
+                detail = excluded.detail,
+                severity = CASE WHEN array_position(%s::text[], excluded.severity)
+                                   < array_position(%s::text[], alarm.severity)
+                                THEN excluded.severity ELSE alarm.severity END
+            RETURNING {_ALARM_COLUMNS}, (xmax = 0) AS inserted
+            """,
+            (
+                spec.community_id, spec.type, spec.rule_id, spec.domain, spec.severity,
+                spec.source_kind, spec.source_id, spec.building_id, spec.floor, spec.unit_id,
+                spec.device_id, spec.resident_id, geom, spec.title, _json(spec.detail),
+                spec.at, spec.at, spec.at, list(SEVERITIES), list(SEVERITIES),
+            ),
+        ).fetchone()
+        alarm, new = _alarm(row[:-1]), bool(row[-1])
+        _alarm_log(conn, alarm.id, spec.at, "raised" if new else "repeated", actor, spec.detail)
+    return Raised(alarm=alarm, new=new)
+
+
+def acknowledge_alarm(conn: psycopg.Connection, alarm_id: int, *, actor: str, at: datetime) -> Alarm:
+    """An operator has seen it: it stops escalating but stays open until cleared."""
+    return _alarm_step(
+        conn, alarm_id, at=at, actor=actor, action="acknowledged", allowed=("active",),
+        sets="state = 'acknowledged', acknowledged_at = %(at)s, acknowledged_by = %(actor)s",
+    )
+
+
+def clear_alarm(
+    conn: psycopg.Connection, alarm_id: int, *, actor: str, at: datetime, reason: str = ""
+) -> Alarm:
+    return _alarm_step(
+        conn, alarm_id, at=at, actor=actor, action="cleared", allowed=("active", "acknowledged"),
+        sets="state = 'cleared', cleared_at = %(at)s, cleared_by = %(actor)s",
+        detail={"reason": reason} if reason else {},
+    )
+
+
+def escalate_alarm(
+    conn: psycopg.Connection, alarm_id: int, *, actor: str = "system", at: datetime, reason: str = ""
+) -> Alarm:
+    return _alarm_step(
+        conn, alarm_id, at=at, actor=actor, action="escalated", allowed=("active",),
+        sets="escalation_level = escalation_level + 1, escalated_at = %(at)s",
+        detail={"reason": reason} if reason else {},
+    )
+
+
+def open_alarm_for(
+    conn: psycopg.Connection, community_id: str, source_id: str, alarm_type: str
+) -> Alarm | None:
+    """The open alarm of this source and type, if any (what a clearing rule looks for)."""
+    row = conn.execute(
+        f"""SELECT {_ALARM_COLUMNS} FROM alarm
+            WHERE community_id = %s AND source_id = %s AND type = %s AND state <> 'cleared'""",
+        (community_id, source_id, alarm_type),
+    ).fetchone()
+    return _alarm(row) if row else None
+
+
+def get_alarm(conn: psycopg.Connection, alarm_id: int) -> Alarm:
+    row = conn.execute(f"SELECT {_ALARM_COLUMNS} FROM alarm WHERE id = %s", (alarm_id,)).fetchone()
+    if row is None:
+        raise TwinError(f"there is no alarm {alarm_id}")
+    return _alarm(row)
+
+
+def open_alarms(
+    conn: psycopg.Connection,
+    community_id: str,
+    *,
+    building_id: str | None = None,
+    changed_since: datetime | None = None,
+    include_cleared: bool = False,
+    limit: int = 500,
+) -> list[Alarm]:
+    """Open alarms, worst and newest first; with changed_since, every alarm changed after it."""
+    rows = conn.execute(
+        f"""
+        SELECT {_ALARM_COLUMNS} FROM alarm
+        WHERE community_id = %(c)s
+          AND (%(b)s::text IS NULL OR building_id = %(b)s)
+          AND (%(since)s::timestamptz IS NULL OR updated_at > %(since)s)
+          AND (%(cleared)s OR state <> 'cleared')
+        ORDER BY array_position(%(order)s::text[], severity), last_at DESC
+        LIMIT %(limit)s
+        """,
+        {"c": community_id, "b": building_id, "since": changed_since,
+         "cleared": include_cleared or changed_since is not None,
+         "order": list(SEVERITIES), "limit": limit},
+    ).fetchall()
+    return [_alarm(r) for r in rows]
+
+
+def alarm_history(conn: psycopg.Connection, alarm_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT time, action, actor, detail FROM alarm_log WHERE alarm_id = %s ORDER BY time, id",
+        (alarm_id,),
+    ).fetchall()
+    return [{"time": t, "action": a, "actor": who, "detail": d} for t, a, who, d in rows]
+
+
+# --- work orders -------------------------------------------------------------------------
+
+_ORDER_COLUMNS = """
+    id, community_id, kind, title, domain, priority, role, state, ST_AsBinary(geom),
+    created_at, updated_at, skill, description, alarm_id, rule_id, assignee_id, grid_id,
+    building_id, unit_id, resident_id, device_id, ST_AsBinary(route), route_m, eta_s,
+    declined_by, escalation_level, due_at
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Assignee:
+    """Who the dispatcher chose and how they get there."""
+
+    staff_id: str
+    route: LineString | None = None
+    route_m: float | None = None
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    content_type: str
+    data: bytes
+
+
+def open_work_order(
+    conn: psycopg.Connection, spec: WorkOrderSpec, *, actor: Actor
+) -> WorkOrder:
+    """A new order in state 'created'; the dispatcher assigns it next."""
+    due_at = spec.at + spec.due_in if spec.due_in is not None else None
+    with conn.transaction():
+        (order_id,) = conn.execute(
+            """
+            INSERT INTO work_order (community_id, alarm_id, rule_id, kind, title, description,
+                                    domain, priority, role, skill, grid_id, building_id, unit_id,
+                                    resident_id, device_id, geom, due_at, created_at, updated_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                    ST_SetSRID(ST_GeomFromWKB(%s), 4326), %s, %s, %s)
+            RETURNING id
+            """,
+            (
+                spec.community_id, spec.alarm_id, spec.rule_id, spec.kind, spec.title,
+                spec.description, spec.domain, spec.priority, spec.role, spec.skill,
+                spec.grid_id, spec.building_id, spec.unit_id, spec.resident_id, spec.device_id,
+                spec.location.wkb, due_at, spec.at, spec.at,
+            ),
+        ).fetchone()
+        _order_event(conn, order_id, spec.at, "created", actor, None, "created", None, "", {})
+    return get_work_order(conn, order_id)
+
+
+def act_on_work_order(
+    conn: psycopg.Connection,
+    order_id: int,
+    action: str,
+    *,
+    actor: Actor,
+    at: datetime,
+    note: str = "",
+    assignee: Assignee | None = None,
+    photo: Photo | None = None,
+) -> WorkOrder:
+    """Move an order one lifecycle step, with its history row, or say why it cannot move.
+
+    'assign' needs `assignee`; 'decline' remembers who declined so the
+    dispatcher skips them; 'escalate' hands the order one level up (the role
+    in `twin.work_orders.ESCALATE_TO`) and frees it for the next assignment.
+    """
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT state, assignee_id, role FROM work_order WHERE id = %s FOR UPDATE", (order_id,)
+        ).fetchone()
+        if row is None:
+            raise TwinError(f"there is no work order {order_id}")
+        state, current, role = row
+        to_state = transition(order_id, state, action, actor, assignee_id=current)
+        sets = ["state = %(to)s", "updated_at = %(at)s"]
+        detail: dict[str, Any] = {}
+        staff_id = current
+        if action == "assign":
+            if assignee is None:
+                raise TransitionError(f"work order {order_id}: assigning needs a staff member")
+            staff_id = assignee.staff_id
+            sets += ["assignee_id = %(staff)s", "assigned_at = %(at)s", "route_m = %(route_m)s",
+                     "eta_s = %(eta_s)s", "route = ST_SetSRID(ST_GeomFromWKB(%(route)s), 4326)"]
+            detail = {"route_m": assignee.route_m, "eta_s": assignee.eta_s, "previous": current}
+        elif action == "decline":
+            sets += ["assignee_id = NULL", "route = NULL", "route_m = NULL", "eta_s = NULL",
+                     "declined_by = array_append(declined_by, %(staff)s)"]
+        elif action == "escalate":
+            up = ESCALATE_TO[role]
+            sets += ["assignee_id = NULL", "route = NULL", "route_m = NULL", "eta_s = NULL",
+                     "escalation_level = escalation_level + 1", "role = %(up)s"]
+            detail = {"from_role": role, "to_role": up, "previous": current}
+        elif action in ("accept", "arrive", "resolve", "close"):
+            column = {"accept": "accepted_at", "arrive": "arrived_at",
+                      "resolve": "resolved_at", "close": "closed_at"}[action]
+            sets.append(f"{column} = %(at)s")
+        elif action == "cancel":
+            sets.append("closed_at = %(at)s")
+        conn.execute(
+            f"UPDATE work_order SET {', '.join(sets)} WHERE id = %(id)s",
+            {
+                "id": order_id, "to": to_state, "at": at, "staff": staff_id,
+                "route_m": assignee.route_m if assignee else None,
+                "eta_s": assignee.eta_s if assignee else None,
+                "route": assignee.route.wkb if assignee and assignee.route is not None else None,
+                "up": ESCALATE_TO.get(role, role),
+            },
+        )
+        event_id = _order_event(conn, order_id, at, action, actor, state, to_state, staff_id, note, detail)
+        if photo is not None:
+            conn.execute(
+                """INSERT INTO work_order_photo (work_order_id, event_id, content_type, data, taken_at)
+                   VALUES (%s, %s, %s, %s, %s)""",
+                (order_id, event_id, photo.content_type, photo.data, at),
+            )
+    return get_work_order(conn, order_id)
+
+
+def get_work_order(conn: psycopg.Connection, order_id: int, *, history: bool = True) -> WorkOrder:
+    row = conn.execute(
+        f"SELECT {_ORDER_COLUMNS} FROM work_order WHERE id = %s", (order_id,)
+    ).fetchone()
+    if row is None:
+        raise TwinError(f"there is no work order {order_id}")
+    events: tuple[WorkOrderEvent, ...] = ()
+    if history:
+        events = tuple(
+            WorkOrderEvent(*r)
+            for r in conn.execute(
+                """SELECT time, action, actor, from_state, to_state, staff_id, note, detail
+                   FROM work_order_event WHERE work_order_id = %s ORDER BY time, id""",
+                (order_id,),
+            ).fetchall()
+        )
+    return _order(row, events)
+
+
+def work_orders(
+    conn: psycopg.Connection,
+    community_id: str,
+    *,
+    states: tuple[str, ...] | None = None,
+    assignee_id: str | None = None,
+    grid_id: str | None = None,
+    building_id: str | None = None,
+    changed_since: datetime | None = None,
+    limit: int = 500,
+) -> list[WorkOrder]:
+    """Orders, newest first, filtered as the lists and boards ask (no history attached)."""
+    rows = conn.execute(
+        f"""
+        SELECT {_ORDER_COLUMNS} FROM work_order
+        WHERE community_id = %(c)s
+          AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s))
+          AND (%(who)s::text IS NULL OR assignee_id = %(who)s)
+          AND (%(grid)s::text IS NULL OR grid_id = %(grid)s)
+          AND (%(b)s::text IS NULL OR building_id = %(b)s)
+          AND (%(since)s::timestamptz IS NULL OR updated_at > %(since)s)
+        ORDER BY created_at DESC, id DESC
+        LIMIT %(limit)s
+        """,
+        {"c": community_id, "states": list(states) if states else None, "who": assignee_id,
+         "grid": grid_id, "b": building_id, "since": changed_since, "limit": limit},
+    ).fetchall()
+    return [_order(r, ()) for r in rows]
+
+
+def open_orders_by_staff(conn: psycopg.Connection, community_id: str) -> dict[str, int]:
+    """How many orders each staff member holds now: the dispatcher's open-order limit."""
+    rows = conn.execute(
+        """SELECT assignee_id, count(*) FROM work_order
+           WHERE community_id = %s AND assignee_id IS NOT NULL AND state = ANY(%s)
+           GROUP BY assignee_id""",
+        (community_id, sorted(BUSY_STATES)),
+    ).fetchall()
+    return {staff: int(n) for staff, n in rows}
+
+
+def work_order_photos(conn: psycopg.Connection, order_id: int) -> list[Photo]:
+    rows = conn.execute(
+        "SELECT content_type, data FROM work_order_photo WHERE work_order_id = %s ORDER BY id",
+        (order_id,),
+    ).fetchall()
+    return [Photo(content_type=ct, data=bytes(data)) for ct, data in rows]
+
+
+# --- notifications -----------------------------------------------------------------------
+
+NOTIFICATION_CHANNELS: tuple[str, ...] = ("family", "grid_worker", "security_desk", "staff", "broadcast")
+
+
+def notify(
+    conn: psycopg.Connection,
+    *,
+    community_id: str,
+    channel: str,
+    recipient: str,
+    message: str,
+    at: datetime,
+    alarm_id: int | None = None,
+    work_order_id: int | None = None,
+    rule_id: str | None = None,
+) -> int:
+    """Put a message in the outbox; a delivery adapter (SMS, push) sends it later."""
+    if channel not in NOTIFICATION_CHANNELS:
+        raise ValueError(f"unknown notification channel {channel!r}; expected one of {NOTIFICATION_CHANNELS}")
+    (nid,) = conn.execute(
+        """INSERT INTO notification (community_id, time, channel, recipient, message,
+                                     alarm_id, work_order_id, rule_id)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (community_id, at, channel, recipient, message, alarm_id, work_order_id, rule_id),
+    ).fetchone()
+    return int(nid)
+
+
+# --- private -----------------------------------------------------------------------------
+
+def _json(value: dict[str, Any]) -> psycopg.types.json.Jsonb:
+    return psycopg.types.json.Jsonb(value, dumps=lambda v: orjson.dumps(v, default=str).decode())
+
+
+def _alarm_step(
+    conn: psycopg.Connection,
+    alarm_id: int,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    allowed: tuple[str, ...],
+    sets: str,
+    detail: dict[str, Any] | None = None,
+) -> Alarm:
+    with conn.transaction():
+        row = conn.execute("SELECT state FROM alarm WHERE id = %s FOR UPDATE", (alarm_id,)).fetchone()
+        if row is None:
+            raise TwinError(f"there is no alarm {alarm_id}")
+        if row[0] not in allowed:
+            raise TwinError(f"alarm {alarm_id} is {row[0]}; it cannot be {action} from there")
+        updated = conn.execute(
+            f"UPDATE alarm SET {sets}, updated_at = %(at)s WHERE id = %(id)s RETURNING {_ALARM_COLUMNS}",
+            {"id": alarm_id, "at": at, "actor": actor},
+        ).fetchone()
+        _alarm_log(conn, alarm_id, at, action, actor, detail or {})
+    return _alarm(updated)
+
+
+def _alarm_log(
+    conn: psycopg.Connection, alarm_id: int, at: datetime, action: str, actor: str, detail: dict[str, Any]
+) -> None:
+    conn.execute(
+        "INSERT INTO alarm_log (alarm_id, time, action, actor, detail) VALUES (%s, %s, %s, %s, %s)",
+        (alarm_id, at, action, actor, _json(detail)),
+    )
+
+
+def _order_event(
+    conn: psycopg.Connection,
+    order_id: int,
+    at: datetime,
+    action: str,
+    actor: Actor,
+    from_state: str | None,
+    to_state: str,
+    staff_id: str | None,
+    note: str,
+    detail: dict[str, Any],
+) -> int:
+    (event_id,) = conn.execute(
+        """INSERT INTO work_order_event (work_order_id, time, action, actor, from_state, to_state,
+                                         staff_id, note, detail)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (order_id, at, action, actor.name, from_state, to_state, staff_id, note, _json(detail)),
+    ).fetchone()
+    return int(event_id)
+
+
+def _point(wkb: bytes | None):
+    return shapely.from_wkb(wkb) if wkb is not None else None
+
+
+def _alarm(row: tuple) -> Alarm:
+    (id_, community, type_, domain, severity, source_kind, source_id, title, state, count,
+     raised_at, last_at, updated_at, rule_id, building_id, floor, unit_id, device_id, resident_id,
+     geom, detail, ack_at, ack_by, cleared_at, cleared_by, level) = row
+    return Alarm(
+        id=id_, community_id=community, type=type_, domain=domain, severity=severity,
+        source_kind=source_kind, source_id=source_id, title=title, state=state, count=count,
+        raised_at=raised_at, last_at=last_at, updated_at=updated_at, rule_id=rule_id,
+        building_id=building_id, floor=floor, unit_id=unit_id, device_id=device_id,
+        resident_id=resident_id, location=_point(geom), detail=detail or {},
+        acknowledged_at=ack_at, acknowledged_by=ack_by, cleared_at=cleared_at,
+        cleared_by=cleared_by, escalation_level=level,
+    )
+
+
+def _order(row: tuple, history: tuple[WorkOrderEvent, ...]) -> WorkOrder:
+    (id_, community, kind, title, domain, priority, role, state, geom, created_at, updated_at,
+     skill, description, alarm_id, rule_id, assignee_id, grid_id, building_id, unit_id,
+     resident_id, device_id, route, route_m, eta_s, declined_by, level, due_at) = row
+    return WorkOrder(
+        id=id_, community_id=community, kind=kind, title=title, domain=domain,
+        priority=priority, role=role, state=state, location=_point(geom),
+        created_at=created_at, updated_at=updated_at, skill=skill, description=description,
+        alarm_id=alarm_id, rule_id=rule_id, assignee_id=assignee_id, grid_id=grid_id,
+        building_id=building_id, unit_id=unit_id, resident_id=resident_id, device_id=device_id,
+        route=_point(route), route_m=route_m, eta_s=eta_s, declined_by=tuple(declined_by or ()),
+        escalation_level=level, due_at=due_at, history=history,
+    )
