@@ -7,6 +7,7 @@ be tested alone and the service only moves bytes and rows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -90,7 +91,7 @@ def _decode(topic: str, payload: bytes, received_at: datetime, directory: Direct
         raise Refused("bad_topic", f"not a device-to-twin topic of {contract.VERSION}")
     community_id, device_id, kind = parts
     device = _known(directory, device_id, community_id)
-    message = _parse(contract.PAYLOADS[kind], payload)
+    message = _parse(contract.PAYLOADS[kind], payload) if kind != "batch" else None
     if kind == "telemetry":
         _readings(device_id, device, message.ts, message.readings, received_at, into)
         into.device_times.append(message.ts)
@@ -111,7 +112,9 @@ def _decode(topic: str, payload: bytes, received_at: datetime, directory: Direct
     else:  # batch
         if device.type != GATEWAY_TYPE:
             raise Refused("not_a_gateway", f"{device_id} is a {device.type}, not a gateway")
-        _batch(topic, payload, message, community_id, directory, received_at, into)
+        if not _plain_batch(payload, community_id, directory, received_at, into):
+            _batch(topic, payload, _parse(contract.Batch, payload), community_id, directory,
+                   received_at, into)
 
 
 def _batch(topic: str, payload: bytes, batch: contract.Batch, community_id: str,
@@ -137,6 +140,98 @@ def _batch(topic: str, payload: bytes, batch: contract.Batch, community_id: str,
             oldest = ts
     if oldest is not None:  # the message's age, for the lag metric: its oldest item
         into.device_times.append(oldest)
+
+
+#: What `contract.Name` admits; a name that does not match sends the batch the slow way.
+_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+#: Device ids already checked against _NAME: a gateway repeats the same few thousand.
+_GOOD_NAMES: set[str] = set()
+_GOOD_NAMES_MAX = 1 << 21
+
+
+def _plain_batch(payload: bytes, community_id: str, directory: Directory,
+                 received_at: datetime, into: Decoded) -> bool:
+    """Decode a batch of plain, valid readings without building pydantic models.
+
+    Gateways send thousands of readings a second, and pydantic spends about
+    7 µs on each; here a reading costs about 1 µs. This path accepts only a
+    strict subset of what `contract.Batch` accepts (readings items with the
+    canonical timestamp shape, known devices, numbers in range) and adds
+    nothing unless every item passes; anything else returns False and the
+    batch goes through the models, which stay the one definition of valid
+    (a test checks both paths agree).
+    """
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return False
+    if doc.__class__ is not dict or len(doc) != 1:
+        return False
+    items = doc.get("items")
+    if items.__class__ is not list or not 0 < len(items) <= 10_000:
+        return False
+    future = received_at + _SKEW
+    parse_ts = datetime.fromisoformat
+    good_names = _GOOD_NAMES
+    rows: list[tuple] = []
+    per_device: list[tuple[str, datetime, int, int]] = []  # device, ts, first row, end row
+    oldest: datetime | None = None
+    for item in items:
+        if item.__class__ is not dict or len(item) != 3:
+            return False
+        device_id, ts_text, readings = item.get("device"), item.get("ts"), item.get("readings")
+        if (device_id.__class__ is not str or ts_text.__class__ is not str
+                or readings.__class__ is not dict or not 0 < len(readings) <= 64):
+            return False
+        if device_id not in good_names:
+            if _NAME.fullmatch(device_id) is None:
+                return False
+            if len(good_names) >= _GOOD_NAMES_MAX:
+                good_names.clear()
+            good_names.add(device_id)
+        # the shape `contract.fmt_time` writes ("2026-11-24T07:00:00.123456Z"), to the
+        # second, millisecond or microsecond; fromisoformat then checks the digits
+        width = len(ts_text)
+        if (width != 27 and width != 24 and width != 20) or ts_text[-1] != "Z" \
+                or ts_text[10] != "T" or (width != 20 and ts_text[19] != "."):
+            return False
+        device = directory(device_id)
+        if device is None or device.community_id != community_id:
+            return False
+        try:
+            ts = parse_ts(ts_text)
+        except ValueError:  # the right shape but no such date: let the models say so
+            return False
+        if ts > future:
+            return False
+        limits = _LIMITS[device.type]
+        first = len(rows)
+        for name, value in readings.items():
+            limit = limits.get(name)
+            cls = value.__class__
+            if limit is None or limit[0] is not None or (cls is not float and cls is not int):
+                return False
+            if not limit[1] <= value <= limit[2]:
+                return False
+            rows.append((ts, device_id, name, float(value), None, received_at))
+        per_device.append((device_id, ts, first, len(rows)))
+        if oldest is None or ts < oldest:
+            oldest = ts
+    into.readings.extend(rows)
+    latest_of, seen = into.latest, into.last_seen
+    for device_id, ts, first, end in per_device:
+        latest = latest_of.get(device_id)
+        if latest is None:
+            latest = latest_of[device_id] = {}
+        for row in rows[first:end]:
+            held = latest.get(row[2])
+            if held is None or held[0] <= ts:
+                latest[row[2]] = (ts, row[3])
+        held_seen = seen.get(device_id)
+        if held_seen is None or held_seen < ts:
+            seen[device_id] = ts
+    into.device_times.append(oldest)
+    return True
 
 
 def _readings(device_id: str, device: DeviceInfo, ts: datetime,

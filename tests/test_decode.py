@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from ingest import contract
-from ingest.decode import Decoded, DeviceInfo, decode
+from ingest.decode import Decoded, DeviceInfo, Refused, decode
 
 NOW = datetime(2026, 11, 24, 7, 0, tzinfo=timezone.utc)
 DEVICES = {
@@ -140,3 +140,79 @@ def test_committed_schemas_are_generated_from_the_models(tmp_path) -> None:
     for path in generated:
         assert (contract.SCHEMA_DIR / path.name).read_text() == path.read_text(), (
             f"ingest/schemas/{path.name} is stale: run `twin mqtt-schemas`")
+
+
+def _variant(rng, k: int) -> dict:
+    """A gateway item, plain most of the time, with one of many ways to be unusual."""
+    item: dict = {"device": "co-1", "ts": "2026-11-24T06:59:00.250Z", "readings": {"co": 4}}
+    twist = rng.randrange(15)
+    if twist == 0:
+        item["readings"] = {"co": 5000}  # out of range
+    elif twist == 1:
+        item["readings"] = {"co": True}
+    elif twist == 2:
+        item["readings"] = {"co": "4"}
+    elif twist == 3:
+        item["readings"] = {"co2": 4}
+    elif twist == 4:
+        item["device"] = "nobody"
+    elif twist == 5:
+        item["device"] = "far-1"
+    elif twist == 6:
+        item["ts"] = "2026-02-30T06:00:00Z"
+    elif twist == 7:
+        item["ts"] = "2026-11-24T09:00:00Z"  # two hours ahead of NOW
+    elif twist == 8:
+        item["ts"] = "2026-11-24T14:59:00+08:00"
+    elif twist == 9:
+        item["ts"] = 1795503000000
+    elif twist == 10:
+        item["extra"] = 1
+    elif twist == 11:
+        item = {"device": "gate-1", "event": {"ts": "2026-11-24T06:58:00Z", "id": f"a{k}",
+                                              "kind": "access", "method": "face"}}
+    elif twist == 12:
+        item["readings"] = {"co": k % 7 + 0.5}
+        item["device"] = "bin-1" if k % 2 else "co-1"
+        item["readings"] = {"fill": 50} if k % 2 else item["readings"]
+    elif twist == 13:
+        item["ts"] = rng.choice(["2026-11-24T06:59:00,250Z", "2026-11-24t06:59:00.250Z",
+                                 "2026-11-24 06:59:00.250Z", "2026-11-24T06:59:00.250z",
+                                 "2026-11-24T24:00:00.000Z", "20261124T065900.250000Z",
+                                 "2026-11-24T06:59:00Z", "2026-11-24T06:59:00.250000Z"])
+    return item
+
+
+def test_the_fast_batch_path_agrees_with_the_models() -> None:
+    """The plain-readings path takes only what the models take, and decodes it the same."""
+    import random
+
+    from ingest.decode import _batch, _parse, _plain_batch
+
+    rng = random.Random(7)
+    topic = contract.topic("c1", "gw-1", "batch")
+    took_fast = 0
+    for k in range(400):
+        items = [_variant(rng, k * 10 + j) if rng.random() < 0.3 else
+                 {"device": "co-1", "ts": f"2026-11-24T06:5{j % 10}:00Z", "readings": {"co": j}}
+                 for j in range(rng.randrange(1, 6))]
+        payload = orjson.dumps({"items": items})
+        fast, slow = Decoded(), Decoded()
+        ok = _plain_batch(payload, "c1", DEVICES.get, NOW, fast)
+        try:
+            _batch(topic, payload, _parse(contract.Batch, payload), "c1", DEVICES.get, NOW, slow)
+        except Refused:  # the whole message is refused by the models
+            slow.dead.append("schema")
+        if not ok:
+            assert fast == Decoded(), "a refused fast path must add nothing"
+            continue
+        took_fast += 1
+        assert not slow.dead, (items, slow.dead)
+        assert fast.readings == slow.readings
+        assert fast.latest == slow.latest and fast.last_seen == slow.last_seen
+        assert fast.device_times == slow.device_times
+    assert 50 < took_fast < 400
+
+
+def test_a_batch_that_is_not_json_is_still_named() -> None:
+    assert reason(run("batch", "gw-1", b"{items: [")) == "not_json"
