@@ -1,6 +1,6 @@
 """Ingest throughput and lag against same-run baselines.
 
-    .venv/bin/python -m bench.ingest --messages 200000 --batches 2000
+    .venv/bin/python -m bench.ingest --messages 100000 --repeat 3 --batches 3000
 
 Phases, each on its own embedded PostgreSQL (durable settings) and Mosquitto:
 
@@ -10,8 +10,9 @@ Phases, each on its own embedded PostgreSQL (durable settings) and Mosquitto:
    drains them into TimescaleDB. Both are timed from connect to the last
    message received / row committed.
 2. gateway batches: M messages of 100 readings each, drained by one `twin
-   ingest` process and by two in one shared-subscription group, against a
-   bare psycopg binary COPY of the same rows into a plain table.
+   ingest` process and by two in one shared-subscription group, against
+   bare psycopg binary COPYs of the same rows into the `reading` hypertable
+   (with its key: what the database absorbs) and into a plain table.
 3. latest state: one flush updating 100,000 distinct devices' latest state
    (merge per metric, newer wins), against a bare unnest ... ON CONFLICT DO
    UPDATE of the same rows into a copy of device_state.
@@ -42,7 +43,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import typer
 
-from bench.common import bench_database, raw_copy_rate, scratch_dir
+from bench.common import bench_database, copy_rate_into, raw_copy_rate, scratch_dir
 from gis_data import SAMPLE_DIR
 from gis_data.dataset import read_dataset
 from ingest import contract
@@ -95,6 +96,7 @@ def main(
     batch_messages, rows = _batch_messages(community, gateway, meters, batches)
     with _stack(sample) as (db_url, broker):
         copy_rate = raw_copy_rate(db_url, rows, READING_COLUMNS)
+        table_rate = copy_rate_into(db_url, "reading", rows, READING_COLUMNS)
         batch_s = _drain_ingest(db_url, broker, batch_messages, expect_rows=len(rows))
         pair_s = _drain_ingest(db_url, broker, batch_messages, expect_rows=len(rows),
                                processes=2)
@@ -105,6 +107,10 @@ def main(
                 "ingest_batch_2_processes_readings_per_s": round(len(rows) / pair_s),
                 "raw_copy_same_rows_per_s": round(copy_rate),
                 "ingest_batch_vs_raw_copy": round(batch_rate / copy_rate, 2),
+                "copy_into_reading_hypertable_per_s": round(table_rate),
+                "ingest_batch_vs_copy_into_reading": round(batch_rate / table_rate, 2),
+                "ingest_batch_2_processes_vs_copy_into_reading":
+                    round(len(rows) / pair_s / table_rate, 2),
                 "latest_state_updates_per_s": round(state_rate),
                 "bare_upsert_per_s": round(bare_state_rate),
                 "latest_state_vs_bare_upsert": round(state_rate / bare_state_rate, 2)}
