@@ -27,7 +27,7 @@ from shapely.geometry import LineString, Point
 
 from twin.dispatch import Assignment, NoCandidate, StaffMember, dispatch, on_shift
 from twin.store.graph import dispatch_staff, walk_graph, walk_routing_graph
-from twin.walkgraph import WALK_SPEED_M_S, build_walk_graph, snap
+from twin.walkgraph import WALK_SPEED_M_S, build_walk_graph, from_networkx, snap
 
 SRID = 32650
 X0, Y0 = 500_000.0, 3_375_000.0
@@ -321,3 +321,9 @@ def test_sample_community_guard_to_an_entrance_matches_networkx(sample_conn):
     assert result.candidates_considered == 4
     assert result.eta_s >= result.distance_m / WALK_SPEED_M_S - 1e-6
     assert result.route.coords[-1] == pytest.approx((lon, lat), abs=1e-7)
+
+    # The same graph compiled from networkx (straight edges, as the sample's are) agrees.
+    again = dispatch(from_networkx(g, crs=SRID), Point(lon, lat), staff, now=DAY,
+                     role="security")
+    assert again.staff_id == result.staff_id
+    assert again.distance_m == pytest.approx(result.distance_m, abs=1e-3)

@@ -274,7 +274,7 @@ def snap(graph: WalkGraph, points: Sequence[Point]) -> list[Snap]:
 
 
 def reach_from(graph: WalkGraph, origin: Snap, *, limit: float = np.inf) -> Reach:
-    """Walkway distances from ``origin``'s spot on its edge to every node, up to ``limit`` metres."""
+    """Walkway metres from ``origin``'s spot on its edge to every node, up to ``limit``."""
     e = origin.edge
     with graph._lock:
         graph._matrix.indices[-2:] = (graph.edge_u[e], graph.edge_v[e])
