@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from ingest import contract
 from twin.device_types import CAMERA_CLASSES, DEVICE_TYPES, GATEWAY_TYPE
+
 _CAMERA_CLASSES = frozenset(CAMERA_CLASSES)
 _SKEW = timedelta(seconds=contract.MAX_CLOCK_SKEW_S)
 _INF = float("inf")
