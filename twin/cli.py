@@ -241,9 +241,11 @@ def _register_live_commands() -> None:
     """Commands whose modules live beside the service they configure."""
     from ingest.broker_auth import broker_config_command
     from ingest.simulator import simulate_command
+    from twin.cli_whatif import whatif_app
 
     app.command("broker-config")(broker_config_command)
     app.command("simulate")(simulate_command)
+    app.add_typer(whatif_app, name="whatif")
 
 
 _register_live_commands()

@@ -1,0 +1,262 @@
+"""`twin whatif ...`: save scenarios and compare them with the twin as it is.
+
+Thin: each command loads what it needs from the store, calls one analysis of
+`twin.whatif`, prints a table and, if asked, writes GeoJSON or CSV.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import geopandas as gpd
+import numpy as np
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from shapely.geometry import Point
+
+from twin.errors import TwinError
+
+whatif_app = typer.Typer(help="What-if planning: scenarios compared with the twin as it is.",
+                         no_args_is_help=True)
+console = Console()
+
+Community = Annotated[str | None, typer.Option(
+    "--community", help="Community id; default: the only one in the twin.")]
+
+
+@whatif_app.command("save")
+def save(
+    path: Annotated[Path, typer.Argument(help="A scenario file (YAML or JSON).")],
+    community: Community = None,
+    actor: Annotated[str, typer.Option(help="Who saves it, for the record.")] = "cli",
+) -> None:
+    """Save (or replace) a scenario from a file; the live twin is not touched."""
+    from twin.store.scenarios import save_scenario
+    from twin.whatif.scenario import Scenario
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise TwinError(f"cannot read scenario file {path}: {e}") from e
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "scenario"
+        raise TwinError(f"{path}: {where}: {first['msg']}") from e
+    with _connection() as conn:
+        cid = _community(conn, community)
+        saved = save_scenario(conn, cid, scenario, actor=actor)
+        conn.commit()
+    console.print(f"saved scenario [bold]{saved.scenario.name}[/] for {cid}")
+
+
+@whatif_app.command("list")
+def list_(community: Community = None) -> None:
+    """The community's saved scenarios."""
+    from twin.store.scenarios import list_scenarios
+
+    with _connection() as conn:
+        saved = list_scenarios(conn, _community(conn, community))
+    table = Table("scenario", "changes", "saved by", "updated")
+    for s in saved:
+        table.add_row(s.scenario.name, _changes(s.scenario), s.created_by,
+                      s.updated_at.isoformat(timespec="seconds"))
+    console.print(table)
+
+
+@whatif_app.command("delete")
+def delete(name: str, community: Community = None) -> None:
+    from twin.store.scenarios import delete_scenario
+
+    with _connection() as conn:
+        delete_scenario(conn, _community(conn, community), name)
+        conn.commit()
+    console.print(f"deleted scenario {name}")
+
+
+@whatif_app.command("edges")
+def edges(
+    lon: float, lat: float,
+    radius: Annotated[float, typer.Option(help="Metres.")] = 30.0,
+    community: Community = None,
+) -> None:
+    """Walkway edges near a point: the ids a scenario closes."""
+    with _connection() as conn:
+        cid = _community(conn, community)
+        rows = conn.execute(
+            """SELECT id, kind, length_m,
+                      ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography)
+               FROM walk_edge WHERE community_id = %s
+                 AND ST_DWithin(geom::geography, ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography, %s)
+               ORDER BY 4""", (lon, lat, cid, lon, lat, radius)).fetchall()
+    table = Table("edge", "kind", "length (m)", "distance (m)")
+    for eid, kind, length, dist in rows:
+        table.add_row(eid, kind, f"{length:.1f}", f"{dist:.1f}")
+    console.print(table)
+
+
+@whatif_app.command("coverage")
+def coverage_command(
+    scenario: Annotated[str, typer.Argument(help="A saved scenario's name.")],
+    role: Annotated[str, typer.Option(help="Staff role that responds.")] = "security",
+    shift: Annotated[list[str] | None, typer.Option(help="Shift(s); default day and night.")] = None,
+    sla_min: Annotated[float, typer.Option("--sla-min", help="Response-time target, minutes.")] = 5.0,
+    community: Community = None,
+    geojson: Annotated[Path | None, typer.Option(help="Write buildings with both times.")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Write the per-building table.")] = None,
+) -> None:
+    """Walking time from the nearest staff member of a role to every building, against the baseline."""
+    from twin.store.graph import dispatch_staff, walk_routing_graph
+    from twin.store.scenarios import entrances, load_scenario
+    from twin.whatif.coverage import compare, coverage
+    from twin.whatif.network import scenario_network
+    from twin.whatif.scenario import BASELINE
+
+    with _connection() as conn:
+        cid = _community(conn, community)
+        chosen = load_scenario(conn, cid, scenario)
+        graph = walk_routing_graph(conn, cid)
+        staff = dispatch_staff(conn, cid)
+        doors = entrances(conn, cid)
+        footprints = _footprints(conn, cid) if geojson else None
+    sla_s = sla_min * 60
+    base_net, scen_net = scenario_network(graph, BASELINE), _network(graph, chosen, scenario_network)
+    frames = []
+    for name in shift or ["day", "night"]:
+        before = coverage(graph, staff, doors, BASELINE, role=role, shift=name, network=base_net)
+        after = coverage(graph, staff, doors, chosen, role=role, shift=name, network=scen_net)
+        result = compare(before, after, sla_s=sla_s)
+        summary = result.summary()
+        console.print(f"[bold]{role}, {name} shift[/]: {len(before.staff_ids)} on duty in the "
+                      f"baseline, {len(after.staff_ids)} in '{chosen.name}'; target {sla_min:g} min")
+        table = Table("", "baseline", chosen.name)
+        table.add_row("buildings over the target", str(summary["over_target_baseline"]),
+                      str(summary["over_target_scenario"]))
+        table.add_row("median walk (min)", _minutes(summary["median_baseline_s"]),
+                      _minutes(summary["median_scenario_s"]))
+        table.add_row("slowest building (min)", _minutes(result.table()["baseline_s"].max()),
+                      _minutes(result.table()["scenario_s"].max()))
+        console.print(table)
+        console.print(f"newly over the target: {', '.join(result.newly_over) or 'none'}")
+        if result.back_within:
+            console.print(f"back within the target: {', '.join(result.back_within)}")
+        hist = after.histogram()
+        console.print("scenario histogram: " + ", ".join(
+            f"{k} {v}" for k, v in hist.items() if v))
+        frame = result.table().reset_index().assign(role=role, shift=name, scenario=chosen.name)
+        frames.append(frame)
+    _write(frames, footprints, geojson=geojson, csv=csv)
+
+
+@whatif_app.command("impact")
+def impact_command(
+    scenario: Annotated[str, typer.Argument(help="A saved scenario's name.")],
+    close_gate: Annotated[list[str] | None, typer.Option(help="A gate facility id to close too.")] = None,
+    detour_min: Annotated[float, typer.Option(help="Report longer walks than this, minutes.")] = 1.0,
+    community: Community = None,
+    geojson: Annotated[Path | None, typer.Option(help="Write the affected buildings.")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Write the per-building table.")] = None,
+) -> None:
+    """Which households and devices are cut off from the gates, or walk further, in a scenario."""
+    from twin.store.graph import walk_routing_graph
+    from twin.store.scenarios import entrances, gates, households, load_scenario
+    from twin.whatif.impact import gate_impact
+
+    with _connection() as conn:
+        cid = _community(conn, community)
+        chosen = load_scenario(conn, cid, scenario)
+        graph = walk_routing_graph(conn, cid)
+        result = gate_impact(graph, entrances(conn, cid), gates(conn, cid), chosen,
+                             closed_gates=tuple(close_gate or ()), detour_s=detour_min * 60)
+        touched = result.cut_off + result.detoured
+        counts = households(conn, touched)
+        footprints = _footprints(conn, cid) if geojson else None
+    table = Table("building", "effect", "walk to a gate before (min)", "after (min)",
+                  "households", "residents", "devices")
+    for bid in touched:
+        row = result.table.loc[bid]
+        units, residents, devices = counts.get(bid, (0, 0, 0))
+        table.add_row(bid, "cut off" if bid in result.cut_off else "detour",
+                      _minutes(row["baseline_s"]), _minutes(row["scenario_s"]),
+                      str(units), str(residents), str(devices))
+    console.print(table)
+    total = [sum(c[k] for b, c in counts.items() if b in result.cut_off) for k in range(3)]
+    console.print(f"cut off: {len(result.cut_off)} buildings, {total[0]} households, "
+                  f"{total[1]} residents, {total[2]} devices; "
+                  f"longer walk: {len(result.detoured)} buildings")
+    frame = result.table.reset_index().assign(
+        scenario=chosen.name,
+        effect=lambda f: np.where(f["building_id"].isin(result.cut_off), "cut_off",
+                                  np.where(f["building_id"].isin(result.detoured), "detour", "")))
+    _write([frame], footprints, geojson=geojson, csv=csv)
+
+
+# --- internals -------------------------------------------------------------------------
+
+def _connection():
+    from twin.cli import _connection as connection
+
+    return connection()
+
+
+def _community(conn, community: str | None) -> str:
+    if community is not None:
+        return community
+    rows = conn.execute("SELECT id FROM community ORDER BY id").fetchall()
+    if len(rows) != 1:
+        raise TwinError(f"the twin holds {len(rows)} communities; choose one with --community")
+    return rows[0][0]
+
+
+def _network(graph, scenario, build):
+    try:
+        return build(graph, scenario)
+    except ValueError as e:
+        raise TwinError(str(e)) from e
+
+
+def _footprints(conn, cid: str) -> gpd.GeoDataFrame:
+    from shapely import from_wkb
+
+    rows = conn.execute("SELECT id, name, ST_AsBinary(footprint) FROM building WHERE community_id = %s",
+                        (cid,)).fetchall()
+    return gpd.GeoDataFrame({"building_id": [r[0] for r in rows], "name": [r[1] for r in rows]},
+                            geometry=[from_wkb(bytes(r[2])) for r in rows], crs=4326)
+
+
+def _write(frames, footprints, *, geojson: Path | None, csv: Path | None) -> None:
+    import pandas as pd
+
+    frame = pd.concat(frames, ignore_index=True)
+    frame = frame.replace([np.inf, -np.inf], np.nan)
+    if csv is not None:
+        frame.to_csv(csv, index=False)
+        console.print(f"wrote {csv}")
+    if geojson is not None:
+        out = footprints.merge(frame, on="building_id")
+        out.to_file(geojson, driver="GeoJSON")
+        console.print(f"wrote {geojson}")
+
+
+def _minutes(seconds: float) -> str:
+    return "unreachable" if not np.isfinite(seconds) else f"{seconds / 60:.1f}"
+
+
+def _changes(s) -> str:
+    parts = []
+    for label, value in (("closed edges", s.closed_edges), ("added paths", s.added_paths),
+                         ("staff away", s.staff_removed), ("staff added", s.staff_added),
+                         ("staff moved", s.staff_moved), ("shift changes", s.shift_changes),
+                         ("piles added", s.piles_added), ("rule changes", s.rule_params)):
+        if value:
+            parts.append(f"{len(value)} {label}")
+    return ", ".join(parts) or "none"
+
+
+def _point(lonlat: tuple[float, float]) -> Point:
+    return Point(lonlat)

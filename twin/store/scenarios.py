@@ -1,0 +1,110 @@
+"""Saving what-if scenarios, and reading what the analyses need from the live twin.
+
+Scenarios live in their own table; these functions only ever read the live
+tables, so running a what-if cannot change the twin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from pydantic import ValidationError
+from psycopg.types.json import Jsonb
+from shapely.geometry import Point
+
+from twin.errors import TwinError
+from twin.whatif.coverage import Entrances
+from twin.whatif.scenario import BASELINE, Scenario
+
+
+@dataclass(frozen=True, slots=True)
+class SavedScenario:
+    scenario: Scenario
+    community_id: str
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def save_scenario(conn: psycopg.Connection, community_id: str, scenario: Scenario, *,
+                  actor: str) -> SavedScenario:
+    """Create or replace the community's scenario of this name."""
+    if scenario.name == BASELINE.name:
+        raise TwinError("'baseline' is the twin as it is; give the scenario another name")
+    _community(conn, community_id)
+    row = conn.execute(
+        """INSERT INTO scenario (community_id, name, overlay, created_by)
+           VALUES (%s, %s, %s, %s)
+           ON CONFLICT (community_id, name) DO UPDATE
+               SET overlay = excluded.overlay, updated_at = now()
+           RETURNING created_by, created_at, updated_at""",
+        (community_id, scenario.name, Jsonb(scenario.model_dump(mode="json")), actor),
+    ).fetchone()
+    return SavedScenario(scenario, community_id, *row)
+
+
+def load_scenario(conn: psycopg.Connection, community_id: str, name: str) -> Scenario:
+    """A saved scenario, or the baseline for the name 'baseline'."""
+    if name == BASELINE.name:
+        return BASELINE
+    row = conn.execute("SELECT overlay FROM scenario WHERE community_id = %s AND name = %s",
+                       (community_id, name)).fetchone()
+    if row is None:
+        raise TwinError(f"community {community_id!r} has no scenario {name!r}")
+    try:
+        return Scenario.model_validate(row[0])
+    except ValidationError as e:
+        raise TwinError(f"scenario {name!r} no longer validates: {e.errors()[0]['msg']}") from e
+
+
+def list_scenarios(conn: psycopg.Connection, community_id: str) -> list[SavedScenario]:
+    rows = conn.execute(
+        """SELECT overlay, created_by, created_at, updated_at FROM scenario
+           WHERE community_id = %s ORDER BY name""", (community_id,)).fetchall()
+    return [SavedScenario(Scenario.model_validate(o), community_id, by, at, up)
+            for o, by, at, up in rows]
+
+
+def delete_scenario(conn: psycopg.Connection, community_id: str, name: str) -> None:
+    deleted = conn.execute("DELETE FROM scenario WHERE community_id = %s AND name = %s",
+                           (community_id, name)).rowcount
+    if not deleted:
+        raise TwinError(f"community {community_id!r} has no scenario {name!r}")
+
+
+def entrances(conn: psycopg.Connection, community_id: str) -> Entrances:
+    """Every building's doors, which coverage and impact measure to."""
+    rows = conn.execute(
+        """SELECT e.id, e.building_id, ST_X(e.geom), ST_Y(e.geom)
+           FROM entrance e JOIN building b ON b.id = e.building_id
+           WHERE b.community_id = %s ORDER BY e.id""", (community_id,)).fetchall()
+    if not rows:
+        raise TwinError(f"community {community_id!r} has no building entrances")
+    return Entrances(ids=tuple(r[0] for r in rows), building_ids=tuple(r[1] for r in rows),
+                     points=tuple(Point(r[2], r[3]) for r in rows))
+
+
+def gates(conn: psycopg.Connection, community_id: str) -> dict[str, Point]:
+    rows = conn.execute(
+        """SELECT id, ST_X(geom), ST_Y(geom) FROM facility
+           WHERE community_id = %s AND kind = 'gate' ORDER BY id""", (community_id,)).fetchall()
+    return {gid: Point(x, y) for gid, x, y in rows}
+
+
+def households(conn: psycopg.Connection, building_ids: list[str]) -> dict[str, tuple[int, int, int]]:
+    """Per building: occupied units, residents and devices, to say who an impact touches."""
+    rows = conn.execute(
+        """SELECT b.id,
+                  (SELECT count(*) FROM unit u WHERE u.building_id = b.id AND u.occupancy <> 'vacant'),
+                  (SELECT count(*) FROM resident r JOIN unit u ON u.id = r.unit_id
+                    WHERE u.building_id = b.id),
+                  (SELECT count(*) FROM device d WHERE d.building_id = b.id)
+           FROM building b WHERE b.id = ANY(%s)""", (building_ids,)).fetchall()
+    return {b: (int(u), int(r), int(d)) for b, u, r, d in rows}
+
+
+def _community(conn: psycopg.Connection, community_id: str) -> None:
+    if conn.execute("SELECT 1 FROM community WHERE id = %s", (community_id,)).fetchone() is None:
+        raise TwinError(f"there is no community {community_id!r}")
