@@ -239,6 +239,7 @@ def mqtt_schemas(
 
 def _register_live_commands() -> None:
     """Commands whose modules live beside the service they configure."""
+    from gis_data.importer.command import register_gis_commands
     from ingest.broker_auth import broker_config_command
     from ingest.simulator import simulate_command
     from twin.cli_whatif import whatif_app
@@ -246,6 +247,7 @@ def _register_live_commands() -> None:
     app.command("broker-config")(broker_config_command)
     app.command("simulate")(simulate_command)
     app.add_typer(whatif_app, name="whatif")
+    register_gis_commands(app)
 
 
 _register_live_commands()

@@ -1,0 +1,120 @@
+"""The `twin import` and `twin export` commands: parse options, call the service, print tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gis_data.importer.report import ImportReport
+
+#: Notes listed one by one under the summary; the rest are counted.
+NOTES_SHOWN = 20
+
+
+def import_command(
+    path: Annotated[Path, typer.Argument(
+        help="A GeoJSON/GeoPackage/Shapefile, an .osm.pbf extract, a CityJSON file, "
+             "or a directory of them (a `twin export` too).")],
+    community: Annotated[str, typer.Option(
+        help="Community id (letters, digits, '-', '_'); it prefixes every imported id.")],
+    layer: Annotated[list[str] | None, typer.Option(
+        help="Only this layer (repeatable).")] = None,
+    mapping: Annotated[Path | None, typer.Option(
+        help="TOML file naming each layer's role and columns (see docs/import.md).")] = None,
+    replace: Annotated[bool, typer.Option(
+        help="Also delete what the source no longer has; devices and history of rows "
+             "whose ids still match are kept.")] = False,
+    name: Annotated[str | None, typer.Option(help="Display name of the community.")] = None,
+    city: Annotated[str | None, typer.Option(help="City of the community.")] = None,
+) -> None:
+    """Import buildings, entrances and paths from GIS files into a community."""
+    from gis_data.importer.service import STEPS, import_path
+    from twin.config import load_settings
+    from twin.services import stack
+    from twin.store import migrations
+    from twin.store.connection import connect
+
+    console = Console()
+    with connect(stack.database_url(load_settings())) as conn:
+        migrations.upgrade(conn)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                      TimeElapsedColumn(), console=console, transient=True) as progress:
+            task = progress.add_task(f"importing {path}", total=len(STEPS) - 1)
+
+            def step(what: str) -> None:
+                progress.update(task, completed=STEPS.index(what), description=what)
+
+            result = import_path(conn, path, community_id=community, layers=layer,
+                                 mapping=mapping, replace=replace, name=name, city=city,
+                                 step=step)
+    print_report(console, result.report, title=f"imported {path} into {community}")
+
+
+def export_command(
+    path: Annotated[Path, typer.Argument(
+        help="File to write (.gpkg, .city.json) or, for geojson, a directory.")],
+    community: Annotated[str, typer.Option(help="Community id.")],
+    format: Annotated[str, typer.Option(  # noqa: A002 - the option's name
+        "--format", help="geojson, gpkg or cityjson.")] = "gpkg",
+) -> None:
+    """Export a community's buildings, facilities, devices (with latest state) and walkways."""
+    from gis_data.exporter import export_community
+    from twin.config import load_settings
+    from twin.services import stack
+    from twin.store import migrations
+    from twin.store.connection import connect
+
+    console = Console()
+    with connect(stack.database_url(load_settings())) as conn:
+        migrations.require_current(conn)
+        written = export_community(conn, community, format, path)
+    table = Table("layer", "rows")
+    for layer, rows in written.items():
+        table.add_row(layer, f"{rows:,}")
+    console.print(f"[bold]wrote {path}[/] ({format})")
+    console.print(table)
+
+
+def register_gis_commands(app: typer.Typer) -> None:
+    """Add `import` and `export` to the `twin` command."""
+    app.command("import")(import_command)
+    app.command("export")(export_command)
+
+
+def print_report(console: Console, report: ImportReport, *, title: str) -> None:
+    """The summary: layers read and imported, rows written, then every note (up to a limit)."""
+    console.print(f"[bold]{title}[/]")
+    layers = Table("layer", "as", "read", "imported", "repaired", "skipped", "default height")
+    for c in report.layers:
+        layers.add_row(c.layer, c.role, f"{c.read:,}", f"{c.imported:,}", f"{c.repaired:,}",
+                       f"{c.skipped:,}", f"{c.defaulted:,}")
+    console.print(layers)
+    if report.written:
+        written = Table("table", "inserted", "updated", "unchanged", "deleted")
+        for table, n in report.written.items():
+            written.add_row(table, *(f"{n[k]:,}" for k in ("inserted", "updated", "unchanged",
+                                                           "deleted")))
+        console.print(written)
+    graph = report.graph
+    if graph is not None:
+        console.print(
+            f"walkway graph: {graph.lines:,} lines, {graph.gaps_closed:,} gaps closed, "
+            f"{graph.nodes_merged:,} nodes merged, {graph.places_attached:,} places attached "
+            f"({graph.doors_derived:,} doors placed on footprints), "
+            f"{graph.components:,} component{'s' if graph.components != 1 else ''}"
+            + (f" ([yellow]{len(graph.disconnected)} not connected to the main one[/])"
+               if graph.disconnected else " (connected)"))
+    if report.notes:
+        notes = Table("layer", "feature", "what", "why")
+        for note in report.notes[:NOTES_SHOWN]:
+            notes.add_row(note.layer, note.feature, note.kind, note.why)
+        console.print(notes)
+        if len(report.notes) > NOTES_SHOWN:
+            by_kind = report.counts_by_kind()
+            console.print(f"... {len(report.notes) - NOTES_SHOWN:,} more notes "
+                          f"({', '.join(f'{n:,} {k}' for k, n in by_kind.items())} in all)")
