@@ -1,0 +1,591 @@
+"""Every shipped rule: feed its trigger to the engine and check every action it asks for.
+
+Pure apart from the snapshot, which is read once from the sample community in
+the real database (`twin.rules.store.load_snapshot`); the engine, the clock
+and the intents are all in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from twin.rules import actions as act
+from twin.rules.compile import library_dir, load_directory
+from twin.rules.engine import Engine, Observation
+from twin.rules.snapshot import Snapshot
+from twin.rules.store import load_snapshot
+
+C = "wh-guanggu"
+#: Tuesday 10:00 in Wuhan.
+T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+LIBRARY = {r.id: r for r in load_directory(library_dir())}
+TESTED: set[str] = set()
+
+
+@pytest.fixture(scope="module")
+def base(sample_db_url: str) -> Snapshot:
+    import psycopg
+
+    with psycopg.connect(sample_db_url) as conn:
+        return load_snapshot(conn, C)
+
+
+class Run:
+    """One shipped rule in an engine of its own, over a private copy of the snapshot."""
+
+    def __init__(self, rule_id: str, base: Snapshot, *, started: datetime = T0) -> None:
+        TESTED.add(rule_id)
+        self.snap = dataclasses.replace(base, latest={}, last_seen={}, last_access={})
+        self.engine = Engine([LIBRARY[rule_id]], self.snap, started=started)
+
+    def tele(self, device: str, at: datetime, **values) -> list[act.Intent]:
+        return self._go(Observation(C, device, at, "telemetry", values))
+
+    def event(self, device: str, at: datetime, kind: str, **kw) -> list[act.Intent]:
+        return self._go(Observation(C, device, at, "event", event=kind, **kw))
+
+    def detect(self, device: str, at: datetime, cls: str, confidence: float = 0.9
+               ) -> list[act.Intent]:
+        return self.event(device, at, "detection", cls=cls, confidence=confidence)
+
+    def status(self, device: str, at: datetime, online: bool) -> list[act.Intent]:
+        return self._go(Observation(C, device, at, "status", {"online": online}))
+
+    def tick(self, at: datetime) -> list[act.Intent]:
+        return [i for f in self.engine.tick(at) for i in f.intents]
+
+    def _go(self, obs: Observation) -> list[act.Intent]:
+        return [i for f in self.engine.observe(obs) for i in f.intents]
+
+    # devices of the sample, chosen by what they are
+    def device(self, code: str, *, facility_kind: str | None = None, unit: bool = False,
+               building: bool = False, nth: int = 0) -> str:
+        found = [d for d in self.snap.of_type(code)
+                 if (facility_kind is None or self.kind_of(d) == facility_kind)
+                 and (not unit or self.snap.devices[d].unit_id)
+                 and (not building or self.snap.devices[d].building_id)]
+        return sorted(found)[nth]
+
+    def kind_of(self, device_id: str) -> str | None:
+        f = self.snap.facilities.get(self.snap.devices[device_id].facility_id or "")
+        return f.kind if f else None
+
+
+def shape(intents: list[act.Intent]) -> list[tuple[str, str]]:
+    return [(type(i).__name__, i.node) for i in intents]
+
+
+def one(intents: list[act.Intent], cls: type, node: str | None = None):
+    found = [i for i in intents if isinstance(i, cls) and (node is None or i.node == node)]
+    assert len(found) == 1, shape(intents)
+    return found[0]
+
+
+def s(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
+# --- safety ------------------------------------------------------------------------------
+
+def test_garage_co(base) -> None:
+    run = Run("garage-co", base)
+    co = run.device("co_sensor", facility_kind="garage")
+    garage = run.snap.devices[co].facility_id
+    assert run.tele(co, T0, co=12.0) == []
+    got = run.tele(co, T0 + s(60), co=86.0)
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Broadcast", "announce"),
+                          ("OpenWorkOrder", "engineer"), ("SendCommand", "fans")]
+    fans = one(got, act.SendCommand)
+    assert fans.command == "start" and len(fans.device_ids) == 4
+    assert {run.snap.devices[f].facility_id for f in fans.device_ids} == {garage}
+    assert {run.snap.devices[f].type for f in fans.device_ids} == {"exhaust_fan"}
+    speakers = one(got, act.Broadcast).speaker_ids
+    assert speakers and {run.snap.devices[x].facility_id for x in speakers} == {garage}
+    alarm = one(got, act.RaiseAlarm).spec
+    assert (alarm.type, alarm.severity, alarm.source_kind, alarm.source_id) == (
+        "garage_co", "critical", "facility", garage)
+    assert alarm.title == "CO 86 ppm in 1号地库"
+    assert one(got, act.RaiseAlarm).escalate_after_s == 300
+    order = one(got, act.OpenWorkOrder)
+    assert order.after_alarm == "alarm"
+    assert (order.spec.role, order.spec.skill, order.spec.priority) == ("engineer", "hvac",
+                                                                        "urgent")
+    # a second sensor of the same garage does not fire again; the fans stop when both are low
+    other = run.device("co_sensor", facility_kind="garage", nth=1)
+    assert run.tele(other, T0 + s(70), co=70.0) == []
+    assert run.tele(co, T0 + s(120), co=20.0) == []
+    got = run.tele(other, T0 + s(130), co=21.0)
+    assert shape(got) == [("ClearAlarm", "clear"), ("SendCommand", "fans-stop")]
+    assert one(got, act.SendCommand).command == "stop"
+    assert one(got, act.ClearAlarm).source_id == garage
+
+
+def test_access_tailgating(base) -> None:
+    run = Run("access-tailgating", base)
+    gate = run.device("access_gate")
+    got = run.event(gate, T0, "tailgating")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "desk")]
+    assert one(got, act.Notify).channel == "security_desk"
+    run.event(gate, T0 + s(60), "tailgating")
+    got = run.event(gate, T0 + s(120), "tailgating")
+    assert ("OpenWorkOrder", "guard") in shape(got)
+    assert one(got, act.OpenWorkOrder).spec.role == "security"
+    assert one(got, act.OpenWorkOrder).spec.title.endswith("(3 in 10 min)")
+    # cameras count too
+    cam = run.device("ai_camera", facility_kind="gate")
+    assert shape(run.detect(cam, T0, "tailgating")) == [("RaiseAlarm", "alarm"),
+                                                        ("Notify", "desk")]
+    # ten quiet minutes later the window empties and the alarm clears
+    assert shape(run.tick(T0 + s(800))) == [("ClearAlarm", "calm")]
+
+
+def test_access_door_forced(base) -> None:
+    run = Run("access-door-forced", base)
+    door = run.device("access_door", building=True)
+    got = run.event(door, T0, "door_forced")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "desk"),
+                          ("OpenWorkOrder", "guard")]
+    assert one(got, act.RaiseAlarm).spec.severity == "major"
+    assert one(got, act.OpenWorkOrder).spec.priority == "urgent"
+
+
+def test_access_door_held_open(base) -> None:
+    run = Run("access-door-held-open", base)
+    door = run.device("access_door")
+    assert run.tele(door, T0, door_state="held_open") == []
+    assert run.tele(door, T0 + s(60), door_state="held_open") == []
+    got = run.tick(T0 + s(125))
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "desk"), ("SendCommand", "lock")]
+    assert one(got, act.SendCommand).device_ids == (door,)
+    assert one(got, act.SendCommand).command == "lock"
+    assert shape(run.tele(door, T0 + s(200), door_state="closed")) == [("ClearAlarm", "closed")]
+
+
+def test_camera_high_altitude_throw(base) -> None:
+    run = Run("camera-high-altitude-throw", base)
+    cam = run.device("ai_camera", building=True)
+    assert run.detect(cam, T0, "high_altitude_throw", 0.5) == []  # below the confidence asked
+    got = run.detect(cam, T0, "high_altitude_throw", 0.93)
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "grid"), ("OpenWorkOrder", "guard")]
+    alarm = one(got, act.RaiseAlarm).spec
+    assert alarm.source_kind == "building" and alarm.source_id == run.snap.devices[cam].building_id
+    grid = run.snap.buildings[alarm.building_id].grid_id
+    assert one(got, act.Notify).recipients == (run.snap.grids[grid].worker_id,)
+
+
+def test_camera_ebike_in_lift(base) -> None:
+    run = Run("camera-ebike-in-lift", base)
+    cam = run.device("ai_camera", facility_kind="elevator")
+    got = run.detect(cam, T0, "ebike_in_lift")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Broadcast", "announce"), ("Notify", "desk")]
+    assert 1 <= len(one(got, act.Broadcast).speaker_ids) <= 2
+    assert run.detect(cam, T0 + s(30), "ebike_in_lift") == []  # cooldown of 2 minutes
+    assert run.detect(cam, T0 + s(130), "ebike_in_lift") != []
+    outdoor = run.device("ai_camera", facility_kind="gate")
+    assert run.detect(outdoor, T0, "ebike_in_lift") == []  # not a lift camera
+
+
+def test_camera_fire_lane_parking(base) -> None:
+    run = Run("camera-fire-lane-parking", base)
+    cam = run.device("ai_camera", facility_kind="gate")
+    for k in range(3):
+        assert run.detect(cam, T0 + s(80 * k), "fire_lane_parking") == []
+    got = run.detect(cam, T0 + s(240), "fire_lane_parking")  # standing for 3 min and more
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "guard")]
+    assert one(got, act.OpenWorkOrder).spec.role == "security"
+    assert shape(run.tick(T0 + s(240 + 151))) == [("ClearAlarm", "gone")]
+
+
+def test_camera_smoke_fire(base) -> None:
+    run = Run("camera-smoke-fire", base)
+    cam = run.device("ai_camera", facility_kind="ev_shed")
+    got = run.detect(cam, T0, "smoke_fire", 0.8)
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Broadcast", "announce"),
+                          ("OpenWorkOrder", "guard"), ("Notify", "tell"), ("Notify", "tell")]
+    assert one(got, act.OpenWorkOrder).spec.skill == "fire"
+    channels = {i.channel: i.recipients for i in got if isinstance(i, act.Notify)}
+    assert channels["security_desk"] == ("security_desk",)
+    assert channels["staff"] == ("wh-guanggu-s26",)  # the manager
+    assert one(got, act.Broadcast).speaker_ids
+
+
+def test_smoke_detector_alarm(base) -> None:
+    run = Run("smoke-detector-alarm", base)
+    # the detector of a floor where a resident with family contacts lives
+    cared = next(r for r in sorted(run.snap.residents.values(), key=lambda r: r.id)
+                 if r.family_contacts)
+    unit = run.snap.units[cared.unit_id]
+    det = next(d for d in sorted(run.snap.of_type("smoke_detector"))
+               if (run.snap.devices[d].building_id, run.snap.devices[d].floor)
+               == (unit.building_id, unit.floor))
+    got = run.event(det, T0, "smoke_alarm")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "family"),
+                          ("OpenWorkOrder", "guard"), ("Notify", "tell"), ("Notify", "tell")]
+    family = one(got, act.Notify, "family")
+    assert family.channel == "family"
+    assert family.recipients[0].endswith(f"<{cared.family_contacts[0]['phone']}>")
+    assert "special-care residents there" in [i for i in got if i.node == "tell"][0].message
+
+
+def test_camera_no_helmet(base) -> None:
+    run = Run("camera-no-helmet", base)
+    cam = run.device("ai_camera", facility_kind="ev_shed")
+    got = run.detect(cam, T0, "no_helmet")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "desk")]
+    assert one(got, act.RaiseAlarm).spec.severity == "info"
+
+
+def test_water_leak(base) -> None:
+    run = Run("water-leak", base)
+    sensor = run.device("water_leak_sensor", facility_kind="pump_room")
+    got = run.tele(sensor, T0, leak="wet")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "plumber")]
+    assert one(got, act.OpenWorkOrder).spec.skill == "plumbing"
+    assert run.tele(sensor, T0 + s(60), leak="wet") == []
+    assert shape(run.tele(sensor, T0 + s(600), leak="dry")) == [("ClearAlarm", "dry")]
+
+
+# --- environment -------------------------------------------------------------------------
+
+def test_camera_garbage_overflow(base) -> None:
+    run = Run("camera-garbage-overflow", base)
+    cam = run.device("ai_camera", facility_kind="trash_station")
+    got = run.detect(cam, T0, "garbage_overflow")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "cleaner")]
+    assert one(got, act.RaiseAlarm).spec.source_kind == "facility"
+    assert one(got, act.OpenWorkOrder).spec.role == "cleaning"
+
+
+def test_trash_bin_full(base) -> None:
+    run = Run("trash-bin-full", base)
+    b = run.device("trash_bin_sensor")
+    assert run.tele(b, T0, fill=40.0) == []
+    got = run.tele(b, T0 + s(600), fill=96.0)
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "cleaner")]
+    assert one(got, act.RaiseAlarm).spec.title.endswith("(96 %)")
+    assert shape(run.tele(b, T0 + s(1200), fill=5.0)) == [("ClearAlarm", "emptied")]
+
+
+def test_camera_unleashed_dog(base) -> None:
+    run = Run("camera-unleashed-dog", base)
+    cam = run.device("ai_camera", facility_kind="playground")
+    got = run.detect(cam, T0, "unleashed_dog")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Broadcast", "announce"), ("Notify", "grid")]
+    assert len(one(got, act.Broadcast).speaker_ids) == 1
+    assert one(got, act.Notify).channel == "grid_worker"
+
+
+def test_camera_street_vending(base) -> None:
+    run = Run("camera-street-vending", base)
+    cam = run.device("ai_camera", facility_kind="gate")
+    got = run.detect(cam, T0, "street_vending")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "grid")]
+    assert one(got, act.OpenWorkOrder).spec.role == "grid_worker"
+
+
+def test_irrigation_dry_soil(base) -> None:
+    run = Run("irrigation-dry-soil", base)
+    soil = run.device("soil_sensor")
+    area = run.snap.devices[soil].facility_id
+    morning = T0 - timedelta(hours=3)  # 07:00 local
+    got = run.tele(soil, morning, soil_moisture=18.0, soil_temperature=14.0)
+    opened = one(got, act.SendCommand, "open")
+    assert opened.command == "open"
+    assert {run.snap.devices[v].facility_id for v in opened.device_ids} == {area}
+    assert {run.snap.devices[v].type for v in opened.device_ids} == {"irrigation_valve"}
+    got = run.tele(soil, morning + s(900), soil_moisture=31.0, soil_temperature=14.0)
+    assert one(got, act.SendCommand, "close").command == "close"
+    # at noon, or on frozen soil, nothing opens
+    other = Run("irrigation-dry-soil", base)
+    assert other.tele(soil, T0 + timedelta(hours=2), soil_moisture=10.0,
+                      soil_temperature=20.0) == []
+    assert other.tele(soil, morning + timedelta(days=1), soil_moisture=10.0,
+                      soil_temperature=2.0) == []
+
+
+def test_air_quality_pm25(base) -> None:
+    run = Run("air-quality-pm25", base)
+    station = run.device("air_quality_sensor")
+    assert run.tele(station, T0, pm25=180.0) == []
+    assert run.tele(station, T0 + s(900), pm25=190.0) == []
+    got = run.tele(station, T0 + s(1800), pm25=175.0)
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Broadcast", "announce")]
+    assert shape(run.tele(station, T0 + s(2400), pm25=60.0)) == [("ClearAlarm", "better")]
+
+
+# --- service -----------------------------------------------------------------------------
+
+def test_ev_charger_full(base) -> None:
+    run = Run("ev-charger-full", base)
+    pile = run.device("ev_charger")
+    assert run.tele(pile, T0, status="charging") == []
+    got = run.tele(pile, T0 + s(300), status="full")
+    assert shape(got) == [("SendCommand", "cut")]
+    assert one(got, act.SendCommand).device_ids == (pile,)
+    assert one(got, act.SendCommand).command == "cut_off"
+    assert run.tele(pile, T0 + s(600), status="full") == []  # once per session
+
+
+def test_ev_charger_overheat(base) -> None:
+    run = Run("ev-charger-overheat", base)
+    pile = run.device("ev_charger")
+    got = run.tele(pile, T0, temperature=88.0)
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("SendCommand", "cut"), ("Notify", "desk"),
+                          ("OpenWorkOrder", "engineer")]
+    assert one(got, act.SendCommand).command == "cut_off"
+    assert one(got, act.OpenWorkOrder).spec.skill == "electrical"
+    assert shape(run.tele(pile, T0 + s(900), temperature=35.0)) == [("ClearAlarm", "cooled")]
+
+
+def test_ev_charger_heating_fast(base) -> None:
+    run = Run("ev-charger-heating-fast", base)
+    pile = run.device("ev_charger")
+    assert run.tele(pile, T0, temperature=30.0) == []
+    got = run.tele(pile, T0 + s(300), temperature=42.0)  # 24 °C per 10 min
+    assert shape(got) == [("RaiseAlarm", "alarm")]
+    assert "24 °C per 10 min" in one(got, act.RaiseAlarm).spec.title
+    assert shape(run.tele(pile, T0 + s(600), temperature=43.0)) == [("ClearAlarm", "steady")]
+
+
+def test_ev_shed_no_free_pile(base) -> None:
+    run = Run("ev-shed-no-free-pile", base)
+    shed = "wh-guanggu-f009"
+    piles = sorted(d for d in run.snap.of_type("ev_charger")
+                   if run.snap.devices[d].facility_id == shed)
+    got: list = []
+    for k, pile in enumerate(piles):
+        got = run.tele(pile, T0 + s(k), status="charging")
+        if k < len(piles) - 1:
+            assert got == []
+    assert shape(got) == [("RaiseAlarm", "alarm")]
+    assert one(got, act.RaiseAlarm).spec.title == f"3号充电棚: 0 of {len(piles)} piles free"
+    got = run.tele(piles[0], T0 + s(600), status="idle")
+    assert shape(got) == [("ClearAlarm", "free-again")]
+
+
+def test_smart_home_intrusion(base) -> None:
+    run = Run("smart-home-intrusion", base)
+    hub = run.device("smart_home_hub", unit=True)
+    assert run.event(hub, T0, "motion") == []  # nobody armed it
+    run.tele(hub, T0 + s(10), away_mode="on")
+    got = run.event(hub, T0 + s(20), "motion")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "desk"),
+                          ("OpenWorkOrder", "guard")]
+    spec = one(got, act.RaiseAlarm).spec
+    assert spec.source_kind == "device" and spec.source_id == hub
+    assert spec.unit_id == run.snap.devices[hub].unit_id
+    run.tele(hub, T0 + s(30), away_mode="off")
+    assert run.event(hub, T0 + s(40), "door_contact") == []
+
+
+def test_water_meter_night_flow(base) -> None:
+    run = Run("water-meter-night-flow", base)
+    meter = run.device("water_meter", unit=True)
+    night = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)  # 02:00 local
+    assert run.tele(meter, night, flow=0.6) == []
+    assert run.tele(meter, night + s(1800), flow=0.6) == []
+    got = run.tele(meter, night + s(3600), flow=0.6)
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "grid")]
+    assert one(got, act.Notify).channel == "grid_worker"
+    assert shape(run.tele(meter, night + s(4000), flow=0.0)) == [("ClearAlarm", "stopped")]
+    day = Run("water-meter-night-flow", base)
+    day.tele(meter, T0, flow=0.6)
+    assert day.tick(T0 + s(7200)) == []  # in the day a running tap is normal
+
+
+def test_power_meter_abnormal(base) -> None:
+    run = Run("power-meter-abnormal", base)
+    meter = run.device("power_meter", unit=True)
+    run.tele(meter, T0, power=14.0)
+    got = run.tick(T0 + s(901))
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "grid")]
+    assert "special-care residents" in one(got, act.Notify).message
+    assert shape(run.tele(meter, T0 + s(1000), power=1.0)) == [("ClearAlarm", "normal")]
+
+
+# --- activity ----------------------------------------------------------------------------
+
+def _cared(run: Run, flag: str):
+    return next(r for r in sorted(run.snap.residents.values(), key=lambda r: r.id)
+                if flag in r.care_flags and r.family_contacts)
+
+
+def test_special_care_not_out(base) -> None:
+    run = Run("special-care-not-out", base)
+    person = _cared(run, "elderly_alone")
+    gate = run.device("access_gate")
+    run.event(gate, T0, "access", direction="in", subject=person.id)
+    assert run.tick(T0 + timedelta(hours=35)) == []
+    # 36 h later it is 22:00 in Wuhan: quiet hours, so it waits for the morning
+    assert [i for i in run.tick(T0 + timedelta(hours=36, minutes=5))
+            if getattr(i, "spec", None) and i.spec.resident_id == person.id] == []
+    got = [i for i in run.tick(T0 + timedelta(hours=45, minutes=5))
+           if _about(run, i, person.id)]
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "tell"), ("Notify", "tell"),
+                          ("OpenWorkOrder", "visit")]
+    alarm = one(got, act.RaiseAlarm).spec
+    assert (alarm.source_kind, alarm.source_id, alarm.type) == ("resident", person.id,
+                                                                 "care_not_out")
+    assert "not seen going out for 36 h" in alarm.title
+    tell = {i.channel: i for i in got if isinstance(i, act.Notify)}
+    assert tell["family"].recipients == tuple(
+        f"{c['name']} <{c['phone']}>" for c in person.family_contacts)
+    unit, building = run.snap.resident_place(person.id)
+    assert tell["grid_worker"].recipients == (run.snap.grids[building.grid_id].worker_id,)
+    visit = one(got, act.OpenWorkOrder).spec
+    assert (visit.kind, visit.role, visit.resident_id) == ("welfare_check", "grid_worker",
+                                                           person.id)
+    assert run.tick(T0 + timedelta(hours=46)) == [] or all(
+        not _about(run, i, person.id) for i in run.tick(T0 + timedelta(hours=46)))
+    got = run.event(gate, T0 + timedelta(hours=46), "access", direction="out",
+                    subject=person.id)
+    assert shape(got) == [("ClearAlarm", "seen")]
+    assert got[0].source_id == person.id
+
+
+def test_special_care_own_hours_win(base) -> None:
+    run = Run("special-care-not-out", base)
+    person = _cared(run, "elderly_alone")
+    run.snap.residents[person.id] = dataclasses.replace(person, care_hours={"out": 4.0})
+    got = [i for i in run.tick(T0 + timedelta(hours=4, minutes=1)) if _about(run, i, person.id)]
+    assert "for 4 h" in one(got, act.RaiseAlarm).spec.title
+
+
+def test_special_care_not_back(base) -> None:
+    run = Run("special-care-not-back", base)
+    child = next(r for r in sorted(run.snap.residents.values(), key=lambda r: r.id)
+                 if "child" in r.care_flags)
+    gate = run.device("access_gate")
+    run.event(gate, T0, "access", direction="out", subject=child.id)
+    assert [i for i in run.tick(T0 + timedelta(hours=5)) if _about(run, i, child.id)] == []
+    got = [i for i in run.tick(T0 + timedelta(hours=6, minutes=1)) if _about(run, i, child.id)]
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "search"),
+                          ("Notify", "tell")]  # grid worker only: no family contacts on file
+    assert one(got, act.RaiseAlarm).spec.type == "care_not_back"
+    got = run.event(gate, T0 + timedelta(hours=7), "access", direction="in", subject=child.id)
+    assert shape(got) == [("ClearAlarm", "back")]
+
+
+def test_camera_person_fall(base) -> None:
+    run = Run("camera-person-fall", base)
+    cam = run.device("ai_camera", facility_kind="playground")
+    got = run.detect(cam, T0, "person_fall")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "aid"), ("Notify", "desk")]
+    assert one(got, act.OpenWorkOrder).spec.skill == "first_aid"
+
+
+def test_gate_night_traffic(base) -> None:
+    run = Run("gate-night-traffic", base)
+    gate = run.device("access_gate")
+    night = datetime(2026, 11, 24, 17, 0, tzinfo=UTC)  # 01:00 local
+    got: list = []
+    for k in range(30):
+        got = run.event(gate, night + s(10 * k), "access", direction="in")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "desk")]
+    assert one(got, act.Notify).message.startswith("Unusual night traffic at ")
+    assert "30 passes" in one(got, act.Notify).message
+    assert shape(run.tick(night + s(1200))) == [("ClearAlarm", "quiet")]
+    day = Run("gate-night-traffic", base)
+    assert all(day.event(gate, T0 + s(k), "access", direction="in") == [] for k in range(40))
+
+
+# --- equipment ---------------------------------------------------------------------------
+
+def test_device_offline(base) -> None:
+    run = Run("device-offline", base)
+    cam = run.device("ai_camera")
+    got = run.status(cam, T0, False)
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "engineer")]
+    assert shape(run.status(cam, T0 + s(60), True)) == [("ClearAlarm", "back")]
+
+
+def test_device_silent(base) -> None:
+    run = Run("device-silent", base)
+    co = run.device("co_sensor")
+    watched = len(run.snap.of_type("co_sensor") + run.snap.of_type("elevator_monitor")
+                  + run.snap.of_type("pump_monitor"))
+    assert run.tick(T0 + s(60)) == []
+    run.tele(co, T0 + s(600), co=3.0)
+    got = run.tick(T0 + s(901))  # everyone else has been silent since the start
+    assert len([i for i in got if isinstance(i, act.RaiseAlarm)]) == watched - 1
+    got = run.tick(T0 + s(1501))
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "engineer")]
+    assert one(got, act.RaiseAlarm).spec.device_id == co
+    assert shape(run.tele(co, T0 + s(1600), co=3.0)) == [("ClearAlarm", "heard-again")]
+
+
+def test_elevator_trapped(base) -> None:
+    run = Run("elevator-trapped", base)
+    lift = run.device("elevator_monitor")
+    got = run.event(lift, T0, "trapped")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "desk"), ("Notify", "desk"),
+                          ("OpenWorkOrder", "engineer")]
+    assert one(got, act.OpenWorkOrder).spec.skill == "elevator"
+
+
+def test_elevator_fault(base) -> None:
+    run = Run("elevator-fault", base)
+    got = run.event(run.device("elevator_monitor"), T0, "fault")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "engineer")]
+
+
+def test_pump_pressure_low(base) -> None:
+    run = Run("pump-pressure-low", base)
+    pump = run.device("pump_monitor")
+    run.tele(pump, T0, pressure=0.8)
+    got = run.tele(pump, T0 + s(130), pressure=0.7)
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "engineer"),
+                          ("SendCommand", "start")]
+    assert one(got, act.SendCommand).device_ids == (pump,)
+    assert shape(run.tele(pump, T0 + s(300), pressure=3.1)) == [("ClearAlarm", "ok")]
+
+
+def test_pump_fault(base) -> None:
+    run = Run("pump-fault", base)
+    got = run.event(run.device("pump_monitor"), T0, "fault")
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "engineer")]
+
+
+def test_gateway_weak_signal(base) -> None:
+    run = Run("gateway-weak-signal", base)
+    gw = run.device("iot_gateway")
+    run.tele(gw, T0, rssi=-118.0)
+    got = run.tick(T0 + s(601))
+    assert shape(got) == [("RaiseAlarm", "alarm")]
+    assert shape(run.tele(gw, T0 + s(700), rssi=-80.0)) == [("ClearAlarm", "better")]
+
+
+# --- the engine's state ------------------------------------------------------------------
+
+def test_state_round_trips_through_json(base) -> None:
+    """What the service stores after a batch brings an engine back where it was."""
+    import orjson
+
+    run = Run("camera-fire-lane-parking", base)
+    cam = run.device("ai_camera", facility_kind="gate")
+    run.detect(cam, T0, "fire_lane_parking")
+    run.detect(cam, T0 + s(90), "fire_lane_parking")
+    stored = {k: orjson.loads(orjson.dumps(v)) for k, v in run.engine.all_state().items()}
+    again = Engine([LIBRARY["camera-fire-lane-parking"]], run.snap, state=stored, started=T0)
+    fired = [i for f in again.observe(Observation(C, cam, T0 + s(190), "event",
+                                                  event="detection", cls="fire_lane_parking",
+                                                  confidence=0.9)) for i in f.intents]
+    assert shape(fired) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "guard")]
+
+
+def test_every_shipped_rule_has_a_test() -> None:
+    """Runs last in this module (pytest keeps file order)."""
+    assert set(LIBRARY) - TESTED == set()
+
+
+def _about(run: Run, intent: act.Intent, resident: str) -> bool:
+    spec = getattr(intent, "spec", None)
+    if spec is not None:
+        return spec.resident_id == resident
+    if isinstance(intent, act.ClearAlarm):
+        return intent.source_id == resident
+    name = run.snap.residents[resident].name
+    return name in getattr(intent, "message", "")

@@ -1,0 +1,100 @@
+"""What a rule asks for when it fires: intents, executed by an adapter (`twin.rules.store`).
+
+Pure data. Targets are already resolved (device ids, staff ids, phone numbers)
+and texts already written, so the adapter only writes and publishes, and a
+test can check every action of a rule without a database.
+
+``after_alarm`` names the raise_alarm node an intent follows in the rule's
+graph: the adapter runs such an intent only when that alarm is new, so a
+repeated detection counts on the open alarm instead of opening a second work
+order or waking the family twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from twin.alarms import AlarmSpec
+from twin.work_orders import WorkOrderSpec
+
+
+@dataclass(frozen=True, slots=True)
+class RaiseAlarm:
+    node: str
+    spec: AlarmSpec
+    #: Escalate when nobody acknowledged it within this many seconds (None: policy default).
+    escalate_after_s: float | None = None
+    after_alarm: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClearAlarm:
+    node: str
+    community_id: str
+    source_id: str
+    type: str
+    at: datetime
+    reason: str = ""
+    after_alarm: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendCommand:
+    node: str
+    community_id: str
+    device_ids: tuple[str, ...]
+    command: str
+    at: datetime
+    args: dict[str, Any] = field(default_factory=dict)
+    after_alarm: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Cloud broadcast: a ``broadcast`` command to each speaker, and one outbox entry."""
+
+    node: str
+    community_id: str
+    speaker_ids: tuple[str, ...]
+    message: str
+    at: datetime
+    after_alarm: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    node: str
+    community_id: str
+    #: family, grid_worker, security_desk or staff (twin.store.operations channels)
+    channel: str
+    recipients: tuple[str, ...]
+    message: str
+    at: datetime
+    after_alarm: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWorkOrder:
+    node: str
+    spec: WorkOrderSpec
+    after_alarm: str | None = None
+
+
+Intent = RaiseAlarm | ClearAlarm | SendCommand | Broadcast | Notify | OpenWorkOrder
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """One rule firing for one key (a device, a garage, a resident ...) at one time."""
+
+    rule_id: str
+    community_id: str
+    key: str
+    at: datetime
+    #: 'raised' (a condition became true, or an event passed) or 'cleared'
+    edge: str
+    intents: tuple[Intent, ...]
+    #: The names and values the texts were written from, kept in the alarm's detail.
+    context: dict[str, Any] = field(default_factory=dict)

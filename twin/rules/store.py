@@ -1,0 +1,441 @@
+"""The rule engine's edge to PostgreSQL: rules, counters, state, the twin's snapshot, and
+carrying out what rules ask (alarms, commands, broadcasts, notifications, work orders).
+
+Every function runs in the caller's transaction, so a batch of messages, the
+firings it caused, the rule state it changed and the commands it queued are
+committed together, and only then are the messages acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+import shapely
+from psycopg.types.json import Jsonb
+
+from ingest import contract
+from twin.alarms import Raised
+from twin.dispatch import Assignment, NoCandidate, dispatch
+from twin.rules import actions as act
+from twin.rules.compile import CompiledRule, RuleError, compile_text
+from twin.rules.engine import Engine
+from twin.rules.snapshot import (
+    BuildingInfo,
+    DeviceInfo,
+    FacilityInfo,
+    GridInfo,
+    ResidentInfo,
+    Snapshot,
+    UnitInfo,
+)
+from twin.store import operations as ops
+from twin.store.graph import dispatch_staff, walk_routing_graph
+from twin.walkgraph import WalkGraph
+from twin.work_orders import OPEN_STATES, SYSTEM, EscalationPolicy, WorkOrder, escalation_due
+
+log = logging.getLogger("twin.rules")
+
+
+# --- rules -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class StoredRule:
+    id: str
+    title: str
+    domain: str
+    enabled: bool
+    origin: str | None
+    loaded_at: datetime
+    evaluated: int
+    fired: int
+    last_fired: datetime | None
+
+
+def store_rules(conn: psycopg.Connection, rules: Iterable[CompiledRule], *, at: datetime,
+                origins: dict[str, str] | None = None, replace_all: bool = False) -> int:
+    """Write checked rules (insert or replace by id) and bump the rule set's revision.
+
+    With ``replace_all``, stored rules not among ``rules`` are deleted. Returns
+    the new revision, which running services pick up.
+    """
+    rules = list(rules)
+    origins = origins or {}
+    with conn.transaction():
+        for rule in rules:
+            conn.execute(
+                """INSERT INTO rule (id, title, domain, source, checksum, enabled, origin, loaded_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (id) DO UPDATE SET title = excluded.title,
+                       domain = excluded.domain, source = excluded.source,
+                       checksum = excluded.checksum, enabled = excluded.enabled,
+                       origin = excluded.origin, loaded_at = excluded.loaded_at""",
+                (rule.id, rule.rule.title, rule.rule.domain, rule.text, rule.checksum,
+                 rule.rule.enabled, origins.get(rule.id), at),
+            )
+            conn.execute("INSERT INTO rule_counter (rule_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                         (rule.id,))
+        if replace_all:
+            conn.execute("DELETE FROM rule WHERE NOT (id = ANY(%s))", ([r.id for r in rules],))
+        return _bump(conn, at)
+
+
+def set_enabled(conn: psycopg.Connection, rule_id: str, enabled: bool, *, at: datetime) -> int:
+    with conn.transaction():
+        done = conn.execute("UPDATE rule SET enabled = %s WHERE id = %s", (enabled, rule_id))
+        if done.rowcount == 0:
+            raise RuleError(rule_id, "is not stored in the database (twin rules load DIR)")
+        return _bump(conn, at)
+
+
+def rule_revision(conn: psycopg.Connection) -> int:
+    return int(conn.execute("SELECT revision FROM rule_set").fetchone()[0])
+
+
+def stored_rules(conn: psycopg.Connection) -> tuple[list[CompiledRule], list[str]]:
+    """The stored rules, compiled; a rule that no longer compiles is left out and reported
+    (the device-type registry may have changed since it was loaded)."""
+    compiled, errors = [], []
+    for rule_id, source, enabled in conn.execute(
+            "SELECT id, source, enabled FROM rule ORDER BY id").fetchall():
+        try:
+            rule = compile_text(source, origin=rule_id)
+        except RuleError as e:
+            errors.append(str(e))
+            continue
+        if rule.rule.enabled != enabled:
+            rule = replace(rule, rule=rule.rule.model_copy(update={"enabled": enabled}))
+        compiled.append(rule)
+    return compiled, errors
+
+
+def rule_table(conn: psycopg.Connection) -> list[StoredRule]:
+    """Every stored rule with its counters: what `twin rules list` and the dashboard show."""
+    rows = conn.execute(
+        """SELECT r.id, r.title, r.domain, r.enabled, r.origin, r.loaded_at,
+                  coalesce(c.evaluated, 0), coalesce(c.fired, 0), c.last_fired
+           FROM rule r LEFT JOIN rule_counter c ON c.rule_id = r.id
+           ORDER BY r.domain, r.id""").fetchall()
+    return [StoredRule(*row) for row in rows]
+
+
+# --- state and counters ------------------------------------------------------------------
+
+def load_state(conn: psycopg.Connection, rules: Iterable[CompiledRule]
+               ) -> dict[tuple[str, str, str], dict]:
+    """Stored state of these rules, only where it belongs to the same rule text."""
+    checksums = {r.id: r.checksum for r in rules}
+    out = {}
+    for rule_id, node_id, key, state, checksum in conn.execute(
+            "SELECT rule_id, node_id, key, state, checksum FROM rule_state"):
+        if checksums.get(rule_id) == checksum:
+            out[(rule_id, node_id, key)] = state
+    return out
+
+
+def save_engine(conn: psycopg.Connection, engine: Engine, *, at: datetime) -> None:
+    """Write the state entries and counters the engine changed since the last save."""
+    dirty = engine.take_dirty()
+    upserts = [(r, n, k, Jsonb(v), engine.rules[r].checksum, at)
+               for (r, n, k), v in dirty.items() if v is not None and r in engine.rules]
+    deletes = [(r, n, k) for (r, n, k), v in dirty.items() if v is None]
+    with conn.cursor() as cur:
+        if upserts:
+            cur.executemany(
+                """INSERT INTO rule_state (rule_id, node_id, key, state, checksum, updated_at)
+                   VALUES (%s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (rule_id, node_id, key) DO UPDATE SET state = excluded.state,
+                       checksum = excluded.checksum, updated_at = excluded.updated_at""",
+                upserts)
+        if deletes:
+            cur.executemany(
+                "DELETE FROM rule_state WHERE rule_id = %s AND node_id = %s AND key = %s",
+                deletes)
+        counts = [(c.evaluated, c.fired, c.last_fired, rule_id)
+                  for rule_id, c in engine.take_counters().items() if c.evaluated or c.fired]
+        if counts:
+            cur.executemany(
+                """INSERT INTO rule_counter AS c (evaluated, fired, last_fired, rule_id)
+                   VALUES (%s, %s, %s, %s)
+                   ON CONFLICT (rule_id) DO UPDATE SET
+                       evaluated = c.evaluated + excluded.evaluated,
+                       fired = c.fired + excluded.fired,
+                       last_fired = greatest(c.last_fired, excluded.last_fired)""",
+                counts)
+
+
+# --- the twin as the engine sees it ------------------------------------------------------
+
+def load_snapshot(conn: psycopg.Connection, community_id: str | None = None) -> Snapshot:
+    """One community (or every one) in memory: devices with their places, care residents,
+    grids and staff, and the latest state ingest has stored."""
+    c = {"c": community_id}
+    snap = Snapshot()
+    where = "(%(c)s::text IS NULL OR {}.community_id = %(c)s)"
+    for row in conn.execute(
+            f"""SELECT b.id, b.community_id, b.name, b.grid_id,
+                       coalesce(ST_X(e.geom), ST_X(ST_Centroid(b.footprint))),
+                       coalesce(ST_Y(e.geom), ST_Y(ST_Centroid(b.footprint)))
+                FROM building b
+                LEFT JOIN LATERAL (SELECT geom FROM entrance WHERE building_id = b.id
+                                   ORDER BY id LIMIT 1) e ON true
+                WHERE {where.format('b')}""", c):
+        snap.buildings[row[0]] = BuildingInfo(row[0], row[1], row[2], row[3], row[4], row[5])
+    for row in conn.execute(
+            f"""SELECT id, kind, name, ST_X(geom), ST_Y(geom), building_id, ST_AsBinary(area)
+                FROM facility f WHERE {where.format('f')}""", c):
+        snap.facilities[row[0]] = FacilityInfo(
+            row[0], row[1], row[2], row[3], row[4], row[5],
+            shapely.from_wkb(row[6]) if row[6] is not None else None)
+    for row in conn.execute(
+            f"""SELECT g.id, g.name, g.grid_worker_id FROM grid g WHERE {where.format('g')}""", c):
+        snap.grids[row[0]] = GridInfo(*row)
+    # Devices outside any building take the grid whose area holds them.
+    for row in conn.execute(
+            f"""SELECT d.id, d.type, d.name, d.community_id, ST_X(d.geom), ST_Y(d.geom),
+                       d.building_id, d.floor, d.unit_id, d.facility_id,
+                       CASE WHEN d.building_id IS NULL THEN
+                           (SELECT g.id FROM grid g WHERE g.community_id = d.community_id
+                              AND ST_Intersects(g.area, d.geom) ORDER BY g.id LIMIT 1) END
+                FROM device d WHERE {where.format('d')}""", c):
+        snap.devices[row[0]] = DeviceInfo(*row)
+    for row in conn.execute(
+            f"""SELECT u.id, u.building_id, u.floor, u.number FROM unit u
+                JOIN building b ON b.id = u.building_id WHERE {where.format('b')}""", c):
+        snap.units[row[0]] = UnitInfo(*row)
+    for row in conn.execute(
+            f"""SELECT r.id, r.unit_id, r.name, r.age_band, r.care_flags, r.family_contacts,
+                       o.not_out_h, o.not_back_h
+                FROM resident r JOIN unit u ON u.id = r.unit_id
+                JOIN building b ON b.id = u.building_id
+                LEFT JOIN care_override o ON o.resident_id = r.id
+                WHERE cardinality(r.care_flags) > 0 AND {where.format('b')}""", c):
+        hours = {d: float(h) for d, h in (("out", row[6]), ("in", row[7])) if h is not None}
+        snap.residents[row[0]] = ResidentInfo(row[0], row[1], row[2], row[3], tuple(row[4]),
+                                              tuple(row[5] or ()), hours)
+    for sid, name, role in conn.execute(
+            f"SELECT id, name, role FROM staff s WHERE {where.format('s')}", c):
+        snap.staff[sid] = (name, role)
+    for device_id, online, last_seen, metrics in conn.execute(
+            f"""SELECT s.device_id, s.online, s.last_seen, s.metrics FROM device_state s
+                JOIN device d ON d.id = s.device_id WHERE {where.format('d')}""", c):
+        values = {m: v.get("v") for m, v in (metrics or {}).items()}
+        if online is not None:
+            values["online"] = online
+        snap.latest[device_id] = values
+        if last_seen is not None:
+            snap.last_seen[device_id] = last_seen
+    if snap.residents:
+        for subject, direction, last in conn.execute(
+                """SELECT subject_id, direction, max(time) FROM event
+                   WHERE kind = 'access' AND subject_id = ANY(%s) AND direction IS NOT NULL
+                     AND time > now() - interval '30 days'
+                   GROUP BY subject_id, direction""", (list(snap.residents),)):
+            snap.last_access.setdefault(subject, {})[direction] = last
+    snap.index()
+    return snap
+
+
+# --- carrying out a firing ---------------------------------------------------------------
+
+@dataclass(slots=True)
+class Outcome:
+    """What executing firings did: ids of commands to publish and what was written."""
+
+    outbox: list[int] = field(default_factory=list)
+    alarms: list[int] = field(default_factory=list)
+    orders: list[int] = field(default_factory=list)
+    assigned: list[int] = field(default_factory=list)
+    notifications: int = 0
+    not_dispatched: list[tuple[int, str]] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Assigns work orders with `twin.dispatch`, keeping each community's walkway graph."""
+
+    def __init__(self, policy: EscalationPolicy = EscalationPolicy()) -> None:
+        self._graphs: dict[str, WalkGraph] = {}
+        self.policy = policy
+
+    def forget(self) -> None:
+        self._graphs.clear()
+
+    def assign(self, conn: psycopg.Connection, order: WorkOrder, *, now: datetime,
+               outcome: Outcome) -> WorkOrder:
+        """Give the order to the nearest qualified staff member; say why not if nobody."""
+        community = order.community_id
+        graph = self._graphs.get(community)
+        if graph is None:
+            graph = self._graphs[community] = walk_routing_graph(conn, community)
+        staff = dispatch_staff(conn, community)
+        held = ops.open_orders_by_staff(conn, community)
+        kw = dict(now=now, role=order.role, open_orders=held, exclude=set(order.declined_by))
+        choice: Assignment | NoCandidate = dispatch(graph, order.location, staff,
+                                                    skill=order.skill, **kw)
+        if isinstance(choice, NoCandidate) and order.skill is not None:
+            # Nobody with the skill can go: the nearest of the role goes, and says so.
+            plain = dispatch(graph, order.location, staff, **kw)
+            if isinstance(plain, Assignment):
+                choice = replace(plain, reason=f"no {order.skill} skill available "
+                                               f"({choice.reason}); {plain.reason}")
+        if isinstance(choice, NoCandidate):
+            outcome.not_dispatched.append((order.id, choice.detail))
+            log.info("work order %d not dispatched: %s", order.id, choice.detail)
+            return order
+        assigned = ops.act_on_work_order(
+            conn, order.id, "assign", actor=SYSTEM, at=now, note=choice.reason,
+            assignee=ops.Assignee(choice.staff_id, choice.route, choice.distance_m,
+                                  choice.eta_s))
+        outcome.assigned.append(order.id)
+        return assigned
+
+
+def execute(conn: psycopg.Connection, firing: act.Firing, *, now: datetime,
+            dispatcher: Dispatcher, outcome: Outcome) -> None:
+    """Write what one firing asks for, in the caller's transaction.
+
+    An intent that follows a raise_alarm runs only when that alarm is new: a
+    repeat counts on the open alarm and does nothing else.
+    """
+    raised: dict[str, Raised] = {}
+    who = f"rule:{firing.rule_id}"
+    for intent in firing.intents:
+        alarm_id = None
+        if intent.after_alarm is not None:
+            got = raised.get(intent.after_alarm)
+            if got is None or not got.new:
+                continue
+            alarm_id = got.alarm.id
+        if isinstance(intent, act.RaiseAlarm):
+            detail = dict(intent.spec.detail)
+            if intent.escalate_after_s is not None:
+                detail["escalate_after_s"] = intent.escalate_after_s
+            raised[intent.node] = got = ops.raise_alarm(conn, replace(intent.spec, detail=detail),
+                                                        actor=who)
+            if got.new:
+                outcome.alarms.append(got.alarm.id)
+        elif isinstance(intent, act.ClearAlarm):
+            alarm = ops.open_alarm_for(conn, intent.community_id, intent.source_id, intent.type)
+            if alarm is not None:
+                ops.clear_alarm(conn, alarm.id, actor=who, at=intent.at, reason=intent.reason)
+        elif isinstance(intent, act.SendCommand):
+            for device_id in intent.device_ids:
+                outcome.outbox.append(_command(conn, intent.community_id, device_id,
+                                               intent.command, intent.args, who, intent.at))
+        elif isinstance(intent, act.Broadcast):
+            for device_id in intent.speaker_ids:
+                outcome.outbox.append(_command(conn, intent.community_id, device_id,
+                                               "broadcast", {"text": intent.message}, who,
+                                               intent.at))
+            ops.notify(conn, community_id=intent.community_id, channel="broadcast",
+                       recipient=",".join(intent.speaker_ids), message=intent.message,
+                       at=intent.at, alarm_id=alarm_id, rule_id=firing.rule_id)
+            outcome.notifications += 1
+        elif isinstance(intent, act.Notify):
+            for recipient in intent.recipients:
+                ops.notify(conn, community_id=intent.community_id, channel=intent.channel,
+                           recipient=recipient, message=intent.message, at=intent.at,
+                           alarm_id=alarm_id, rule_id=firing.rule_id)
+                outcome.notifications += 1
+        elif isinstance(intent, act.OpenWorkOrder):
+            order = ops.open_work_order(conn, replace(intent.spec, alarm_id=alarm_id),
+                                        actor=SYSTEM)
+            outcome.orders.append(order.id)
+            dispatcher.assign(conn, order, now=now, outcome=outcome)
+
+
+def follow_up(conn: psycopg.Connection, communities: Iterable[str], *, now: datetime,
+              dispatcher: Dispatcher, outcome: Outcome) -> None:
+    """The clock's part of alarms and work orders.
+
+    - an active alarm nobody acknowledged within its rule's ``escalate_after_s``
+      escalates one level (and again after as long), and the managers are told;
+    - an order left 'assigned' past the acceptance limit is taken back from that
+      person and goes to the next candidate, as if they had declined it;
+    - an order nobody took, or not on site or not resolved in time, escalates
+      one tier up (`twin.work_orders.ESCALATE_TO`), with the reason recorded;
+    - every order waiting for someone ('created' after a decline, 'escalated')
+      is dispatched again.
+    """
+    communities = list(communities)
+    for alarm_id, community, title, limit, since, level in conn.execute(
+            """SELECT id, community_id, title, (detail->>'escalate_after_s')::float,
+                      coalesce(escalated_at, raised_at), escalation_level
+               FROM alarm WHERE state = 'active' AND detail ? 'escalate_after_s'
+                 AND community_id = ANY(%s)""", (communities,)).fetchall():
+        if (now - since).total_seconds() <= limit:
+            continue
+        reason = f"not acknowledged within {limit / 60:g} min"
+        ops.escalate_alarm(conn, alarm_id, at=now, reason=reason)
+        for (manager,) in conn.execute(
+                "SELECT id FROM staff WHERE community_id = %s AND role = 'manager' ORDER BY id",
+                (community,)).fetchall():
+            ops.notify(conn, community_id=community, channel="staff", recipient=manager,
+                       message=f"Escalated (level {level + 1}): {title}; {reason}", at=now,
+                       alarm_id=alarm_id)
+            outcome.notifications += 1
+    rows = conn.execute(
+        """SELECT id, state, updated_at, due_at, eta_s FROM work_order
+           WHERE community_id = ANY(%s) AND state = ANY(%s) ORDER BY id""",
+        (communities, sorted(OPEN_STATES))).fetchall()
+    for order_id, state, updated_at, due_at, eta_s in rows:
+        why = None if state == "escalated" else escalation_due(
+            state, now=now, updated_at=updated_at, due_at=due_at, eta_s=eta_s,
+            policy=dispatcher.policy)
+        if why is not None and state == "assigned" and why.startswith("not accepted"):
+            order = ops.act_on_work_order(conn, order_id, "decline", actor=SYSTEM, at=now,
+                                          note=why)
+            dispatcher.assign(conn, order, now=now, outcome=outcome)
+        elif why is not None:
+            order = ops.act_on_work_order(conn, order_id, "escalate", actor=SYSTEM, at=now,
+                                          note=why)
+            dispatcher.assign(conn, order, now=now, outcome=outcome)
+        elif state in ("created", "escalated"):
+            order = ops.get_work_order(conn, order_id, history=False)
+            dispatcher.assign(conn, order, now=now, outcome=outcome)
+
+
+# --- device commands ---------------------------------------------------------------------
+
+def pending_commands(conn: psycopg.Connection, *, limit: int = 5000
+                     ) -> list[tuple[int, str, bytes]]:
+    """Commands committed but not yet published: (outbox id, topic, payload)."""
+    return [(i, t, bytes(p)) for i, t, p in conn.execute(
+        "SELECT id, topic, payload FROM rule_outbox WHERE published_at IS NULL ORDER BY id "
+        "LIMIT %s", (limit,))]
+
+
+def mark_published(conn: psycopg.Connection, ids: list[int], *, at: datetime) -> None:
+    if ids:
+        conn.execute("UPDATE rule_outbox SET published_at = %s WHERE id = ANY(%s)", (at, ids))
+
+
+def _command(conn: psycopg.Connection, community: str, device_id: str, command: str,
+             args: dict[str, Any], issued_by: str, at: datetime) -> int:
+    command_id = f"r-{uuid.uuid4().hex[:16]}"
+    payload = orjson.dumps({"id": command_id, "ts": contract.fmt_time(at), "command": command,
+                            "args": args})
+    conn.execute(
+        """INSERT INTO device_command (id, device_id, command, args, issued_by, sent_at)
+           VALUES (%s, %s, %s, %s, %s, %s)""",
+        (command_id, device_id, command, Jsonb(args), issued_by, at))
+    (outbox_id,) = conn.execute(
+        """INSERT INTO rule_outbox (command_id, topic, payload, created_at)
+           VALUES (%s, %s, %s, %s) RETURNING id""",
+        (command_id, contract.topic(community, device_id, "cmd"), payload, at)).fetchone()
+    return int(outbox_id)
+
+
+def _bump(conn: psycopg.Connection, at: datetime) -> int:
+    (revision,) = conn.execute(
+        "UPDATE rule_set SET revision = revision + 1, changed_at = %s RETURNING revision",
+        (at,)).fetchone()
+    conn.execute("NOTIFY twin_rules")
+    return int(revision)
+
