@@ -142,3 +142,17 @@ def test_coverage_on_the_sample_matches_networkx(sample_conn) -> None:
         nxg, {f"guard-{k}" for k in range(len(team))}, weight="s")
     expected = np.array([lengths[r[4]] for r in rows])
     assert result.entrance_s == pytest.approx(expected, abs=0.05)
+
+
+def test_closing_one_of_two_parallel_paths_keeps_the_other() -> None:
+    """Two walkways join the same two junctions; closing the short one leaves the long one."""
+    graph = build_walk_graph(["A", "B"], np.array([X0, X0 + 100]), np.array([Y0, Y0]),
+                             np.array([0, 0]), np.array([1, 1]), np.array([100.0, 160.0]),
+                             crs=UTM, edge_ids=["short", "long"])
+    guard = StaffMember(id="g", role="security", shift="day", position=lonlat(0, 0))
+    door = Entrances(ids=("d",), building_ids=("B",), points=(lonlat(100, 0),))
+    before = coverage(graph, [guard], door, BASELINE, role="security", shift="day")
+    after = coverage(graph, [guard], door, Scenario(name="s", closed_edges=("short",)),
+                     role="security", shift="day")
+    assert before.entrance_s[0] == pytest.approx(100 / WALK_SPEED_M_S)
+    assert after.entrance_s[0] == pytest.approx(160 / WALK_SPEED_M_S)

@@ -16,7 +16,6 @@ import yaml
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-from shapely.geometry import Point
 
 from twin.errors import TwinError
 
@@ -114,7 +113,7 @@ def coverage_command(
     from twin.store.graph import dispatch_staff, walk_routing_graph
     from twin.store.scenarios import entrances, load_scenario
     from twin.whatif.coverage import compare, coverage
-    from twin.whatif.network import scenario_network
+    from twin.whatif.network import compile_live, scenario_network, snap_points
     from twin.whatif.scenario import BASELINE
 
     with _connection() as conn:
@@ -125,11 +124,15 @@ def coverage_command(
         doors = entrances(conn, cid)
         footprints = _footprints(conn, cid) if geojson else None
     sla_s = sla_min * 60
-    base_net, scen_net = scenario_network(graph, BASELINE), _network(graph, chosen, scenario_network)
+    live = compile_live(graph)
+    base_net, scen_net = scenario_network(live, BASELINE), _network(live, chosen, scenario_network)
+    door_spots = snap_points(graph, list(doors.points))
     frames = []
     for name in shift or ["day", "night"]:
-        before = coverage(graph, staff, doors, BASELINE, role=role, shift=name, network=base_net)
-        after = coverage(graph, staff, doors, chosen, role=role, shift=name, network=scen_net)
+        before = coverage(live, staff, doors, BASELINE, role=role, shift=name, network=base_net,
+                          doors=door_spots)
+        after = coverage(live, staff, doors, chosen, role=role, shift=name, network=scen_net,
+                         doors=door_spots)
         result = compare(before, after, sla_s=sla_s)
         summary = result.summary()
         console.print(f"[bold]{role}, {name} shift[/]: {len(before.staff_ids)} on duty in the "
@@ -257,6 +260,3 @@ def _changes(s) -> str:
             parts.append(f"{len(value)} {label}")
     return ", ".join(parts) or "none"
 
-
-def _point(lonlat: tuple[float, float]) -> Point:
-    return Point(lonlat)

@@ -19,7 +19,17 @@ from shapely.geometry import Point
 
 from twin.dispatch import StaffMember
 from twin.walkgraph import WalkGraph
-from twin.whatif.network import Network, place, scenario_network, seconds_from, seconds_to
+from twin.whatif.network import (
+    LiveNetwork,
+    Network,
+    Snapped,
+    compile_live,
+    place,
+    scenario_network,
+    seconds_from,
+    seconds_to,
+    snap_points,
+)
 from twin.whatif.scenario import Scenario
 
 #: Response-time bands of the isochrone map, in minutes (the last is open-ended).
@@ -142,7 +152,7 @@ def staff_in(staff: Iterable[StaffMember], scenario: Scenario) -> list[StaffMemb
 
 
 def coverage(
-    graph: WalkGraph,
+    live: LiveNetwork | WalkGraph,
     staff: Iterable[StaffMember],
     entrances: Entrances,
     scenario: Scenario,
@@ -150,18 +160,26 @@ def coverage(
     role: str,
     shift: str,
     network: Network | None = None,
+    doors: Snapped | None = None,
 ) -> Coverage:
     """Walking seconds from the nearest ``role`` on ``shift`` to every entrance and node.
 
-    ``network`` may be passed when several roles or shifts are measured on
-    one scenario, so it is built once.
+    What belongs to the live twin may be prepared once and passed in: the
+    compiled network (:func:`compile_live`), the doors snapped to it
+    (:func:`snap_points`), and the scenario's ``network`` when several roles
+    or shifts are measured on one scenario.
     """
-    net = network or scenario_network(graph, scenario)
+    if isinstance(live, WalkGraph):
+        live = compile_live(live)
+    net = network or scenario_network(live, scenario)
     team = sorted((m for m in staff_in(staff, scenario)
                    if m.role == role and m.shift == shift and m.position is not None),
                   key=lambda m: m.id)
-    sources = place(net, [m.position for m in team], movable=True) if team else None
-    targets = place(net, list(entrances.points), movable=False)
+    if doors is None:
+        doors = snap_points(live.graph, list(entrances.points))
+    sources = place(net, snap_points(live.graph, [m.position for m in team]), movable=True) \
+        if team else None
+    targets = place(net, doors, movable=False)
     if sources is None:
         node_s = np.full(net.n_nodes, np.inf)
         entrance_s = np.full(len(entrances.ids), np.inf)
