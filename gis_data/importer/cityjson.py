@@ -254,8 +254,8 @@ def _plain_geometry(geometries: list[dict], vertices: np.ndarray):
         lines = [shapely.linestrings(vertices[np.asarray(b, dtype=int), :2]) for b in boundaries]
         return lines[0] if len(lines) == 1 else shapely.multilinestrings(lines)
     if kind in ("MultiSurface", "CompositeSurface"):
-        polygons = [shapely.polygons(vertices[np.asarray(s[0], dtype=int), :2],
-                                     holes=[vertices[np.asarray(h, dtype=int), :2] for h in s[1:]])
+        polygons = [shapely.Polygon(vertices[np.asarray(s[0], dtype=int), :2],
+                                    [vertices[np.asarray(h, dtype=int), :2] for h in s[1:]])
                     for s in boundaries]
         return polygons[0] if len(polygons) == 1 else shapely.multipolygons(polygons)
     return None
