@@ -102,3 +102,15 @@ def test_an_unknown_edge_is_one_sentence(twin_db_url: str, tmp_path: Path, close
     _twin(twin_db_url, "save", str(path))
     refused = _twin(twin_db_url, "coverage", "typo", ok=False)
     assert "no walkway edge 'zz-no-such-edge'" in refused.stderr
+
+
+def test_staff_off_shift_start_from_their_base(sample_conn) -> None:
+    from twin.store.scenarios import staff_at_posts
+
+    community = sample_conn.execute("SELECT id FROM community").fetchone()[0]
+    staff = staff_at_posts(sample_conn, community)
+    room = sample_conn.execute(
+        "SELECT ST_X(geom), ST_Y(geom) FROM facility WHERE kind = 'security_room'").fetchone()
+    night = [m for m in staff if m.role == "security" and m.shift == "night"]
+    assert night and all(m.position is not None for m in staff)
+    assert all((m.position.x, m.position.y) == pytest.approx(room) for m in night)

@@ -109,9 +109,14 @@ def coverage_command(
     geojson: Annotated[Path | None, typer.Option(help="Write buildings with both times.")] = None,
     csv: Annotated[Path | None, typer.Option(help="Write the per-building table.")] = None,
 ) -> None:
-    """Walking time from the nearest staff member of a role to every building, against the baseline."""
-    from twin.store.graph import dispatch_staff, walk_routing_graph
-    from twin.store.scenarios import entrances, load_scenario
+    """Walking time from the nearest staff member of a role to every building, against the baseline.
+
+    Staff start from their last known position, or from their base when
+    they have none (off shift): the security room for guards, the property
+    office for everyone else.
+    """
+    from twin.store.graph import walk_routing_graph
+    from twin.store.scenarios import entrances, load_scenario, staff_at_posts
     from twin.whatif.coverage import compare, coverage
     from twin.whatif.network import compile_live, scenario_network, snap_points
     from twin.whatif.scenario import BASELINE
@@ -120,7 +125,7 @@ def coverage_command(
         cid = _community(conn, community)
         chosen = load_scenario(conn, cid, scenario)
         graph = walk_routing_graph(conn, cid)
-        staff = dispatch_staff(conn, cid)
+        staff = staff_at_posts(conn, cid)
         doors = entrances(conn, cid)
         footprints = _footprints(conn, cid) if geojson else None
     sla_s = sla_min * 60

@@ -6,7 +6,7 @@ tables, so running a what-if cannot change the twin.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import psycopg
@@ -14,7 +14,9 @@ from pydantic import ValidationError
 from psycopg.types.json import Jsonb
 from shapely.geometry import Point
 
+from twin.dispatch import StaffMember
 from twin.errors import TwinError
+from twin.store.graph import dispatch_staff
 from twin.whatif.coverage import Entrances
 from twin.whatif.scenario import BASELINE, Scenario
 
@@ -84,6 +86,32 @@ def entrances(conn: psycopg.Connection, community_id: str) -> Entrances:
         raise TwinError(f"community {community_id!r} has no building entrances")
     return Entrances(ids=tuple(r[0] for r in rows), building_ids=tuple(r[1] for r in rows),
                      points=tuple(Point(r[2], r[3]) for r in rows))
+
+
+#: Where a staff member without a known position is assumed to wait: their base.
+BASE_BY_ROLE: dict[str, str] = {"security": "security_room"}
+DEFAULT_BASE = "property_office"
+
+
+def staff_at_posts(conn: psycopg.Connection, community_id: str) -> list[StaffMember]:
+    """The staff for planning: at their last known position, or at their base when off shift.
+
+    Staff who are off duty have no position; coverage of their shift still
+    needs a starting point, so they start from their base (the security room
+    for guards, the property office for everyone else).
+    """
+    bases = {kind: Point(x, y) for kind, x, y in conn.execute(
+        """SELECT DISTINCT ON (kind) kind, ST_X(geom), ST_Y(geom) FROM facility
+           WHERE community_id = %s AND kind IN ('security_room', 'property_office')
+           ORDER BY kind, id""", (community_id,)).fetchall()}
+    out = []
+    for member in dispatch_staff(conn, community_id):
+        if member.position is None:
+            base = bases.get(BASE_BY_ROLE.get(member.role, DEFAULT_BASE)) or bases.get(DEFAULT_BASE)
+            if base is not None:
+                member = replace(member, position=base)
+        out.append(member)
+    return out
 
 
 def gates(conn: psycopg.Connection, community_id: str) -> dict[str, Point]:
