@@ -246,6 +246,7 @@ def _register_live_commands() -> None:
 
     app.command("broker-config")(broker_config_command)
     app.command("simulate")(simulate_command)
+    __import__("dashboard.cli").cli.register(app)  # twin dashboard, twin users
     app.add_typer(whatif_app, name="whatif")
     register_gis_commands(app)
 

@@ -1,0 +1,204 @@
+"""The control room's app factory: a Flask server with logins, and the Dash pages on it.
+
+    app = create_app("postgresql://...")       # a dash.Dash; app.server is the Flask app
+    app.run(host="127.0.0.1", port=8050)
+
+Every request but the login page and static files needs a live session; a
+request without one gets the login page (pages) or 401 (callbacks). Pages
+check their roles in their layout, and every service call checks again.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dash
+import flask
+from psycopg_pool import ConnectionPool
+
+from dashboard import audit, auth
+from dashboard.context import Context, Settings, ctx
+from dashboard.i18n import DEFAULT_LANG, t
+from dashboard.pages import PAGES
+from dashboard.shell import register_callbacks as register_shell_callbacks
+from dashboard.shell import shell
+from twin.store.connection import open_pool
+
+_ASSETS = Path(__file__).with_name("assets")
+_OPEN_PREFIXES = ("/login", "/_dash-component-suites/", "/assets/", "/_favicon.ico",
+                  "/favicon.ico", "/healthz")
+_TOKEN = "twin_session"
+
+
+def create_app(
+    database_url: str,
+    *,
+    settings: Settings | None = None,
+    secret_key: str | None = None,
+    pool: ConnectionPool | None = None,
+) -> dash.Dash:
+    """The dashboard for the twin at `database_url` (community: settings.community_id or the
+    only one loaded)."""
+    from dashboard import data
+
+    settings = settings or Settings()
+    pool = pool or open_pool(database_url, min_size=2, max_size=12)
+    with pool.connection() as conn:
+        community_id = data.community_of(conn, settings.community_id)
+
+    server = flask.Flask(__name__)
+    server.config.update(
+        SECRET_KEY=secret_key or os.environ.get("TWIN_DASHBOARD_SECRET") or secrets.token_hex(32),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="twin_dashboard",
+        PERMANENT_SESSION_LIFETIME=settings.session.lifetime,
+        TWIN=Context(pool=pool, community_id=community_id, settings=settings),
+    )
+    _add_auth_routes(server)
+
+    app = dash.Dash(
+        __name__, server=server, use_pages=True, pages_folder="", assets_folder=str(_ASSETS),
+        serve_locally=True, suppress_callback_exceptions=True, update_title=None,
+        title=t("app.title", DEFAULT_LANG),
+        meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
+    )
+    for page in PAGES:
+        dash.register_page(page.__name__, path=page.PATH, path_template=page.PATH_TEMPLATE,
+                           layout=page.layout, title=t("app.title", DEFAULT_LANG), name=page.NAME)
+        page.register_callbacks(app)
+    register_shell_callbacks(app)
+    app.layout = shell
+    return app
+
+
+# --- logins ---------------------------------------------------------------------------
+
+def _add_auth_routes(server: flask.Flask) -> None:
+    @server.before_request
+    def _require_session():
+        path = flask.request.path
+        flask.g.user = None
+        token = flask.session.get(_TOKEN)
+        if token:
+            with ctx().pool.connection() as conn:
+                flask.g.user = auth.session_user(conn, token, now=_now(),
+                                                 policy=ctx().settings.session)
+            if flask.g.user is None:
+                flask.session.pop(_TOKEN, None)
+                flask.g.session_ended = True
+        if flask.g.user is not None or path.startswith(_OPEN_PREFIXES):
+            return None
+        if path.startswith("/_dash-") or flask.request.method != "GET":
+            return flask.jsonify({"error": "login required"}), 401
+        expired = "&expired=1" if getattr(flask.g, "session_ended", False) else ""
+        return flask.redirect(f"/login?next={_safe_next(flask.request.full_path)}{expired}")
+
+    @server.route("/login", methods=["GET", "POST"])
+    def login():
+        lang = flask.request.args.get("lang", DEFAULT_LANG)
+        lang = lang if lang in auth.LANGS else DEFAULT_LANG
+        error = ""
+        if flask.request.method == "POST":
+            name = flask.request.form.get("username", "").strip()
+            password = flask.request.form.get("password", "")
+            with ctx().pool.connection() as conn:
+                user = auth.authenticate(conn, name, password)
+                if user is None:
+                    audit.record(conn, name or "?", "login_failed", role="")
+                    error = t("login.failed", lang)
+                else:
+                    token = auth.open_session(conn, user, now=_now(),
+                                              policy=ctx().settings.session)
+                    audit.record(conn, user, "login")
+            if user is not None:
+                flask.session.clear()
+                flask.session[_TOKEN] = token
+                flask.session.permanent = True
+                target = _safe_next(flask.request.args.get("next") or "")
+                if target in ("", "/") or not target.startswith("/"):
+                    target = auth.HOME[user.role]
+                return flask.redirect(target)
+        elif flask.request.args.get("expired"):
+            error = t("login.expired", lang)
+        return _login_page(lang, error), (401 if error and flask.request.method == "POST" else 200)
+
+    @server.route("/logout")
+    def logout():
+        token = flask.session.pop(_TOKEN, None)
+        if token:
+            with ctx().pool.connection() as conn:
+                if flask.g.user is not None:
+                    audit.record(conn, flask.g.user, "logout")
+                auth.end_session(conn, token)
+        return flask.redirect("/login")
+
+    @server.route("/lang/<code>")
+    def set_lang(code: str):
+        if code in auth.LANGS:
+            with ctx().pool.connection() as conn:
+                auth.set_language(conn, flask.g.user.name, code)
+        return flask.redirect(_safe_next(flask.request.args.get("next") or "/"))
+
+    @server.route("/healthz")
+    def healthz():
+        return {"ok": True}
+
+    @server.route("/photo/<int:order_id>/<int:index>")
+    def photo(order_id: int, index: int):
+        from dashboard.data import order_for_user
+        from twin.store.operations import work_order_photos
+
+        with ctx().pool.connection() as conn:
+            try:
+                order_for_user(conn, flask.g.user, order_id)
+            except auth.AccessDenied:
+                flask.abort(403)
+            photos = work_order_photos(conn, order_id)
+        if not 0 <= index < len(photos):
+            flask.abort(404)
+        return flask.Response(photos[index].data, mimetype=photos[index].content_type)
+
+    @server.errorhandler(auth.AccessDenied)
+    def _denied(error):
+        return flask.jsonify({"error": str(error)}), 403
+
+
+def _login_page(lang: str, error: str) -> str:
+    other = "en" if lang == DEFAULT_LANG else DEFAULT_LANG
+    nxt = html.escape(_safe_next(flask.request.args.get("next") or ""), quote=True)
+    return f"""<!doctype html>
+<html lang="{lang}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(t('app.title', lang))}</title>
+<link rel="stylesheet" href="/assets/control_room.css"></head>
+<body class="login-body">
+<form class="login-card" method="post" action="/login?next={nxt}&lang={lang}">
+  <div class="login-logo">◆</div>
+  <h1>{html.escape(t('app.title', lang))}</h1>
+  <label>{html.escape(t('login.user', lang))}
+    <input id="username" name="username" autocomplete="username" required autofocus></label>
+  <label>{html.escape(t('login.password', lang))}
+    <input id="password" name="password" type="password" autocomplete="current-password" required>
+  </label>
+  <div class="login-error" id="login-error">{html.escape(error)}</div>
+  <button id="login-submit" type="submit">{html.escape(t('login.submit', lang))}</button>
+  <a class="login-lang" href="/login?lang={other}&next={nxt}">{t('nav.lang', lang)}</a>
+</form></body></html>"""
+
+
+def _safe_next(target: str) -> str:
+    """Only a path on this site: never an absolute URL (an open redirect)."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target.rstrip("?")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,101 @@
+"""`twin dashboard` (serve the control room) and `twin users ...` (its logins)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from twin.config import load_settings
+from twin.services import stack
+from twin.store import migrations
+from twin.store.connection import connect
+
+console = Console()
+users_app = typer.Typer(help="Logins of the control room (admin, operator, grid_worker, planner).",
+                        no_args_is_help=True)
+
+
+def dashboard_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8050,
+    community: Annotated[str | None, typer.Option(help="Community to show; default: the only "
+                                                       "one loaded.")] = None,
+    tiles: Annotated[str | None, typer.Option(
+        envvar="TWIN_DASHBOARD_TILES",
+        help="Online raster tiles under the twin (a {z}/{x}/{y} URL); default: none, the map "
+             "is drawn from the twin's own geometry.")] = None,
+    session_minutes: Annotated[int, typer.Option(help="Idle minutes before a session "
+                                                      "ends.")] = 30,
+) -> None:
+    """Serve the control room (large screen, buildings, work orders, grid workers, planner)."""
+    from datetime import timedelta
+
+    from dashboard.app import create_app
+    from dashboard.auth import SessionPolicy
+    from dashboard.context import Settings
+
+    url = stack.database_url(load_settings())
+    with connect(url) as conn:
+        migrations.require_current(conn)
+    app = create_app(url, settings=Settings(
+        community_id=community, tile_url=tiles,
+        session=SessionPolicy(idle=timedelta(minutes=session_minutes))))
+    console.print(f"control room on http://{host}:{port}/ (log in with a user from "
+                  "`twin users add`)")
+    app.run(host=host, port=port, debug=False, threaded=True)
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    role: Annotated[str, typer.Option(help="admin, operator, grid_worker or planner.")],
+    grid: Annotated[str | None, typer.Option(help="A grid worker's grid.")] = None,
+    staff: Annotated[str | None, typer.Option(help="The staff record a grid worker acts as "
+                                                   "(default: the grid's worker).")] = None,
+    lang: Annotated[str, typer.Option(help="zh-CN or en.")] = "zh-CN",
+    display_name: Annotated[str, typer.Option(help="Shown in the top bar.")] = "",
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True,
+                                          confirmation_prompt=True,
+                                          envvar="TWIN_USER_PASSWORD")] = ...,
+) -> None:
+    """Add a login (or reset its password and role)."""
+    from dashboard.auth import add_user
+
+    with connect(stack.database_url(load_settings())) as conn:
+        migrations.require_current(conn)
+        user = add_user(conn, name, password, role, grid_id=grid, staff_id=staff, lang=lang,
+                        display_name=display_name)
+    console.print(f"user {user.name}: {user.role}" + (f", grid {user.grid_id}" if user.grid_id
+                                                       else ""))
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List the logins."""
+    from dashboard.auth import list_users
+
+    with connect(stack.database_url(load_settings())) as conn:
+        rows = list_users(conn)
+    table = Table("name", "role", "grid", "staff", "lang", "state")
+    for user, disabled in rows:
+        table.add_row(user.name, user.role, user.grid_id or "", user.staff_id or "", user.lang,
+                      "disabled" if disabled else "active")
+    console.print(table)
+
+
+@users_app.command("disable")
+def users_disable(name: str) -> None:
+    """Disable a login and end its sessions."""
+    from dashboard.auth import disable_user
+
+    with connect(stack.database_url(load_settings())) as conn:
+        disable_user(conn, name)
+    console.print(f"user {name} disabled")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("dashboard")(dashboard_command)
+    app.add_typer(users_app, name="users")

@@ -1,0 +1,38 @@
+"""Small pieces the pages share: panels, tiles, badges, the refusal message."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from dash import html
+
+from dashboard.context import tr
+
+
+def panel(title: str, *children: Any, id: str | None = None, className: str = "") -> html.Section:
+    kwargs = {"id": id} if id else {}
+    return html.Section(className=f"panel {className}", children=[
+        html.H2(title, className="panel-title"), html.Div(list(children), className="panel-body"),
+    ], **kwargs)
+
+
+def tile(label: str, value_id: str, *, value: str = "–", unit: str = "", accent: str = ""
+         ) -> html.Div:
+    return html.Div(className=f"kpi {accent}", children=[
+        html.Div(label, className="kpi-label"),
+        html.Div([html.Span(value, id=value_id, className="kpi-value"),
+                  html.Span(unit, className="kpi-unit")]),
+    ])
+
+
+def badge(text: str, kind: str) -> html.Span:
+    return html.Span(text, className=f"badge badge-{kind}")
+
+
+def denied(reason_key: str = "denied") -> html.Div:
+    return html.Div(tr(reason_key), className="denied", id="denied")
+
+
+def when(value: datetime | None, fmt: str = "%m-%d %H:%M:%S") -> str:
+    return value.astimezone().strftime(fmt) if value else ""

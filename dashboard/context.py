@@ -1,0 +1,75 @@
+"""Per-app state the pages reach from inside a request: pool, community, settings, user."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import flask
+from psycopg_pool import ConnectionPool
+
+from dashboard.auth import SessionPolicy, User
+from dashboard.i18n import DEFAULT_LANG, t
+from dashboard.live import LiveCache
+
+
+@dataclass
+class Settings:
+    """What `create_app` is told; every field has a production default."""
+
+    community_id: str | None = None
+    session: SessionPolicy = field(default_factory=SessionPolicy)
+    #: An online raster basemap ("https://.../{z}/{x}/{y}.png"); None draws only the twin.
+    tile_url: str | None = None
+    #: How often an open large screen asks for changes.
+    live_interval_ms: int = 1000
+    #: Charts and slow aggregates refresh this often.
+    chart_interval_ms: int = 30_000
+    full_devices_limit: int = 5000
+    #: How long the static base map (geometry) is cached.
+    base_map_ttl_s: float = 600.0
+
+
+@dataclass
+class Context:
+    pool: ConnectionPool
+    community_id: str
+    settings: Settings
+    live: LiveCache = field(default_factory=LiveCache)
+    _cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cached(self, key: str, ttl_s: float, build: Callable[[], Any]) -> Any:
+        """A value built at most once per `ttl_s` (the base map, the community's extent)."""
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and time.monotonic() - hit[0] < ttl_s:
+                return hit[1]
+        value = build()
+        with self._lock:
+            self._cache[key] = (time.monotonic(), value)
+        return value
+
+
+def ctx() -> Context:
+    return flask.current_app.config["TWIN"]
+
+
+def current_user() -> User:
+    user = getattr(flask.g, "user", None)
+    if user is None:  # before_request lets no request without a session reach a page
+        flask.abort(401)
+    return user
+
+
+def lang() -> str:
+    user = getattr(flask.g, "user", None)
+    return user.lang if user is not None else DEFAULT_LANG
+
+
+def tr(key: str) -> str:
+    """The label in the current user's language."""
+    return t(key, lang())

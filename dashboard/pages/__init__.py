@@ -1,0 +1,5 @@
+"""One module per page, each with PATH, layout() and register_callbacks(app)."""
+
+from dashboard.pages import building, large_screen, planner, work_orders, worker
+
+PAGES = (large_screen, building, work_orders, worker, planner)

@@ -1,0 +1,72 @@
+"""The planner's page: aggregates a planner may see, and where the what-if tools will go.
+
+The what-if tools (issue 6) are not built yet; this page says so plainly and
+does not pretend to analyse anything. Everything here is a count or a share:
+no resident, no unit and no device is named.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import dash
+import plotly.graph_objects as go
+from dash import dcc, html
+
+from dashboard import data
+from dashboard.auth import can_open
+from dashboard.components import denied, panel
+from dashboard.context import ctx, current_user, tr
+from dashboard.pages.large_screen import DOMAIN_COLORS, _dark
+
+PATH = "/planner"
+PATH_TEMPLATE = None
+NAME = "planner"
+
+GRID_TABLE = "p-grids"
+
+
+def layout(**_query) -> html.Div:
+    user = current_user()
+    if not can_open(user, "planner"):
+        return denied()
+    c = ctx()
+    now = datetime.now(timezone.utc)
+    with c.pool.connection() as conn:
+        grids = data.grid_aggregates(conn, c.community_id, now=now)
+        ages = data.age_structure(conn, c.community_id)
+        domains = data.alarms_by_domain(conn, c.community_id, now=now)
+    cols = ("p.grid", "p.buildings", "p.units", "p.occupancy", "p.care", "p.devices",
+            "p.alarms_30d", "p.orders_30d")
+    table = html.Table(className="table", id=GRID_TABLE, children=[
+        html.Thead(html.Tr([html.Th(tr(k)) for k in cols])),
+        html.Tbody([html.Tr([html.Td(g["grid"]), html.Td(g["buildings"]), html.Td(g["units"]),
+                             html.Td(f"{g['occupancy']:.1f}%"), html.Td(g["care"]),
+                             html.Td(g["devices"]), html.Td(g["alarms_30d"]),
+                             html.Td(g["orders_30d"])]) for g in grids]),
+    ])
+    age_fig = go.Figure(go.Bar(x=list(ages), y=list(ages.values()), marker_color="#4da3ff"))
+    dom_fig = go.Figure(go.Bar(x=[tr(f"dom.{d}") for d in domains], y=list(domains.values()),
+                               marker_color=[DOMAIN_COLORS.get(d, "#888") for d in domains]))
+    occ_fig = go.Figure(go.Bar(x=[g["grid"] for g in grids], y=[g["occupancy"] for g in grids],
+                               marker_color="#50c878"))
+    for fig in (age_fig, dom_fig, occ_fig):
+        _dark(fig)
+    return html.Div(className="planner", children=[
+        html.H1(tr("p.title")),
+        html.Div(tr("p.whatif"), className="notice", id="whatif-note"),
+        panel(tr("p.grids"), table),
+        html.Div(className="planner-charts", children=[
+            panel(tr("p.occupancy"), dcc.Graph(figure=occ_fig, config={"displayModeBar": False},
+                                               className="chart")),
+            panel(tr("p.age"), dcc.Graph(figure=age_fig, config={"displayModeBar": False},
+                                         className="chart")),
+            panel(tr("p.alarms_by_domain"), dcc.Graph(figure=dom_fig,
+                                                      config={"displayModeBar": False},
+                                                      className="chart")),
+        ]),
+    ])
+
+
+def register_callbacks(app: dash.Dash) -> None:
+    """The planner page is static until the what-if tools arrive."""

@@ -1,0 +1,272 @@
+"""Work orders: a filterable list, the detail with its route on the map and its full
+history, and the lifecycle actions, each one call to twin.store.operations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import dash
+from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
+
+from dashboard import data, maps
+from dashboard.auth import AccessDenied, User, can_open
+from dashboard.components import badge, denied, panel, when
+from dashboard.context import ctx, current_user, lang, tr
+from dashboard.deck import TwinDeck
+from dashboard.i18n import t
+from twin.alarms import DOMAINS
+from twin.errors import TwinError
+from twin.store.operations import Assignee, act_on_work_order, work_orders
+from twin.work_orders import ACTIONS, PRIORITIES, STATES, Actor, TransitionError, WorkOrder
+
+PATH = "/work-orders"
+PATH_TEMPLATE = None
+NAME = "work_orders"
+
+F_STATE = "wo-f-state"
+F_PRIORITY = "wo-f-priority"
+F_DOMAIN = "wo-f-domain"
+F_GRID = "wo-f-grid"
+LIST = "wo-list"
+SELECTED = "wo-selected"
+DETAIL = "wo-detail"
+MAP = "wo-map"
+STAFF = "wo-staff"
+NOTE = "wo-note"
+MESSAGE = "wo-message"
+ACTION = "wo-action"  # pattern: {"type": ACTION, "action": ...}
+REFRESH = "wo-refresh"
+
+OPERATOR_ACTIONS = ("assign", "escalate", "close", "cancel")
+
+
+def layout(id: str | None = None, **_query) -> html.Div:  # noqa: A002
+    user = current_user()
+    if not can_open(user, "work_orders"):
+        return denied()
+    c = ctx()
+    with c.pool.connection() as conn:
+        grids = [r[0] for r in conn.execute(
+            "SELECT id FROM grid WHERE community_id = %s ORDER BY id", (c.community_id,))]
+    selected = int(id) if id and str(id).isdigit() else None
+    base = c.cached(f"base:{c.community_id}", c.settings.base_map_ttl_s,
+                    lambda: _base(c))
+    return html.Div(className="wo", children=[
+        dcc.Store(id=SELECTED, data=selected),
+        dcc.Interval(id=REFRESH, interval=3000),
+        html.Div(className="wo-left", children=[
+            html.Div(className="filters", children=[
+                dcc.Dropdown(id=F_STATE, multi=True, placeholder=tr("wo.filter_state"),
+                             value=["created", "assigned", "accepted", "arrived", "resolved",
+                                    "escalated"],
+                             options=[{"label": tr(f"wo.{s}"), "value": s} for s in STATES]),
+                dcc.Dropdown(id=F_PRIORITY, multi=True, placeholder=tr("wo.filter_priority"),
+                             options=[{"label": tr(f"prio.{p}"), "value": p} for p in PRIORITIES]),
+                dcc.Dropdown(id=F_DOMAIN, multi=True, placeholder=tr("wo.filter_domain"),
+                             options=[{"label": tr(f"dom.{d}"), "value": d} for d in DOMAINS]),
+                dcc.Dropdown(id=F_GRID, placeholder=tr("wo.filter_grid"),
+                             options=[{"label": g, "value": g} for g in grids]),
+            ]),
+            html.Div(id=LIST, className="wo-list"),
+        ]),
+        html.Div(className="wo-right", children=[
+            html.Div(className="wo-map", children=[TwinDeck(
+                id=MAP, layers=maps.order_map_layers(base["frames"]),
+                layerData={"route": {}, "target": {}}, featureColors={"buildings": {}},
+                tooltips=maps.tooltips(lang()), initialViewState=base["view"],
+                tileUrl=c.settings.tile_url)]),
+            html.Div(id=MESSAGE, className="message"),
+            html.Div(id=DETAIL, className="wo-detail"),
+        ]),
+    ])
+
+
+def register_callbacks(app: dash.Dash) -> None:
+    @app.callback(Output(LIST, "children"),
+                  Input(F_STATE, "value"), Input(F_PRIORITY, "value"), Input(F_DOMAIN, "value"),
+                  Input(F_GRID, "value"), Input(REFRESH, "n_intervals"), Input(SELECTED, "data"))
+    def show_list(states, priorities, domains, grid, _n, selected):
+        return _list(list_orders(states, priorities, domains, grid), selected, lang())
+
+    @app.callback(Output(SELECTED, "data"),
+                  Input({"type": "wo-row", "id": ALL}, "n_clicks"), prevent_initial_call=True)
+    def pick(clicks):
+        if not any(clicks or []):
+            return no_update
+        return dash_ctx.triggered_id["id"]
+
+    @app.callback(Output(DETAIL, "children"), Output(MAP, "layerData"), Output(MAP, "viewState"),
+                  Input(SELECTED, "data"), Input(MESSAGE, "children"))
+    def detail(order_id, _message):
+        return detail_view(order_id)
+
+    @app.callback(Output(MESSAGE, "children"),
+                  Input({"type": ACTION, "action": ALL}, "n_clicks"),
+                  State(SELECTED, "data"), State(STAFF, "value"), State(NOTE, "value"),
+                  prevent_initial_call=True)
+    def act(clicks, order_id, staff_id, note):
+        if not any(clicks or []) or order_id is None:
+            return no_update
+        action = dash_ctx.triggered_id["action"]
+        return perform(order_id, action, staff_id=staff_id, note=note or "")
+
+
+# --- services the callbacks call -----------------------------------------------------------
+
+def list_orders(states, priorities, domains, grid) -> list[dict]:
+    c = ctx()
+    with c.pool.connection() as conn:
+        orders = work_orders(conn, c.community_id, states=tuple(states) if states else None,
+                             grid_id=grid or None, limit=300)
+        names = data.staff_names(conn, c.community_id)
+    orders = [o for o in orders if (not priorities or o.priority in priorities)
+              and (not domains or o.domain in domains)]
+    return data.order_rows(orders, names)
+
+
+def actor_of(user: User) -> Actor:
+    return Actor(name=user.name, role=user.role, staff_id=user.staff_id)
+
+
+def allowed_actions(order: WorkOrder, user: User) -> list[str]:
+    """The lifecycle actions this user may take on this order now (twin.work_orders decides)."""
+    from twin.work_orders import transition
+
+    out = []
+    for action in ACTIONS:
+        try:
+            transition(order.id, order.state, action, actor_of(user), assignee_id=order.assignee_id)
+        except TransitionError:
+            continue
+        out.append(action)
+    return out
+
+
+def perform(order_id: int, action: str, *, staff_id: str | None = None, note: str = "",
+            photo=None) -> str:
+    """One lifecycle step on the real backend; returns the message to show."""
+    user = current_user()
+    c = ctx()
+    try:
+        with c.pool.connection() as conn:
+            data.order_for_user(conn, user, order_id)
+            assignee = None
+            if action == "assign":
+                if not staff_id:
+                    return tr("wo.pick_staff")
+                assignee = Assignee(staff_id=staff_id)
+            order = act_on_work_order(conn, order_id, action, actor=actor_of(user),
+                                      at=datetime.now(timezone.utc), note=note,
+                                      assignee=assignee, photo=photo)
+        return f"✓ {order.code}: {tr('wo.' + order.state)}"
+    except (TransitionError, AccessDenied) as e:
+        return f"✗ {e}"
+    except TwinError as e:
+        return f"✗ {e}"
+
+
+def detail_view(order_id: int | None):
+    lg = lang()
+    if order_id is None:
+        return html.Div(tr("wo.none"), className="empty"), {"route": {}, "target": {}}, no_update
+    user = current_user()
+    c = ctx()
+    try:
+        with c.pool.connection() as conn:
+            order = data.order_for_user(conn, user, int(order_id))
+            names = data.staff_names(conn, c.community_id)
+            choices = data.staff_choices(conn, c.community_id, role=order.role,
+                                         near=(order.location.x, order.location.y))
+            photos = conn.execute("SELECT count(*) FROM work_order_photo WHERE work_order_id = %s",
+                                  (order.id,)).fetchone()[0]
+    except (AccessDenied, TwinError) as e:
+        return html.Div(str(e), className="denied"), no_update, no_update
+    layer_data = {
+        "route": ({str(order.id): {"id": order.id, "code": order.code, "title": order.title,
+                                   "state": order.state, "color": [90, 200, 255, 255],
+                                   "path": [list(p) for p in order.route.coords]}}
+                  if order.route is not None else {}),
+        "target": {"t": {"id": order.id, "position": [order.location.x, order.location.y, 2],
+                         "color": [255, 70, 90, 255]}},
+    }
+    view = {"longitude": order.location.x, "latitude": order.location.y, "zoom": 17.6,
+            "pitch": 45, "bearing": -18}
+    actions = allowed_actions(order, user)
+    history = html.Table(className="table history", children=[
+        html.Thead(html.Tr([html.Th(x) for x in ("", t("wo.state", lg), t("wo.assignee", lg),
+                                                  t("wo.note", lg))])),
+        html.Tbody([html.Tr([
+            html.Td(when(e.time)),
+            html.Td(f"{t('act.' + e.action, lg) if 'act.' + e.action in _ACT_KEYS else e.action}"
+                    f" → {t('wo.' + e.to_state, lg)}"),
+            html.Td(f"{e.actor}" + (f" / {names.get(e.staff_id, e.staff_id)}" if e.staff_id else "")),
+            html.Td(e.note),
+        ]) for e in order.history]),
+    ])
+    body = html.Div([
+        html.Div(className="wo-head", children=[
+            html.H2(f"{order.code} · {order.title}", id="wo-title"),
+            badge(t(f"prio.{order.priority}", lg), order.priority),
+            html.Span(t(f"wo.{order.state}", lg), className=f"board-state wo-{order.state}",
+                      id="wo-state"),
+        ]),
+        html.Div(className="wo-facts", children=[
+            _fact(t("wo.kind", lg), order.kind), _fact(t("wo.filter_domain", lg),
+                                                       t(f"dom.{order.domain}", lg)),
+            _fact(t("wo.assignee", lg), names.get(order.assignee_id or "", "—")),
+            _fact(t("wo.where", lg), " ".join(x for x in (order.building_id, order.unit_id) if x)
+                  or f"{order.location.y:.5f}, {order.location.x:.5f}"),
+            _fact(t("wo.created_at", lg), when(order.created_at)),
+            _fact(t("wo.due", lg), when(order.due_at)),
+            _fact(t("wo.route", lg), f"{order.route_m:.0f} m" if order.route_m else "—"),
+        ]),
+        html.P(order.description, className="wo-desc") if order.description else None,
+        html.Div(className="wo-actions", children=[
+            html.Div(t("wo.dispatcher_missing", lg), className="hint")
+            if "assign" in actions else None,
+            dcc.Dropdown(id=STAFF, placeholder=t("wo.pick_staff", lg), className="dd",
+                         options=[{"label": f"{s['name']} · {s['role']}"
+                                   + (f" · {s['distance_m']:.0f} m" if s["distance_m"] else ""),
+                                   "value": s["id"]} for s in choices],
+                         style={} if "assign" in actions else {"display": "none"}),
+            dcc.Input(id=NOTE, placeholder=t("wo.note", lg), className="input", debounce=False),
+            html.Div([html.Button(t(f"act.{a}", lg), id={"type": ACTION, "action": a},
+                                  className=f"btn btn-{a}") for a in actions],
+                     className="btn-row"),
+        ]),
+        html.H3(t("wo.history", lg)), history,
+        html.Div([html.Img(src=f"/photo/{order.id}/{i}", className="photo")
+                  for i in range(photos)], className="photos"),
+    ])
+    return body, layer_data, view
+
+
+_ACT_KEYS = {f"act.{a}" for a in (*ACTIONS, "created")}
+
+
+def _fact(label: str, value: str) -> html.Div:
+    return html.Div([html.Div(label, className="fact-label"), html.Div(value or "—")],
+                    className="fact")
+
+
+def _list(rows: list[dict], selected, lg: str) -> html.Div:
+    if not rows:
+        return html.Div(t("b.no_orders", lg), className="empty")
+    head = html.Tr([html.Th(t(k, lg)) for k in ("wo.code", "wo.kind", "wo.state",
+                                                 "wo.priority", "wo.assignee", "wo.created_at")])
+    body = [html.Tr(id={"type": "wo-row", "id": r["id"]}, n_clicks=0,
+                    className="row" + (" selected" if r["id"] == selected else ""),
+                    children=[html.Td(r["code"], className="mono"),
+                              html.Td(r["title"]),
+                              html.Td(html.Span(t(f"wo.{r['state']}", lg),
+                                                className=f"board-state wo-{r['state']}")),
+                              html.Td(badge(t(f"prio.{r['priority']}", lg), r["priority"])),
+                              html.Td(r["assignee"] or "—"), html.Td(r["created"])])
+            for r in rows]
+    return html.Table([html.Thead(head), html.Tbody(body)], className="table clickable")
+
+
+def _base(c):
+    from dashboard.pages.large_screen import _base_map
+
+    return _base_map(c)

@@ -1,0 +1,56 @@
+"""The frame around every page: title, navigation for the user's role, language, logout."""
+
+from __future__ import annotations
+
+import dash
+import flask
+from dash import dcc, html
+
+from dashboard.auth import can_open
+from dashboard.context import current_user, tr
+
+_NAV = (
+    ("large_screen", "/", "nav.large_screen"),
+    ("work_orders", "/work-orders", "nav.work_orders"),
+    ("worker", "/worker", "nav.worker"),
+    ("planner", "/planner", "nav.planner"),
+)
+
+
+def shell() -> html.Div:
+    if getattr(flask.g, "user", None) is None:
+        # Dash builds the layout once outside any page request to validate it.
+        return html.Div([dash.page_container])
+    user = current_user()
+    here = flask.request.path
+    links = [
+        html.A(tr(label), href=href, className="nav-link" + (" active" if here == href else ""),
+               id=f"nav-{page}")
+        for page, href, label in _NAV if can_open(user, page)
+    ]
+    other = "en" if user.lang == "zh-CN" else "zh-CN"
+    return html.Div(className=f"app lang-{user.lang}", children=[
+        html.Header(className="topbar", children=[
+            html.Div(className="brand", children=[html.Span("◆", className="brand-mark"),
+                                                   html.Span(tr("app.title"))]),
+            html.Nav(links, className="nav"),
+            html.Div(className="topbar-right", children=[
+                html.Span(id="clock", className="clock"),
+                html.Span(f"{user.label} · {tr('role.' + user.role)}", className="who",
+                          id="who"),
+                html.A(tr("nav.lang"), href=f"/lang/{other}?next={here}", className="nav-link",
+                       id="lang-toggle"),
+                html.A(tr("nav.logout"), href="/logout", className="nav-link", id="logout"),
+            ]),
+        ]),
+        html.Main(dash.page_container, className="page"),
+        dcc.Interval(id="clock-tick", interval=1000),
+    ])
+
+
+def register_callbacks(app) -> None:
+    """The clock ticks in the browser: no server round trip for it."""
+    app.clientside_callback(
+        "function(n) { return new Date().toLocaleString(); }",
+        dash.Output("clock", "children"), dash.Input("clock-tick", "n_intervals"),
+    )
