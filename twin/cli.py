@@ -249,6 +249,7 @@ def _register_live_commands() -> None:
     __import__("dashboard.cli").cli.register(app)  # twin dashboard, twin users
     app.add_typer(whatif_app, name="whatif")
     register_gis_commands(app)
+    app.add_typer(__import__("twin.rules.cli").rules.cli.rules_app, name="rules")
 
 
 _register_live_commands()

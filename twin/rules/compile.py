@@ -69,6 +69,8 @@ class CompiledRule:
     device_types: frozenset[str]
     text: str
     checksum: str
+    #: Where it was read from (a file), if anywhere.
+    origin: str | None = None
 
     @property
     def id(self) -> str:
@@ -94,7 +96,8 @@ def parse_rule(text: str, *, origin: str = "<text>") -> Rule:
         raise _located(name, data, first) from None
 
 
-def compile_rule(rule: Rule, *, text: str | None = None) -> CompiledRule:
+def compile_rule(rule: Rule, *, text: str | None = None, origin: str | None = None
+                 ) -> CompiledRule:
     """Check a rule's meaning and build its graph."""
     r = rule.id
     text = text if text is not None else yaml.safe_dump(rule.model_dump(mode="json"),
@@ -131,11 +134,12 @@ def compile_rule(rule: Rule, *, text: str | None = None) -> CompiledRule:
     order = tuple(nx.lexicographical_topological_sort(graph))
     return CompiledRule(rule=rule, graph=graph, order=order, sources=tuple(sources),
                         device_types=frozenset(types), text=text,
-                        checksum=hashlib.sha256(text.encode()).hexdigest())
+                        checksum=hashlib.sha256(text.encode()).hexdigest(), origin=origin)
 
 
 def compile_text(text: str, *, origin: str = "<text>") -> CompiledRule:
-    return compile_rule(parse_rule(text, origin=origin), text=text)
+    return compile_rule(parse_rule(text, origin=origin), text=text,
+                        origin=None if origin == "<text>" else origin)
 
 
 def load_directory(directory: Path | str) -> list[CompiledRule]:

@@ -306,7 +306,8 @@ def execute(conn: psycopg.Connection, firing: act.Firing, *, now: datetime,
     raised: dict[str, Raised] = {}
     who = f"rule:{firing.rule_id}"
     for intent in firing.intents:
-        alarm_id = None
+        # linked to the alarm it follows, else to the one this firing raised before it
+        alarm_id = next((r.alarm.id for r in raised.values()), None)
         if intent.after_alarm is not None:
             got = raised.get(intent.after_alarm)
             if got is None or not got.new:
