@@ -94,9 +94,9 @@ def plan_import(layers: list[MappedLayer], *, community_id: str,
 
 
 def local_srid(geometries: gpd.GeoSeries) -> int:
-    """EPSG code of the UTM zone (WGS 84) holding the centre of ``geometries``."""
-    lon, lat = shapely.get_coordinates(shapely.centroid(shapely.union_all(
-        shapely.envelope(geometries.to_numpy()))))[0]
+    """EPSG code of the UTM zone (WGS 84) holding the centre of the bounds of ``geometries``."""
+    xmin, ymin, xmax, ymax = shapely.total_bounds(geometries.to_numpy())
+    lon, lat = (xmin + xmax) / 2, (ymin + ymax) / 2
     zone = int((lon + 180) // 6) % 60 + 1
     return (32600 if lat >= 0 else 32700) + zone
 
@@ -523,9 +523,8 @@ def _project(geoms: np.ndarray, transformer: pyproj.Transformer) -> np.ndarray:
 
 def _hull(parts: list[np.ndarray], to_metric, to_lonlat) -> shapely.Geometry:
     geoms = _project(np.concatenate(parts), to_metric)
-    hull = shapely.buffer(shapely.convex_hull(shapely.union_all(
-        shapely.envelope(geoms) if len(geoms) > 50_000 else geoms)), BOUNDARY_MARGIN_M,
-        quad_segs=2)
+    points = shapely.multipoints(shapely.get_coordinates(geoms))
+    hull = shapely.buffer(shapely.convex_hull(points), BOUNDARY_MARGIN_M, quad_segs=2)
     return _project(np.array([hull], dtype=object), to_lonlat)[0]
 
 

@@ -27,7 +27,7 @@ from twin.store.loader import upsert_dataset
 
 #: The steps :func:`import_path` reports progress on.
 STEPS = ("reading", "mapping layers", "repairing and resolving heights", "reading the twin",
-         "building the walkway graph", "writing", "done")
+         "the community and its walkway graph", "writing", "done")
 
 
 @dataclass(frozen=True, slots=True)
