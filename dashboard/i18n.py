@@ -133,8 +133,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "wo.none": ("请选择一张工单", "Pick a work order"),
     "wo.done": ("操作成功", "Done"),
     "wo.route": ("路线", "Route"),
-    "wo.dispatcher_missing": ("调度器尚未上线：请手动选择人员",
-                              "The dispatcher has not landed: pick a staff member"),
+    "wo.dispatch_hint": ("自动派单：按步行路线选最近的合格人员；或手动选择人员后派单",
+                         "Dispatch picks the nearest qualified staff member by walkway; "
+                         "or pick one and assign"),
+    "act.dispatch": ("自动派单", "Dispatch"),
     "wo.code": ("编号", "Code"),
     "wo.kind": ("类别", "Kind"),
     "wo.state": ("状态", "State"),

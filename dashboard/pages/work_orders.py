@@ -151,6 +151,8 @@ def perform(order_id: int, action: str, *, staff_id: str | None = None, note: st
         with c.pool.connection() as conn:
             data.order_for_user(conn, user, order_id)
             assignee = None
+            if action == "dispatch":
+                return _auto_dispatch(conn, order_id)
             if action == "assign":
                 if not staff_id:
                     return tr("wo.pick_staff")
@@ -222,8 +224,7 @@ def detail_view(order_id: int | None):
         ]),
         html.P(order.description, className="wo-desc") if order.description else None,
         html.Div(className="wo-actions", children=[
-            html.Div(t("wo.dispatcher_missing", lg), className="hint")
-            if "assign" in actions else None,
+            html.Div(t("wo.dispatch_hint", lg), className="hint") if "assign" in actions else None,
             dcc.Dropdown(id=STAFF, placeholder=t("wo.pick_staff", lg), className="dd",
                          options=[{"label": f"{s['name']} · {s['role']}"
                                    + (f" · {s['distance_m']:.0f} m" if s["distance_m"] else ""),
@@ -231,7 +232,8 @@ def detail_view(order_id: int | None):
                          style={} if "assign" in actions else {"display": "none"}),
             dcc.Input(id=NOTE, placeholder=t("wo.note", lg), className="input", debounce=False),
             html.Div([html.Button(t(f"act.{a}", lg), id={"type": ACTION, "action": a},
-                                  className=f"btn btn-{a}") for a in actions],
+                                  className=f"btn btn-{a}")
+                      for a in (["dispatch"] if "assign" in actions else []) + actions],
                      className="btn-row"),
         ]),
         html.H3(t("wo.history", lg)), history,
@@ -242,6 +244,23 @@ def detail_view(order_id: int | None):
 
 
 _ACT_KEYS = {f"act.{a}" for a in (*ACTIONS, "created")}
+
+
+def _auto_dispatch(conn, order_id: int) -> str:
+    """The dispatcher (twin.dispatch through the rule engine's Dispatcher) picks the nearest
+    qualified staff member by walkway, with route and ETA."""
+    from twin.rules.store import Dispatcher, Outcome
+    from twin.store.operations import get_work_order
+
+    c = ctx()
+    dispatcher = c.cached("dispatcher", 3600.0, Dispatcher)
+    outcome = Outcome()
+    order = dispatcher.assign(conn, get_work_order(conn, order_id, history=False),
+                              now=datetime.now(timezone.utc), outcome=outcome)
+    conn.commit()
+    if outcome.not_dispatched:
+        return f"✗ {outcome.not_dispatched[0][1]}"
+    return f"✓ {order.code}: {tr('wo.' + order.state)}"
 
 
 def _fact(label: str, value: str) -> html.Div:

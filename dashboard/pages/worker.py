@@ -177,6 +177,8 @@ def household_view(unit_id: str) -> html.Div:
             people = data.residents(conn, user, unit_id=unit_id)
     except AccessDenied:
         return html.Div(t("denied.grid", lg), className="denied")
+    except TwinError as e:
+        return html.Div(str(e), className="denied")
     rows = [html.Div(className="person" + (" care" if p["care_flags"] else ""), children=[
         html.Div(f"{p['name']} · {p['age_band']}", className="res-name"),
         html.A(p["phone"], href=f"tel:{p['phone']}", className="res-phone"),

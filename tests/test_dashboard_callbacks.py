@@ -1,0 +1,266 @@
+"""The pages' callbacks and services against the real database (no browser).
+
+Each test builds the app on a fresh copy of the sample community with the demo's
+logins, alarms and orders, and calls what the callbacks call inside a request
+of a given user.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+
+import flask
+import pytest
+import shapely
+from dash import Patch, no_update
+
+from dashboard import auth, data
+from dashboard.app import create_app
+from dashboard.demo import DEMO_PASSWORD, seed_operations, seed_users
+from dashboard.pages import building, large_screen, planner, work_orders, worker
+from twin.alarms import AlarmSpec
+from twin.store.connection import connect
+from twin.store.operations import get_work_order, raise_alarm
+
+
+@pytest.fixture
+def room(twin_db_url):
+    with connect(twin_db_url) as conn:
+        users = seed_users(conn)
+        ids = seed_operations(conn)
+    app = create_app(twin_db_url, secret_key="test")
+    yield app, users, ids, twin_db_url
+    app.server.config["TWIN"].pool.close()
+
+
+@contextmanager
+def as_user(app, name: str):
+    with connect(app.server.config["TWIN"].pool.conninfo) as conn:
+        user = auth.get_user(conn, name)
+    with app.server.test_request_context("/"):
+        flask.g.user = user
+        yield user
+
+
+def test_every_page_needs_a_login_and_callbacks_answer_401(room) -> None:
+    app, users, _, url = room
+    client = app.server.test_client()
+    assert client.get("/").status_code == 302 and "/login" in client.get("/").location
+    assert client.post("/_dash-update-component", json={}).status_code == 401
+    bad = client.post("/login", data={"username": "operator", "password": "nope nope"})
+    assert bad.status_code == 401 and "用户名或密码错误".encode() in bad.data
+    ok = client.post("/login", data={"username": users.worker, "password": DEMO_PASSWORD})
+    assert ok.status_code == 302 and ok.location.endswith("/worker")
+    assert client.get("/worker").status_code == 200
+    client.get("/logout")
+    assert client.get("/worker").status_code == 302
+    with connect(url) as conn:
+        actions = [r[0] for r in conn.execute("SELECT action FROM audit_log ORDER BY id")]
+    assert actions == ["login_failed", "login", "logout"]
+
+
+def test_login_never_redirects_off_site(room) -> None:
+    app, users, _, _ = room
+    client = app.server.test_client()
+    resp = client.post("/login?next=//evil.example/x",
+                       data={"username": users.operator, "password": DEMO_PASSWORD})
+    assert resp.location == "/"
+
+
+def test_large_screen_shows_the_database_and_a_new_alarm_arrives_as_a_small_patch(room) -> None:
+    app, users, ids, url = room
+    with as_user(app, users.operator):
+        page = large_screen.layout()
+        token = _find(page, large_screen.TOKEN).data
+        deck = _find(page, large_screen.MAP)
+        smoke_building = _alarm_building(url, ids["smoke"])
+        assert deck.featureColors["buildings"][smoke_building] == [235, 64, 72, 245]
+        assert _find(page, large_screen.KPI["critical"]).children == "1"
+        layer_ids = [layer["id"] for layer in deck.layers]
+        assert {"ground", "buildings", "walkways", "devices", "attention", "incidents"} <= set(layer_ids)
+
+        quiet = large_screen.live_update(token)
+        assert quiet[0] is no_update and quiet[1] is no_update  # nothing changed, nothing sent
+
+        with connect(url) as conn:
+            target = conn.execute("SELECT id FROM building WHERE id <> %s ORDER BY id LIMIT 1",
+                                  (smoke_building,)).fetchone()[0]
+            device = conn.execute("SELECT id, ST_X(geom), ST_Y(geom) FROM device "
+                                  "WHERE building_id = %s LIMIT 1", (target,)).fetchone()
+            raise_alarm(conn, AlarmSpec(
+                community_id="wh-guanggu", type="water_leak", domain="safety", severity="critical",
+                source_kind="device", source_id=device[0], title="水浸 Leak",
+                at=datetime.now(timezone.utc), building_id=target, device_id=device[0],
+                location=shapely.Point(device[1], device[2])))
+            conn.commit()
+        colours, layers, *kpis, feed, board, stamp = large_screen.live_update(token)
+        assert isinstance(colours, Patch)
+        assert colours.to_plotly_json()["operations"] == [
+            {"operation": "Assign", "location": ["buildings", target],
+             "params": {"value": [235, 64, 72, 245]}}]
+        assert [op["location"] for op in layers.to_plotly_json()["operations"]] == [
+            ["attention", device[0]]]
+        assert kpis[1] == "2"  # critical alarms
+        assert "水浸 Leak" in json.dumps(feed, default=lambda c: c.to_plotly_json(), ensure_ascii=False)
+        assert len(json.dumps([colours, layers], default=lambda c: c.to_plotly_json())) < 1000
+
+
+def test_clicks_lead_to_the_drill_down_or_the_order() -> None:
+    assert large_screen.clicked_target({"layer": "buildings", "object": {"id": "b1"}}) == "/building/b1"
+    assert large_screen.clicked_target({"layer": "attention",
+                                        "object": {"id": "d", "building": "b2"}}) == "/building/b2"
+    assert large_screen.clicked_target({"layer": "routes", "object": {"id": 7}}) == "/work-orders?id=7"
+    assert large_screen.clicked_target({"layer": "ground", "object": {"id": "x"}}) is None
+    assert large_screen.clicked_target(None) is None
+
+
+def test_building_drill_down_masks_residents_for_operators_and_audits_admins(room) -> None:
+    app, users, _, url = room
+    with as_user(app, users.operator):
+        page = building.layout(building_id="wh-guanggu-b01")
+        rows = _find(page, "residents-table")
+        text = json.dumps(rows.to_plotly_json(), default=lambda c: c.to_plotly_json(),
+                          ensure_ascii=False)
+        assert "****" in text and "周佳" not in text and "周*" in text
+        assert _find(page, "floors") is not None
+    with as_user(app, users.admin):
+        text = json.dumps(building.layout(building_id="wh-guanggu-b01").to_plotly_json(),
+                          default=lambda c: c.to_plotly_json(), ensure_ascii=False)
+        assert "周佳" in text
+    with connect(url) as conn:
+        seen = conn.execute("SELECT user_name, subject_id, detail FROM audit_log "
+                            "WHERE action = 'view_residents_unmasked'").fetchall()
+    assert [(u, s) for u, s, _ in seen] == [("admin", "wh-guanggu-b01")]
+    assert "wh-guanggu-r000001" in seen[0][2]["residents"]
+
+
+def test_a_grid_worker_cannot_open_another_grids_building_or_households(room) -> None:
+    app, users, _, _ = room
+    with as_user(app, users.worker) as me:  # grid g1
+        assert me.grid_id == "wh-guanggu-g1"
+        page = building.layout(building_id="wh-guanggu-b03")  # grid g2
+        assert _find(page, "denied") is not None
+        assert building.layout(building_id="wh-guanggu-b01") is not None
+        with connect(app.server.config["TWIN"].pool.conninfo) as conn:
+            with pytest.raises(auth.AccessDenied):
+                data.residents(conn, me, building_id="wh-guanggu-b03")
+            hits = data.lookup(conn, me, "101")
+            other_unit = conn.execute(
+                "SELECT u.id FROM unit u JOIN building b ON b.id = u.building_id "
+                "WHERE b.grid_id <> %s ORDER BY u.id LIMIT 1", (me.grid_id,)).fetchone()[0]
+        assert hits and {h["grid"] for h in hits} == {"wh-guanggu-g1"}
+        assert "不在您的网格内" in json.dumps(worker.household_view(other_unit).to_plotly_json(),
+                                          default=lambda c: c.to_plotly_json(), ensure_ascii=False)
+
+
+def test_a_work_order_goes_from_created_to_closed_through_the_pages(room) -> None:
+    app, users, ids, url = room
+    order_id = ids["order_bin"]  # created, for cleaning; hand it to the grid worker of g1
+    with as_user(app, users.operator):
+        assert work_orders.perform(order_id, "assign").startswith("选择")  # nobody picked
+        assert work_orders.perform(order_id, "assign",
+                                   staff_id="wh-guanggu-s01").startswith("✓")
+    photo = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake but typed").decode()
+    with as_user(app, users.worker):
+        cards = json.dumps(worker.task_cards(), default=lambda c: c.to_plotly_json(),
+                           ensure_ascii=False)
+        assert f"task-{order_id}" in cards
+        assert work_orders.perform(order_id, "close").startswith("✗")  # not an operator
+        for action in ("accept", "arrive"):
+            assert work_orders.perform(order_id, action).startswith("✓")
+        assert work_orders.perform(order_id, "resolve", note="清理完毕",
+                                   photo=worker.decode_photo(photo)).startswith("✓")
+    with as_user(app, users.operator):
+        assert work_orders.perform(order_id, "close").startswith("✓")
+        body, layer_data, view = work_orders.detail_view(order_id)
+        assert view["longitude"] > 114
+    with connect(url) as conn:
+        order = get_work_order(conn, order_id)
+        assert order.state == "closed"
+        assert [e.action for e in order.history] == [
+            "created", "assign", "accept", "arrive", "resolve", "close"]
+        assert order.history[4].note == "清理完毕" and order.history[2].actor == users.worker
+        (n,) = conn.execute("SELECT count(*) FROM work_order_photo WHERE work_order_id = %s",
+                            (order_id,)).fetchone()
+        assert n == 1
+
+
+def test_the_dispatcher_assigns_from_the_order_page(room) -> None:
+    app, users, ids, url = room
+    with as_user(app, users.operator):
+        message = work_orders.perform(ids["order_bin"], "dispatch")
+    with connect(url) as conn:
+        order = get_work_order(conn, ids["order_bin"])
+    if message.startswith("✓"):
+        assert order.state == "assigned" and order.route is not None
+    else:  # nobody of the role on shift now: the dispatcher says why
+        assert order.state == "created" and len(message) > 3
+
+
+def test_worker_photos_must_be_images() -> None:
+    assert worker.decode_photo(None) is None
+    with pytest.raises(Exception, match="JPEG, PNG or WebP"):
+        worker.decode_photo("data:text/plain;base64,aGk=")
+
+
+def test_history_is_time_bucketed_over_any_range(room) -> None:
+    app, users, _, url = room
+    now = datetime.now(timezone.utc)
+    with connect(url) as conn:
+        device = conn.execute("SELECT id FROM device WHERE type = 'co_sensor' AND building_id "
+                              "IS NOT NULL LIMIT 1").fetchone()
+        device_id = device[0] if device else conn.execute(
+            "SELECT d.id FROM device d WHERE d.building_id IS NOT NULL LIMIT 1").fetchone()[0]
+        rows = [(now - timedelta(minutes=m), device_id, "co", float(m % 7)) for m in range(0, 600)]
+        with conn.cursor().copy("COPY reading (time, device_id, metric, value) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+    with as_user(app, users.admin) as me:
+        with connect(url) as conn:
+            hour = data.device_history(conn, me, device_id, "co", "1h", now=now)
+            day = data.device_history(conn, me, device_id, "co", "24h", now=now)
+            month = data.device_history(conn, me, device_id, "co", "30d", now=now)
+        assert 59 <= len(hour) <= 61 and 40 <= len(day) <= 42 and 3 <= len(month) <= 4
+        assert all(lo <= mean <= hi for _, mean, lo, hi in day)
+        fig = building.history_figure(device_id, "co", "6h")
+        assert len(fig.data) == 3 and len(fig.data[2].x) >= 70
+
+
+def test_planner_sees_aggregates_and_no_people(room) -> None:
+    app, users, _, _ = room
+    with as_user(app, users.planner) as me:
+        page = planner.layout()
+        text = json.dumps(page.to_plotly_json(), default=lambda c: c.to_plotly_json(),
+                          ensure_ascii=False)
+        assert "第6号议题" in text
+        assert "周佳" not in text and "周*" not in text
+        assert _find(large_screen.layout(), "denied") is not None
+        with connect(app.server.config["TWIN"].pool.conninfo) as conn:
+            with pytest.raises(auth.AccessDenied):
+                data.lookup(conn, me, "1栋")
+            grids = data.grid_aggregates(conn, "wh-guanggu", now=datetime.now(timezone.utc))
+        assert len(grids) == 6 and sum(g["buildings"] for g in grids) == 34
+
+
+def _alarm_building(url: str, alarm_id: int) -> str:
+    with connect(url) as conn:
+        return conn.execute("SELECT building_id FROM alarm WHERE id = %s", (alarm_id,)).fetchone()[0]
+
+
+def _find(component, wanted_id):
+    """The component with id `wanted_id` in a layout tree, or None."""
+    if getattr(component, "id", None) == wanted_id:
+        return component
+    children = getattr(component, "children", None)
+    if children is None:
+        return None
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if hasattr(child, "to_plotly_json"):
+            found = _find(child, wanted_id)
+            if found is not None:
+                return found
+    return None
