@@ -7,12 +7,21 @@ boundary between the hypertables and the analyses.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import psycopg
 
-from twin.whatif.charging import ShedDemand
+from twin.errors import TwinError
+from twin.rules.compile import CompiledRule, RuleError, compile_text
+from twin.whatif.charging import DEFAULT_TZ, ShedDemand
+from twin.whatif.replay import (
+    NotReplayable,
+    RuleReplay,
+    ThresholdSpec,
+    replay_result,
+    threshold_spec,
+)
 
 #: Sessions that began this long before a period still hold piles in it.
 CHARGING_WARM_UP = timedelta(hours=24)
@@ -75,3 +84,190 @@ def shed_demand(conn: psycopg.Connection, *, start: datetime, end: datetime,
         out.append(ShedDemand(shed_id=shed_id, name=name, piles=piles, arrivals=times[:, 0],
                               service_s=times[:, 1] - times[:, 0]))
     return out
+
+
+# --- rule replay -----------------------------------------------------------------------------
+
+# Firings of a threshold rule, per local day. One pass of window functions over
+# the readings of the rule's devices (the heavy part), everything after it on
+# the few rows where a device crosses the threshold:
+#   hits     each reading: over the threshold or not; plus each device's last
+#            reading before the period, so a key already over it at the start
+#            is known to be (its firing then lies before the period);
+#   changes  the readings where a device crosses (gaps and islands);
+#   spans    per device, [crossed over, crossed back) (open: still over);
+#   episodes per key, the union of its devices' spans (merged islands);
+#   fires    an episode that lasted for_s fires at its start + for_s;
+#   counted  with count_in_window, only the count-th firing within the window.
+_THRESHOLD_FIRINGS_SQL = """
+WITH dev AS (
+    SELECT d.id AS device_id,
+           CASE %(key)s WHEN 'device' THEN d.id
+                        WHEN 'facility' THEN d.facility_id
+                        WHEN 'building' THEN coalesce(d.building_id, f.building_id)
+                        WHEN 'unit' THEN d.unit_id
+                        ELSE d.community_id END AS key
+    FROM device d
+    LEFT JOIN facility f ON f.id = d.facility_id
+    WHERE d.type = ANY(%(types)s)
+      AND (%(community)s::text IS NULL OR d.community_id = %(community)s)
+      AND (%(building)s::text IS NULL OR d.building_id = %(building)s)
+      AND (%(facility)s::text IS NULL OR d.facility_id = %(facility)s)
+      AND (%(facility_kind)s::text IS NULL OR f.kind = %(facility_kind)s)
+), hits AS (
+    SELECT r.device_id, r.time,
+           coalesce(r.value > %(above)s, false) OR coalesce(r.value < %(below)s, false) AS hit
+    FROM reading r
+    WHERE r.metric = %(metric)s AND r.value IS NOT NULL
+      AND r.time >= %(since)s AND r.time < %(until)s
+      AND r.device_id IN (SELECT device_id FROM dev WHERE key IS NOT NULL)
+    UNION ALL
+    SELECT dev.device_id, last.time, last.hit
+    FROM dev
+    CROSS JOIN LATERAL (
+        SELECT r.time,
+               coalesce(r.value > %(above)s, false) OR coalesce(r.value < %(below)s, false) AS hit
+        FROM reading r
+        WHERE r.device_id = dev.device_id AND r.metric = %(metric)s AND r.value IS NOT NULL
+          AND r.time < %(since)s AND r.time >= %(since)s - %(carry)s::interval
+        ORDER BY r.time DESC LIMIT 1) last
+    WHERE dev.key IS NOT NULL
+), changes AS (
+    SELECT device_id, time, hit
+    FROM (SELECT device_id, time, hit,
+                 hit IS DISTINCT FROM lag(hit) OVER (PARTITION BY device_id ORDER BY time)
+                     AS changed
+          FROM hits) h
+    WHERE changed
+), spans AS (
+    SELECT dev.key, c.s, coalesce(c.e, 'infinity') AS e
+    FROM (SELECT device_id, time AS s, hit,
+                 lead(time) OVER (PARTITION BY device_id ORDER BY time) AS e
+          FROM changes) c
+    JOIN dev USING (device_id)
+    WHERE c.hit
+), islands AS (
+    SELECT key, s, e,
+           sum(CASE WHEN s < reach THEN 0 ELSE 1 END) OVER (PARTITION BY key ORDER BY s, e)
+               AS island
+    FROM (SELECT key, s, e,
+                 coalesce(max(e) OVER (PARTITION BY key ORDER BY s, e
+                                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+                          '-infinity') AS reach
+          FROM spans) x
+), episodes AS (
+    SELECT key, min(s) AS s, max(e) AS e FROM islands GROUP BY key, island
+), fires AS (
+    SELECT key, s + %(for)s::interval AS at
+    FROM episodes
+    WHERE e > s + %(for)s::interval AND s + %(for)s::interval < %(until)s
+), counted AS (
+    SELECT key, at,
+           count(*) OVER (PARTITION BY key ORDER BY at
+                          RANGE BETWEEN %(window)s::interval PRECEDING AND CURRENT ROW) AS n
+    FROM fires
+)
+SELECT (time_bucket('1 day', at, %(tz)s::text) AT TIME ZONE %(tz)s::text)::date AS day, count(*)::int
+FROM counted
+WHERE at >= %(start)s AND at < %(until)s AND (%(count)s::int IS NULL OR n = %(count)s)
+GROUP BY 1
+ORDER BY 1
+"""
+
+# What the live system did for one rule, per local day: alarms raised or
+# repeated (alarm_log), alarms opened, work orders created.
+_RULE_HISTORY_SQL = """
+WITH did AS (
+    SELECT l.time AS at, 'fired' AS what
+    FROM alarm_log l JOIN alarm a ON a.id = l.alarm_id
+    WHERE a.rule_id = %(rule)s AND l.action IN ('raised', 'repeated')
+      AND l.time >= %(start)s AND l.time < %(end)s
+    UNION ALL
+    SELECT raised_at, 'opened' FROM alarm
+    WHERE rule_id = %(rule)s AND raised_at >= %(start)s AND raised_at < %(end)s
+    UNION ALL
+    SELECT created_at, 'order' FROM work_order
+    WHERE rule_id = %(rule)s AND created_at >= %(start)s AND created_at < %(end)s
+)
+SELECT (time_bucket('1 day', at, %(tz)s::text) AT TIME ZONE %(tz)s::text)::date AS day,
+       count(*) FILTER (WHERE what = 'fired')::int,
+       count(*) FILTER (WHERE what = 'opened')::int,
+       count(*) FILTER (WHERE what = 'order')::int
+FROM did GROUP BY 1 ORDER BY 1
+"""
+
+#: How far before a period a device's last reading is looked for (its state coming in).
+REPLAY_CARRY_IN = timedelta(days=7)
+
+
+def threshold_firings(conn: psycopg.Connection, spec: ThresholdSpec, *, start: datetime,
+                      end: datetime, tz: str = DEFAULT_TZ, community_id: str | None = None,
+                      carry_in: timedelta = REPLAY_CARRY_IN) -> dict[date, int]:
+    """How often ``spec`` would have fired from ``start`` to ``end``, per local day.
+
+    Readings are read from ``start - for_s - window_s``, so that every firing
+    in the period is seen whole; each device's last reading within
+    ``carry_in`` before that says whether it was already over the threshold.
+    """
+    _aware(start, end)
+    reach = timedelta(seconds=spec.for_s + (spec.window_s or 0.0))
+    # count_in_window drops times at t - window exactly: RANGE includes them, so 1 µs less
+    window = timedelta(seconds=spec.window_s) - timedelta(microseconds=1) \
+        if spec.window_s else timedelta(0)
+    params = {"key": spec.key, "types": list(spec.device_types), "metric": spec.metric,
+              "above": spec.above, "below": spec.below,
+              "community": spec.place.get("community", community_id),
+              "building": spec.place.get("building"), "facility": spec.place.get("facility"),
+              "facility_kind": spec.place.get("facility_kind"),
+              "since": start - reach, "start": start, "until": end, "carry": carry_in,
+              "for": timedelta(seconds=spec.for_s), "window": window, "count": spec.count,
+              "tz": tz}
+    return {day: n for day, n in conn.execute(_THRESHOLD_FIRINGS_SQL, params).fetchall()}
+
+
+def rule_history(conn: psycopg.Connection, rule_id: str, *, start: datetime, end: datetime,
+                 tz: str = DEFAULT_TZ) -> dict[date, tuple[int, int, int]]:
+    """Per local day: (alarms raised or repeated, alarms opened, work orders) of a rule."""
+    _aware(start, end)
+    rows = conn.execute(_RULE_HISTORY_SQL, {"rule": rule_id, "start": start, "end": end,
+                                            "tz": tz}).fetchall()
+    return {day: (fired, opened, orders) for day, fired, opened, orders in rows}
+
+
+def stored_rule(conn: psycopg.Connection, rule_id: str) -> CompiledRule:
+    """A rule as the running service has it (the ``rule`` table), compiled."""
+    row = conn.execute("SELECT source FROM rule WHERE id = %s", (rule_id,)).fetchone()
+    if row is None:
+        known = [r[0] for r in conn.execute("SELECT id FROM rule ORDER BY id")]
+        raise TwinError(f"there is no rule {rule_id!r} in the database (twin rules load DIR); "
+                        f"the stored rules are {known}")
+    try:
+        return compile_text(row[0], origin=rule_id)
+    except RuleError as e:
+        raise TwinError(f"stored rule {rule_id} no longer compiles: {e}") from e
+
+
+def replay_rule(conn: psycopg.Connection, rule: CompiledRule, *, start: datetime,
+                end: datetime, params: dict | None = None, tz: str = DEFAULT_TZ,
+                community_id: str | None = None) -> RuleReplay | NotReplayable:
+    """The rule as it is and with ``params`` (a scenario's ``rule_params[rule.id]``)
+    replayed over the stored readings, beside what the live system did."""
+    baseline = threshold_spec(rule)
+    if isinstance(baseline, NotReplayable):
+        return baseline
+    scenario = threshold_spec(rule, params) if params else baseline
+    if isinstance(scenario, NotReplayable):
+        return scenario
+    kw = {"start": start, "end": end, "tz": tz, "community_id": community_id}
+    base = threshold_firings(conn, baseline, **kw)
+    scen = threshold_firings(conn, scenario, **kw) if scenario != baseline else base
+    return replay_result(baseline, scenario, start=start, end=end, tz=tz,
+                         baseline_firings=base, scenario_firings=scen,
+                         did=rule_history(conn, rule.id, start=start, end=end, tz=tz))
+
+
+def _aware(start: datetime, end: datetime) -> None:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be timezone-aware (e.g. UTC)")
+    if end <= start:
+        raise ValueError(f"the period ends ({end}) before it starts ({start})")
