@@ -440,7 +440,7 @@ def _source_ids(plan: ImportPlan, layer: MappedLayer) -> np.ndarray:
     column = layer.columns["id"]
     rows = np.arange(1, len(frame) + 1).astype(str).astype(object)
     if column is None:
-        if len(frame):
+        if len(frame) and layer.role != "paths":  # path ids do not reach the twin
             plan.report.note(layer.name, "(layer)", "warning",
                              "no id column: ids are row numbers, which change if the file is "
                              "edited (name one with --mapping)")

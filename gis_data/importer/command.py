@@ -12,8 +12,8 @@ from rich.table import Table
 
 from gis_data.importer.report import ImportReport
 
-#: Notes listed one by one under the summary; the rest are counted.
-NOTES_SHOWN = 20
+#: Rows of notes shown under the summary (notes with the same reason share a row).
+NOTES_SHOWN = 30
 
 
 def import_command(
@@ -111,10 +111,20 @@ def print_report(console: Console, report: ImportReport, *, title: str) -> None:
                if graph.disconnected else " (connected)"))
     if report.notes:
         notes = Table("layer", "feature", "what", "why")
-        for note in report.notes[:NOTES_SHOWN]:
-            notes.add_row(note.layer, note.feature, note.kind, note.why)
+        groups = _grouped(report)
+        for layer, features, kind, why in groups[:NOTES_SHOWN]:
+            label = features[0] if len(features) == 1 else (
+                f"{len(features):,} features ({', '.join(features[:3])} ...)")
+            notes.add_row(layer, label, kind, why)
         console.print(notes)
-        if len(report.notes) > NOTES_SHOWN:
-            by_kind = report.counts_by_kind()
-            console.print(f"... {len(report.notes) - NOTES_SHOWN:,} more notes "
-                          f"({', '.join(f'{n:,} {k}' for k, n in by_kind.items())} in all)")
+        if len(groups) > NOTES_SHOWN:
+            console.print(f"... and {len(groups) - NOTES_SHOWN:,} more kinds of note "
+                          f"({len(report.notes):,} notes in all)")
+
+
+def _grouped(report: ImportReport) -> list[tuple[str, list[str], str, str]]:
+    """Notes with the same layer, kind and reason as one row, in first-seen order."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for note in report.notes:
+        groups.setdefault((note.layer, note.kind, note.why), []).append(note.feature)
+    return [(layer, features, kind, why) for (layer, kind, why), features in groups.items()]

@@ -113,7 +113,8 @@ def _read_ogr(path: Path, wanted: Sequence[str] | None) -> list[SourceLayer]:
     try:
         listed = pyogrio.list_layers(path)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as e:
-        raise UnreadableSourceError(f"{path}: not a file GDAL can read ({_first_line(e)})") from e
+        why = _first_line(e).split(";")[0].replace(f"'{path}' ", "").rstrip(".")
+        raise UnreadableSourceError(f"{path}: not a file GDAL can read ({why})") from e
     out = []
     for name, geometry_type in listed:
         name = str(name)
