@@ -260,8 +260,12 @@ class Engine:
                     hit = true and _compare(spec, rate)
                     st["rate"] = round(rate, 3)
             (devs.add if hit else devs.discard)(device.id)
-            st["devs"] = sorted(devs)
-            self._store(rule.id, node.id, key, st)
+            if devs:
+                st["devs"] = sorted(devs)
+            else:  # nothing to remember: most readings of most devices end here
+                st.pop("devs", None)
+            if st != self.state[rule.id][node.id].get(key, {}):
+                self._store(rule.id, node.id, key, st)
             return self._edge(rule, node.id, key, bool(devs))
         if kind == "for_duration":
             st = self._get(rule.id, node.id, key)
