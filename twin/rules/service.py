@@ -106,7 +106,6 @@ class RulesService:
     # --- lifecycle -------------------------------------------------------------------------
     def start(self, *, wait_connected_s: float = 10.0) -> None:
         self._reload(force=True)
-        self._publish_pending()
         try:
             self._client.connect(self.address.host, self.address.port, keepalive=30,
                                  clean_start=False, properties=session_properties(
@@ -119,6 +118,7 @@ class RulesService:
             self._client.loop_stop()
             raise TwinError(f"the MQTT broker at {self.address.host}:{self.address.port} "
                             "did not accept the rules service's connection")
+        self._publish_pending()  # commands committed before a crash and never sent
         self._last_tick = time.monotonic()
         self._worker.start()
 
