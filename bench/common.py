@@ -66,21 +66,12 @@ def raw_copy_rate(url: str, rows: Sequence[tuple], columns: Sequence[tuple[str, 
     the baseline.
     """
     table = sql.Identifier("bench_raw_copy")
-    names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)
     with connect(url) as conn:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
         conn.execute(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(
             sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
             for name, kind in columns)))
-        began = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(
-            sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(table, names)
-        ) as copy:
-            copy.set_types([kind for _, kind in columns])
-            for row in rows:
-                copy.write_row(row)
-        conn.commit()
-        rate = len(rows) / (time.perf_counter() - began)
+        rate = _timed_copy(conn, table, rows, columns)
         conn.execute(sql.SQL("DROP TABLE {}").format(table))
         conn.commit()
         return rate
@@ -94,18 +85,23 @@ def copy_rate_into(url: str, table: str, rows: Sequence[tuple],
     itself can absorb, so that a ratio to it measures only what the service
     adds on top (broker, decoding, batching).
     """
-    names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)
     with connect(url) as conn:
-        began = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(
-            sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(sql.Identifier(table), names)
-        ) as copy:
-            copy.set_types([kind for _, kind in columns])
-            for row in rows:
-                copy.write_row(row)
-        conn.commit()
-        rate = len(rows) / (time.perf_counter() - began)
+        rate = _timed_copy(conn, sql.Identifier(table), rows, columns)
         conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(table)))
         conn.commit()
         return rate
 
+
+def _timed_copy(conn, table: sql.Identifier, rows: Sequence[tuple],
+                columns: Sequence[tuple[str, str]]) -> float:
+    """Rows/s of one binary COPY of ``rows`` into ``table``, committed."""
+    names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)
+    began = time.perf_counter()
+    with conn.cursor() as cur, cur.copy(
+        sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(table, names)
+    ) as copy:
+        copy.set_types([kind for _, kind in columns])
+        for row in rows:
+            copy.write_row(row)
+    conn.commit()
+    return len(rows) / (time.perf_counter() - began)
