@@ -640,3 +640,45 @@ def test_the_simulators_incidents_fire_their_rules(base, sample_db_url) -> None:
     assert fans[0].command == "start" and len(fans[0].device_ids) == 4
     assert any(isinstance(i, act.SendCommand) and i.command == "cut_off"
                for i in fired["ev-charger-overheat"])
+
+
+def test_geofence_and_weekday_windows(base) -> None:
+    """Conditions no shipped rule uses yet: a geofence round a facility, and weekdays."""
+    from twin.rules.compile import compile_text
+
+    rule = compile_text("""
+id: dog-in-playground
+title: A dog in the playground on a school day afternoon
+domain: environment
+nodes:
+  - id: cam
+    source: {device_types: [ai_camera], classes: [unleashed_dog]}
+  - id: near
+    after: cam
+    geofence: {facility_kind: playground, margin_m: 40}
+  - id: school
+    after: near
+    time_window: {start: "08:00", end: "17:00", days: [mon, tue, wed, thu, fri]}
+  - id: alarm
+    after: school
+    raise_alarm: {type: dog_in_playground, severity: info, title: "Dog at {device_name}"}
+""")
+    snap = dataclasses.replace(base, latest={}, last_seen={}, last_access={})
+    engine = Engine([rule], snap, started=T0)
+    inside = next(d for d in sorted(snap.of_type("ai_camera"))
+                  if snap.facilities.get(snap.devices[d].facility_id or "")
+                  and snap.facilities[snap.devices[d].facility_id].kind == "playground")
+    outside = next(d for d in sorted(snap.of_type("ai_camera"))
+                   if snap.devices[d].facility_id is None)
+
+    def fires(device: str, at: datetime, **attrs) -> bool:
+        return bool(engine.observe(Observation(C, device, at, "event", event="detection",
+                                               cls="unleashed_dog", confidence=0.9,
+                                               attrs=attrs)))
+
+    assert fires(inside, T0)                                  # Tuesday 10:00, in the playground
+    assert not fires(outside, T0 + s(1))                      # elsewhere
+    saturday = T0 + timedelta(days=(5 - T0.weekday()) % 7)
+    assert not fires(inside, saturday + s(2))                 # not a school day
+    f = snap.facilities[snap.devices[inside].facility_id]
+    assert fires(outside, T0 + s(3), lon=f.lon, lat=f.lat)    # the event's own position wins
