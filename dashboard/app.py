@@ -143,7 +143,8 @@ def _add_auth_routes(server: flask.Flask) -> None:
         if code in auth.LANGS:
             with ctx().pool.connection() as conn:
                 auth.set_language(conn, flask.g.user.name, code)
-        return flask.redirect(_safe_next(flask.request.args.get("next") or "/"))
+        back = flask.request.args.get("next") or urlsplit(flask.request.referrer or "/").path
+        return flask.redirect(_safe_next(back or "/"))
 
     @server.route("/healthz")
     def healthz():

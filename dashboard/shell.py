@@ -38,7 +38,7 @@ def shell() -> html.Div:
                 html.Span(id="clock", className="clock"),
                 html.Span(f"{user.label} · {tr('role.' + user.role)}", className="who",
                           id="who"),
-                html.A(tr("nav.lang"), href=f"/lang/{other}?next={here}", className="nav-link",
+                html.A(tr("nav.lang"), href=f"/lang/{other}", className="nav-link",
                        id="lang-toggle"),
                 html.A(tr("nav.logout"), href="/logout", className="nav-link", id="logout"),
             ]),

@@ -177,8 +177,10 @@ def detail_view(order_id: int | None):
         with c.pool.connection() as conn:
             order = data.order_for_user(conn, user, int(order_id))
             names = data.staff_names(conn, c.community_id)
-            choices = data.staff_choices(conn, c.community_id, role=order.role,
-                                         near=(order.location.x, order.location.y))
+            # the order's role first, nearest first; anyone else after them
+            choices = sorted(data.staff_choices(conn, c.community_id,
+                                                near=(order.location.x, order.location.y)),
+                             key=lambda s: s["role"] != order.role)
             photos = conn.execute("SELECT count(*) FROM work_order_photo WHERE work_order_id = %s",
                                   (order.id,)).fetchone()[0]
     except (AccessDenied, TwinError) as e:

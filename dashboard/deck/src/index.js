@@ -157,14 +157,6 @@ function TwinDeck(props) {
             padding: '6px 9px', maxWidth: '320px'},
         };
       },
-      onClick: info => {
-        if (!info.object || !info.layer || !setPropsRef.current) return;
-        clicks.current += 1;
-        setPropsRef.current({clickInfo: {
-          layer: info.layer.id, object: lightObject(info.object),
-          coordinate: info.coordinate, n: clicks.current,
-        }});
-      },
       onHover: info => {
         if (!hoverEventsRef.current || !setPropsRef.current) return;
         const key = info.object ? `${info.layer.id}:${info.object.id}` : null;
@@ -181,6 +173,28 @@ function TwinDeck(props) {
       },
     });
     deckRef.current = deck;
+    // Clicks are picked here rather than through deck's gesture recogniser, so a click is
+    // a click however the pointer events arrive (touch walls, kiosks, test browsers).
+    const el = container.current;
+    let down = null;
+    const onDown = e => { down = {x: e.clientX, y: e.clientY, t: performance.now()}; };
+    const onUp = e => {
+      if (!down || !setPropsRef.current) return;
+      const moved = Math.hypot(e.clientX - down.x, e.clientY - down.y);
+      const held = performance.now() - down.t;
+      down = null;
+      if (moved > 6 || held > 800) return;  // a drag or a long press moves the camera
+      const rect = el.getBoundingClientRect();
+      const info = deck.pickObject({x: e.clientX - rect.left, y: e.clientY - rect.top, radius: 3});
+      if (!info || !info.object || !info.layer) return;
+      clicks.current += 1;
+      setPropsRef.current({clickInfo: {
+        layer: info.layer.id, object: lightObject(info.object),
+        coordinate: info.coordinate, n: clicks.current,
+      }});
+    };
+    el.addEventListener('pointerdown', onDown);
+    el.addEventListener('pointerup', onUp);
     if (typeof window !== 'undefined') {
       window.__twinDecks = window.__twinDecks || {};
       window.__twinDecks[id || 'deck'] = deck;
@@ -197,6 +211,8 @@ function TwinDeck(props) {
     raf = window.requestAnimationFrame(tick);
     return () => {
       window.cancelAnimationFrame(raf);
+      el.removeEventListener('pointerdown', onDown);
+      el.removeEventListener('pointerup', onUp);
       deck.finalize();
       deckRef.current = null;
     };

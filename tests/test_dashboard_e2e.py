@@ -1,0 +1,338 @@
+"""The control room in a real browser: Debian's Chromium driven by Playwright.
+
+The app is served from a thread on a free port, against a fresh copy of the
+sample community with the demo's logins, alarms and orders, while the device
+simulator publishes through Mosquitto into a running ingest. No browser is
+downloaded: Playwright drives /usr/bin/chromium (installed by
+scripts/install-system.sh). Screenshots of every page land in docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import shapely
+
+CHROMIUM = os.environ.get("TWIN_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+FULL_HD = {"width": 1920, "height": 1080}
+PHONE = {"width": 390, "height": 844}
+
+pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists(),
+                                reason=f"no Chromium at {CHROMIUM}")
+
+
+@pytest.fixture(scope="module")
+def served(pg, sample_template, broker):
+    """(base URL, database URL, demo ids): the app over live simulated data."""
+    from werkzeug.serving import make_server
+
+    from dashboard.app import create_app
+    from dashboard.demo import seed_operations, seed_users
+    from ingest.broker import forget_session
+    from ingest.service import IngestOptions, IngestService
+    from ingest.simulator import run_simulation
+    from twin.store.connection import connect
+
+    name = f"e2e_{os.getpid()}"
+    url = pg.create_database(name, template=sample_template)
+    with connect(url) as conn:
+        seed_users(conn)
+        ids = seed_operations(conn)
+    ingest = IngestService(url, broker.url, IngestOptions(
+        client_id=f"e2e-{uuid.uuid4().hex[:6]}", group=f"e2e{uuid.uuid4().hex[:6]}",
+        metrics_port=None))
+    ingest.start()
+    stop = threading.Event()
+
+    def simulate() -> None:
+        # An hour of community life in 30 s, then real time until the tests end.
+        run_simulation(url, broker.url, speed=120, duration=30, rate=2000, seed=3)
+        while not stop.is_set():
+            run_simulation(url, broker.url, speed=1, duration=5, seed=4)
+
+    simulator = threading.Thread(target=simulate, daemon=True)
+    simulator.start()
+    app = create_app(url, secret_key="e2e")
+    port = _free_port()
+    server = make_server("127.0.0.1", port, app.server, threaded=True)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    _wait_for_data(url)
+    yield f"http://127.0.0.1:{port}", url, ids
+    stop.set()
+    server.shutdown()
+    simulator.join(timeout=30)
+    ingest.stop()
+    forget_session(broker.url, ingest.options.client_id)
+    app.server.config["TWIN"].pool.close()
+    pg.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"])
+        yield chromium
+        chromium.close()
+
+
+def login(browser, base: str, user: str, *, viewport=FULL_HD):
+    from dashboard.demo import DEMO_PASSWORD
+
+    page = browser.new_page(viewport=viewport)
+    page.goto(f"{base}/login")
+    page.fill("#username", user)
+    page.fill("#password", DEMO_PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_load_state("networkidle")
+    return page
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def test_each_role_logs_in_to_its_own_page(served, browser) -> None:
+    base, _, _ = served
+    page = browser.new_page(viewport=FULL_HD)
+    page.goto(f"{base}/")
+    assert "/login" in page.url
+    shot(page, "login")
+    page.fill("#username", "operator")
+    page.fill("#password", "wrong password")
+    page.click("#login-submit")
+    assert page.locator("#login-error").inner_text().strip() == "用户名或密码错误"
+    page.close()
+    expectations = {"admin": ("/", "#ls-map"), "operator": ("/", "#ls-map"),
+                    "planner": ("/planner", "#whatif-note"), "worker1": ("/worker", "#w-tasks")}
+    for user, (path, marker) in expectations.items():
+        page = login(browser, base, user)
+        assert page.url == f"{base}{path}", user
+        page.wait_for_selector(marker, timeout=15_000)
+        page.close()
+    page = login(browser, base, "planner")
+    page.goto(f"{base}/")
+    page.wait_for_selector("#denied")
+    page.close()
+
+
+def test_large_screen_draws_the_map_and_shows_numbers_from_the_database(served, browser) -> None:
+    from twin.store.connection import connect
+
+    base, url, _ = served
+    page = login(browser, base, "operator")
+    page.wait_for_selector("#ls-map canvas", timeout=20_000)
+    page.wait_for_function("Number(document.getElementById('ls-map').dataset.frames || 0) > 0",
+                           timeout=20_000)
+    layers = page.evaluate("window.__twinDecks['ls-map'].props.layers.map(l => l.id)")
+    assert {"ground", "buildings", "walkways", "attention", "staff", "routes"} <= set(layers)
+    box = page.locator("#ls-map canvas").bounding_box()
+    assert box["width"] > 900 and box["height"] > 800
+
+    with connect(url) as conn:
+        total = conn.execute("SELECT count(*) FROM device").fetchone()[0]
+        critical = conn.execute("SELECT count(*) FROM alarm WHERE state <> 'cleared' "
+                                "AND severity = 'critical'").fetchone()[0]
+    page.wait_for_function(
+        "document.getElementById('kpi-online').innerText.split('/')[0].replace(',', '') > 0",
+        timeout=20_000)
+    online, shown_total = page.locator("#kpi-online").inner_text().replace(",", "").split("/")
+    assert int(shown_total) == total and 0 < int(online) <= total
+    assert int(page.locator("#kpi-critical").inner_text()) == critical
+    # no scrolling on the wall: 1920x1080 and 4K
+    for size in (FULL_HD, {"width": 3840, "height": 2160}):
+        page.set_viewport_size(size)
+        page.wait_for_timeout(300)
+        assert page.evaluate("document.documentElement.scrollHeight <= window.innerHeight + 1")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    page.set_viewport_size(FULL_HD)
+    page.wait_for_timeout(2500)  # the charts' first answer and a few live ticks
+    shot(page, "large-screen")
+    page.close()
+
+
+def test_a_new_alarm_appears_on_an_open_large_screen_within_2_seconds(served, browser) -> None:
+    from twin.alarms import AlarmSpec
+    from twin.store.connection import connect
+    from twin.store.operations import raise_alarm
+
+    base, url, _ = served
+    page = login(browser, base, "operator")
+    page.wait_for_selector("#ls-feed")
+    page.wait_for_timeout(1500)  # the page is settled and polling
+    title = f"E2E 烟感 {uuid.uuid4().hex[:6]}"
+    with connect(url) as conn:
+        device = conn.execute("SELECT id, building_id, ST_X(geom), ST_Y(geom) FROM device "
+                              "WHERE type = 'smoke_detector' ORDER BY id DESC LIMIT 1").fetchone()
+        raise_alarm(conn, AlarmSpec(
+            community_id="wh-guanggu", type="e2e_smoke", domain="safety", severity="critical",
+            source_kind="device", source_id=device[0], title=title,
+            at=datetime.now(timezone.utc), building_id=device[1], device_id=device[0],
+            location=shapely.Point(device[2], device[3])))
+        conn.commit()
+    raised = time.monotonic()
+    page.wait_for_selector(f"#ls-feed >> text={title}", timeout=5_000)
+    elapsed = time.monotonic() - raised
+    assert elapsed < 2.0, f"the alarm took {elapsed:.2f} s to appear"
+    colour = page.evaluate(
+        f"window.__twinDecks['ls-map'].props.layers.find(l => l.id === 'buildings')"
+        f".props.getFillColor({{id: '{device[1]}'}})")
+    assert colour[:3] == [235, 64, 72]
+    page.close()
+
+
+def test_clicking_a_building_opens_its_drill_down_with_its_floors(served, browser) -> None:
+    from twin.store.connection import connect
+
+    base, url, _ = served
+    with connect(url) as conn:
+        building_id, floors, lon, lat, height = conn.execute(
+            "SELECT id, floors, ST_X(ST_PointOnSurface(footprint)), "
+            "ST_Y(ST_PointOnSurface(footprint)), height_m FROM building "
+            "ORDER BY height_m DESC, id LIMIT 1").fetchone()
+    page = login(browser, base, "operator")
+    page.wait_for_selector("#ls-map canvas", timeout=20_000)
+    page.wait_for_function("Number(document.getElementById('ls-map').dataset.frames || 0) > 0",
+                           timeout=20_000)
+    page.wait_for_timeout(500)
+    x, y, *_ = page.evaluate(
+        f"window.__twinDecks['ls-map'].getViewports()[0].project([{lon}, {lat}, {height}])")
+    box = page.locator("#ls-map canvas").bounding_box()
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    page.wait_for_timeout(400)
+    assert page.locator(".twin-deck-tooltip").count() == 1  # hover tooltip on the building
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    page.wait_for_function(f"location.pathname === '/building/{building_id}'", timeout=10_000)
+    page.wait_for_selector("#floors")
+    assert page.locator("#floors .floor-row").count() == floors
+    page.wait_for_timeout(1500)
+    shot(page, "building")
+    page.close()
+
+
+def test_a_work_order_from_created_to_closed_with_the_grid_worker_view(served, browser) -> None:
+    from twin.store.connection import connect
+    from twin.store.operations import get_work_order
+
+    base, url, ids = served
+    order_id = ids["order_bin"]
+    ops = login(browser, base, "operator")
+    ops.goto(f"{base}/work-orders?id={order_id}")
+    ops.wait_for_selector("#wo-title")
+    ops.click("#wo-staff")
+    ops.click(".dash-dropdown-option:has-text('李雪霞')")
+    ops.keyboard.press("Escape")
+    ops.click("#wo-detail button.btn-assign")
+    ops.wait_for_selector("#wo-message >> text=已派", timeout=10_000)
+    ops.wait_for_timeout(1500)
+    shot(ops, "work-orders")
+
+    phone = login(browser, base, "worker1", viewport=PHONE)
+    card = f"#task-{order_id}"
+    phone.wait_for_selector(card, timeout=10_000)
+    for label, state in (("接单", "已接"), ("到场", "到场")):
+        phone.click(f"{card} button:text-is('{label}')")
+        phone.wait_for_selector(f"#task-state-{order_id} >> text={state}", timeout=10_000)
+    phone.fill(f"{card} textarea", "已清运，桶已复位")
+    png = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00"
+           b"\x00\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe"
+           b"\x92\xef\x00\x00\x00\x00IEND\xaeB`\x82")
+    phone.set_input_files(f"{card} input[type=file]",
+                          files=[{"name": "site.png", "mimeType": "image/png", "buffer": png}])
+    phone.wait_for_selector(f"{card} >> text=site.png")
+    shot(phone, "worker-phone")
+    phone.click(f"{card} button:has-text('处置完成')")
+    phone.wait_for_selector(card, state="detached", timeout=10_000)
+    phone.close()
+
+    ops.reload()
+    ops.wait_for_selector("#wo-state >> text=已处置", timeout=10_000)
+    ops.click("#wo-detail button.btn-close")
+    ops.wait_for_selector("#wo-message >> text=已关闭", timeout=10_000)
+    ops.close()
+    with connect(url) as conn:
+        order = get_work_order(conn, order_id)
+        photos = conn.execute("SELECT count(*) FROM work_order_photo WHERE work_order_id = %s",
+                              (order_id,)).fetchone()[0]
+    assert order.state == "closed" and photos == 1
+    assert [e.action for e in order.history] == ["created", "assign", "accept", "arrive",
+                                                 "resolve", "close"]
+    assert order.history[4].note == "已清运，桶已复位"
+
+
+def test_a_grid_worker_cannot_open_another_grids_households(served, browser) -> None:
+    from twin.store.connection import connect
+
+    base, url, _ = served
+    with connect(url) as conn:
+        other_building, other_name = conn.execute(
+            "SELECT b.id, b.name FROM building b JOIN unit u ON u.building_id = b.id "
+            "WHERE b.grid_id <> 'wh-guanggu-g1' ORDER BY b.id LIMIT 1").fetchone()
+        mine = conn.execute("SELECT b.name, u.number FROM building b JOIN unit u "
+                            "ON u.building_id = b.id WHERE b.grid_id = 'wh-guanggu-g1' "
+                            "ORDER BY b.id, u.number LIMIT 1").fetchone()
+    phone = login(browser, base, "worker1", viewport=PHONE)
+    phone.goto(f"{base}/building/{other_building}")
+    phone.wait_for_selector("#denied")
+    assert "residents-table" not in phone.content()
+    phone.goto(f"{base}/worker")
+    phone.fill("#w-lookup", f"{other_name} 101")
+    phone.press("#w-lookup", "Enter")
+    phone.wait_for_selector("#w-found >> text=在您的网格内未找到", timeout=10_000)
+    phone.fill("#w-lookup", f"{mine[0]} {mine[1]}")
+    phone.press("#w-lookup", "Enter")
+    phone.click(f"#w-found >> text={mine[0]} {mine[1]}")
+    phone.wait_for_selector("#household .res-name", timeout=10_000)
+    assert "*" not in phone.locator("#household .res-name").first.inner_text()
+    phone.close()
+    with connect(url) as conn:
+        audited = conn.execute("SELECT count(*) FROM audit_log WHERE user_name = 'worker1' "
+                               "AND action = 'view_residents_unmasked'").fetchone()[0]
+    assert audited >= 1
+
+
+def test_planner_page_and_english_labels(served, browser) -> None:
+    base, _, _ = served
+    page = login(browser, base, "planner")
+    page.wait_for_selector("#p-grids")
+    assert "第6号议题" in page.locator("#whatif-note").inner_text()
+    page.wait_for_timeout(800)
+    shot(page, "planner")
+    page.click("#lang-toggle")
+    page.wait_for_selector("#whatif-note >> text=issue 6")
+    assert page.locator("#nav-planner").inner_text() == "Planner"
+    page.click("#lang-toggle")  # back to zh-CN for the other tests' user
+    page.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_data(url: str, timeout: float = 60) -> None:
+    from twin.store.connection import connect
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connect(url) as conn:
+            if conn.execute("SELECT count(*) FILTER (WHERE online) FROM device_state"
+                            ).fetchone()[0] > 1000:
+                return
+        time.sleep(0.5)
+    raise TimeoutError("the simulator's data never reached the twin")
