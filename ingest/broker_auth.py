@@ -3,10 +3,12 @@
 Every device logs in with its registry ``credentials_id`` and may only speak
 on its own topics (``twin/v1/{community}/{device}/{kind}``): publish its
 telemetry, events, status and command acks (and, for a gateway, batches),
-and read its own commands. Two service accounts complete the picture:
+and read its own commands. Three service accounts complete the picture:
 
 ``twin-ingest``     reads everything under ``twin/v1/`` (shared subscriptions
                     included) and writes commands (``twin/v1/+/+/cmd``).
+``twin-rules``      the rule engine beside ingest: the same reads, and writes
+                    the commands its rules send (fans, chargers, speakers).
 ``twin-simulator``  writes anything under ``twin/v1/`` on behalf of many
                     devices; a test and demo harness, only written on request.
 
@@ -49,8 +51,11 @@ from twin.store import migrations
 from twin.store.connection import connect
 
 INGEST = "twin-ingest"
+RULES = "twin-rules"
 SIMULATOR = "twin-simulator"
-SERVICES: tuple[str, ...] = (INGEST, SIMULATOR)
+SERVICES: tuple[str, ...] = (INGEST, RULES, SIMULATOR)
+#: The accounts every broker configuration admits; the simulator only on request.
+RUNNING_SERVICES: tuple[str, ...] = (INGEST, RULES)
 #: The fixed prefix that keeps service passwords apart from device passwords.
 SERVICE_PREFIX = "service:"
 
@@ -70,6 +75,7 @@ GATEWAY_WRITES: tuple[str, ...] = contract.DEVICE_TO_TWIN
 _ALL = f"{contract.ROOT}/{contract.VERSION}/#"
 SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
     INGEST: (("read", _ALL), ("write", contract.topic("+", "+", "cmd"))),
+    RULES: (("read", _ALL), ("write", contract.topic("+", "+", "cmd"))),
     SIMULATOR: (("write", _ALL),),
 }
 
@@ -169,7 +175,8 @@ def device_password(secret: bytes, credentials_id: str) -> str:
 
 
 def service_credentials(secret: bytes, name: str) -> tuple[str, str]:
-    """(username, password) of a service account, ``twin-ingest`` or ``twin-simulator``."""
+    """(username, password) of a service account: ``twin-ingest``, ``twin-rules`` or
+    ``twin-simulator``."""
     if name not in SERVICES:
         raise ValueError(f"{name!r} is not a service account; expected one of {SERVICES}")
     return name, _derive(secret, SERVICE_PREFIX + name)
@@ -241,7 +248,8 @@ def device_accounts(conn: psycopg.Connection, *,
 
 # --- the files ---------------------------------------------------------------------------
 
-def acl_text(devices: Iterable[DeviceAccount], *, services: Sequence[str] = (INGEST,)) -> str:
+def acl_text(devices: Iterable[DeviceAccount], *,
+             services: Sequence[str] = RUNNING_SERVICES) -> str:
     """The ACL file: each user's topics, and none for anyone else."""
     out = [
         "# Written by `twin broker-config` from the device registry; edits are overwritten.",
@@ -301,7 +309,7 @@ def write_broker_config(conn: psycopg.Connection, directory: Path, *, secret: by
     BrokerConfigReport
     """
     devices = device_accounts(conn, community_id=community_id)
-    services = SERVICES if include_simulator else (INGEST,)
+    services = SERVICES if include_simulator else RUNNING_SERVICES
     clash = sorted({d.credentials_id for d in devices} & set(SERVICES))
     if clash:
         raise TwinError(f"device credentials_id {clash[0]!r} is the name of a service account")
@@ -393,8 +401,9 @@ def broker_config_command(
     else:
         console.print("the embedded broker is not running; it reads the files when it starts")
 
-    console.print(f"ingest logs in as {INGEST}: from {USERNAME_ENV}/{PASSWORD_ENV} when set, "
-                  f"else with the password derived from {secret_file}")
+    console.print(f"ingest logs in as {INGEST} and the rule engine as {RULES}: from "
+                  f"{USERNAME_ENV}/{PASSWORD_ENV} when set, else with the password derived "
+                  f"from {secret_file}")
     console.print("a device logs in as its credentials_id, with "
                   "ingest.broker_auth.device_password(secret, credentials_id)")
 

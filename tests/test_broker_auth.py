@@ -28,6 +28,7 @@ from ingest import contract
 from ingest.broker import NO_MATCHING_SUBSCRIBERS
 from ingest.broker_auth import (
     INGEST,
+    RULES,
     SIMULATOR,
     BrokerConfigReport,
     DeviceAccount,
@@ -94,10 +95,13 @@ def test_hashes_have_mosquitto_passwd_format(tmp_path: Path) -> None:
 def test_acl_gives_each_device_its_own_topics_and_gateways_batch() -> None:
     meter = DeviceAccount("cred-m", "c1", "m", "water_meter")
     gateway = DeviceAccount("cred-g", "c1", "g", "iot_gateway")
-    text = acl_text([meter, gateway], services=(INGEST,))
+    text = acl_text([meter, gateway])
     blocks = {b.splitlines()[0]: b.splitlines()[1:] for b in text.split("\n\n")[1:]}
     assert blocks["user twin-ingest"] == ["topic read twin/v1/#",
                                           "topic write twin/v1/+/+/cmd"]
+    # the rule engine has its own account with the same rights, and the simulator none
+    assert blocks["user twin-rules"] == blocks["user twin-ingest"]
+    assert "user twin-simulator" not in blocks
     assert blocks["user cred-m"] == [
         "topic write twin/v1/c1/m/telemetry", "topic write twin/v1/c1/m/event",
         "topic write twin/v1/c1/m/status", "topic write twin/v1/c1/m/ack",
@@ -187,10 +191,10 @@ def test_regenerating_is_idempotent(registry: Registry, sample_db_url: str,
 
 def test_password_file_verifies_for_every_user(registry: Registry) -> None:
     lines = dict(ln.split(":", 1) for ln in registry.report.password_file.read_text().splitlines())
-    assert len(lines) == registry.report.users == len(registry.devices) + 2
+    assert len(lines) == registry.report.users == len(registry.devices) + 3
     for d in registry.devices:
         assert verify_password(lines[d.credentials_id], device_password(SECRET, d.credentials_id))
-    for name in (INGEST, SIMULATOR):
+    for name in (INGEST, RULES, SIMULATOR):
         assert verify_password(lines[name], service_credentials(SECRET, name)[1])
 
 

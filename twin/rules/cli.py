@@ -100,7 +100,7 @@ def run(
     from rich.logging import RichHandler
 
     from ingest.broker import with_service_credentials
-    from ingest.broker_auth import INGEST
+    from ingest.broker_auth import RULES
     from twin.rules.service import RulesOptions, RulesService
 
     logging.basicConfig(level=logging.INFO, format="%(message)s",
@@ -109,8 +109,8 @@ def run(
     url = stack.database_url(settings)
     with connect(url) as conn:
         migrations.require_current(conn)
-    # Reads what ingest reads and writes commands as ingest may: its service account.
-    mqtt_url = with_service_credentials(stack.mqtt_url(settings), INGEST)
+    # Its own service account: reads what ingest reads, writes device commands.
+    mqtt_url = with_service_credentials(stack.mqtt_url(settings), RULES)
     RulesService(url, mqtt_url, RulesOptions(group=group, client_id=client_id,
                                              community_id=community, tick_s=tick_s)
                  ).run_forever()
