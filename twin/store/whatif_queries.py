@@ -88,63 +88,113 @@ def shed_demand(conn: psycopg.Connection, *, start: datetime, end: datetime,
 
 # --- rule replay -----------------------------------------------------------------------------
 
-# Firings of a threshold rule, per local day. One pass of window functions over
-# the readings of the rule's devices (the heavy part), everything after it on
-# the few rows where a device crosses the threshold:
-#   hits     each reading: over the threshold or not; plus each device's last
-#            reading before the period, so a key already over it at the start
-#            is known to be (its firing then lies before the period);
-#   changes  the readings where a device crosses (gaps and islands);
+# The devices a threshold rule listens to, each with the key its firings are
+# grouped by (NULL: the engine has no key for it and skips it).
+_REPLAY_DEVICES_SQL = """
+SELECT d.id,
+       CASE %(key)s WHEN 'device' THEN d.id
+                    WHEN 'facility' THEN d.facility_id
+                    WHEN 'building' THEN coalesce(d.building_id, f.building_id)
+                    WHEN 'unit' THEN d.unit_id
+                    ELSE d.community_id END
+FROM device d
+LEFT JOIN facility f ON f.id = d.facility_id
+WHERE d.type = ANY(%(types)s)
+  AND (%(community)s::text IS NULL OR d.community_id = %(community)s)
+  AND (%(building)s::text IS NULL OR d.building_id = %(building)s)
+  AND (%(facility)s::text IS NULL OR d.facility_id = %(facility)s)
+  AND (%(facility_kind)s::text IS NULL OR f.kind = %(facility_kind)s)
+ORDER BY d.id
+"""
+
+# Firings of a threshold rule, per local day. Ordering every reading by device
+# and time (a sort of millions of rows) is what makes such a query slow; but a
+# device can only cross the threshold next to one of its readings over it, and
+# those are few. So the query
+#   hot      finds the hours in which each device had a reading over it
+#            (time_bucket over the readings past the threshold only: a parallel
+#            scan that keeps a few per cent of the rows, no sort);
+#   fetched  reads every reading of those hours and of the hour before and after
+#            (a hash join), the only ones ordered;
+#   edges    reads by index, for the rare reading over the threshold whose
+#            neighbour lies beyond the hour before or after (a device silent
+#            for an hour, or the start of the period), that neighbour: so the
+#            state coming in and going out is always known, and no crossing is
+#            lost or invented (every reading skipped is under the threshold,
+#            and so is the one next to it);
+#   changes  where each device crosses (gaps and islands);
 #   spans    per device, [crossed over, crossed back) (open: still over);
 #   episodes per key, the union of its devices' spans (merged islands);
 #   fires    an episode that lasted for_s fires at its start + for_s;
-#   counted  with count_in_window, only the count-th firing within the window.
+#   counted  with count_in_window, only the count-th firing within the window;
+# and counts the firings per local day with time_bucket. A key already over
+# the threshold when the readings start fired before them and is not counted.
 _THRESHOLD_FIRINGS_SQL = """
 WITH dev AS (
-    SELECT d.id AS device_id,
-           CASE %(key)s WHEN 'device' THEN d.id
-                        WHEN 'facility' THEN d.facility_id
-                        WHEN 'building' THEN coalesce(d.building_id, f.building_id)
-                        WHEN 'unit' THEN d.unit_id
-                        ELSE d.community_id END AS key
-    FROM device d
-    LEFT JOIN facility f ON f.id = d.facility_id
-    WHERE d.type = ANY(%(types)s)
-      AND (%(community)s::text IS NULL OR d.community_id = %(community)s)
-      AND (%(building)s::text IS NULL OR d.building_id = %(building)s)
-      AND (%(facility)s::text IS NULL OR d.facility_id = %(facility)s)
-      AND (%(facility_kind)s::text IS NULL OR f.kind = %(facility_kind)s)
-), hits AS (
-    SELECT r.device_id, r.time,
+    -- devices numbered: ordering by an integer is much cheaper than by a text id
+    SELECT * FROM unnest(%(ids)s::text[], %(keys)s::text[]) WITH ORDINALITY AS d(device_id, key, n)
+), hot AS (
+    SELECT DISTINCT device_id, time_bucket('1 hour', time) AS hour
+    FROM reading
+    WHERE metric = %(metric)s AND time >= %(since)s AND time < %(until)s
+      AND device_id = ANY(%(ids)s) AND (value > %(above)s OR value < %(below)s)
+), wanted AS (
+    SELECT DISTINCT hot.device_id, dev.n, hot.hour + k * interval '1 hour' AS hour
+    FROM hot JOIN dev USING (device_id), (VALUES (-1), (0), (1)) AS v(k)
+), fetched AS (
+    SELECT w.n, r.time,
            coalesce(r.value > %(above)s, false) OR coalesce(r.value < %(below)s, false) AS hit
     FROM reading r
+    JOIN wanted w ON w.device_id = r.device_id AND w.hour = time_bucket('1 hour', r.time)
     WHERE r.metric = %(metric)s AND r.value IS NOT NULL
       AND r.time >= %(since)s AND r.time < %(until)s
-      AND r.device_id IN (SELECT device_id FROM dev WHERE key IS NOT NULL)
-    UNION ALL
-    SELECT dev.device_id, last.time, last.hit
-    FROM dev
-    CROSS JOIN LATERAL (
-        SELECT r.time,
-               coalesce(r.value > %(above)s, false) OR coalesce(r.value < %(below)s, false) AS hit
-        FROM reading r
-        WHERE r.device_id = dev.device_id AND r.metric = %(metric)s AND r.value IS NOT NULL
-          AND r.time < %(since)s AND r.time >= %(since)s - %(carry)s::interval
-        ORDER BY r.time DESC LIMIT 1) last
-    WHERE dev.key IS NOT NULL
+), ordered AS (
+    SELECT n, time, hit, prev_hit,
+           hit AND (prev_t IS NULL OR prev_t < time_bucket('1 hour', time) - interval '1 hour')
+               AS before,
+           hit AND (next_t IS NULL OR next_t >= time_bucket('1 hour', time) + interval '2 hours')
+               AS after
+    FROM (SELECT n, time, hit,
+                 lag(hit) OVER w AS prev_hit, lag(time) OVER w AS prev_t,
+                 lead(time) OVER w AS next_t
+          FROM fetched
+          WINDOW w AS (PARTITION BY n ORDER BY time)) x
+), edges AS (
+    SELECT o.n, o.time, o.before, p.time AS prev_t, p.hit AS prev_hit, q.time AS next_t,
+           q.hit AS next_hit
+    FROM (SELECT * FROM ordered WHERE before OR after) o
+    JOIN dev USING (n)
+    LEFT JOIN LATERAL (
+        SELECT time,
+               coalesce(value > %(above)s, false) OR coalesce(value < %(below)s, false) AS hit
+        FROM reading
+        WHERE o.before AND device_id = dev.device_id AND metric = %(metric)s
+          AND value IS NOT NULL AND time < o.time
+        ORDER BY time DESC LIMIT 1) p ON true
+    LEFT JOIN LATERAL (
+        SELECT time,
+               coalesce(value > %(above)s, false) OR coalesce(value < %(below)s, false) AS hit
+        FROM reading
+        WHERE o.after AND device_id = dev.device_id AND metric = %(metric)s
+          AND value IS NOT NULL AND time > o.time AND time < %(until)s
+        ORDER BY time LIMIT 1) q ON true
 ), changes AS (
-    SELECT device_id, time, hit
-    FROM (SELECT device_id, time, hit,
-                 hit IS DISTINCT FROM lag(hit) OVER (PARTITION BY device_id ORDER BY time)
-                     AS changed
-          FROM hits) h
-    WHERE changed
+    -- crossings among the fetched readings, but where the reading before is not known
+    SELECT n, time, hit FROM ordered WHERE hit IS DISTINCT FROM prev_hit AND NOT before
+    UNION ALL
+    -- ... there, from the reading found before it
+    SELECT n, time, true FROM edges WHERE before AND prev_hit IS NOT TRUE
+    UNION ALL
+    -- a reading over the threshold before the period: the crossing lies before it
+    SELECT n, prev_t, true FROM edges WHERE prev_hit AND prev_t < %(since)s
+    UNION ALL
+    -- the reading under the threshold after a silence: the crossing back
+    SELECT n, next_t, false FROM edges WHERE next_hit IS FALSE
 ), spans AS (
     SELECT dev.key, c.s, coalesce(c.e, 'infinity') AS e
-    FROM (SELECT device_id, time AS s, hit,
-                 lead(time) OVER (PARTITION BY device_id ORDER BY time) AS e
+    FROM (SELECT n, time AS s, hit, lead(time) OVER (PARTITION BY n ORDER BY time) AS e
           FROM changes) c
-    JOIN dev USING (device_id)
+    JOIN dev USING (n)
     WHERE c.hit
 ), islands AS (
     SELECT key, s, e,
@@ -167,7 +217,8 @@ WITH dev AS (
                           RANGE BETWEEN %(window)s::interval PRECEDING AND CURRENT ROW) AS n
     FROM fires
 )
-SELECT (time_bucket('1 day', at, %(tz)s::text) AT TIME ZONE %(tz)s::text)::date AS day, count(*)::int
+SELECT (time_bucket('1 day', at, %(tz)s::text) AT TIME ZONE %(tz)s::text)::date AS day,
+       count(*)::int
 FROM counted
 WHERE at >= %(start)s AND at < %(until)s AND (%(count)s::int IS NULL OR n = %(count)s)
 GROUP BY 1
@@ -196,33 +247,41 @@ SELECT (time_bucket('1 day', at, %(tz)s::text) AT TIME ZONE %(tz)s::text)::date 
 FROM did GROUP BY 1 ORDER BY 1
 """
 
-#: How far before a period a device's last reading is looked for (its state coming in).
-REPLAY_CARRY_IN = timedelta(days=7)
-
-
 def threshold_firings(conn: psycopg.Connection, spec: ThresholdSpec, *, start: datetime,
-                      end: datetime, tz: str = DEFAULT_TZ, community_id: str | None = None,
-                      carry_in: timedelta = REPLAY_CARRY_IN) -> dict[date, int]:
+                      end: datetime, tz: str = DEFAULT_TZ, community_id: str | None = None) -> dict[date, int]:
     """How often ``spec`` would have fired from ``start`` to ``end``, per local day.
 
     Readings are read from ``start - for_s - window_s``, so that every firing
-    in the period is seen whole; each device's last reading within
-    ``carry_in`` before that says whether it was already over the threshold.
+    in the period is seen whole, plus the reading before each stretch over the
+    threshold, however long before (whether it was already over it).
     """
     _aware(start, end)
+    place = {"community": spec.place.get("community", community_id),
+             "building": spec.place.get("building"), "facility": spec.place.get("facility"),
+             "facility_kind": spec.place.get("facility_kind")}
+    devices = conn.execute(_REPLAY_DEVICES_SQL, {"key": spec.key,
+                                                 "types": list(spec.device_types),
+                                                 **place}).fetchall()
+    devices = [(d, k) for d, k in devices if k is not None]
+    if not devices:
+        return {}
     reach = timedelta(seconds=spec.for_s + (spec.window_s or 0.0))
     # count_in_window drops times at t - window exactly: RANGE includes them, so 1 µs less
     window = timedelta(seconds=spec.window_s) - timedelta(microseconds=1) \
         if spec.window_s else timedelta(0)
-    params = {"key": spec.key, "types": list(spec.device_types), "metric": spec.metric,
-              "above": spec.above, "below": spec.below,
-              "community": spec.place.get("community", community_id),
-              "building": spec.place.get("building"), "facility": spec.place.get("facility"),
-              "facility_kind": spec.place.get("facility_kind"),
-              "since": start - reach, "start": start, "until": end, "carry": carry_in,
+    params = {"ids": [d for d, _ in devices], "keys": [k for _, k in devices],
+              "metric": spec.metric, "above": spec.above, "below": spec.below,
+              "since": start - reach, "start": start, "until": end,
               "for": timedelta(seconds=spec.for_s), "window": window, "count": spec.count,
               "tz": tz}
-    return {day: n for day, n in conn.execute(_THRESHOLD_FIRINGS_SQL, params).fetchall()}
+    with conn.transaction():
+        # the readings of the hot hours are ordered in memory instead of on disk;
+        # and the planner, unable to guess how many readings the hot hours hold,
+        # would otherwise sort every reading for a merge join
+        conn.execute("SET LOCAL work_mem = '128MB'")
+        conn.execute("SET LOCAL enable_mergejoin = off")
+        rows = conn.execute(_THRESHOLD_FIRINGS_SQL, params).fetchall()
+    return dict(rows)
 
 
 def rule_history(conn: psycopg.Connection, rule_id: str, *, start: datetime, end: datetime,
