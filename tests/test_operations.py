@@ -162,3 +162,16 @@ def test_notifications_go_to_the_outbox(db) -> None:
 
 def _fields(spec: AlarmSpec) -> dict:
     return {f: getattr(spec, f) for f in spec.__dataclass_fields__}
+
+
+def test_a_note_keeps_the_order_where_it_is_and_is_not_repeated(db) -> None:
+    _, building, community = _device(db)
+    order = ops.open_work_order(db, WorkOrderSpec(
+        community_id=community, kind="welfare_check", title="check", domain="service",
+        role="grid_worker", location=Point(114.0, 22.5), at=T0, building_id=building), actor=SYSTEM)
+    later = T0 + timedelta(minutes=1)
+    assert ops.note_on_work_order(db, order.id, actor=SYSTEM, at=later, note="nobody on shift")
+    assert not ops.note_on_work_order(db, order.id, actor=SYSTEM, at=later, note="nobody on shift")
+    again = ops.get_work_order(db, order.id)
+    assert again.state == "created" and again.updated_at == T0  # the escalation clock runs on
+    assert [(e.action, e.note) for e in again.history] == [("created", ""), ("note", "nobody on shift")]

@@ -287,6 +287,10 @@ class Dispatcher:
         if isinstance(choice, NoCandidate):
             outcome.not_dispatched.append((order.id, choice.detail))
             log.info("work order %d not dispatched: %s", order.id, choice.detail)
+            ops.note_on_work_order(conn, order.id, actor=SYSTEM, at=now,
+                                   note=f"nobody can be sent: {choice.detail}",
+                                   detail={"reason": choice.reason,
+                                           "rejected": [list(r) for r in choice.rejected]})
             return order
         assigned = ops.act_on_work_order(
             conn, order.id, "assign", actor=SYSTEM, at=now, note=choice.reason,

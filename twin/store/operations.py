@@ -278,6 +278,32 @@ def act_on_work_order(
     return get_work_order(conn, order_id)
 
 
+def note_on_work_order(
+    conn: psycopg.Connection, order_id: int, *, actor: Actor, at: datetime, note: str,
+    detail: dict[str, Any] | None = None,
+) -> bool:
+    """Add a note to an order's history without moving it (why nobody could be sent, say).
+
+    The order's clock (``updated_at``, which escalation measures) is left
+    alone, and a note that repeats the order's last one is not written again,
+    so a dispatcher retrying every few seconds leaves one line, not hundreds.
+    Returns whether a note was written.
+    """
+    with conn.transaction():
+        row = conn.execute("SELECT state FROM work_order WHERE id = %s FOR UPDATE",
+                           (order_id,)).fetchone()
+        if row is None:
+            raise TwinError(f"there is no work order {order_id}")
+        last = conn.execute(
+            """SELECT action, note FROM work_order_event WHERE work_order_id = %s
+               ORDER BY time DESC, id DESC LIMIT 1""", (order_id,)).fetchone()
+        if last == ("note", note):
+            return False
+        _order_event(conn, order_id, at, "note", actor, row[0], row[0],
+                     actor.staff_id, note, detail or {})
+    return True
+
+
 def get_work_order(conn: psycopg.Connection, order_id: int, *, history: bool = True) -> WorkOrder:
     row = conn.execute(
         f"SELECT {_ORDER_COLUMNS} FROM work_order WHERE id = %s", (order_id,)
