@@ -179,6 +179,19 @@ def test_count_in_window_fires_on_the_count_th_episode(twin_db_url: str) -> None
         assert threshold_firings(conn, spec, start=at(D1, "10:40"), end=D2) == {D1.date(): 1}
 
 
+def test_a_reading_under_the_threshold_hours_away_still_ends_the_episode(twin_db_url: str) -> None:
+    """A device that reports rarely: what lies between its readings over the threshold counts."""
+    spec = ThresholdSpec(rule_id="x", device_types=("co_sensor",), metric="co", above=50,
+                         for_s=7200)
+    with connect(twin_db_url) as conn:
+        insert(conn, [(A, at(D1, "10:00"), 60), (A, at(D1, "13:00"), 5),
+                      (A, at(D1, "16:00"), 60), (B, at(D1, "09:00"), 3)])
+        # 10:00-13:00 lasts 3 h and fires at 12:00; 16:00 is still over at 18:00
+        assert threshold_firings(conn, spec, start=D1, end=D2) == {D1.date(): 2}
+        insert(conn, [(A, at(D1, "11:30"), 5)])  # now 10:00-11:30 is too short
+        assert threshold_firings(conn, spec, start=D1, end=D2) == {D1.date(): 1}
+
+
 def _engine_days(conn, rule, readings, *, start: datetime, end: datetime) -> Counter:
     """Alarms the live engine raises over the readings, per local day (ticking every minute)."""
     engine = Engine([rule], load_snapshot(conn), started=start - timedelta(days=2))
