@@ -114,3 +114,62 @@ def test_staff_off_shift_start_from_their_base(sample_conn) -> None:
     night = [m for m in staff if m.role == "security" and m.shift == "night"]
     assert night and all(m.position is not None for m in staff)
     assert all((m.position.x, m.position.y) == pytest.approx(room) for m in night)
+
+
+def test_charging_and_replay_from_the_command_line(twin_db_url: str, tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    import orjson
+
+    day = datetime(2026, 11, 16, 2, 0, tzinfo=timezone.utc)  # 10:00 in Wuhan
+    with connect(twin_db_url) as conn:
+        shed, piles = conn.execute(
+            """SELECT facility_id, count(*) FROM device WHERE type = 'ev_charger'
+               GROUP BY facility_id ORDER BY facility_id LIMIT 1""").fetchone()
+        chargers = [r[0] for r in conn.execute(
+            "SELECT id FROM device WHERE facility_id = %s AND type = 'ev_charger' ORDER BY id",
+            (shed,))]
+        # every pile is taken from ten to eleven, and one more session follows at eleven:
+        # what happened fitted the piles; one pile fewer would have made someone wait
+        for k in range(piles + 1):
+            device = chargers[k % piles]
+            start = day + timedelta(minutes=k) + (timedelta(hours=1) if k == piles else timedelta())
+            for kind, t in (("charge_start", start), ("charge_stop", start + timedelta(hours=1))):
+                conn.execute(
+                    "INSERT INTO event (time, device_id, event_id, kind, value, attrs) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    (t, device, f"s{k}-{kind}", kind, 5.0 if kind == "charge_stop" else None,
+                     orjson.dumps({"session": f"s{k}"}).decode()))
+        sensor = conn.execute(
+            """SELECT d.id FROM device d JOIN facility f ON f.id = d.facility_id
+               WHERE d.type = 'co_sensor' AND f.kind = 'garage' ORDER BY d.id LIMIT 1""").fetchone()[0]
+        # two CO episodes: 62 ppm (over 50) and 40 ppm (over 35 only)
+        for minutes, ppm in ((0, 10), (5, 62), (10, 10), (20, 40), (25, 10)):
+            conn.execute("INSERT INTO reading (time, device_id, metric, value) VALUES (%s, %s, 'co', %s)",
+                         (day + timedelta(minutes=minutes), sensor, ppm))
+        conn.commit()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
+    env["TWIN_DATABASE_URL"] = twin_db_url
+    subprocess.run([TWIN, "rules", "load"], env=env, check=True, capture_output=True)
+
+    scenario = tmp_path / "plan.yaml"
+    scenario.write_text(yaml.safe_dump({
+        "name": "fewer-piles-lower-co", "piles_added": {shed: -1},
+        "rule_params": {"garage-co": {"high.above": 35}}}))
+    _twin(twin_db_url, "save", str(scenario))
+    period = ["--from", "2026-11-16", "--to", "2026-11-17"]
+    charging = _twin(twin_db_url, "charging", "fewer-piles-lower-co", *period,
+                     "--csv", str(tmp_path / "c.csv")).stdout
+    assert f"{piles + 1}" in charging
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "c.csv")
+    mine = rows[(rows["shed_id"] == shed) & (rows["day"] == "all")].iloc[0]
+    assert mine["base_waited"] == 0 and mine["scen_waited"] >= 1
+    assert mine["scen_piles"] == piles - 1
+
+    replay = _twin(twin_db_url, "replay", "fewer-piles-lower-co", *period,
+                   "--csv", str(tmp_path / "r.csv")).stdout
+    assert "co > 50 → co > 35" in replay
+    total = pd.read_csv(tmp_path / "r.csv").set_index("day").loc["all"]
+    assert (total["baseline_alarms"], total["scenario_alarms"]) == (1, 2)

@@ -204,6 +204,109 @@ def impact_command(
     _write([frame], footprints, geojson=geojson, csv=csv)
 
 
+Since = Annotated[str | None, typer.Option(
+    "--from", help="Start: ISO date or time, community local time; default: --days ago.")]
+Until = Annotated[str | None, typer.Option("--to", help="End (exclusive); default: now.")]
+Days = Annotated[int, typer.Option(help="Without --from: this many days before --to.")]
+
+
+@whatif_app.command("charging")
+def charging_command(
+    scenario: Annotated[str, typer.Argument(help="A saved scenario's name (its piles_added).")],
+    since: Since = None,
+    until: Until = None,
+    days: Days = 7,
+    by_day: Annotated[bool, typer.Option(help="Also one row per shed and day.")] = False,
+    community: Community = None,
+    csv: Annotated[Path | None, typer.Option(help="Write every row, per shed and day.")] = None,
+) -> None:
+    """How long residents would have queued at the EV sheds over a past period, with the
+    scenario's piles against the real ones."""
+    from twin.store.scenarios import load_scenario
+    from twin.store.whatif_queries import shed_demand
+    from twin.whatif.charging import charging_capacity
+
+    start, end = _period(since, until, days)
+    with _connection() as conn:
+        cid = _community(conn, community)
+        chosen = load_scenario(conn, cid, scenario)
+        demands = shed_demand(conn, start=start, end=end, community_id=cid)
+    try:
+        report = charging_capacity(demands, start=start, end=end, piles_added=chosen.piles_added)
+    except ValueError as e:
+        raise TwinError(str(e)) from e
+    console.print(f"EV sheds from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} (local), "
+                  f"as they are and in '{chosen.name}'")
+    table = Table("shed", "day", "piles", "sessions", "waited", "mean wait (min)",
+                  "p90 wait (min)", "longest (min)", "busy", "peak queue")
+    for b, sc in zip(report.baseline, report.scenario, strict=True):
+        if b.day is not None and not by_day:
+            continue
+        for label, q in (("as is", b), (chosen.name, sc)):
+            table.add_row(f"{b.name} ({label})", b.day.isoformat() if b.day else "all",
+                          str(q.piles), str(q.sessions), f"{q.share_waited:.0%}",
+                          f"{q.mean_wait_s / 60:.1f}", f"{q.p90_wait_s / 60:.1f}",
+                          f"{q.max_wait_s / 60:.1f}", f"{q.utilisation:.0%}", str(q.peak_queue))
+    console.print(table)
+    for note in report.notes:
+        console.print(f"note: {note}")
+    if csv is not None:
+        import pandas as pd
+
+        pd.DataFrame(report.rows()).to_csv(csv, index=False)
+        console.print(f"wrote {csv}")
+
+
+@whatif_app.command("replay")
+def replay_command(
+    scenario: Annotated[str, typer.Argument(help="A saved scenario's name (its rule_params).")],
+    since: Since = None,
+    until: Until = None,
+    days: Days = 30,
+    community: Community = None,
+    csv: Annotated[Path | None, typer.Option(help="Write every rule's rows per day.")] = None,
+) -> None:
+    """How many alarms and work orders the scenario's changed rules would have raised over a
+    past period, replayed from the stored readings, beside what the live system did."""
+    from twin.store.scenarios import load_scenario
+    from twin.store.whatif_queries import replay_rule, stored_rule
+    from twin.whatif.replay import NotReplayable
+
+    start, end = _period(since, until, days)
+    rows: list[dict] = []
+    with _connection() as conn:
+        cid = _community(conn, community)
+        chosen = load_scenario(conn, cid, scenario)
+        if not chosen.rule_params:
+            raise TwinError(f"scenario {chosen.name!r} changes no rule parameters (rule_params)")
+        for rule_id, params in chosen.rule_params.items():
+            try:
+                result = replay_rule(conn, stored_rule(conn, rule_id), start=start, end=end,
+                                     params=params, community_id=cid)
+            except ValueError as e:
+                raise TwinError(str(e)) from e
+            if isinstance(result, NotReplayable):
+                console.print(f"[yellow]{result}[/]")
+                continue
+            console.print(f"[bold]{rule_id}[/]: {_spec(result.baseline)} → "
+                          f"{_spec(result.scenario)}, {start:%Y-%m-%d} to {end:%Y-%m-%d}")
+            table = Table("day", "alarms as is", f"alarms in '{chosen.name}'", "alarms live",
+                          "orders as is", f"orders in '{chosen.name}'", "orders live")
+            for row in result.rows():
+                if row["day"] != "all" and not any(row[k] for k in row if k not in ("rule_id", "day")):
+                    continue
+                table.add_row(row["day"], str(row["baseline_alarms"]), str(row["scenario_alarms"]),
+                              str(row["did_opened"]), str(row["baseline_work_orders"]),
+                              str(row["scenario_work_orders"]), str(row["did_work_orders"]))
+            console.print(table)
+            rows += result.rows()
+    if csv is not None and rows:
+        import pandas as pd
+
+        pd.DataFrame(rows).to_csv(csv, index=False)
+        console.print(f"wrote {csv}")
+
+
 # --- internals -------------------------------------------------------------------------
 
 def _connection():
@@ -249,6 +352,42 @@ def _write(frames, footprints, *, geojson: Path | None, csv: Path | None) -> Non
         out = footprints.merge(frame, on="building_id")
         out.to_file(geojson, driver="GeoJSON")
         console.print(f"wrote {geojson}")
+
+
+def _period(since: str | None, until: str | None, days: int):
+    """(start, end), aware; text without an offset is the community's local time."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from twin.dispatch import COMMUNITY_TIMEZONE
+
+    local = ZoneInfo(COMMUNITY_TIMEZONE)
+
+    def parse(text: str) -> datetime:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError as e:
+            raise TwinError(f"{text!r} is not an ISO date or time (2026-11-17 or "
+                            "2026-11-17T08:00)") from e
+        return moment if moment.tzinfo else moment.replace(tzinfo=local)
+
+    end = parse(until) if until else datetime.now(local)
+    start = parse(since) if since else end - timedelta(days=days)
+    if end <= start:
+        raise TwinError(f"the period ends ({end:%Y-%m-%d %H:%M}) before it starts "
+                        f"({start:%Y-%m-%d %H:%M})")
+    return start, end
+
+
+def _spec(spec) -> str:
+    parts = [f"{spec.metric}"]
+    if spec.above is not None:
+        parts.append(f"> {spec.above:g}")
+    if spec.below is not None:
+        parts.append(f"< {spec.below:g}")
+    if spec.for_s:
+        parts.append(f"for {spec.for_s:g} s")
+    return " ".join(parts)
 
 
 def _minutes(seconds: float) -> str:
