@@ -42,14 +42,14 @@ def create_app(
     secret_key: str | None = None,
     pool: ConnectionPool | None = None,
 ) -> dash.Dash:
-    """The dashboard for the twin at `database_url` (community: settings.community_id or the
-    only one loaded)."""
+    """The dashboard for the twin at `database_url`: the community settings.community_id, or
+    every community loaded (one, or a district)."""
     from dashboard import data
 
     settings = settings or Settings()
     pool = pool or open_pool(database_url, min_size=2, max_size=12)
     with pool.connection() as conn:
-        community_id = data.community_of(conn, settings.community_id)
+        communities = data.communities_of(conn, settings.community_id)
 
     server = flask.Flask(__name__)
     server.config.update(
@@ -58,7 +58,7 @@ def create_app(
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="twin_dashboard",
         PERMANENT_SESSION_LIFETIME=settings.session.lifetime,
-        TWIN=Context(pool=pool, community_id=community_id, settings=settings),
+        TWIN=Context(pool=pool, communities=communities, settings=settings),
     )
     _add_auth_routes(server)
 

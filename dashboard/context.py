@@ -31,16 +31,26 @@ class Settings:
     full_devices_limit: int = 5000
     #: How long the static base map (geometry) is cached.
     base_map_ttl_s: float = 600.0
+    #: How long the device counts (total, reporting, EV chargers) are shared between tabs.
+    device_counts_ttl_s: float = 5.0
+    #: Above this many buildings the walkways are left off the base map (a district).
+    walkway_buildings_limit: int = 1000
 
 
 @dataclass
 class Context:
     pool: ConnectionPool
-    community_id: str
+    #: The communities shown: one, or every one loaded (a district).
+    communities: list[str]
     settings: Settings
     live: LiveCache = field(default_factory=LiveCache)
     _cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def scope_key(self) -> str:
+        return ",".join(self.communities) if len(self.communities) < 4 else \
+            f"{self.communities[0]}+{len(self.communities) - 1}"
 
     def cached(self, key: str, ttl_s: float, build: Callable[[], Any]) -> Any:
         """A value built at most once per `ttl_s` (the base map, the community's extent)."""

@@ -11,6 +11,7 @@ here too, in the same transaction as the read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ FULL_DEVICES_LIMIT = 5000
 #: Devices needing attention drawn at most (alarming first, then offline).
 ATTENTION_LIMIT = 1500
 CAMERA_TYPES = ("ai_camera",)
+AGE_BANDS = ("0-6", "7-17", "18-59", "60-79", "80+")
 
 #: Width of a history chart's buckets for a range: about 60 to 360 points per line.
 HISTORY_BUCKETS: dict[str, tuple[timedelta, timedelta]] = {
@@ -43,16 +45,25 @@ HISTORY_BUCKETS: dict[str, tuple[timedelta, timedelta]] = {
 }
 
 
-def community_of(conn: psycopg.Connection, wanted: str | None = None) -> str:
-    """The community the dashboard shows: the one named, or the only (first) one loaded."""
+#: One community's id, or several (a district): every query below takes either.
+Scope = str | Sequence[str]
+
+
+class Everywhere(list):
+    """Every community in the twin (a district's view). Queries with named parameters
+    drop their community filter for it, so the planner never scans to match them all."""
+
+
+def communities_of(conn: psycopg.Connection, wanted: str | None = None) -> list[str]:
+    """The communities the dashboard shows: the one named, or every one loaded (a district)."""
     rows = [r[0] for r in conn.execute("SELECT id FROM community ORDER BY id")]
     if not rows:
         raise TwinError("the twin is empty: run `twin load` first")
     if wanted is not None:
         if wanted not in rows:
             raise TwinError(f"there is no community {wanted!r} in the twin")
-        return wanted
-    return rows[0]
+        return [wanted]
+    return Everywhere(rows)
 
 
 # --- the static map (first load) ----------------------------------------------------------
@@ -68,33 +79,43 @@ class MapFrames:
     device_count: int
 
 
-def map_frames(conn: psycopg.Connection, community_id: str, *,
-               full_devices_limit: int = FULL_DEVICES_LIMIT) -> MapFrames:
-    """The geometry the base map is drawn from: the twin's own, no tiles needed."""
+def map_frames(conn: psycopg.Connection, community_id: Scope, *,
+               full_devices_limit: int = FULL_DEVICES_LIMIT,
+               walkway_buildings_limit: int = 1000) -> MapFrames:
+    """The geometry the base map is drawn from: the twin's own, no tiles needed.
+
+    Devices are included up to `full_devices_limit`; walkways while there are at most
+    `walkway_buildings_limit` buildings (a district's 28,000 walkway edges would be most
+    of the first load and unreadable at that zoom anyway)."""
+    (building_count,) = conn.execute(
+        "SELECT count(*) FROM building WHERE community_id = ANY(%s)",
+        (_ids(community_id),)).fetchone()
+    walk_kinds = ["road", "footway", "ramp", "steps"] if building_count <= walkway_buildings_limit \
+        else []
     (device_count,) = conn.execute(
-        "SELECT count(*) FROM device WHERE community_id = %s", (community_id,)).fetchone()
+        "SELECT count(*) FROM device WHERE community_id = ANY(%s)", (_ids(community_id),)).fetchone()
     devices = None
     if device_count <= full_devices_limit:
         devices = _frame(conn, """
             SELECT id, type, floor, building_id, ST_AsBinary(geom) FROM device
-            WHERE community_id = %s ORDER BY id""", (community_id,),
+            WHERE community_id = ANY(%s) ORDER BY id""", (_ids(community_id),),
             ["id", "type", "floor", "building_id"])
     return MapFrames(
-        boundary=_frame(conn, "SELECT id, ST_AsBinary(boundary) FROM community WHERE id = %s",
-                        (community_id,), ["id"]),
+        boundary=_frame(conn, "SELECT id, ST_AsBinary(boundary) FROM community WHERE id = ANY(%s) ORDER BY id",
+                        (_ids(community_id),), ["id"]),
         green=_frame(conn, """SELECT id, ST_AsBinary(area) FROM facility
-                              WHERE community_id = %s AND area IS NOT NULL
+                              WHERE community_id = ANY(%s) AND area IS NOT NULL
                                 AND kind IN ('green_area', 'playground') ORDER BY id""",
-                     (community_id,), ["id"]),
-        grids=_frame(conn, "SELECT id, ST_AsBinary(area) FROM grid WHERE community_id = %s "
-                           "ORDER BY id", (community_id,), ["id"]),
+                     (_ids(community_id),), ["id"]),
+        grids=_frame(conn, "SELECT id, ST_AsBinary(area) FROM grid WHERE community_id = ANY(%s) "
+                           "ORDER BY id", (_ids(community_id),), ["id"]),
         walkways=_frame(conn, """SELECT id, kind, ST_AsBinary(ST_SimplifyPreserveTopology(geom, 2e-6))
-                                 FROM walk_edge WHERE community_id = %s AND kind <> 'link'
-                                 ORDER BY id""", (community_id,), ["id", "kind"]),
+                                 FROM walk_edge WHERE community_id = ANY(%s) AND kind = ANY(%s)
+                                 ORDER BY id""", (_ids(community_id), walk_kinds), ["id", "kind"]),
         buildings=_frame(conn, """SELECT id, name, floors, height_m, grid_id,
                                          ST_AsBinary(ST_SimplifyPreserveTopology(footprint, 2e-6))
-                                  FROM building WHERE community_id = %s ORDER BY id""",
-                         (community_id,), ["id", "name", "floors", "height_m", "grid_id"]),
+                                  FROM building WHERE community_id = ANY(%s) ORDER BY id""",
+                         (_ids(community_id),), ["id", "name", "floors", "height_m", "grid_id"]),
         devices=devices,
         device_count=int(device_count),
     )
@@ -102,28 +123,30 @@ def map_frames(conn: psycopg.Connection, community_id: str, *,
 
 # --- live state (every tick) --------------------------------------------------------------
 
-def building_severity(conn: psycopg.Connection, community_id: str) -> dict[str, str]:
+def building_severity(conn: psycopg.Connection, community_id: Scope) -> dict[str, str]:
     """{building: worst open alarm's severity}, for buildings with an open alarm only."""
     rows = conn.execute(
         """SELECT building_id, min(array_position(%(order)s::text[], severity))
-           FROM alarm WHERE community_id = %(c)s AND state <> 'cleared' AND building_id IS NOT NULL
+           FROM alarm WHERE (%(c)s::text[] IS NULL OR community_id = ANY(%(c)s)) AND state <> 'cleared' AND building_id IS NOT NULL
            GROUP BY building_id""",
-        {"c": community_id, "order": list(SEVERITIES)},
+        {"c": _named(community_id), "order": list(SEVERITIES)},
     ).fetchall()
     return {b: SEVERITIES[rank - 1] for b, rank in rows}
 
 
-def attention_devices(conn: psycopg.Connection, community_id: str, *,
+def attention_devices(conn: psycopg.Connection, community_id: Scope, *,
                       limit: int = ATTENTION_LIMIT) -> list[dict[str, Any]]:
     """Devices with an open alarm (worst first), then offline devices; at most `limit`."""
     rows = conn.execute(
         """
         WITH alarming AS (
             SELECT device_id, min(array_position(%(order)s::text[], severity)) AS rank
-            FROM alarm WHERE community_id = %(c)s AND state <> 'cleared' AND device_id IS NOT NULL
+            FROM alarm WHERE (%(c)s::text[] IS NULL OR community_id = ANY(%(c)s)) AND state <> 'cleared' AND device_id IS NOT NULL
             GROUP BY device_id
         ), offline AS (
             SELECT s.device_id FROM device_state s WHERE s.online IS NOT TRUE
+              AND (%(c)s::text[] IS NULL OR EXISTS (SELECT 1 FROM device d
+                   WHERE d.id = s.device_id AND d.community_id = ANY(%(c)s)))
         ), picked AS (
             SELECT device_id, rank FROM alarming
             UNION ALL
@@ -132,11 +155,10 @@ def attention_devices(conn: psycopg.Connection, community_id: str, *,
         )
         SELECT d.id, d.type, d.name, d.building_id, d.floor, ST_X(d.geom), ST_Y(d.geom), p.rank
         FROM picked p JOIN device d ON d.id = p.device_id
-        WHERE d.community_id = %(c)s
         ORDER BY p.rank, d.id
         LIMIT %(n)s
         """,
-        {"c": community_id, "order": list(SEVERITIES), "n": limit},
+        {"c": _named(community_id), "order": list(SEVERITIES), "n": limit},
     ).fetchall()
     return [
         {"id": i, "type": t, "name": n, "building": b, "floor": f, "lon": x, "lat": y,
@@ -146,23 +168,30 @@ def attention_devices(conn: psycopg.Connection, community_id: str, *,
     ]
 
 
-def staff_positions(conn: psycopg.Connection, community_id: str) -> list[dict[str, Any]]:
+def staff_positions(conn: psycopg.Connection, community_id: Scope, *, now: datetime
+                    ) -> list[dict[str, Any]]:
+    """Staff on shift now (the dispatcher's shifts) with a known position; an off-shift
+    position is only where somebody went home from."""
+    from twin.dispatch import SHIFTS, on_shift
+
+    working = {shift: on_shift(shift, now) for shift in SHIFTS}
     rows = conn.execute(
-        """SELECT id, name, role, ST_X(position), ST_Y(position) FROM staff
-           WHERE community_id = %s AND position IS NOT NULL ORDER BY id""",
-        (community_id,),
+        """SELECT id, name, role, shift, ST_X(position), ST_Y(position) FROM staff
+           WHERE community_id = ANY(%s) AND position IS NOT NULL ORDER BY id""",
+        (_ids(community_id),),
     ).fetchall()
-    return [{"id": i, "name": n, "role": r, "lon": x, "lat": y} for i, n, r, x, y in rows]
+    return [{"id": i, "name": n, "role": r, "lon": x, "lat": y}
+            for i, n, r, shift, x, y in rows if working.get(shift, True)]
 
 
-def active_routes(conn: psycopg.Connection, community_id: str, *, limit: int = 300
+def active_routes(conn: psycopg.Connection, community_id: Scope, *, limit: int = 300
                   ) -> list[dict[str, Any]]:
     """Routes of open work orders that have one (assigned, accepted, on the way)."""
     rows = conn.execute(
         """SELECT id, created_at, title, state, priority, ST_AsBinary(route) FROM work_order
-           WHERE community_id = %s AND state = ANY(%s) AND route IS NOT NULL
+           WHERE community_id = ANY(%s) AND state = ANY(%s) AND route IS NOT NULL
            ORDER BY id DESC LIMIT %s""",
-        (community_id, sorted(OPEN_STATES), limit),
+        (_ids(community_id), sorted(OPEN_STATES), limit),
     ).fetchall()
     return [
         {"id": i, "code": f"WO-{at:%Y%m%d}-{i}", "title": t, "state": s, "priority": p,
@@ -171,86 +200,109 @@ def active_routes(conn: psycopg.Connection, community_id: str, *, limit: int = 3
     ]
 
 
-def camera_incidents(conn: psycopg.Connection, community_id: str) -> list[dict[str, Any]]:
+def camera_incidents(conn: psycopg.Connection, community_id: Scope) -> list[dict[str, Any]]:
     """Open alarms raised on cameras, where they are: what pulses on the map."""
     rows = conn.execute(
         """SELECT a.id, a.title, ST_X(coalesce(a.geom, d.geom)), ST_Y(coalesce(a.geom, d.geom))
            FROM alarm a JOIN device d ON d.id = a.device_id
-           WHERE a.community_id = %s AND a.state <> 'cleared' AND d.type = ANY(%s)
+           WHERE a.community_id = ANY(%s) AND a.state <> 'cleared' AND d.type = ANY(%s)
            ORDER BY a.id DESC LIMIT 200""",
-        (community_id, list(CAMERA_TYPES)),
+        (_ids(community_id), list(CAMERA_TYPES)),
     ).fetchall()
     return [{"id": i, "title": t, "lon": x, "lat": y} for i, t, x, y in rows]
 
 
-def kpis(conn: psycopg.Connection, community_id: str, *, now: datetime) -> dict[str, Any]:
-    """The large screen's tiles, in one round trip."""
+def device_counts(conn: psycopg.Connection, community_id: Scope) -> dict[str, int]:
+    """The device tiles' slow part: devices, devices that have reported, EV chargers and free
+    ones. Counting 500,000 states takes a few hundred ms, so the large screen shares one
+    answer between its tabs for a few seconds (`Settings.device_counts_ttl_s`)."""
+    row = conn.execute(
+        """
+        SELECT
+          (SELECT count(*) FROM device WHERE (%(c)s::text[] IS NULL OR community_id = ANY(%(c)s))),
+          (SELECT count(*) FROM device_state s WHERE %(c)s::text[] IS NULL OR EXISTS (
+              SELECT 1 FROM device d WHERE d.id = s.device_id AND d.community_id = ANY(%(c)s))),
+          (SELECT count(*) FROM device d JOIN device_state s ON s.device_id = d.id
+            WHERE (%(c)s::text[] IS NULL OR d.community_id = ANY(%(c)s)) AND d.type = 'ev_charger'
+              AND s.online AND s.metrics->'status'->>'v' = 'idle'),
+          (SELECT count(*) FROM device WHERE (%(c)s::text[] IS NULL OR community_id = ANY(%(c)s))
+              AND type = 'ev_charger')
+        """,
+        {"c": _named(community_id)},
+    ).fetchone()
+    return dict(zip(("devices", "reporting", "ev_free", "ev_total"), map(int, row), strict=True))
+
+
+def kpis(conn: psycopg.Connection, community_id: Scope, *, now: datetime,
+         devices: dict[str, int] | None = None) -> dict[str, Any]:
+    """The large screen's tiles in one round trip; `devices` from `device_counts` (read now
+    when not given). Devices online = devices that have reported less those offline now,
+    which a partial index counts in a few milliseconds."""
+    devices = devices or device_counts(conn, community_id)
     day_start = now.astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
     row = conn.execute(
         """
         SELECT
-          (SELECT count(*) FROM device WHERE community_id = %(c)s),
-          (SELECT count(*) FROM device d JOIN device_state s ON s.device_id = d.id
-            WHERE d.community_id = %(c)s AND s.online),
+          (SELECT count(*) FROM device_state s WHERE s.online IS NOT TRUE
+             AND (%(c)s::text[] IS NULL OR EXISTS (SELECT 1 FROM device d
+                  WHERE d.id = s.device_id AND d.community_id = ANY(%(c)s)))),
           (SELECT coalesce(jsonb_object_agg(severity, n), '{}') FROM (
               SELECT severity, count(*) AS n FROM alarm
-              WHERE community_id = %(c)s AND state <> 'cleared' GROUP BY severity) a),
-          (SELECT count(*) FROM work_order WHERE community_id = %(c)s AND state = ANY(%(open)s)),
-          (SELECT count(*) FROM work_order WHERE community_id = %(c)s AND state = ANY(%(open)s)
-             AND due_at < %(now)s),
+              WHERE (%(c)s::text[] IS NULL OR community_id = ANY(%(c)s)) AND state <> 'cleared'
+              GROUP BY severity) a),
+          (SELECT count(*) FROM work_order WHERE (%(c)s::text[] IS NULL OR community_id = ANY(%(c)s))
+             AND state = ANY(%(open)s)),
+          (SELECT count(*) FROM work_order WHERE (%(c)s::text[] IS NULL OR community_id = ANY(%(c)s))
+             AND state = ANY(%(open)s) AND due_at < %(now)s),
           (SELECT avg(extract(epoch FROM coalesce(arrived_at, accepted_at) - created_at)) / 60
-             FROM work_order WHERE community_id = %(c)s AND created_at >= %(day)s
-             AND coalesce(arrived_at, accepted_at) IS NOT NULL),
-          (SELECT count(*) FROM device d JOIN device_state s ON s.device_id = d.id
-            WHERE d.community_id = %(c)s AND d.type = 'ev_charger' AND s.online
-              AND s.metrics->'status'->>'v' = 'idle'),
-          (SELECT count(*) FROM device WHERE community_id = %(c)s AND type = 'ev_charger'),
+             FROM work_order WHERE (%(c)s::text[] IS NULL OR community_id = ANY(%(c)s))
+             AND created_at >= %(day)s AND coalesce(arrived_at, accepted_at) IS NOT NULL),
           (SELECT count(*) FROM alarm a JOIN resident r ON r.id = a.resident_id
-            WHERE a.community_id = %(c)s AND a.state <> 'cleared'
+            WHERE (%(c)s::text[] IS NULL OR a.community_id = ANY(%(c)s)) AND a.state <> 'cleared'
               AND cardinality(r.care_flags) > 0)
         """,
-        {"c": community_id, "open": sorted(OPEN_STATES), "now": now, "day": day_start},
+        {"c": _named(community_id), "open": sorted(OPEN_STATES), "now": now, "day": day_start},
     ).fetchone()
-    (devices, online, by_sev, orders_open, overdue, response, ev_free, ev_total, care) = row
+    (offline, by_sev, orders_open, overdue, response, care) = row
     return {
-        "devices": int(devices), "online": int(online),
+        "devices": devices["devices"], "online": max(0, devices["reporting"] - int(offline)),
         "alarms": {s: int(by_sev.get(s, 0)) for s in SEVERITIES},
         "orders_open": int(orders_open), "orders_overdue": int(overdue),
         "response_min": None if response is None else round(float(response), 1),
-        "ev_free": int(ev_free), "ev_total": int(ev_total), "care_alerts": int(care),
+        "ev_free": devices["ev_free"], "ev_total": devices["ev_total"], "care_alerts": int(care),
     }
 
 
-def alarm_feed(conn: psycopg.Connection, community_id: str, *, limit: int = 14
+def alarm_feed(conn: psycopg.Connection, community_id: Scope, *, limit: int = 14
                ) -> list[dict[str, Any]]:
     """The newest open alarms, worst first, with where they are."""
     rows = conn.execute(
         """SELECT a.id, a.severity, a.domain, a.title, a.state, a.count, a.last_at,
                   a.building_id, b.name, a.floor, a.type
            FROM alarm a LEFT JOIN building b ON b.id = a.building_id
-           WHERE a.community_id = %(c)s AND a.state <> 'cleared'
+           WHERE (%(c)s::text[] IS NULL OR a.community_id = ANY(%(c)s)) AND a.state <> 'cleared'
            ORDER BY a.last_at DESC, a.id DESC LIMIT %(n)s""",
-        {"c": community_id, "n": limit},
+        {"c": _named(community_id), "n": limit},
     ).fetchall()
     keys = ("id", "severity", "domain", "title", "state", "count", "last_at", "building_id",
             "building", "floor", "type")
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
-def order_board(conn: psycopg.Connection, community_id: str, *, limit: int = 10
+def order_board(conn: psycopg.Connection, community_id: Scope, *, limit: int = 10
                 ) -> dict[str, Any]:
     """Open work orders by state, and the newest of them."""
     counts = dict(conn.execute(
         """SELECT state, count(*) FROM work_order
-           WHERE community_id = %s AND state = ANY(%s) GROUP BY state""",
-        (community_id, sorted(OPEN_STATES)),
+           WHERE community_id = ANY(%s) AND state = ANY(%s) GROUP BY state""",
+        (_ids(community_id), sorted(OPEN_STATES)),
     ).fetchall())
     rows = conn.execute(
         """SELECT w.id, w.created_at, w.title, w.state, w.priority, s.name, w.due_at
            FROM work_order w LEFT JOIN staff s ON s.id = w.assignee_id
-           WHERE w.community_id = %s AND w.state = ANY(%s)
+           WHERE w.community_id = ANY(%s) AND w.state = ANY(%s)
            ORDER BY array_position(%s::text[], w.priority), w.created_at DESC LIMIT %s""",
-        (community_id, sorted(OPEN_STATES), ["urgent", "high", "normal", "low"], limit),
+        (_ids(community_id), sorted(OPEN_STATES), ["urgent", "high", "normal", "low"], limit),
     ).fetchall()
     return {
         "counts": {s: int(counts.get(s, 0)) for s in
@@ -263,15 +315,15 @@ def order_board(conn: psycopg.Connection, community_id: str, *, limit: int = 10
 
 # --- charts -------------------------------------------------------------------------------
 
-def events_per_hour(conn: psycopg.Connection, community_id: str, *, now: datetime,
+def events_per_hour(conn: psycopg.Connection, community_id: Scope, *, now: datetime,
                     hours: int = 24) -> list[tuple[datetime, str, int]]:
     """(hour, domain, events) over the last `hours`, from the event hypertable."""
     rows = conn.execute(
         """SELECT time_bucket('1 hour', e.time) AS hour, t.domain, count(*)
            FROM event e JOIN device d ON d.id = e.device_id JOIN device_type t ON t.code = d.type
-           WHERE e.time > %(since)s AND e.time <= %(now)s AND d.community_id = %(c)s
+           WHERE e.time > %(since)s AND e.time <= %(now)s AND (%(c)s::text[] IS NULL OR d.community_id = ANY(%(c)s))
            GROUP BY 1, 2 ORDER BY 1, 2""",
-        {"c": community_id, "since": now - timedelta(hours=hours), "now": now},
+        {"c": _named(community_id), "since": now - timedelta(hours=hours), "now": now},
     ).fetchall()
     return [(h, d, int(n)) for h, d, n in rows]
 
@@ -282,7 +334,7 @@ KEY_TRENDS: tuple[tuple[str, str], ...] = (
 )
 
 
-def key_trends(conn: psycopg.Connection, community_id: str, *, now: datetime,
+def key_trends(conn: psycopg.Connection, community_id: Scope, *, now: datetime,
                hours: int = 24) -> list[tuple[datetime, str, float]]:
     """(bucket, "type.metric", mean over the community's devices) for KEY_TRENDS."""
     out = []
@@ -291,9 +343,9 @@ def key_trends(conn: psycopg.Connection, community_id: str, *, now: datetime,
             """SELECT time_bucket('15 minutes', r.time), avg(r.value) FROM reading r
                WHERE r.metric = %(m)s AND r.time > %(since)s AND r.time <= %(now)s
                  AND r.device_id IN (SELECT id FROM device
-                                     WHERE community_id = %(c)s AND type = %(t)s)
+                                     WHERE (%(c)s::text[] IS NULL OR community_id = ANY(%(c)s)) AND type = %(t)s)
                GROUP BY 1 ORDER BY 1""",
-            {"m": metric, "t": device_type, "c": community_id,
+            {"m": metric, "t": device_type, "c": _ids(community_id),
              "since": now - timedelta(hours=hours), "now": now},
         ).fetchall()
         out += [(b, f"{device_type}.{metric}", float(v)) for b, v in rows if v is not None]
@@ -447,12 +499,12 @@ def order_rows(orders: list[WorkOrder], names: dict[str, str]) -> list[dict[str,
     ]
 
 
-def staff_names(conn: psycopg.Connection, community_id: str) -> dict[str, str]:
-    return dict(conn.execute("SELECT id, name FROM staff WHERE community_id = %s",
-                             (community_id,)).fetchall())
+def staff_names(conn: psycopg.Connection, community_id: Scope) -> dict[str, str]:
+    return dict(conn.execute("SELECT id, name FROM staff WHERE community_id = ANY(%s)",
+                             (_ids(community_id),)).fetchall())
 
 
-def staff_choices(conn: psycopg.Connection, community_id: str, *, role: str | None = None,
+def staff_choices(conn: psycopg.Connection, community_id: Scope, *, role: str | None = None,
                   near: tuple[float, float] | None = None) -> list[dict[str, Any]]:
     """Staff an operator may assign an order to, nearest first when the order has a place."""
     lon, lat = near if near else (None, None)
@@ -461,10 +513,10 @@ def staff_choices(conn: psycopg.Connection, community_id: str, *, role: str | No
                   CASE WHEN %(lon)s::float8 IS NULL OR s.position IS NULL THEN NULL
                        ELSE ST_Distance(s.position::geography,
                               ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography) END
-           FROM staff s WHERE s.community_id = %(c)s
+           FROM staff s WHERE (%(c)s::text[] IS NULL OR s.community_id = ANY(%(c)s))
              AND (%(role)s::text IS NULL OR s.role = %(role)s)
            ORDER BY 5 NULLS LAST, s.id""",
-        {"c": community_id, "role": role, "lon": lon, "lat": lat},
+        {"c": _named(community_id), "role": role, "lon": lon, "lat": lat},
     ).fetchall()
     return [{"id": i, "name": n, "role": r, "grid": g, "distance_m": d}
             for i, n, r, g, d in rows]
@@ -546,7 +598,7 @@ def order_for_user(conn: psycopg.Connection, user: User, order_id: int) -> WorkO
 
 # --- planner (aggregates only) ------------------------------------------------------------
 
-def grid_aggregates(conn: psycopg.Connection, community_id: str, *, now: datetime
+def grid_aggregates(conn: psycopg.Connection, community_id: Scope, *, now: datetime
                     ) -> list[dict[str, Any]]:
     """Per grid: buildings, units, occupancy, care residents, devices, alarms and orders
     in 30 days. Counts only: nothing here names a person."""
@@ -567,9 +619,9 @@ def grid_aggregates(conn: psycopg.Connection, community_id: str, *, now: datetim
           (SELECT count(*) FROM alarm a JOIN building b ON b.id = a.building_id
             WHERE b.grid_id = g.id AND a.raised_at > %(since)s),
           (SELECT count(*) FROM work_order w WHERE w.grid_id = g.id AND w.created_at > %(since)s)
-        FROM grid g WHERE g.community_id = %(c)s ORDER BY g.id
+        FROM grid g WHERE (%(c)s::text[] IS NULL OR g.community_id = ANY(%(c)s)) ORDER BY g.id
         """,
-        {"c": community_id, "since": since},
+        {"c": _named(community_id), "since": since},
     ).fetchall()
     return [
         {"grid_id": i, "grid": n, "buildings": int(b), "units": int(u),
@@ -579,20 +631,30 @@ def grid_aggregates(conn: psycopg.Connection, community_id: str, *, now: datetim
     ]
 
 
-def age_structure(conn: psycopg.Connection, community_id: str) -> dict[str, int]:
+def age_structure(conn: psycopg.Connection, community_id: Scope) -> dict[str, int]:
     rows = conn.execute(
         """SELECT r.age_band, count(*) FROM resident r JOIN unit u ON u.id = r.unit_id
-           JOIN building b ON b.id = u.building_id WHERE b.community_id = %s
-           GROUP BY 1 ORDER BY 1""", (community_id,)).fetchall()
+           JOIN building b ON b.id = u.building_id WHERE b.community_id = ANY(%s)
+           GROUP BY 1 ORDER BY array_position(%s::text[], r.age_band)""",
+        (_ids(community_id), list(AGE_BANDS))).fetchall()
     return {band: int(n) for band, n in rows}
 
 
-def alarms_by_domain(conn: psycopg.Connection, community_id: str, *, now: datetime
+def alarms_by_domain(conn: psycopg.Connection, community_id: Scope, *, now: datetime
                      ) -> dict[str, int]:
     rows = conn.execute(
-        """SELECT domain, count(*) FROM alarm WHERE community_id = %s AND raised_at > %s
-           GROUP BY 1""", (community_id, now - timedelta(days=30))).fetchall()
+        """SELECT domain, count(*) FROM alarm WHERE community_id = ANY(%s) AND raised_at > %s
+           GROUP BY 1""", (_ids(community_id), now - timedelta(days=30))).fetchall()
     return {d: int(n) for d, n in rows}
+
+
+def _ids(scope: Scope) -> list[str]:
+    return [scope] if isinstance(scope, str) else list(scope)
+
+
+def _named(scope: Scope) -> list[str] | None:
+    """A named %(c)s parameter: None means "no filter" (every community)."""
+    return None if isinstance(scope, Everywhere) else _ids(scope)
 
 
 def _frame(conn: psycopg.Connection, query: str, params: tuple, columns: list[str]

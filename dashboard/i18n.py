@@ -150,6 +150,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "w.distance": ("距离", "Distance"),
     "w.my_grid": ("我的网格", "My grid"),
     "w.not_found": ("在您的网格内未找到", "Nothing found in your grid"),
+    "w.search": ("查询", "Search"),
     # planner
     "p.title": ("规划与推演", "Planning and what-if"),
     "p.whatif": ("推演工具将随第6号议题上线（尚未实现）。本页仅展示规划人员可见的汇总数据。",

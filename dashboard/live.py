@@ -43,21 +43,23 @@ class LiveState:
     read_at: float = field(default_factory=time.time)
 
 
-def read_live(conn: psycopg.Connection, community_id: str, *, now: datetime) -> LiveState:
-    """Everything the large screen shows that changes, in one read-only transaction."""
+def read_live(conn: psycopg.Connection, scope: data.Scope, *, now: datetime,
+              devices: dict[str, int] | None = None) -> LiveState:
+    """Everything the large screen shows that changes, in one read-only transaction
+    (`devices`: the shared answer of `data.device_counts`, read now when not given)."""
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         return LiveState(
-            building_colors=severity_colors(data.building_severity(conn, community_id)),
+            building_colors=severity_colors(data.building_severity(conn, scope)),
             layers={
-                "attention": device_records(data.attention_devices(conn, community_id)),
-                "staff": staff_records(data.staff_positions(conn, community_id)),
-                "routes": route_records(data.active_routes(conn, community_id)),
-                "incidents": incident_records(data.camera_incidents(conn, community_id)),
+                "attention": device_records(data.attention_devices(conn, scope)),
+                "staff": staff_records(data.staff_positions(conn, scope, now=now)),
+                "routes": route_records(data.active_routes(conn, scope)),
+                "incidents": incident_records(data.camera_incidents(conn, scope)),
             },
-            kpis=data.kpis(conn, community_id, now=now),
-            feed=data.alarm_feed(conn, community_id),
-            board=data.order_board(conn, community_id),
+            kpis=data.kpis(conn, scope, now=now, devices=devices),
+            feed=data.alarm_feed(conn, scope),
+            board=data.order_board(conn, scope),
         )
 
 

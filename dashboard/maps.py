@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import pydeck as pdk
 
 from dashboard.data import MapFrames
@@ -62,7 +63,7 @@ def tooltips(lang: str) -> dict[str, str]:
     return {
         "buildings": f"<b>{{name}}</b><br/>{{floors}} {t('map.floors', lang)} · {{grid}}",
         "devices": f"{t('map.device', lang)} <b>{{id}}</b><br/>{{type}}",
-        "attention": f"<b>{{name}}</b><br/>{{type}} · {{state}}<br/>{{building}} {{floor}}",
+        "attention": "<b>{id}</b><br/>{type} · {tone}<br/>{building} {floor}",
         "staff": f"{t('map.staff', lang)} <b>{{name}}</b><br/>{{role}}",
         "routes": "<b>{code}</b><br/>{title}<br/>{state}",
     }
@@ -75,5 +76,21 @@ def order_map_layers(frames: MapFrames) -> list[dict[str, Any]]:
                      _spec(live_point_layer("target", radius=4, min_pixels=8))]
 
 
+def encoded(value: Any) -> orjson.Fragment:
+    """`value` as JSON already: Dash (plotly's to_json) passes a Fragment through untouched
+    instead of walking every record and coordinate, which at district scale is most of the
+    first load's server time."""
+    return orjson.Fragment(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
 def _spec(layer: pdk.Layer) -> dict[str, Any]:
-    return json.loads(layer.to_json())
+    """The layer as pydeck's JSON, with its records encoded once: pydeck's own serialiser
+    walks every record and takes about a second for a district's buildings."""
+    records = layer.data
+    layer.data = []
+    try:
+        spec = json.loads(layer.to_json())
+    finally:
+        layer.data = records
+    spec["data"] = encoded(records) if records else []
+    return spec

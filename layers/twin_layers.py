@@ -42,7 +42,7 @@ def building_layer(buildings: gpd.GeoDataFrame, *, layer_id: str = "buildings") 
 
 def walkway_layer(edges: gpd.GeoDataFrame, *, layer_id: str = "walkways") -> pdk.Layer:
     """The walkway network, coloured by kind (road, footway, ramp, ...)."""
-    coords = [np.asarray(g.coords)[:, :2].round(7).tolist() for g in edges.geometry]
+    coords = [np.asarray(g.coords)[:, :2].round(6).tolist() for g in edges.geometry]
     records = [
         {"id": i, "kind": k, "path": c, "color": style.WALKWAY.get(k, [150, 150, 150, 255])}
         for i, k, c in zip(edges["id"], edges["kind"], coords, strict=True)
@@ -80,8 +80,10 @@ def view_of(frame: gpd.GeoDataFrame, *, pitch: float = 50, bearing: float = -20)
 
 
 def _exterior_rings(polygons: np.ndarray) -> list[list[list[float]]]:
+    """Rings as [lon, lat] lists, rounded to 6 decimals (about 0.1 m): a tenth of the JSON
+    of full doubles, and finer than any footprint is surveyed."""
     rings = shapely.get_exterior_ring(polygons)
-    return [np.asarray(r.coords)[:, :2].round(7).tolist() for r in rings]
+    return [np.asarray(r.coords)[:, :2].round(6).tolist() for r in rings]
 
 
 # --- the control room's layers -----------------------------------------------------------
@@ -165,46 +167,53 @@ def severity_colors(building_severity: dict[str, str]) -> dict[str, list[int]]:
 
 
 def device_records(rows: list[dict]) -> dict[str, dict]:
-    """Devices that need attention, keyed by id, coloured by state (alarm over offline)."""
-    out = {}
-    for r in rows:
-        colour = (style.SEVERITY.get(r.get("severity") or "", style.DEVICE_STATE["alarm"])
-                  if r["state"] == "alarm" else style.DEVICE_STATE["offline"])
-        out[r["id"]] = {
-            "id": r["id"], "type": r["type"], "name": r["name"], "state": r["state"],
+    """Devices that need attention, keyed by id. ``tone`` is the worst open alarm's severity
+    or "offline"; the page colours by it (LIVE_COLORS), so records carry no colour."""
+    return {
+        r["id"]: {
+            "id": r["id"], "type": r["type"], "tone": (r.get("severity") or "critical")
+            if r["state"] == "alarm" else "offline",
             "building": r.get("building") or "", "floor": "" if r.get("floor") is None else r["floor"],
-            "position": [round(r["lon"], 7), round(r["lat"], 7),
+            "position": [round(r["lon"], 6), round(r["lat"], 6),
                          max(0.0, float(r.get("floor") or 0)) * 3.0],
-            "color": colour,
         }
-    return out
+        for r in rows
+    }
 
 
 def staff_records(rows: list[dict]) -> dict[str, dict]:
-    """Staff with a known position, keyed by id, coloured by role."""
+    """Staff with a known position, keyed by id; coloured by role on the page."""
     return {
         r["id"]: {"id": r["id"], "name": r["name"], "role": r["role"],
-                  "position": [round(r["lon"], 7), round(r["lat"], 7), 1.0],
-                  "color": style.STAFF.get(r["role"], [255, 255, 255, 255])}
+                  "position": [round(r["lon"], 6), round(r["lat"], 6)]}
         for r in rows
     }
 
 
 def route_records(rows: list[dict]) -> dict[str, dict]:
-    """Routes of active work orders, keyed by order id, coloured by priority."""
+    """Routes of active work orders, keyed by order id; coloured by priority on the page."""
     return {
         str(r["id"]): {"id": r["id"], "code": r["code"], "title": r["title"], "state": r["state"],
-                       "path": [[round(x, 7), round(y, 7)] for x, y in r["path"]],
-                       "color": style.PRIORITY.get(r["priority"], style.PRIORITY["normal"])}
+                       "priority": r["priority"],
+                       "path": [[round(x, 6), round(y, 6)] for x, y in r["path"]]}
         for r in rows
     }
+
+
+#: How the live layers are coloured: by a field of their records (TwinDeck's colorBy).
+LIVE_COLORS: dict[str, dict] = {
+    "attention": {"field": "tone", "colors": {**style.SEVERITY,
+                                              "offline": style.DEVICE_STATE["offline"]}},
+    "staff": {"field": "role", "colors": style.STAFF, "default": [255, 255, 255, 255]},
+    "routes": {"field": "priority", "colors": style.PRIORITY, "accessor": "getColor"},
+    "incidents": {"field": "kind", "colors": {}, "default": style.INCIDENT},
+}
 
 
 def incident_records(rows: list[dict]) -> dict[str, dict]:
     """Camera incidents (open alarms on cameras), keyed by alarm id: the pulsing layer."""
     return {
         str(r["id"]): {"id": r["id"], "title": r["title"],
-                       "position": [round(r["lon"], 7), round(r["lat"], 7), 2.0],
-                       "color": style.INCIDENT}
+                       "position": [round(r["lon"], 6), round(r["lat"], 6), 2.0]}
         for r in rows
     }

@@ -43,3 +43,63 @@ def test_view_is_centred_on_the_community(frames) -> None:
     minx, miny, maxx, maxy = frames["building"].total_bounds
     assert minx < view.longitude < maxx and miny < view.latitude < maxy
     assert 14 <= view.zoom <= 18
+
+
+# --- the control room's layers ---------------------------------------------------------
+
+def test_base_map_layers_come_from_the_twins_own_geometry(frames) -> None:
+    from layers import style
+    from layers.twin_layers import alarm_building_layer, area_layer, ground_layer
+
+    ground = json.loads(ground_layer(frames["community"]).to_json())
+    assert ground["@@type"] == "PolygonLayer" and ground["getFillColor"] == style.GROUND
+    assert len(ground["data"]) == 1 and len(ground["data"][0]["polygon"]) > 3
+    import geopandas as gpd
+
+    facilities = frames["facility"]
+    green = facilities[(facilities["kind"] == "green_area") & facilities["area"].notna()]
+    areas = gpd.GeoDataFrame({"id": green["id"]}, geometry=gpd.GeoSeries(green["area"]), crs=4326)
+    assert len(green) and len(area_layer(areas, color=style.GREEN_AREA).data) == len(green)
+    buildings = alarm_building_layer(frames["building"])
+    assert buildings.get_fill_color == style.BUILDING_CALM
+    assert {r["grid"] for r in buildings.data} == set(frames["building"]["grid_id"])
+
+
+def test_live_records_are_keyed_compact_and_coloured_by_a_field() -> None:
+    from layers import style
+    from layers.twin_layers import (
+        LIVE_COLORS,
+        device_records,
+        route_records,
+        severity_colors,
+        staff_records,
+    )
+
+    assert severity_colors({"b1": "critical", "b2": "info"}) == {
+        "b1": style.SEVERITY["critical"], "b2": style.SEVERITY["info"]}
+    devices = device_records([
+        {"id": "d1", "type": "smoke_detector", "state": "alarm", "severity": "major",
+         "building": "b1", "floor": 12, "lon": 114.123456789, "lat": 30.5},
+        {"id": "d2", "type": "water_meter", "state": "offline", "severity": None,
+         "building": None, "floor": None, "lon": 114.1, "lat": 30.4},
+    ])
+    assert devices["d1"]["tone"] == "major" and devices["d2"]["tone"] == "offline"
+    assert devices["d1"]["position"] == [114.123457, 30.5, 36.0]
+    assert devices["d2"]["position"][2] == 0.0 and devices["d2"]["building"] == ""
+    assert set(LIVE_COLORS["attention"]["colors"]) >= {"critical", "major", "offline"}
+    staff = staff_records([{"id": "s1", "name": "李", "role": "security", "lon": 1.0, "lat": 2.0}])
+    assert staff == {"s1": {"id": "s1", "name": "李", "role": "security", "position": [1.0, 2.0]}}
+    assert LIVE_COLORS["staff"]["colors"]["security"] == style.STAFF["security"]
+    routes = route_records([{"id": 7, "code": "WO-1-7", "title": "t", "state": "assigned",
+                             "priority": "urgent", "path": [(1.0, 2.0), (1.5, 2.5)]}])
+    assert routes["7"]["path"] == [[1.0, 2.0], [1.5, 2.5]]
+    assert LIVE_COLORS["routes"]["accessor"] == "getColor"
+
+
+def test_live_layers_start_empty_and_are_filled_by_layer_data() -> None:
+    from dashboard import maps
+
+    specs = {s["id"]: s for s in maps.live_layers()}
+    assert set(specs) == {"routes", "attention", "incidents", "staff"}
+    assert all(s["data"] == [] for s in specs.values())
+    assert specs["routes"]["@@type"] == "PathLayer"

@@ -19,6 +19,8 @@ class TwinDeck(Component):
     - layers: pydeck-style JSON layer specs (``json.loads(layer.to_json())``).
     - layerData: {layer id: {key: record}}; a layer listed here draws these records.
     - featureColors: {layer id: {feature id: [r, g, b, a]}}; overrides of getFillColor.
+    - colorBy: {layer id: {field, colors: {value: rgba}, default, accessor}}: colour by a
+      record's field (accessor: getFillColor by default, getColor for paths).
     - pulse: ids of scatterplot layers whose points pulse.
     - tooltips: {layer id: HTML template with {field} placeholders}.
     - initialViewState: the camera at mount. viewState: fly the camera there.
@@ -31,7 +33,7 @@ class TwinDeck(Component):
     _type = "TwinDeck"
     _children_props: list[str] = []
     _base_nodes = ["children"]
-    _prop_names = ["id", "layers", "layerData", "featureColors", "pulse", "tooltips",
+    _prop_names = ["id", "layers", "layerData", "featureColors", "colorBy", "pulse", "tooltips",
                    "initialViewState", "viewState", "tileUrl", "hoverEvents", "clickInfo",
                    "hoverInfo", "style", "className"]
     _valid_wildcard_attributes: list[str] = []

@@ -46,10 +46,12 @@ def layout(building_id: str | None = None, **_query) -> html.Div:
             devices = data.building_devices(conn, user, building_id)
             people = data.residents(conn, user, building_id=building_id)
             from twin.store.operations import work_orders
-            orders = work_orders(conn, c.community_id, building_id=building_id,
+            (community,) = conn.execute("SELECT community_id FROM building WHERE id = %s",
+                                        (building_id,)).fetchone()
+            orders = work_orders(conn, community, building_id=building_id,
                                  states=("created", "assigned", "accepted", "arrived",
                                          "escalated"))
-            names = data.staff_names(conn, c.community_id)
+            names = data.staff_names(conn, community)
     except AccessDenied:
         return denied("denied.grid")
     except TwinError as e:

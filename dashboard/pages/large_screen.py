@@ -19,6 +19,7 @@ from dashboard.auth import can_open
 from dashboard.components import badge, denied, panel, tile, when
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.deck import TwinDeck
+from layers.twin_layers import LIVE_COLORS
 from dashboard.i18n import t
 from twin.alarms import DOMAINS, SEVERITIES
 
@@ -50,17 +51,18 @@ def layout(**_query) -> html.Div:
     if not can_open(user, "large_screen"):
         return denied()
     c = ctx()
-    frames_key = f"base:{c.community_id}"
+    frames_key = f"base:{c.scope_key}"
     base = c.cached(frames_key, c.settings.base_map_ttl_s, lambda: _base_map(c))
     with c.pool.connection() as conn:
-        state = live.read_live(conn, c.community_id, now=_now())
+        state = live.read_live(conn, c.communities, now=_now(), devices=_device_counts(c))
     token = secrets.token_urlsafe(12)
     c.live.put(token, state)
     the_map = TwinDeck(
         id=MAP,
         layers=base["layers"] + maps.live_layers(),
-        layerData=state.layers,
+        layerData={name: maps.encoded(records) for name, records in state.layers.items()},
         featureColors={"buildings": state.building_colors},
+        colorBy=LIVE_COLORS,
         pulse=["incidents"],
         tooltips=maps.tooltips(lang()),
         initialViewState=base["view"],
@@ -141,7 +143,7 @@ def live_update(token: str | None) -> tuple:
         raise dash.exceptions.PreventUpdate
     c = ctx()
     with c.pool.connection() as conn:
-        new = live.read_live(conn, c.community_id, now=_now())
+        new = live.read_live(conn, c.communities, now=_now(), devices=_device_counts(c))
     old = c.live.get(token) if token else None
     if token:
         c.live.put(token, new)
@@ -187,8 +189,8 @@ def chart_figures() -> tuple[go.Figure, go.Figure]:
     c = ctx()
     now = _now()
     with c.pool.connection() as conn:
-        events = data.events_per_hour(conn, c.community_id, now=now)
-        trends = data.key_trends(conn, c.community_id, now=now)
+        events = data.events_per_hour(conn, c.communities, now=now)
+        trends = data.key_trends(conn, c.communities, now=now)
     lg = lang()
     ev = go.Figure()
     for domain in DOMAINS:
@@ -262,10 +264,19 @@ def _board(board: dict, lg: str) -> list:
 
 def _base_map(c) -> dict:
     with c.pool.connection() as conn:
-        frames = data.map_frames(conn, c.community_id,
-                                 full_devices_limit=c.settings.full_devices_limit)
+        frames = data.map_frames(conn, c.communities,
+                                 full_devices_limit=c.settings.full_devices_limit,
+                                 walkway_buildings_limit=c.settings.walkway_buildings_limit)
     return {"layers": maps.base_layers(frames), "view": maps.view_state(frames),
             "frames": frames}
+
+
+def _device_counts(c) -> dict[str, int]:
+    def read() -> dict[str, int]:
+        with c.pool.connection() as conn:
+            return data.device_counts(conn, c.communities)
+
+    return c.cached(f"devices:{c.scope_key}", c.settings.device_counts_ttl_s, read)
 
 
 def _now() -> datetime:

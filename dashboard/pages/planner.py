@@ -33,9 +33,9 @@ def layout(**_query) -> html.Div:
     c = ctx()
     now = datetime.now(timezone.utc)
     with c.pool.connection() as conn:
-        grids = data.grid_aggregates(conn, c.community_id, now=now)
-        ages = data.age_structure(conn, c.community_id)
-        domains = data.alarms_by_domain(conn, c.community_id, now=now)
+        grids = data.grid_aggregates(conn, c.communities, now=now)
+        ages = data.age_structure(conn, c.communities)
+        domains = data.alarms_by_domain(conn, c.communities, now=now)
     cols = ("p.grid", "p.buildings", "p.units", "p.occupancy", "p.care", "p.devices",
             "p.alarms_30d", "p.orders_30d")
     table = html.Table(className="table", id=GRID_TABLE, children=[

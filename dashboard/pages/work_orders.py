@@ -47,9 +47,9 @@ def layout(id: str | None = None, **_query) -> html.Div:  # noqa: A002
     c = ctx()
     with c.pool.connection() as conn:
         grids = [r[0] for r in conn.execute(
-            "SELECT id FROM grid WHERE community_id = %s ORDER BY id", (c.community_id,))]
+            "SELECT id FROM grid WHERE community_id = ANY(%s) ORDER BY id", (c.communities,))]
     selected = int(id) if id and str(id).isdigit() else None
-    base = c.cached(f"base:{c.community_id}", c.settings.base_map_ttl_s,
+    base = c.cached(f"base:{c.scope_key}", c.settings.base_map_ttl_s,
                     lambda: _base(c))
     return html.Div(className="wo", children=[
         dcc.Store(id=SELECTED, data=selected),
@@ -116,9 +116,11 @@ def register_callbacks(app: dash.Dash) -> None:
 def list_orders(states, priorities, domains, grid) -> list[dict]:
     c = ctx()
     with c.pool.connection() as conn:
-        orders = work_orders(conn, c.community_id, states=tuple(states) if states else None,
-                             grid_id=grid or None, limit=300)
-        names = data.staff_names(conn, c.community_id)
+        orders = [o for community in c.communities
+                  for o in work_orders(conn, community, grid_id=grid or None, limit=300,
+                                       states=tuple(states) if states else None)]
+        orders.sort(key=lambda o: (o.created_at, o.id), reverse=True)
+        names = data.staff_names(conn, c.communities)
     orders = [o for o in orders if (not priorities or o.priority in priorities)
               and (not domains or o.domain in domains)]
     return data.order_rows(orders, names)
@@ -176,9 +178,9 @@ def detail_view(order_id: int | None):
     try:
         with c.pool.connection() as conn:
             order = data.order_for_user(conn, user, int(order_id))
-            names = data.staff_names(conn, c.community_id)
+            names = data.staff_names(conn, order.community_id)
             # the order's role first, nearest first; anyone else after them
-            choices = sorted(data.staff_choices(conn, c.community_id,
+            choices = sorted(data.staff_choices(conn, order.community_id,
                                                 near=(order.location.x, order.location.y)),
                              key=lambda s: s["role"] != order.role)
             photos = conn.execute("SELECT count(*) FROM work_order_photo WHERE work_order_id = %s",

@@ -49,7 +49,7 @@ def layout(**_query) -> html.Div:
         html.Div(className="w-lookup", children=[
             dcc.Input(id=LOOKUP, placeholder=tr("w.lookup_hint"), className="input",
                       type="search", debounce=True),
-            html.Button("🔍", id=LOOKUP_GO, className="btn"),
+            html.Button(tr("w.search"), id=LOOKUP_GO, className="btn"),
         ]),
         html.Div(id=FOUND, className="w-found"),
         html.Div(id=HOUSEHOLD, className="w-household"),
@@ -80,7 +80,7 @@ def register_callbacks(app: dash.Dash) -> None:
     @app.callback(Output({"type": "w-photo-name", "order": MATCH}, "children"),
                   Input({"type": "w-photo", "order": MATCH}, "filename"), prevent_initial_call=True)
     def photo_name(filename):
-        return f"📷 {filename}" if filename else ""
+        return f"✓ {filename}" if filename else ""
 
     @app.callback(Output(FOUND, "children"), Input(LOOKUP, "value"), Input(LOOKUP_GO, "n_clicks"),
                   prevent_initial_call=True)
@@ -137,7 +137,7 @@ def task_cards() -> list:
             dcc.Textarea(id={"type": "w-note", "order": task["id"]}, placeholder=t("wo.note", lg),
                          className="input note"),
             dcc.Upload(id={"type": "w-photo", "order": task["id"]}, accept="image/*",
-                       className="upload", children=html.Div(["📷 ", t("wo.photo", lg)])),
+                       className="upload", children=html.Div(["＋ ", t("wo.photo", lg)])),
             html.Div(id={"type": "w-photo-name", "order": task["id"]}, className="hint"),
             html.Div([html.Button(t(f"act.{a}", lg), className=f"btn btn-{a}",
                                   id={"type": "w-act", "order": task["id"], "action": a})
@@ -161,10 +161,10 @@ def found_list(query: str) -> list:
     out = []
     for h in hits:
         if h["kind"] == "building":
-            out.append(html.A(f"🏢 {h['building']}", href=f"/building/{h['building_id']}",
+            out.append(html.A(f"▣ {h['building']}", href=f"/building/{h['building_id']}",
                               className="hit"))
         else:
-            out.append(html.Button(f"🏠 {h['building']} {h['unit']}", className="hit",
+            out.append(html.Button(f"⌂ {h['building']} {h['unit']}", className="hit",
                                    id={"type": "w-unit", "unit": h["unit_id"]}))
     return out
 

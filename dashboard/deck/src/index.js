@@ -4,6 +4,8 @@
 //   layers           pydeck-style JSON layer specs ("@@type", "@@=" accessors); sent once
 //   layerData        {layerId: {key: record}}: live data of a layer, patched key by key
 //   featureColors    {layerId: {featureId: [r,g,b,a]}}: colour overrides, patched key by key
+//   colorBy          {layerId: {field, colors: {value: rgba}, default, accessor}}: colour
+//                    by a record's field, so live records need not carry their colour
 //   pulse            [layerId]: scatterplot layers whose radius pulses (incidents)
 //   tooltips         {layerId: "html with {field} placeholders"}
 //   initialViewState the camera at mount; viewState moves the camera later (flies there)
@@ -65,7 +67,7 @@ function tileLayer(url) {
 
 function TwinDeck(props) {
   const {
-    id, layers, layerData, featureColors, pulse, tooltips, initialViewState, viewState,
+    id, layers, layerData, featureColors, colorBy, pulse, tooltips, initialViewState, viewState,
     tileUrl, hoverEvents, setProps, style, className,
   } = props;
   const container = useRef(null);
@@ -87,6 +89,7 @@ function TwinDeck(props) {
     const colors = featureColorsRef.current || {};
     const data = layerDataRef.current || {};
     const pulsing = new Set(pulseRef.current || []);
+    const byField = colorByRef.current || {};
     const out = [];
     if (tileUrlRef.current) out.push(tileLayer(tileUrlRef.current));
     for (const layer of baseLayers) {
@@ -110,6 +113,13 @@ function TwinDeck(props) {
         extra.updateTriggers = {...(layer.props.updateTriggers || {}),
           getFillColor: colorVersion.current[lid]};
       }
+      if (byField[lid]) {
+        const {field, colors: palette, default: fallback, accessor} = byField[lid];
+        const name = accessor || 'getFillColor';
+        extra[name] = d => (palette && palette[d[field]]) || fallback || [200, 200, 200, 255];
+        extra.updateTriggers = {...(extra.updateTriggers || layer.props.updateTriggers || {}),
+          [name]: JSON.stringify(byField[lid])};
+      }
       if (pulsing.has(lid)) {
         const phase = (now % 1400) / 1400;
         extra.radiusScale = 1 + 1.5 * phase;
@@ -124,6 +134,8 @@ function TwinDeck(props) {
   const featureColorsRef = useRef(featureColors);
   const layerDataRef = useRef(layerData);
   const pulseRef = useRef(pulse);
+  const colorByRef = useRef(colorBy);
+  colorByRef.current = colorBy;
   const tooltipsRef = useRef(tooltips);
   const tileUrlRef = useRef(tileUrl);
   const setPropsRef = useRef(setProps);
@@ -224,7 +236,7 @@ function TwinDeck(props) {
   // Any prop change: recompose the layers (data and colours only; the camera stays).
   useEffect(() => {
     if (deckRef.current) deckRef.current.setProps({layers: compose(performance.now())});
-  }, [baseLayers, layerData, featureColors, pulse, tileUrl]);
+  }, [baseLayers, layerData, featureColors, colorBy, pulse, tileUrl]);
 
   useEffect(() => {
     if (deckRef.current && viewState) {
@@ -241,7 +253,8 @@ function TwinDeck(props) {
 }
 
 TwinDeck.defaultProps = {
-  layers: [], layerData: {}, featureColors: {}, pulse: [], tooltips: {}, hoverEvents: false,
+  layers: [], layerData: {}, featureColors: {}, colorBy: {}, pulse: [], tooltips: {},
+  hoverEvents: false,
 };
 
 window.dashboard = Object.assign(window.dashboard || {}, {TwinDeck});
