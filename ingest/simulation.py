@@ -264,6 +264,8 @@ class Simulation:
         self._silent = np.zeros(n, dtype=bool)
         self._report_now = np.zeros(n, dtype=bool)
         self._outbox: list[tuple[float, int, str, dict]] = []
+        #: Readings a device sends out of its schedule (a hub reporting its new mode).
+        self._extra_readings: list[tuple[float, int, dict]] = []
         self._active: list[_Active] = []
         f = community.facilities
         self._facility_kind = dict(zip(f["id"], f["kind"]))
@@ -348,7 +350,8 @@ class Simulation:
         events += self._camera_events(t0, t1)
         events += self._hub_events(t0, t1)
         events += self._incident_events(t0, t1)
-        readings = self._readings(t0, t1)
+        readings = self._readings(t0, t1) + self._extra_readings
+        self._extra_readings = []
         timed = self._route(readings, events)
         timed += self._flush_batches(t1, force=False)
         timed.sort(key=lambda m: m[0])
@@ -576,9 +579,16 @@ class Simulation:
             commuters = rows[self._commuter[rows]]
             for moment, state in ((self._leave_at, "leave"), (self._return_at, "return")):
                 for i in commuters[_crossed(t0, t1, moment[commuters])]:
-                    t = t1 - ((t1 + LOCAL_OFFSET_S - moment[i]) % _DAY)
-                    events.append((max(t, t0 + 1e-3), int(i), "door_contact",
+                    t = max(t1 - ((t1 + LOCAL_OFFSET_S - moment[i]) % _DAY), t0 + 2e-3)
+                    events.append((t, int(i), "door_contact",
                                    {"attrs": {"contact": "open", "occupants": state}}))
+                    # The hub reports its mode when it changes, not only on schedule:
+                    # armed as the door closes behind them, disarmed at the door
+                    # (keypad or app) just before it opens.
+                    if state == "leave":
+                        self._extra_readings.append((t + 30.0, int(i), {"away_mode": "on"}))
+                    else:
+                        self._extra_readings.append((t - 1e-3, int(i), {"away_mode": "off"}))
         h = _local_hour((t0 + t1) / 2)
         home = ~self._away(rows, (t0 + t1) / 2) & ~self._no_motion[rows]
         awake = 6.5 <= h < 23.0

@@ -682,3 +682,35 @@ nodes:
     assert not fires(inside, saturday + s(2))                 # not a school day
     f = snap.facilities[snap.devices[inside].facility_id]
     assert fires(outside, T0 + s(3), lon=f.lon, lat=f.lat)    # the event's own position wins
+
+
+def test_a_quiet_weekday_evening_raises_no_intrusion(base, sample_db_url) -> None:
+    """Commuters coming home disarm their hub as they open the door: no 'intrusion' from the
+    simulator's ordinary evening (three simulated hours, the whole library listening)."""
+    import psycopg
+
+    from ingest.decode import Decoded, DeviceInfo as Directory, decode
+    from ingest.simulation import Simulation
+    from ingest.simulator import load_community
+    from twin.rules.service import observations
+
+    evening = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # Tuesday 17:00 in Wuhan
+    with psycopg.connect(sample_db_url) as conn:
+        community = load_community(conn, C)
+    sim = Simulation(community, start=evening, seed=5)
+    sim.opening()
+    snap = dataclasses.replace(base, latest={}, last_seen={}, last_access={})
+    engine = Engine(LIBRARY.values(), snap, started=evening)
+    directory = {d.id: Directory(d.type, d.community_id) for d in snap.devices.values()}
+    fired: list[str] = []
+    returns = 0
+    for minute in range(1, 181):
+        now = evening + timedelta(minutes=minute)
+        rows = Decoded()
+        for topic, payload in sim.advance(now):
+            returns += b'"occupants":"return"' in payload
+            decode(topic, payload, now, directory.get, rows)
+        for obs in observations(rows, directory):
+            fired += [f.rule_id for f in engine.observe(obs)]
+    assert returns > 50, "the evening should bring commuters home"
+    assert "smart-home-intrusion" not in fired
