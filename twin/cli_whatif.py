@@ -127,6 +127,7 @@ def coverage_command(
         graph = walk_routing_graph(conn, cid)
         staff = staff_at_posts(conn, cid)
         doors = entrances(conn, cid)
+        names = _names(conn, cid)
         footprints = _footprints(conn, cid) if geojson else None
     sla_s = sla_min * 60
     live = compile_live(graph)
@@ -150,9 +151,11 @@ def coverage_command(
         table.add_row("slowest building (min)", _minutes(result.table()["baseline_s"].max()),
                       _minutes(result.table()["scenario_s"].max()))
         console.print(table)
-        console.print(f"newly over the target: {', '.join(result.newly_over) or 'none'}")
+        console.print("newly over the target: "
+                      f"{', '.join(names[b] for b in result.newly_over) or 'none'}")
         if result.back_within:
-            console.print(f"back within the target: {', '.join(result.back_within)}")
+            console.print("back within the target: "
+                          f"{', '.join(names[b] for b in result.back_within)}")
         hist = after.histogram()
         console.print("scenario histogram: " + ", ".join(
             f"{k} {v}" for k, v in hist.items() if v))
@@ -183,13 +186,14 @@ def impact_command(
                              closed_gates=tuple(close_gate or ()), detour_s=detour_min * 60)
         touched = result.cut_off + result.detoured
         counts = households(conn, touched)
+        names = _names(conn, cid)
         footprints = _footprints(conn, cid) if geojson else None
-    table = Table("building", "effect", "walk to a gate before (min)", "after (min)",
+    table = Table("building", "effect", "to a gate, as is (min)", "what-if (min)",
                   "households", "residents", "devices")
     for bid in touched:
         row = result.table.loc[bid]
         units, residents, devices = counts.get(bid, (0, 0, 0))
-        table.add_row(bid, "cut off" if bid in result.cut_off else "detour",
+        table.add_row(names[bid], "cut off" if bid in result.cut_off else "detour",
                       _minutes(row["baseline_s"]), _minutes(row["scenario_s"]),
                       str(units), str(residents), str(devices))
     console.print(table)
@@ -237,16 +241,16 @@ def charging_command(
         raise TwinError(str(e)) from e
     console.print(f"EV sheds from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} (local), "
                   f"as they are and in '{chosen.name}'")
-    table = Table("shed", "day", "piles", "sessions", "waited", "mean wait (min)",
-                  "p90 wait (min)", "longest (min)", "busy", "peak queue")
+    table = Table("shed", "", "day", "piles", "sessions", "waited", "mean wait", "p90 wait",
+                  "longest", "busy", "peak queue")
     for b, sc in zip(report.baseline, report.scenario, strict=True):
         if b.day is not None and not by_day:
             continue
-        for label, q in (("as is", b), (chosen.name, sc)):
-            table.add_row(f"{b.name} ({label})", b.day.isoformat() if b.day else "all",
+        for label, q in (("as is", b), ("what-if", sc)):
+            table.add_row(b.name, label, b.day.isoformat() if b.day else "all",
                           str(q.piles), str(q.sessions), f"{q.share_waited:.0%}",
-                          f"{q.mean_wait_s / 60:.1f}", f"{q.p90_wait_s / 60:.1f}",
-                          f"{q.max_wait_s / 60:.1f}", f"{q.utilisation:.0%}", str(q.peak_queue))
+                          _duration(q.mean_wait_s), _duration(q.p90_wait_s),
+                          _duration(q.max_wait_s), f"{q.utilisation:.0%}", str(q.peak_queue))
     console.print(table)
     for note in report.notes:
         console.print(f"note: {note}")
@@ -324,6 +328,12 @@ def _community(conn, community: str | None) -> str:
     return rows[0][0]
 
 
+def _names(conn, cid: str) -> dict[str, str]:
+    """Building id -> "name (id)", as people say it and as the files hold it."""
+    rows = conn.execute("SELECT id, name FROM building WHERE community_id = %s", (cid,)).fetchall()
+    return {bid: f"{name} ({bid})" for bid, name in rows}
+
+
 def _network(graph, scenario, build):
     try:
         return build(graph, scenario)
@@ -388,6 +398,12 @@ def _spec(spec) -> str:
     if spec.for_s:
         parts.append(f"for {spec.for_s:g} s")
     return " ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return "0" if seconds <= 0 else "<1 min"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _minutes(seconds: float) -> str:
