@@ -72,6 +72,8 @@ def create_app(
         dash.register_page(page.__name__, path=page.PATH, path_template=page.PATH_TEMPLATE,
                            layout=page.layout, title=t("app.title", DEFAULT_LANG), name=page.NAME)
         page.register_callbacks(app)
+    for page in PAGES:  # build what the first page load would otherwise wait for
+        getattr(page, "warm_up", lambda _context: None)(server.config["TWIN"])
     register_shell_callbacks(app)
     app.layout = shell
     return app

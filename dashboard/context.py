@@ -45,6 +45,7 @@ class Context:
     settings: Settings
     live: LiveCache = field(default_factory=LiveCache)
     _cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    _refreshing: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -53,15 +54,32 @@ class Context:
             f"{self.communities[0]}+{len(self.communities) - 1}"
 
     def cached(self, key: str, ttl_s: float, build: Callable[[], Any]) -> Any:
-        """A value built at most once per `ttl_s` (the base map, the community's extent)."""
+        """A value built at most once per `ttl_s` (the base map, the device counts).
+
+        Only the very first request waits for it: once built, an expired value is still
+        answered while a background thread builds its successor (stale while revalidating),
+        so no page load pays for rebuilding the district's base map."""
         with self._lock:
             hit = self._cache.get(key)
-            if hit is not None and time.monotonic() - hit[0] < ttl_s:
+            if hit is not None:
+                if time.monotonic() - hit[0] >= ttl_s and key not in self._refreshing:
+                    self._refreshing.add(key)
+                    threading.Thread(target=self._refresh, args=(key, build), daemon=True,
+                                     name=f"refresh {key}").start()
                 return hit[1]
         value = build()
         with self._lock:
             self._cache[key] = (time.monotonic(), value)
         return value
+
+    def _refresh(self, key: str, build: Callable[[], Any]) -> None:
+        try:
+            value = build()
+            with self._lock:
+                self._cache[key] = (time.monotonic(), value)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
 
 
 def ctx() -> Context:

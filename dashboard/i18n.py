@@ -153,9 +153,12 @@ LABELS: dict[str, tuple[str, str]] = {
     "w.search": ("查询", "Search"),
     # planner
     "p.title": ("规划与推演", "Planning and what-if"),
-    "p.whatif": ("推演工具将随第6号议题上线（尚未实现）。本页仅展示规划人员可见的汇总数据。",
-                 "The what-if tools arrive with issue 6 (not built yet). This page shows the "
-                 "aggregates a planner may see."),
+    "p.whatif": ("推演工具（编辑场景、运行、与基线对比、导出）将随第6号议题接入本页，目前尚未实现；"
+                 "已完成的分析可在命令行 twin whatif 中运行。本页仅展示规划人员可见的汇总数据。",
+                 "The what-if tools (edit a scenario, run it, compare it with the baseline, "
+                 "export) arrive on this page with issue 6 and are not here yet; the analyses "
+                 "that have landed run on the command line as `twin whatif`. This page shows "
+                 "the aggregates a planner may see."),
     "p.grids": ("各网格汇总", "By grid"),
     "p.buildings": ("楼栋", "Buildings"),
     "p.units": ("户数", "Units"),

@@ -55,7 +55,7 @@ def live_layers() -> list[dict[str, Any]]:
 def view_state(frames: MapFrames, *, pitch: float = 52, bearing: float = -18) -> dict[str, Any]:
     view = view_of(frames.boundary if len(frames.boundary) else frames.buildings,
                    pitch=pitch, bearing=bearing)
-    return {"longitude": view.longitude, "latitude": view.latitude, "zoom": view.zoom + 1.15,
+    return {"longitude": view.longitude, "latitude": view.latitude, "zoom": view.zoom + 1.45,
             "pitch": view.pitch, "bearing": view.bearing, "maxPitch": 70}
 
 

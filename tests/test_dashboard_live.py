@@ -55,3 +55,29 @@ def test_cache_forgets_old_tabs() -> None:
     expired = LiveCache(ttl_s=0)
     expired.put("x", _state())
     assert expired.get("x") is None
+
+
+def test_an_expired_value_is_answered_while_its_successor_is_built() -> None:
+    import threading
+    import time
+
+    from dashboard.context import Context, Settings
+
+    c = Context(pool=None, communities=["x"], settings=Settings())  # type: ignore[arg-type]
+    calls = []
+    release = threading.Event()
+
+    def build():
+        calls.append(1)
+        if len(calls) > 1:
+            release.wait(5)
+        return len(calls)
+
+    assert c.cached("k", 0.0, build) == 1          # the first build is waited for
+    assert c.cached("k", 0.0, build) == 1          # expired: the old value, a refresh starts
+    assert c.cached("k", 0.0, build) == 1          # one refresh at a time
+    release.set()
+    deadline = time.monotonic() + 5
+    while c.cached("k", 60.0, build) != 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert c.cached("k", 60.0, build) == 2 and len(calls) == 2

@@ -56,7 +56,9 @@ def layout(building_id: str | None = None, **_query) -> html.Div:
         return denied("denied.grid")
     except TwinError as e:
         return html.Div(str(e), className="denied")
-    metric_devices = [d for d in devices if _numeric_metrics(d["type"])]
+    # sensors first in the history picker: a camera's frame rate is the least telling line
+    metric_devices = sorted((d for d in devices if _numeric_metrics(d["type"])),
+                            key=lambda d: d["type"] in ("ai_camera", "iot_gateway"))
     first = metric_devices[0] if metric_devices else None
     return html.Div(className="bd", children=[
         dcc.Store(id=BUILDING, data=building_id),

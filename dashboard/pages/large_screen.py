@@ -113,6 +113,12 @@ def layout(**_query) -> html.Div:
     ])
 
 
+def warm_up(c) -> None:
+    """Build the base map and the device counts when the app starts, not on a first visit."""
+    c.cached(f"base:{c.scope_key}", c.settings.base_map_ttl_s, lambda: _base_map(c))
+    _device_counts(c)
+
+
 def register_callbacks(app: dash.Dash) -> None:
     kpi_outputs = [Output(KPI[k], "children") for k in KPI]
 
