@@ -108,6 +108,20 @@ def test_large_screen_shows_the_database_and_a_new_alarm_arrives_as_a_small_patc
         assert len(json.dumps([colours, layers], default=lambda c: c.to_plotly_json())) < 1000
 
 
+def test_callbacks_refuse_roles_that_may_not_open_their_page(room) -> None:
+    app, users, _, _ = room
+    with as_user(app, users.worker):
+        with pytest.raises(auth.AccessDenied):
+            work_orders.list_orders(None, None, None, None)
+        with pytest.raises(auth.AccessDenied):
+            large_screen.chart_figures()
+    with as_user(app, users.planner):
+        from dash.exceptions import PreventUpdate
+
+        with pytest.raises(PreventUpdate):
+            large_screen.live_update("any")
+
+
 def test_clicks_lead_to_the_drill_down_or_the_order() -> None:
     assert large_screen.clicked_target({"layer": "buildings", "object": {"id": "b1"}}) == "/building/b1"
     assert large_screen.clicked_target({"layer": "attention",

@@ -336,3 +336,17 @@ def _wait_for_data(url: str, timeout: float = 60) -> None:
                 return
         time.sleep(0.5)
     raise TimeoutError("the simulator's data never reached the twin")
+
+
+def test_an_ended_session_sends_the_screen_to_the_login_page(served, browser) -> None:
+    from twin.store.connection import connect
+
+    base, url, _ = served
+    page = login(browser, base, "operator")
+    page.wait_for_selector("#ls-feed")
+    with connect(url) as conn:  # the session ends on the server (as on expiry)
+        conn.execute("DELETE FROM app_session WHERE user_name = 'operator'")
+        conn.commit()
+    page.wait_for_url(re.compile(r"/login\?expired=1"), timeout=5_000)
+    assert "会话已过期" in page.locator("#login-error").inner_text()
+    page.close()

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, dcc, html, no_update
 
 from dashboard import data, live, maps
-from dashboard.auth import can_open
+from dashboard.auth import can_open, require_page
 from dashboard.components import badge, denied, panel, tile, when
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.deck import TwinDeck
@@ -192,6 +192,7 @@ def clicked_target(click: dict | None) -> str | None:
 
 
 def chart_figures() -> tuple[go.Figure, go.Figure]:
+    require_page(current_user(), "large_screen")
     c = ctx()
     now = _now()
     with c.pool.connection() as conn:

@@ -9,7 +9,7 @@ import dash
 from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
 from dashboard import data, maps
-from dashboard.auth import AccessDenied, User, can_open
+from dashboard.auth import AccessDenied, User, can_open, require_page
 from dashboard.components import badge, denied, panel, when
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.deck import TwinDeck
@@ -114,6 +114,7 @@ def register_callbacks(app: dash.Dash) -> None:
 # --- services the callbacks call -----------------------------------------------------------
 
 def list_orders(states, priorities, domains, grid) -> list[dict]:
+    require_page(current_user(), "work_orders")
     c = ctx()
     with c.pool.connection() as conn:
         orders = [o for community in c.communities
