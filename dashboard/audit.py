@@ -44,6 +44,13 @@ def record(
     )
 
 
+def refused(conn: psycopg.Connection, user: User, error: Exception, *, subject_kind: str,
+            subject_id: str) -> None:
+    """A user asked for something outside their role or grid: written down, then refused."""
+    record(conn, user, "denied", subject_kind=subject_kind, subject_id=subject_id,
+           detail={"reason": str(error)})
+
+
 def entries(
     conn: psycopg.Connection, *, user_name: str | None = None, action: str | None = None,
     limit: int = 200,

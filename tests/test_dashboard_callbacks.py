@@ -168,6 +168,11 @@ def test_a_grid_worker_cannot_open_another_grids_building_or_households(room) ->
         assert hits and {h["grid"] for h in hits} == {"wh-guanggu-g1"}
         assert "不在您的网格内" in json.dumps(worker.household_view(other_unit).to_plotly_json(),
                                           default=lambda c: c.to_plotly_json(), ensure_ascii=False)
+    with connect(app.server.config["TWIN"].pool.conninfo) as conn:
+        refusals = conn.execute("SELECT subject_kind, subject_id FROM audit_log "
+                                "WHERE action = 'denied' AND user_name = %s ORDER BY id",
+                                (users.worker,)).fetchall()
+    assert refusals == [("building", "wh-guanggu-b03"), ("unit", other_unit)]
 
 
 def test_a_work_order_goes_from_created_to_closed_through_the_pages(room) -> None:

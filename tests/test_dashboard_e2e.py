@@ -74,6 +74,13 @@ def served(pg, sample_template, broker):
     simulator.join(timeout=30)
     ingest.stop()
     forget_session(broker.url, ingest.options.client_id)
+    # the simulator's retained status messages would greet the next test's subscribers
+    from ingest.contract import topic
+    from tests.mqtt_helpers import clear_retained
+
+    with connect(url) as conn:
+        devices = conn.execute("SELECT community_id, id FROM device").fetchall()
+    clear_retained(broker.url, [topic(c, d, "status") for c, d in devices])
     app.server.config["TWIN"].pool.close()
     pg.drop_database(name)
 

@@ -9,7 +9,7 @@ import dash
 import plotly.graph_objects as go
 from dash import Input, Output, State, dcc, html, no_update
 
-from dashboard import data
+from dashboard import audit, data
 from dashboard.auth import AccessDenied, can_open
 from dashboard.components import badge, denied, panel, when
 from dashboard.context import ctx, current_user, lang, tr
@@ -52,7 +52,9 @@ def layout(building_id: str | None = None, **_query) -> html.Div:
                                  states=("created", "assigned", "accepted", "arrived",
                                          "escalated"))
             names = data.staff_names(conn, community)
-    except AccessDenied:
+    except AccessDenied as e:
+        with c.pool.connection() as conn:
+            audit.refused(conn, user, e, subject_kind="building", subject_id=building_id)
         return denied("denied.grid")
     except TwinError as e:
         return html.Div(str(e), className="denied")

@@ -8,7 +8,7 @@ import base64
 import dash
 from dash import ALL, MATCH, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
-from dashboard import data
+from dashboard import audit, data
 from dashboard.auth import AccessDenied, can_open
 from dashboard.components import badge, denied
 from dashboard.context import ctx, current_user, lang, tr
@@ -175,7 +175,9 @@ def household_view(unit_id: str) -> html.Div:
     try:
         with ctx().pool.connection() as conn:
             people = data.residents(conn, user, unit_id=unit_id)
-    except AccessDenied:
+    except AccessDenied as e:
+        with ctx().pool.connection() as conn:
+            audit.refused(conn, user, e, subject_kind="unit", subject_id=unit_id)
         return html.Div(t("denied.grid", lg), className="denied")
     except TwinError as e:
         return html.Div(str(e), className="denied")
