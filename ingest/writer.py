@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 import psycopg
+from psycopg.types.json import Jsonb
 
 from ingest.contract import fmt_time
 from ingest.decode import Decoded
@@ -52,7 +53,7 @@ def write(conn: psycopg.Connection, rows: Decoded) -> Written:
     with conn.transaction():
         readings = _move(conn, "reading", rows.readings, _READING_TYPES,
                          "time, device_id, metric, value, value_text, received_at")
-        events = _move(conn, "event", rows.events, _EVENT_TYPES,
+        events = _move(conn, "event", [_with_jsonb_attrs(r) for r in rows.events], _EVENT_TYPES,
                        "time, device_id, event_id, kind, class, confidence, method, direction, "
                        "subject_id, value, attrs, received_at")
         states = _merge_state(conn, rows)
@@ -70,6 +71,20 @@ def write(conn: psycopg.Connection, rows: Decoded) -> Written:
     for row in dead:
         reasons[row[3]] = reasons.get(row[3], 0) + 1
     return Written(readings, events, states, acks, reasons)
+
+
+def _with_jsonb_attrs(row: tuple) -> tuple:
+    """The event row with its attrs (JSON text from the decoder) sent as a JSON object.
+
+    A plain str in a jsonb column of a binary COPY is dumped as a JSON
+    *string* ("{\\"session\\": ...}"), which ``attrs->>'session'`` cannot read;
+    wrapped, the text goes through as it is.
+    """
+    return (*row[:10], Jsonb(row[10], dumps=_as_is), row[11])
+
+
+def _as_is(text: str) -> str:
+    return text
 
 
 def _move(conn: psycopg.Connection, table: str, rows: list[tuple], types: list[str],

@@ -106,3 +106,23 @@ def test_simulate_into_a_running_ingest(twin_db_url, broker, server_root: Path, 
         devices = dict(sample.tables())["device"]
         clear_retained(broker.url, [topic(c, d, "status") for c, d in
                                     zip(devices["community_id"], devices["id"], strict=True)])
+
+
+def test_db_upgrade_commits_what_it_applies(pg) -> None:
+    """The command's connection commits: migrations stay applied after it exits."""
+    from twin.store import migrations
+    from twin.store.connection import connect
+
+    url = pg.create_database("cli_upgrade")
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
+        env["TWIN_DATABASE_URL"] = url
+        out = _twin(env, "db", "upgrade")
+        everything = migrations.discover()
+        assert all(f"applied {m.version:04d}_{m.name}" in out for m in everything)
+        with connect(url) as conn:
+            (count,) = conn.execute("SELECT count(*) FROM schema_version").fetchone()
+        assert count == len(everything)
+        assert "the schema is up to date" in _twin(env, "db", "upgrade")
+    finally:
+        pg.drop_database("cli_upgrade")

@@ -140,6 +140,9 @@ def test_every_message_type_lands(twin_db_url, broker, start_ingest, publisher, 
             "acc-1": "(access,,qr,in,resident-1,)",
             "chg-1": "(charge_stop,,,,,9.4)",
         }
+        # attrs are a JSON object that SQL can read, not a JSON string
+        assert conn.execute("SELECT jsonb_typeof(attrs), attrs->>'session' FROM event "
+                            "WHERE event_id = 'chg-1'").fetchone() == ("object", "s-1")
         state = conn.execute("SELECT online, metrics FROM device_state WHERE device_id = %s",
                              (co,)).fetchone()
         assert state[0] is True and state[1]["co"]["v"] == 14.0  # the batch's newer value

@@ -313,12 +313,10 @@ def query_grid(grid_id: str) -> None:
 
 @contextmanager
 def _connection(settings: Settings | None = None) -> Iterator[psycopg.Connection]:
+    """A connection whose work is committed when the command ends well, rolled back if not."""
     settings = settings or load_settings()
-    conn = connect(stack.database_url(settings))
-    try:
+    with connect(stack.database_url(settings)) as conn:
         yield conn
-    finally:
-        conn.close()
 
 
 def _generate(*, buildings: int | None, devices: int | None, seed: int):  # -> Dataset

@@ -79,6 +79,10 @@ def upgrade(conn: psycopg.Connection) -> list[Migration]:
                 (migration.version, migration.name, migration.checksum),
             )
             done.append(migration)
+    if not conn.autocommit:
+        # check_extensions may have opened the transaction, which makes the block above
+        # a savepoint: the upgrade is only done once it is committed.
+        conn.commit()
     return done
 
 
