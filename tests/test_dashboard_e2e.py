@@ -110,7 +110,8 @@ def login(browser, base: str, user: str, *, viewport=FULL_HD):
 
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    # generous: Chromium draws WebGL in software here, on a machine shared with other jobs
+    page.screenshot(path=str(SHOTS / f"{name}.png"), timeout=120_000)
 
 
 def test_each_role_logs_in_to_its_own_page(served, browser) -> None:
