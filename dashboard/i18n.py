@@ -153,12 +153,6 @@ LABELS: dict[str, tuple[str, str]] = {
     "w.search": ("查询", "Search"),
     # planner
     "p.title": ("规划与推演", "Planning and what-if"),
-    "p.whatif": ("推演工具（编辑场景、运行、与基线对比、导出）将随第6号议题接入本页，目前尚未实现；"
-                 "已完成的分析可在命令行 twin whatif 中运行。本页仅展示规划人员可见的汇总数据。",
-                 "The what-if tools (edit a scenario, run it, compare it with the baseline, "
-                 "export) arrive on this page with issue 6 and are not here yet; the analyses "
-                 "that have landed run on the command line as `twin whatif`. This page shows "
-                 "the aggregates a planner may see."),
     "p.grids": ("各网格汇总", "By grid"),
     "p.buildings": ("楼栋", "Buildings"),
     "p.units": ("户数", "Units"),
@@ -171,6 +165,33 @@ LABELS: dict[str, tuple[str, str]] = {
     "p.age": ("年龄结构", "Age structure"),
     "p.alarms_by_domain": ("近30天告警（按领域）", "Alarms by domain, 30 days"),
     "p.grid": ("网格", "Grid"),
+    # what-if tools on the planner page
+    "wi.title": ("场景推演", "What-if scenarios"),
+    "wi.intro": ("在地图上点击道路以封闭或恢复，勾选休假人员，保存场景，然后与现状对比步行响应时间；不会改动实时孪生。",
+                 "Click walkways on the map to close or reopen them, pick staff who are away, "
+                 "save the scenario, then compare walking response times with the twin as it is; "
+                 "the live twin is never changed."),
+    "wi.scenario": ("已保存场景", "Saved scenario"),
+    "wi.new": ("新场景", "New scenario"),
+    "wi.name": ("场景名称", "Scenario name"),
+    "wi.hint": ("点击地图上的道路：封闭 / 恢复", "Click a walkway on the map: close / reopen"),
+    "wi.closed": ("已封闭", "Closed"),
+    "wi.away": ("休假/不在岗人员", "Staff away"),
+    "wi.role": ("岗位", "Role"),
+    "wi.shift": ("班次", "Shift"),
+    "wi.sla": ("目标（分钟）", "Target (min)"),
+    "wi.save": ("保存场景", "Save scenario"),
+    "wi.run": ("运行对比", "Run comparison"),
+    "wi.saved": ("已保存", "Saved"),
+    "wi.not_saved": ("未保存", "Not saved"),
+    "wi.baseline": ("现状", "As is"),
+    "wi.over": ("超出目标的楼栋", "Buildings over the target"),
+    "wi.median": ("步行中位数（分钟）", "Median walk (min)"),
+    "wi.slowest": ("最慢楼栋（分钟）", "Slowest building (min)"),
+    "wi.newly_over": ("新增超时楼栋", "Newly over the target"),
+    "wi.none": ("无", "none"),
+    "wi.minutes": ("步行分钟", "Walking minutes"),
+    "wi.on_duty": ("在岗人数", "on duty"),
 }
 
 _INDEX = {"zh-CN": 0, "en": 1}

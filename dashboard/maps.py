@@ -76,6 +76,16 @@ def order_map_layers(frames: MapFrames) -> list[dict[str, Any]]:
                      _spec(live_point_layer("target", radius=4, min_pixels=8))]
 
 
+def planner_map_layers(frames: MapFrames) -> list[dict[str, Any]]:
+    """The Planner's map: the base without devices, walkways clickable (to close them), and
+    the scenario's closed walkways drawn over them from ``layerData``."""
+    layers = [spec for spec in base_layers(frames) if spec["id"] != "devices"]
+    for spec in layers:
+        if spec["id"] == "walkways":
+            spec["pickable"] = True
+    return layers + [_spec(live_path_layer("closed"))]
+
+
 def encoded(value: Any) -> orjson.Fragment:
     """`value` as JSON already: Dash (plotly's to_json) passes a Fragment through untouched
     instead of walking every record and coordinate, which at district scale is most of the

@@ -253,9 +253,8 @@ def test_planner_sees_aggregates_and_no_people(room) -> None:
     app, users, _, _ = room
     with as_user(app, users.planner) as me:
         page = planner.layout()
-        text = json.dumps(page.to_plotly_json(), default=lambda c: c.to_plotly_json(),
-                          ensure_ascii=False)
-        assert "第6号议题" in text
+        text = json.dumps(page.to_plotly_json(), default=_plain, ensure_ascii=False)
+        assert _find(page, "wi-map") is not None and _find(page, "wi-run") is not None
         assert "周佳" not in text and "周*" not in text
         assert _find(large_screen.layout(), "denied") is not None
         with connect(app.server.config["TWIN"].pool.conninfo) as conn:
@@ -283,3 +282,33 @@ def _find(component, wanted_id):
             if found is not None:
                 return found
     return None
+
+
+def test_the_planner_runs_a_scenario_and_compares_it_with_the_twin(room) -> None:
+    """What the Run button shows: the same comparison as `twin whatif coverage`, per building."""
+    from dashboard.whatif import OVER, run_coverage
+    from twin.store.scenarios import compare_coverage
+    from twin.whatif.scenario import Scenario
+
+    app, users, _, url = room
+    away = Scenario(name="two-guards-away", staff_removed=("wh-guanggu-s07", "wh-guanggu-s08"))
+    with as_user(app, users.planner):
+        shown = run_coverage(away, role="security", shift="day", sla_s=180)
+    with connect(url) as conn:
+        expected = compare_coverage(conn, "wh-guanggu", away, role="security", shift="day",
+                                    sla_s=180)
+    text = json.dumps(shown["table"].to_plotly_json(), default=_plain, ensure_ascii=False)
+    assert str(expected.summary()["over_target_scenario"]) in text
+    over = {b for b, color in shown["colors"].items() if color == OVER}
+    assert over == set(expected.scenario.over(180))
+    assert len(shown["export"]["rows"]) == 34
+    assert {"building_id", "baseline_s", "scenario_s", "name"} <= set(shown["export"]["rows"][0])
+
+
+def _plain(value):
+    """json.dumps' fallback for a layout: components, and pre-encoded map data (orjson)."""
+    import orjson
+
+    if isinstance(value, orjson.Fragment):
+        return orjson.loads(orjson.dumps(value))
+    return value.to_plotly_json()

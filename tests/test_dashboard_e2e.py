@@ -317,13 +317,44 @@ def test_planner_page_and_english_labels(served, browser) -> None:
     base, _, _ = served
     page = login(browser, base, "planner")
     page.wait_for_selector("#p-grids")
-    assert "第6号议题" in page.locator("#whatif-note").inner_text()
-    page.wait_for_timeout(800)
-    shot(page, "planner")
+    assert "地图上点击道路" in page.locator("#whatif-note").inner_text()
     page.click("#lang-toggle")
-    page.wait_for_selector("#whatif-note >> text=issue 6")
+    page.wait_for_selector("#whatif-note >> text=Click walkways on the map")
     assert page.locator("#nav-planner").inner_text() == "Planner"
     page.click("#lang-toggle")  # back to zh-CN for the other tests' user
+    page.close()
+
+
+def test_planner_runs_a_scenario_and_shows_the_comparison(served, browser) -> None:
+    """A saved scenario is picked, run against the twin as it is, compared and exported."""
+    from twin.store.connection import connect
+    from twin.store.scenarios import compare_coverage, save_scenario
+    from twin.whatif.scenario import Scenario
+
+    base, url, _ = served
+    away = Scenario(name="guards-away", staff_removed=("wh-guanggu-s07", "wh-guanggu-s08"))
+    with connect(url) as conn:
+        save_scenario(conn, "wh-guanggu", away, actor="test")
+        expected = compare_coverage(conn, "wh-guanggu", away, role="security", shift="day",
+                                    sla_s=180)
+        names = dict(conn.execute("SELECT id, name FROM building").fetchall())
+    page = login(browser, base, "planner")
+    page.wait_for_selector("#wi-map canvas")
+    page.click("#wi-scenario")
+    page.click(".dash-dropdown-option:has-text('guards-away')")
+    page.wait_for_function("document.querySelector('#wi-name').value === 'guards-away'")
+    page.click("#wi-run")
+    page.wait_for_selector("#wi-comparison", timeout=30_000)
+    table = page.locator("#wi-comparison").inner_text()
+    summary = expected.summary()
+    assert f"{summary['over_target_baseline']}\t{summary['over_target_scenario']}" in table
+    newly = page.locator("#wi-newly").inner_text()
+    assert all(names[b] in newly for b in expected.newly_over)
+    with page.expect_download() as download:
+        page.click("#wi-export-csv")
+    assert download.value.suggested_filename == "coverage-guards-away.csv"
+    page.wait_for_timeout(800)
+    shot(page, "planner")
     page.close()
 
 

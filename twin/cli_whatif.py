@@ -115,31 +115,19 @@ def coverage_command(
     they have none (off shift): the security room for guards, the property
     office for everyone else.
     """
-    from twin.store.graph import walk_routing_graph
-    from twin.store.scenarios import entrances, load_scenario, staff_at_posts
-    from twin.whatif.coverage import compare, coverage
-    from twin.whatif.network import compile_live, scenario_network, snap_points
-    from twin.whatif.scenario import BASELINE
+    from twin.store.scenarios import compare_coverage, load_scenario
 
     with _connection() as conn:
         cid = _community(conn, community)
         chosen = load_scenario(conn, cid, scenario)
-        graph = walk_routing_graph(conn, cid)
-        staff = staff_at_posts(conn, cid)
-        doors = entrances(conn, cid)
         names = _names(conn, cid)
         footprints = _footprints(conn, cid) if geojson else None
-    sla_s = sla_min * 60
-    live = compile_live(graph)
-    base_net, scen_net = scenario_network(live, BASELINE), _network(live, chosen, scenario_network)
-    door_spots = snap_points(graph, list(doors.points))
+        results = {name: compare_coverage(conn, cid, chosen, role=role, shift=name,
+                                          sla_s=sla_min * 60)
+                   for name in shift or ["day", "night"]}
     frames = []
-    for name in shift or ["day", "night"]:
-        before = coverage(live, staff, doors, BASELINE, role=role, shift=name, network=base_net,
-                          doors=door_spots)
-        after = coverage(live, staff, doors, chosen, role=role, shift=name, network=scen_net,
-                         doors=door_spots)
-        result = compare(before, after, sla_s=sla_s)
+    for name, result in results.items():
+        before, after = result.baseline, result.scenario
         summary = result.summary()
         console.print(f"[bold]{role}, {name} shift[/]: {len(before.staff_ids)} on duty in the "
                       f"baseline, {len(after.staff_ids)} in '{chosen.name}'; target {sla_min:g} min")
@@ -332,13 +320,6 @@ def _names(conn, cid: str) -> dict[str, str]:
     """Building id -> "name (id)", as people say it and as the files hold it."""
     rows = conn.execute("SELECT id, name FROM building WHERE community_id = %s", (cid,)).fetchall()
     return {bid: f"{name} ({bid})" for bid, name in rows}
-
-
-def _network(graph, scenario, build):
-    try:
-        return build(graph, scenario)
-    except ValueError as e:
-        raise TwinError(str(e)) from e
 
 
 def _footprints(conn, cid: str) -> gpd.GeoDataFrame:

@@ -1,8 +1,7 @@
-"""The planner's page: aggregates a planner may see, and where the what-if tools will go.
+"""The planner's page: the what-if tools, and the aggregates a planner may see.
 
-The what-if tools (issue 6) are not built yet; this page says so plainly and
-does not pretend to analyse anything. Everything here is a count or a share:
-no resident, no unit and no device is named.
+Everything here is per building, a count or a share: no resident, no unit
+and no device is named. The what-if tools are in `dashboard/whatif.py`.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import dash
 import plotly.graph_objects as go
 from dash import dcc, html
 
-from dashboard import data
+from dashboard import data, whatif
 from dashboard.auth import can_open
 from dashboard.components import denied, panel
 from dashboard.context import ctx, current_user, tr
@@ -54,7 +53,7 @@ def layout(**_query) -> html.Div:
         _dark(fig)
     return html.Div(className="planner", children=[
         html.H1(tr("p.title")),
-        html.Div(tr("p.whatif"), className="notice", id="whatif-note"),
+        whatif.section(_base(c)),
         panel(tr("p.grids"), table),
         html.Div(className="planner-charts", children=[
             panel(tr("p.occupancy"), dcc.Graph(figure=occ_fig, config={"displayModeBar": False},
@@ -69,4 +68,10 @@ def layout(**_query) -> html.Div:
 
 
 def register_callbacks(app: dash.Dash) -> None:
-    """The planner page is static until the what-if tools arrive."""
+    whatif.register_callbacks(app)
+
+
+def _base(c) -> dict:
+    from dashboard.pages.large_screen import _base_map
+
+    return c.cached(f"base:{c.scope_key}", c.settings.base_map_ttl_s, lambda: _base_map(c))

@@ -10,14 +10,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 import psycopg
-from pydantic import ValidationError
 from psycopg.types.json import Jsonb
+from pydantic import ValidationError
 from shapely.geometry import Point
 
 from twin.dispatch import StaffMember
 from twin.errors import TwinError
 from twin.store.graph import dispatch_staff
-from twin.whatif.coverage import Entrances
+from twin.whatif.coverage import CoverageComparison, Entrances, compare, coverage
 from twin.whatif.scenario import BASELINE, Scenario
 
 
@@ -136,3 +136,24 @@ def households(conn: psycopg.Connection, building_ids: list[str]) -> dict[str, t
 def _community(conn: psycopg.Connection, community_id: str) -> None:
     if conn.execute("SELECT 1 FROM community WHERE id = %s", (community_id,)).fetchone() is None:
         raise TwinError(f"there is no community {community_id!r}")
+
+
+def compare_coverage(conn: psycopg.Connection, community_id: str, scenario: Scenario, *,
+                     role: str, shift: str, sla_s: float) -> CoverageComparison:
+    """Coverage of one role and shift, as the twin is and in the scenario: what the
+    `twin whatif coverage` command and the Planner page both show."""
+    from twin.store.graph import walk_routing_graph
+    from twin.whatif.network import compile_live, scenario_network, snap_points
+
+    live = compile_live(walk_routing_graph(conn, community_id))
+    staff = staff_at_posts(conn, community_id)
+    doors = entrances(conn, community_id)
+    spots = snap_points(live.graph, list(doors.points))
+    try:
+        scen_net = scenario_network(live, scenario)
+    except ValueError as e:
+        raise TwinError(str(e)) from e
+    before = coverage(live, staff, doors, BASELINE, role=role, shift=shift, doors=spots)
+    after = coverage(live, staff, doors, scenario, role=role, shift=shift, network=scen_net,
+                     doors=spots)
+    return compare(before, after, sla_s=sla_s)
