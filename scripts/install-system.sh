@@ -20,7 +20,7 @@ need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for p in postgresql-$PG_MAJOR postgresql-$PG_MAJOR-postgis-3 postgresql-server-dev-$PG_MAJOR \
          mosquitto mosquitto-clients cmake make gcc libkrb5-dev libssl-dev python3-venv \
-         chromium; do
+         chromium fonts-noto-cjk; do
   have_pkg "$p" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
