@@ -165,6 +165,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "p.age": ("年龄结构", "Age structure"),
     "p.alarms_by_domain": ("近30天告警（按领域）", "Alarms by domain, 30 days"),
     "p.grid": ("网格", "Grid"),
+    # acknowledging alarms on the large screen
+    "ls.ack": ("确认", "Ack"),
+    "ls.ack_hint": ("确认已知晓：停止升级，告警保留至解除", "Acknowledge: stops escalation; the alarm stays until cleared"),
+    "ls.acknowledged": ("已确认", "Acknowledged"),
     # what-if tools on the planner page
     "wi.title": ("场景推演", "What-if scenarios"),
     "wi.intro": ("在地图上点击道路以封闭或恢复，勾选休假人员，保存场景，然后与现状对比步行响应时间；不会改动实时孪生。",

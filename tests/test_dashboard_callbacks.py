@@ -312,3 +312,34 @@ def _plain(value):
     if isinstance(value, orjson.Fragment):
         return orjson.loads(orjson.dumps(value))
     return value.to_plotly_json()
+
+
+def test_an_operator_acknowledges_an_alarm_from_the_feed(room) -> None:
+    app, users, _, url = room
+    with connect(url) as conn:
+        device, building = conn.execute(
+            "SELECT id, building_id FROM device WHERE type = 'smoke_detector' LIMIT 1").fetchone()
+        raised = raise_alarm(conn, AlarmSpec(
+            community_id="wh-guanggu", type="smoke", domain="safety", severity="critical",
+            source_kind="device", source_id=device, title="Smoke alarm", building_id=building,
+            device_id=device, at=datetime.now(timezone.utc)))
+    alarm_id = raised.alarm.id
+    with as_user(app, users.operator):
+        rows = large_screen._feed([{**_feed_row(alarm_id), "state": "active"}], "en")
+        assert _find(rows[0], {"type": large_screen.ACK, "id": alarm_id}) is not None
+        first = large_screen.acknowledge(alarm_id)
+        assert first in ("已确认: Smoke alarm", "Acknowledged: Smoke alarm")  # the user's language
+        again = large_screen.acknowledge(alarm_id)
+        assert "is acknowledged; it cannot be acknowledged" in again
+        quiet = large_screen._feed([{**_feed_row(alarm_id), "state": "acknowledged"}], "en")
+        assert _find(quiet[0], {"type": large_screen.ACK, "id": alarm_id}) is None
+    with connect(url) as conn:
+        assert conn.execute("SELECT state, acknowledged_by FROM alarm WHERE id = %s",
+                            (alarm_id,)).fetchone() == ("acknowledged", users.operator)
+    with as_user(app, users.planner), pytest.raises(auth.AccessDenied):
+        large_screen.acknowledge(alarm_id)
+
+
+def _feed_row(alarm_id: int) -> dict:
+    return {"id": alarm_id, "severity": "critical", "building_id": None, "title": "Smoke alarm",
+            "count": 1, "building": "", "domain": "safety", "last_at": None}

@@ -200,6 +200,14 @@ def test_a_new_alarm_appears_on_an_open_large_screen_within_2_seconds(served, br
         f"window.__twinDecks['ls-map'].props.layers.find(l => l.id === 'buildings')"
         f".props.getFillColor({{id: '{device[1]}'}})")
     assert colour[:3] == [235, 64, 72]
+    # the operator acknowledges it from the feed: the row shows it at the next tick
+    row = page.locator(".feed-row", has_text=title)
+    row.locator(".btn-ack").click()
+    page.wait_for_selector(f"#ls-ack-message >> text={title}", timeout=5_000)
+    page.wait_for_selector(f".feed-row.state-acknowledged >> text={title}", timeout=5_000)
+    with connect(url) as conn:
+        assert conn.execute("SELECT state FROM alarm WHERE title = %s", (title,)).fetchone() == (
+            "acknowledged",)
     page.close()
 
 

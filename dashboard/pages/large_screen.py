@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import dash
 import plotly.graph_objects as go
-from dash import Input, Output, State, dcc, html, no_update
+from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from dashboard import data, live, maps
 from dashboard.auth import can_open, require_page
@@ -35,6 +35,8 @@ NAV = "ls-nav"
 FEED = "ls-feed"
 BOARD = "ls-board"
 UPDATED = "ls-updated"
+ACK = "ls-ack"
+ACK_MESSAGE = "ls-ack-message"
 EVENTS_CHART = "ls-events-chart"
 TRENDS_CHART = "ls-trends-chart"
 KPI = {
@@ -106,7 +108,8 @@ def layout(**_query) -> html.Div:
         ]),
         html.Div(className="ls-right", children=[
             panel(tr("ls.alarm_feed"), html.Div(_feed(state.feed, lang()), id=FEED,
-                                                className="feed"), className="grow2"),
+                                                className="feed"),
+                  html.Div(id=ACK_MESSAGE, className="message"), className="grow2"),
             panel(tr("ls.board"), html.Div(_board(state.board, lang()), id=BOARD),
                   className="grow"),
         ]),
@@ -138,6 +141,31 @@ def register_callbacks(app: dash.Dash) -> None:
     @app.callback(Output(NAV, "href"), Input(MAP, "clickInfo"), prevent_initial_call=True)
     def open_clicked(click):
         return clicked_target(click) or no_update
+
+    @app.callback(Output(ACK_MESSAGE, "children"), Input({"type": ACK, "id": ALL}, "n_clicks"),
+                  prevent_initial_call=True)
+    def acknowledge_clicked(clicks):
+        trigger = dash.ctx.triggered_id
+        if not isinstance(trigger, dict) or not any(clicks or ()):
+            return no_update  # the feed was redrawn, nobody clicked
+        return acknowledge(int(trigger["id"]))
+
+
+def acknowledge(alarm_id: int) -> str:
+    """An operator has seen the alarm: it stops escalating; the next tick redraws the feed."""
+    from twin.errors import TwinError
+    from twin.store.operations import acknowledge_alarm
+
+    user = current_user()
+    require_page(user, "large_screen")
+    c = ctx()
+    try:
+        with c.pool.connection() as conn:
+            alarm = acknowledge_alarm(conn, alarm_id, actor=user.name,
+                                      at=datetime.now(timezone.utc))
+    except TwinError as e:
+        return str(e)
+    return f"{tr('ls.acknowledged')}: {alarm.title}"
 
 
 # --- services the callbacks call (tested directly) --------------------------------------
@@ -233,11 +261,11 @@ def _feed(feed: list[dict], lg: str) -> list:
     if not feed:
         return [html.Div(t("ls.no_alarms", lg), className="empty")]
     return [
-        html.A(href=f"/building/{a['building_id']}" if a["building_id"] else None,
-               className=f"feed-row sev-{a['severity']} state-{a['state']}",
-               id={"type": "feed-row", "id": a["id"]}, children=[
+        html.Div(className=f"feed-row sev-{a['severity']} state-{a['state']}",
+                 id={"type": "feed-row", "id": a["id"]}, children=[
             badge(t(f"sev.{a['severity']}", lg), a["severity"]),
-            html.Div(className="feed-main", children=[
+            html.A(href=f"/building/{a['building_id']}" if a["building_id"] else None,
+                   className="feed-main", children=[
                 html.Div(a["title"] + (f" ×{a['count']}" if a["count"] > 1 else ""),
                          className="feed-title"),
                 html.Div(" · ".join(x for x in (
@@ -245,6 +273,8 @@ def _feed(feed: list[dict], lg: str) -> list:
                     t(f"state.{a['state']}", lg)) if x), className="feed-sub"),
             ]),
             html.Div(when(a["last_at"], "%H:%M:%S"), className="feed-time"),
+            html.Button(t("ls.ack", lg), id={"type": ACK, "id": a["id"]}, className="btn-ack",
+                        title=t("ls.ack_hint", lg)) if a["state"] == "active" else None,
         ])
         for a in feed
     ]
