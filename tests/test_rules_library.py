@@ -517,6 +517,20 @@ def test_device_silent(base) -> None:
     assert shape(run.tele(co, T0 + s(1600), co=3.0)) == [("ClearAlarm", "heard-again")]
 
 
+def test_silence_is_measured_from_when_the_twin_heard_the_device(base) -> None:
+    """A message stamped an hour ago but received now is news: the device is not silent
+    (replays, a gateway's backlog, a simulator running in the past)."""
+    run = Run("device-silent", base)
+    co = run.device("co_sensor")
+    received = T0 + s(800)
+    run._go(Observation(C, co, T0 - timedelta(hours=1), "telemetry", {"co": 3.0},
+                        received=received))
+    got = run.tick(T0 + s(901))
+    assert co not in {i.spec.device_id for i in got if isinstance(i, act.RaiseAlarm)}
+    got = run.tick(received + s(901))
+    assert co in {i.spec.device_id for i in got if isinstance(i, act.RaiseAlarm)}
+
+
 def test_elevator_trapped(base) -> None:
     run = Run("elevator-trapped", base)
     lift = run.device("elevator_monitor")

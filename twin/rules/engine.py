@@ -67,6 +67,10 @@ class Observation:
     direction: str | None = None
     subject: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: When the twin received it. Silence (no_signal) is measured from this: a device
+    #: is silent when the twin has heard nothing from it, whatever its own clock says,
+    #: so replayed or late messages with old timestamps do not look like silence.
+    received: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -281,7 +285,8 @@ class Engine:
             return self._edge(rule, node.id, key, level)
         if kind == "no_signal":
             st = self._get(rule.id, node.id, key)
-            st["last"] = t
+            heard = max(t, obs.received.timestamp()) if obs.received is not None else t
+            st["last"] = max(st.get("last", heard), heard)
             st["ctx"] = _ctx(obs)
             self._store(rule.id, node.id, key, st, keep_on=True)
             return self._edge(rule, node.id, key, False)

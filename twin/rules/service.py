@@ -324,18 +324,20 @@ def observations(rows: Decoded, directory: dict[str, DeviceInfo]) -> list[Observ
     one per event, one per status."""
     out: list[Observation] = []
     grouped: dict[tuple[str, datetime], dict] = {}
-    for ts, device_id, metric, value, text, _ in rows.readings:
+    received: dict[tuple[str, datetime], datetime] = {}
+    for ts, device_id, metric, value, text, got in rows.readings:
         grouped.setdefault((device_id, ts), {})[metric] = text if value is None else value
+        received[device_id, ts] = got
     for (device_id, ts), values in grouped.items():
         out.append(Observation(directory[device_id].community_id, device_id, ts, "telemetry",
-                               values))
+                               values, received=received[device_id, ts]))
     for (ts, device_id, _, kind, cls, confidence, _, direction, subject, value, attrs,
-         _) in rows.events:
+         got) in rows.events:
         extra = orjson.loads(attrs) if attrs and attrs != "{}" else {}
         out.append(Observation(directory[device_id].community_id, device_id, ts, "event",
                                {"value": value} if value is not None else {}, event=kind,
                                cls=cls, confidence=confidence, direction=direction,
-                               subject=subject, attrs=extra))
+                               subject=subject, attrs=extra, received=got))
     for device_id, (online, ts) in rows.statuses.items():
         out.append(Observation(directory[device_id].community_id, device_id, ts, "status",
                                {"online": online}))
