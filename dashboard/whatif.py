@@ -10,7 +10,6 @@ per building or a count; no resident is named. The analysis is
 
 from __future__ import annotations
 
-import io
 import itertools
 from typing import Any
 
@@ -288,9 +287,7 @@ def _geojson(frame) -> str:
     shapes = {b: shapely.from_wkb(bytes(g)) for b, g in rows}
     out = gpd.GeoDataFrame(frame, geometry=[shapes.get(b) for b in frame["building_id"]],
                            crs=4326)
-    buffer = io.StringIO()
-    buffer.write(out.to_json(drop_id=True))
-    return buffer.getvalue()
+    return out.to_json(drop_id=True)
 
 
 def _options(names: list[str]) -> list[dict[str, str]]:

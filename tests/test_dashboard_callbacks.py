@@ -294,6 +294,13 @@ def test_the_planner_runs_a_scenario_and_compares_it_with_the_twin(room) -> None
     away = Scenario(name="two-guards-away", staff_removed=("wh-guanggu-s07", "wh-guanggu-s08"))
     with as_user(app, users.planner):
         shown = run_coverage(away, role="security", shift="day", sla_s=180)
+        import pandas as pd
+
+        from dashboard.whatif import _geojson
+
+        exported = json.loads(_geojson(pd.DataFrame(shown["export"]["rows"])))
+    assert len(exported["features"]) == 34
+    assert exported["features"][0]["geometry"]["type"] == "Polygon"
     with connect(url) as conn:
         expected = compare_coverage(conn, "wh-guanggu", away, role="security", shift="day",
                                     sla_s=180)
