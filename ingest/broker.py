@@ -40,6 +40,26 @@ class BrokerAddress:
         )
 
 
+@dataclass(slots=True)
+class Received:
+    """A message taken from paho's network thread, waiting to be decoded and acknowledged.
+
+    ``generation`` counts connections: an acknowledgement for a message of an
+    earlier connection must not be sent on the new one.
+    """
+
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received: float
+    generation: int
+
+    @classmethod
+    def of(cls, msg: mqtt.MQTTMessage, generation: int) -> Received:
+        return cls(msg.mid, msg.qos, msg.topic, msg.payload, time.time(), generation)
+
+
 def with_service_credentials(url: str, service: str) -> str:
     """The URL as it is if it names a user; else with the service's own credentials.
 

@@ -161,9 +161,10 @@ def parse_topic(name: str) -> tuple[str, str, str] | None:
     return parts[2], parts[3], parts[4]
 
 
-def subscriptions(group: str) -> list[str]:
-    """The shared subscriptions ingest takes: every device-to-twin kind, split across ``group``."""
-    return [f"$share/{group}/{ROOT}/{VERSION}/+/+/{kind}" for kind in DEVICE_TO_TWIN]
+def subscriptions(group: str, kinds: tuple[str, ...] = DEVICE_TO_TWIN) -> list[str]:
+    """Shared subscriptions to ``kinds`` of every device (ingest: every device-to-twin kind),
+    split across the processes of ``group``."""
+    return [f"$share/{group}/{ROOT}/{VERSION}/+/+/{kind}" for kind in kinds]
 
 
 def json_schema(kind: str) -> dict[str, Any]:

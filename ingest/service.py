@@ -30,7 +30,7 @@ import psycopg
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest import contract
-from ingest.broker import BrokerAddress, make_client, session_properties
+from ingest.broker import BrokerAddress, Received, make_client, session_properties
 from ingest.decode import Decoded, decode
 from ingest.directory import DeviceDirectory
 from ingest.metrics import IngestMetrics
@@ -56,16 +56,6 @@ class IngestOptions:
     metrics_port: int | None = None
 
 
-@dataclass(slots=True)
-class _Item:
-    mid: int
-    qos: int
-    topic: str
-    payload: bytes
-    received: float
-    generation: int
-
-
 class IngestService:
     def __init__(self, database_url: str, mqtt_url: str,
                  options: IngestOptions = IngestOptions()) -> None:
@@ -77,15 +67,15 @@ class IngestService:
         self._write_conn: psycopg.Connection | None = None
         self._lookup_conn: psycopg.Connection | None = None
         self._directory = DeviceDirectory(self._lookup_db)
-        self._decoded: queue.Queue[tuple[list[_Item], Decoded] | None] = queue.Queue(maxsize=2)
-        self._pending: list[_Item] = []
+        self._decoded: queue.Queue[tuple[list[Received], Decoded] | None] = queue.Queue(maxsize=2)
+        self._pending: list[Received] = []
         self._lock = threading.Lock()
         self._ack_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._generation = 0
         # (committed at, items) whose acknowledgements are due; see _send_acks
-        self._ready: collections.deque[tuple[float, list[_Item]]] = collections.deque()
+        self._ready: collections.deque[tuple[float, list[Received]]] = collections.deque()
         self._connected = threading.Event()
         self._client = make_client(self.address, options.client_id, manual_ack=True)
         self._client.on_connect = self._on_connect
@@ -170,8 +160,7 @@ class IngestService:
         if self._ready:
             self._send_acks()
         with self._lock:
-            self._pending.append(_Item(msg.mid, msg.qos, msg.topic, msg.payload, time.time(),
-                                       self._generation))
+            self._pending.append(Received.of(msg, self._generation))
             n = len(self._pending)
         if n >= self.options.max_batch:
             self._wake.set()
@@ -233,7 +222,7 @@ class IngestService:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    def _record(self, batch: list[_Item], rows: Decoded, written: Written,
+    def _record(self, batch: list[Received], rows: Decoded, written: Written,
                 committed: datetime, seconds: float) -> None:
         self.metrics.flush_seconds.observe(seconds)
         self.metrics.batch_size.observe(len(batch))
@@ -248,7 +237,7 @@ class IngestService:
         for ts in rows.device_times:
             self.metrics.lag.observe(max(0.0, (committed - ts).total_seconds()))
 
-    def _decode(self, batch: list[_Item]) -> Decoded:
+    def _decode(self, batch: list[Received]) -> Decoded:
         rows = Decoded()
         for item in batch:
             received = datetime.fromtimestamp(item.received, timezone.utc)
@@ -262,7 +251,7 @@ class IngestService:
                                   repr(e)[:500], None))
         return rows
 
-    def _ack(self, batch: list[_Item]) -> None:
+    def _ack(self, batch: list[Received]) -> None:
         """Hand committed messages over for acknowledgement."""
         self._ready.append((time.time(), batch))
 

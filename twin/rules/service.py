@@ -31,7 +31,7 @@ import psycopg
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest import contract
-from ingest.broker import BrokerAddress, make_client, session_properties
+from ingest.broker import BrokerAddress, Received, make_client, session_properties
 from ingest.decode import Decoded, DeviceInfo, decode
 from twin.errors import TwinError, UnreachableError
 from twin.rules import store
@@ -63,16 +63,6 @@ class RulesOptions:
     receive_maximum: int = 20000
 
 
-@dataclass(slots=True)
-class _Item:
-    mid: int
-    qos: int
-    topic: str
-    payload: bytes
-    received: float
-    generation: int
-
-
 class RulesService:
     def __init__(self, database_url: str, mqtt_url: str, options: RulesOptions = RulesOptions(),
                  *, clock: Clock = wall_clock) -> None:
@@ -87,7 +77,7 @@ class RulesService:
         self.errors: list[str] = []
         self.processed = 0
         self._conn: psycopg.Connection | None = None
-        self._pending: list[_Item] = []
+        self._pending: list[Received] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -158,9 +148,8 @@ class RulesService:
             return
         with self._lock:
             self._generation += 1
-        root = f"$share/{self.options.group}/{contract.ROOT}/{contract.VERSION}/+/+"
-        client.subscribe([(f"{root}/{kind}", SubscribeOptions(qos=1, retainHandling=2))
-                          for kind in _KINDS])
+        client.subscribe([(t, SubscribeOptions(qos=1, retainHandling=2))
+                          for t in contract.subscriptions(self.options.group, _KINDS)])
         self._connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -170,8 +159,7 @@ class RulesService:
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self._pending.append(_Item(msg.mid, msg.qos, msg.topic, msg.payload, time.time(),
-                                       self._generation))
+            self._pending.append(Received.of(msg, self._generation))
             n = len(self._pending)
         if n >= self.options.max_batch:
             self._wake.set()
@@ -203,7 +191,7 @@ class RulesService:
             if self._stopping.is_set() and not batch:
                 return
 
-    def _process(self, batch: list[_Item]) -> None:
+    def _process(self, batch: list[Received]) -> None:
         engine = self.engine
         assert engine is not None
         rows = Decoded()
@@ -289,7 +277,7 @@ class RulesService:
         with conn.transaction():
             store.mark_published(conn, done, at=self.clock())
 
-    def _ack(self, batch: list[_Item]) -> None:
+    def _ack(self, batch: list[Received]) -> None:
         with self._lock:
             generation = self._generation
         for item in batch:
