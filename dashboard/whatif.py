@@ -204,14 +204,13 @@ def register_callbacks(app: dash.Dash) -> None:
 
 def run_coverage(scenario, *, role: str, shift: str, sla_s: float) -> dict[str, Any]:
     """The comparison, as the page shows it: a table, a histogram, building colours, rows."""
-    from twin.store.scenarios import compare_coverage
+    from twin.store.scenarios import building_names, compare_coverage
 
     c = ctx()
     with c.pool.connection() as conn:
-        result = compare_coverage(conn, c.communities[0], scenario, role=role, shift=shift,
-                                  sla_s=sla_s)
-        names = dict(conn.execute("SELECT id, name FROM building WHERE community_id = %s",
-                                  (c.communities[0],)).fetchall())
+        result = compare_coverage(conn, c.communities[0], scenario, role=role, shifts=[shift],
+                                  sla_s=sla_s)[shift]
+        names = building_names(conn, c.communities[0])
     table = result.table()
     summary = result.summary()
     rows = [("wi.over", summary["over_target_baseline"], summary["over_target_scenario"]),

@@ -302,8 +302,8 @@ def test_the_planner_runs_a_scenario_and_compares_it_with_the_twin(room) -> None
     assert len(exported["features"]) == 34
     assert exported["features"][0]["geometry"]["type"] == "Polygon"
     with connect(url) as conn:
-        expected = compare_coverage(conn, "wh-guanggu", away, role="security", shift="day",
-                                    sla_s=180)
+        expected = compare_coverage(conn, "wh-guanggu", away, role="security", shifts=["day"],
+                                    sla_s=180)["day"]
     text = json.dumps(shown["table"].to_plotly_json(), default=_plain, ensure_ascii=False)
     assert str(expected.summary()["over_target_scenario"]) in text
     over = {b for b, color in shown["colors"].items() if color == OVER}

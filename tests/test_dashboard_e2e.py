@@ -345,8 +345,8 @@ def test_planner_runs_a_scenario_and_shows_the_comparison(served, browser) -> No
     away = Scenario(name="guards-away", staff_removed=("wh-guanggu-s07", "wh-guanggu-s08"))
     with connect(url) as conn:
         save_scenario(conn, "wh-guanggu", away, actor="test")
-        expected = compare_coverage(conn, "wh-guanggu", away, role="security", shift="day",
-                                    sla_s=180)
+        expected = compare_coverage(conn, "wh-guanggu", away, role="security", shifts=["day"],
+                                    sla_s=180)["day"]
         names = dict(conn.execute("SELECT id, name FROM building").fetchall())
     page = login(browser, base, "planner")
     page.wait_for_selector("#wi-map canvas")

@@ -122,9 +122,8 @@ def coverage_command(
         chosen = load_scenario(conn, cid, scenario)
         names = _names(conn, cid)
         footprints = _footprints(conn, cid) if geojson else None
-        results = {name: compare_coverage(conn, cid, chosen, role=role, shift=name,
-                                          sla_s=sla_min * 60)
-                   for name in shift or ["day", "night"]}
+        results = compare_coverage(conn, cid, chosen, role=role, shifts=shift or ["day", "night"],
+                                   sla_s=sla_min * 60)
     frames = []
     for name, result in results.items():
         before, after = result.baseline, result.scenario
@@ -318,8 +317,9 @@ def _community(conn, community: str | None) -> str:
 
 def _names(conn, cid: str) -> dict[str, str]:
     """Building id -> "name (id)", as people say it and as the files hold it."""
-    rows = conn.execute("SELECT id, name FROM building WHERE community_id = %s", (cid,)).fetchall()
-    return {bid: f"{name} ({bid})" for bid, name in rows}
+    from twin.store.scenarios import building_names
+
+    return {bid: f"{name} ({bid})" for bid, name in building_names(conn, cid).items()}
 
 
 def _footprints(conn, cid: str) -> gpd.GeoDataFrame:

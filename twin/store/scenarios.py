@@ -6,6 +6,7 @@ tables, so running a what-if cannot change the twin.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -139,9 +140,11 @@ def _community(conn: psycopg.Connection, community_id: str) -> None:
 
 
 def compare_coverage(conn: psycopg.Connection, community_id: str, scenario: Scenario, *,
-                     role: str, shift: str, sla_s: float) -> CoverageComparison:
-    """Coverage of one role and shift, as the twin is and in the scenario: what the
-    `twin whatif coverage` command and the Planner page both show."""
+                     role: str, shifts: Sequence[str], sla_s: float
+                     ) -> dict[str, CoverageComparison]:
+    """Coverage of one role per shift, as the twin is and in the scenario: what the
+    `twin whatif coverage` command and the Planner page both show. The twin is read and
+    the networks built once for all the shifts."""
     from twin.store.graph import walk_routing_graph
     from twin.whatif.network import compile_live, scenario_network, snap_points
 
@@ -150,10 +153,19 @@ def compare_coverage(conn: psycopg.Connection, community_id: str, scenario: Scen
     doors = entrances(conn, community_id)
     spots = snap_points(live.graph, list(doors.points))
     try:
-        scen_net = scenario_network(live, scenario)
+        nets = (scenario_network(live, BASELINE), scenario_network(live, scenario))
     except ValueError as e:
         raise TwinError(str(e)) from e
-    before = coverage(live, staff, doors, BASELINE, role=role, shift=shift, doors=spots)
-    after = coverage(live, staff, doors, scenario, role=role, shift=shift, network=scen_net,
-                     doors=spots)
-    return compare(before, after, sla_s=sla_s)
+    out = {}
+    for shift in shifts:
+        before, after = (coverage(live, staff, doors, which, role=role, shift=shift,
+                                  network=net, doors=spots)
+                         for which, net in zip((BASELINE, scenario), nets))
+        out[shift] = compare(before, after, sla_s=sla_s)
+    return out
+
+
+def building_names(conn: psycopg.Connection, community_id: str) -> dict[str, str]:
+    rows = conn.execute("SELECT id, name FROM building WHERE community_id = %s",
+                        (community_id,)).fetchall()
+    return dict(rows)
