@@ -22,6 +22,7 @@ validates with them and ``ingest/schemas/*.json`` are generated from them
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,6 +39,9 @@ TWIN_TO_DEVICE = ("cmd",)
 MAX_PAYLOAD_BYTES = 1 << 20
 #: How far ahead of the server's clock a device timestamp may be.
 MAX_CLOCK_SKEW_S = 300.0
+
+#: What a community or device id may be to stand in a topic level (no wildcards, no '/').
+_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 Kind = Literal["telemetry", "event", "status", "ack", "batch", "cmd"]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
@@ -161,10 +165,18 @@ def parse_topic(name: str) -> tuple[str, str, str] | None:
     return parts[2], parts[3], parts[4]
 
 
-def subscriptions(group: str, kinds: tuple[str, ...] = DEVICE_TO_TWIN) -> list[str]:
+def subscriptions(group: str, kinds: tuple[str, ...] = DEVICE_TO_TWIN,
+                  community_id: str | None = None) -> list[str]:
     """Shared subscriptions to ``kinds`` of every device (ingest: every device-to-twin kind),
-    split across the processes of ``group``."""
-    return [f"$share/{group}/{ROOT}/{VERSION}/+/+/{kind}" for kind in kinds]
+    split across the processes of ``group``; of one community's devices only if it is given.
+
+    Processes of one group with different communities hold different filters, so the
+    broker gives each only its own community's messages (none is lost to the other).
+    """
+    where = community_id if community_id is not None else "+"
+    if where != "+" and not _ID.fullmatch(where):
+        raise ValueError(f"not a community id usable in a topic: {community_id!r}")
+    return [f"$share/{group}/{ROOT}/{VERSION}/{where}/+/{kind}" for kind in kinds]
 
 
 def json_schema(kind: str) -> dict[str, Any]:

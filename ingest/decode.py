@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from ingest import contract
 from twin.device_types import CAMERA_CLASSES, DEVICE_TYPES, GATEWAY_TYPE
+from twin.model import DeviceInfo
 
 _CAMERA_CLASSES = frozenset(CAMERA_CLASSES)
 _SKEW = timedelta(seconds=contract.MAX_CLOCK_SKEW_S)
@@ -30,12 +31,6 @@ _LIMITS: dict[str, dict[str, tuple[frozenset[str] | None, float, float]]] = {
     }
     for code, t in DEVICE_TYPES.items()
 }
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    type: str
-    community_id: str
 
 
 #: Looks a device up by id; None when the twin does not know it.

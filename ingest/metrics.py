@@ -1,4 +1,4 @@
-"""Prometheus metrics of one ingest service, served at /metrics."""
+"""Prometheus metrics of one MQTT consumer (ingest or rules), served at /metrics."""
 
 from __future__ import annotations
 
@@ -11,32 +11,29 @@ _LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 @dataclass
-class IngestMetrics:
-    """Each service has its own registry, so several can run in one process (tests)."""
+class ConsumerMetrics:
+    """What every consumer reports, named ``twin_<service>_…``.
 
+    Each service has its own registry, so several can run in one process (tests).
+    """
+
+    service: str
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
-        r = self.registry
-        self.received = Counter("twin_ingest_messages_received", "MQTT messages received",
-                                registry=r)
-        self.written = Counter("twin_ingest_rows_written", "Rows added, by table", ["table"],
-                               registry=r)
-        self.duplicates = Counter("twin_ingest_duplicates",
-                                  "Rows already stored (redelivered messages), by table",
-                                  ["table"], registry=r)
-        self.rejected = Counter("twin_ingest_rejected", "Messages or batch items dead-lettered",
+        r, p = self.registry, f"twin_{self.service}"
+        self.received = Counter(f"{p}_messages_received", "MQTT messages received", registry=r)
+        self.rejected = Counter(f"{p}_rejected", "Messages or batch items dead-lettered",
                                 ["reason"], registry=r)
-        self.batch_size = Histogram("twin_ingest_batch_messages", "Messages per flush",
+        self.batch_size = Histogram(f"{p}_batch_messages", "Messages per flush",
                                     buckets=_BATCH_BUCKETS, registry=r)
-        self.flush_seconds = Histogram("twin_ingest_flush_seconds",
+        self.flush_seconds = Histogram(f"{p}_flush_seconds",
                                        "Time to decode and commit one flush", registry=r)
-        self.lag = Histogram("twin_ingest_lag_seconds",
-                             "Device timestamp to committed row", buckets=_LAG_BUCKETS,
-                             registry=r)
-        self.database_up = Gauge("twin_ingest_database_up",
-                                 "1 when the last write reached the database", registry=r)
-        self.pending = Gauge("twin_ingest_pending_messages",
+        self.lag = Histogram(f"{p}_lag_seconds", "Device timestamp to committed work",
+                             buckets=_LAG_BUCKETS, registry=r)
+        self.database_up = Gauge(f"{p}_database_up",
+                                 "1 when the last commit reached the database", registry=r)
+        self.pending = Gauge(f"{p}_pending_messages",
                              "Messages taken for a flush and not yet committed (nor acknowledged)",
                              registry=r)
         self.database_up.set(1)
@@ -45,3 +42,30 @@ class IngestMetrics:
         """Serve /metrics on ``port`` (0 picks a free one); returns the port."""
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
         return int(server.server_port)
+
+
+@dataclass
+class IngestMetrics(ConsumerMetrics):
+    service: str = "ingest"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        r = self.registry
+        self.written = Counter("twin_ingest_rows_written", "Rows added, by table", ["table"],
+                               registry=r)
+        self.duplicates = Counter("twin_ingest_duplicates",
+                                  "Rows already stored (redelivered messages), by table",
+                                  ["table"], registry=r)
+
+
+@dataclass
+class RulesMetrics(ConsumerMetrics):
+    service: str = "rules"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        r = self.registry
+        self.firings = Counter("twin_rules_firings", "Rule firings acted on", registry=r)
+        self.rule_errors = Counter("twin_rules_errors",
+                                   "Observations or firings a rule could not handle (a bug)",
+                                   registry=r)

@@ -59,18 +59,25 @@ def write(conn: psycopg.Connection, rows: Decoded) -> Written:
         states = _merge_state(conn, rows)
         acks, unmatched = _record_acks(conn, rows)
         dead = rows.dead + unmatched
-        if dead:
-            with conn.cursor() as cur, cur.copy(
-                "COPY dead_letter (received_at, topic, payload, reason, detail, item) "
-                "FROM STDIN (FORMAT binary)"
-            ) as copy:
-                copy.set_types(_DEAD_TYPES)
-                for row in dead:
-                    copy.write_row(row)
+        reasons = write_dead_letters(conn, dead)
+    return Written(readings, events, states, acks, reasons)
+
+
+def write_dead_letters(conn: psycopg.Connection, dead: list[tuple], *,
+                       consumer: str = "ingest") -> dict[str, int]:
+    """Store dead letters (received_at, topic, payload, reason, detail, item); count by reason."""
+    if dead:
+        with conn.cursor() as cur, cur.copy(
+            "COPY dead_letter (received_at, topic, payload, reason, detail, item, consumer) "
+            "FROM STDIN (FORMAT binary)"
+        ) as copy:
+            copy.set_types([*_DEAD_TYPES, "text"])
+            for row in dead:
+                copy.write_row((*row, consumer))
     reasons: dict[str, int] = {}
     for row in dead:
         reasons[row[3]] = reasons.get(row[3], 0) + 1
-    return Written(readings, events, states, acks, reasons)
+    return reasons
 
 
 def _with_jsonb_attrs(row: tuple) -> tuple:

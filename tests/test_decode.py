@@ -8,17 +8,18 @@ import orjson
 import pytest
 
 from ingest import contract
-from ingest.decode import Decoded, DeviceInfo, Refused, decode
+from ingest.decode import Decoded, Refused, decode
+from twin.model import DeviceInfo
 
 NOW = datetime(2026, 11, 24, 7, 0, tzinfo=timezone.utc)
 DEVICES = {
-    "co-1": DeviceInfo("co_sensor", "c1"),
-    "cam-1": DeviceInfo("ai_camera", "c1"),
-    "gate-1": DeviceInfo("access_gate", "c1"),
-    "pile-1": DeviceInfo("ev_charger", "c1"),
-    "gw-1": DeviceInfo("iot_gateway", "c1"),
-    "bin-1": DeviceInfo("trash_bin_sensor", "c1"),
-    "far-1": DeviceInfo("co_sensor", "c2"),
+    "co-1": DeviceInfo("co-1", "co_sensor", "c1"),
+    "cam-1": DeviceInfo("cam-1", "ai_camera", "c1"),
+    "gate-1": DeviceInfo("gate-1", "access_gate", "c1"),
+    "pile-1": DeviceInfo("pile-1", "ev_charger", "c1"),
+    "gw-1": DeviceInfo("gw-1", "iot_gateway", "c1"),
+    "bin-1": DeviceInfo("bin-1", "trash_bin_sensor", "c1"),
+    "far-1": DeviceInfo("far-1", "co_sensor", "c2"),
 }
 
 

@@ -623,10 +623,10 @@ def test_the_simulators_incidents_fire_their_rules(base, sample_db_url) -> None:
     library's rules for them (the whole library listening, 20 simulated minutes)."""
     import psycopg
 
-    from ingest.decode import Decoded, DeviceInfo as Directory, decode
+    from ingest.decode import Decoded, decode
     from ingest.simulation import Simulation
     from ingest.simulator import load_community
-    from twin.rules.service import observations
+    from ingest.rules import observations
 
     with psycopg.connect(sample_db_url) as conn:
         community = load_community(conn, C)
@@ -636,14 +636,14 @@ def test_the_simulators_incidents_fire_their_rules(base, sample_db_url) -> None:
         sim.inject(spec)
     snap = dataclasses.replace(base, latest={}, last_seen={}, last_access={})
     engine = Engine(LIBRARY.values(), snap, started=T0)
-    directory = {d.id: Directory(d.type, d.community_id) for d in snap.devices.values()}
+    directory = snap.devices
     fired: dict[str, list[act.Intent]] = {}
     for minute in range(1, 21):
         rows = Decoded()
         for topic, payload in sim.advance(T0 + timedelta(minutes=minute)):
             decode(topic, payload, T0 + timedelta(minutes=minute), directory.get, rows)
         assert rows.dead == []
-        for obs in observations(rows, directory):
+        for obs in observations(rows, directory.get):
             for f in engine.observe(obs):
                 fired.setdefault(f.rule_id, []).extend(f.intents)
         for f in engine.tick(T0 + timedelta(minutes=minute)):
@@ -703,10 +703,10 @@ def test_a_quiet_weekday_evening_raises_no_intrusion(base, sample_db_url) -> Non
     simulator's ordinary evening (three simulated hours, the whole library listening)."""
     import psycopg
 
-    from ingest.decode import Decoded, DeviceInfo as Directory, decode
+    from ingest.decode import Decoded, decode
     from ingest.simulation import Simulation
     from ingest.simulator import load_community
-    from twin.rules.service import observations
+    from ingest.rules import observations
 
     evening = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # Tuesday 17:00 in Wuhan
     with psycopg.connect(sample_db_url) as conn:
@@ -715,7 +715,7 @@ def test_a_quiet_weekday_evening_raises_no_intrusion(base, sample_db_url) -> Non
     sim.opening()
     snap = dataclasses.replace(base, latest={}, last_seen={}, last_access={})
     engine = Engine(LIBRARY.values(), snap, started=evening)
-    directory = {d.id: Directory(d.type, d.community_id) for d in snap.devices.values()}
+    directory = snap.devices
     fired: list[str] = []
     returns = 0
     for minute in range(1, 181):
@@ -724,7 +724,7 @@ def test_a_quiet_weekday_evening_raises_no_intrusion(base, sample_db_url) -> Non
         for topic, payload in sim.advance(now):
             returns += b'"occupants":"return"' in payload
             decode(topic, payload, now, directory.get, rows)
-        for obs in observations(rows, directory):
+        for obs in observations(rows, directory.get):
             fired += [f.rule_id for f in engine.observe(obs)]
     assert returns > 50, "the evening should bring commuters home"
     assert "smart-home-intrusion" not in fired

@@ -26,7 +26,7 @@ from ingest.broker import BrokerAddress, forget_session, make_client
 from tests.mqtt_helpers import Publisher, wait_until
 from twin.rules import store
 from twin.rules.compile import compile_text, library_dir, load_directory
-from twin.rules.service import RulesOptions, RulesService
+from ingest.rules import RulesOptions, RulesService
 from twin.store import operations as ops
 from twin.work_orders import Actor
 
@@ -121,7 +121,7 @@ def start_rules(broker) -> Iterator[Callable[..., RulesService]]:
 
     yield start
     for service in started:
-        if service._worker.is_alive():
+        if service.running:
             service.stop()
         forget_session(broker.url, service.options.client_id)
 

@@ -18,7 +18,8 @@ import pytest
 
 from gis_data.dataset import Dataset
 from ingest import contract
-from ingest.decode import Decoded, DeviceInfo, decode
+from ingest.decode import Decoded, decode
+from twin.model import DeviceInfo
 from ingest.simulation import (
     INCIDENTS,
     RELAYED_TYPES,
@@ -66,7 +67,7 @@ def accepted(community: Community, messages: list[Message], *,
              received_at: datetime) -> Decoded:
     """What ingest makes of the messages (rows, or dead letters with the reason)."""
     d = community.devices
-    directory = {i: DeviceInfo(t, c)
+    directory = {i: DeviceInfo(i, t, c)
                  for i, t, c in zip(d["id"], d["type"], d["community_id"])}
     into = Decoded()
     for topic, payload in messages:

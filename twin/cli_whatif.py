@@ -14,14 +14,13 @@ import numpy as np
 import typer
 import yaml
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
+from twin.console import command_connection, console
 from twin.errors import TwinError
 
 whatif_app = typer.Typer(help="What-if planning: scenarios compared with the twin as it is.",
                          no_args_is_help=True)
-console = Console()
 
 Community = Annotated[str | None, typer.Option(
     "--community", help="Community id; default: the only one in the twin.")]
@@ -47,7 +46,7 @@ def save(
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "scenario"
         raise TwinError(f"{path}: {where}: {first['msg']}") from e
-    with _connection() as conn:
+    with command_connection() as conn:
         cid = _community(conn, community)
         saved = save_scenario(conn, cid, scenario, actor=actor)
         conn.commit()
@@ -59,7 +58,7 @@ def list_(community: Community = None) -> None:
     """The community's saved scenarios."""
     from twin.store.scenarios import list_scenarios
 
-    with _connection() as conn:
+    with command_connection() as conn:
         saved = list_scenarios(conn, _community(conn, community))
     table = Table("scenario", "changes", "saved by", "updated")
     for s in saved:
@@ -72,7 +71,7 @@ def list_(community: Community = None) -> None:
 def delete(name: str, community: Community = None) -> None:
     from twin.store.scenarios import delete_scenario
 
-    with _connection() as conn:
+    with command_connection() as conn:
         delete_scenario(conn, _community(conn, community), name)
         conn.commit()
     console.print(f"deleted scenario {name}")
@@ -85,7 +84,7 @@ def edges(
     community: Community = None,
 ) -> None:
     """Walkway edges near a point: the ids a scenario closes."""
-    with _connection() as conn:
+    with command_connection() as conn:
         cid = _community(conn, community)
         rows = conn.execute(
             """SELECT id, kind, length_m,
@@ -117,7 +116,7 @@ def coverage_command(
     """
     from twin.store.scenarios import compare_coverage, load_scenario
 
-    with _connection() as conn:
+    with command_connection() as conn:
         cid = _community(conn, community)
         chosen = load_scenario(conn, cid, scenario)
         names = _names(conn, cid)
@@ -165,7 +164,7 @@ def impact_command(
     from twin.store.scenarios import entrances, gates, households, load_scenario
     from twin.whatif.impact import gate_impact
 
-    with _connection() as conn:
+    with command_connection() as conn:
         cid = _community(conn, community)
         chosen = load_scenario(conn, cid, scenario)
         graph = walk_routing_graph(conn, cid)
@@ -218,7 +217,7 @@ def charging_command(
     from twin.whatif.charging import charging_capacity
 
     start, end = _period(since, until, days)
-    with _connection() as conn:
+    with command_connection() as conn:
         cid = _community(conn, community)
         chosen = load_scenario(conn, cid, scenario)
         demands = shed_demand(conn, start=start, end=end, community_id=cid)
@@ -265,7 +264,7 @@ def replay_command(
 
     start, end = _period(since, until, days)
     rows: list[dict] = []
-    with _connection() as conn:
+    with command_connection() as conn:
         cid = _community(conn, community)
         chosen = load_scenario(conn, cid, scenario)
         if not chosen.rule_params:
@@ -299,12 +298,6 @@ def replay_command(
 
 
 # --- internals -------------------------------------------------------------------------
-
-def _connection():
-    from twin.cli import _connection as connection
-
-    return connection()
-
 
 def _community(conn, community: str | None) -> str:
     if community is not None:

@@ -7,6 +7,7 @@ EPSG:4326.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -72,6 +73,28 @@ class Device:
     floor: int | None = None
     unit_id: str | None = None
     facility_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What the live loop knows of a device without asking the database.
+
+    Ingest's directory fills only the identity (id, type, community): that is all
+    decoding needs. The rule engine's snapshot fills the placement too (name,
+    position, building, floor, unit, facility, grid), for enrichment.
+    """
+
+    id: str
+    type: str
+    community_id: str
+    name: str = ""
+    lon: float = math.nan
+    lat: float = math.nan
+    building_id: str | None = None
+    floor: int | None = None
+    unit_id: str | None = None
+    facility_id: str | None = None
+    grid_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

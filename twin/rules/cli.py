@@ -1,24 +1,23 @@
-"""`twin rules ...`: check, load, list and run the rule engine (thin: one service call each)."""
+"""`twin rules ...`: check, load, list, enable and disable rules (thin: one service call each).
+
+`twin rules run`, the engine as an MQTT consumer, is registered by `ingest.cli`.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from twin.config import load_settings
+from twin.console import command_connection, console
 from twin.rules.compile import library_dir, load_directory
-from twin.services import stack
 from twin.store import migrations
-from twin.store.connection import connect
 
 rules_app = typer.Typer(help="Rules: alarms, device linkage and work orders from what devices "
                              "say.", no_args_is_help=True)
-console = Console()
 _DIR = Annotated[Path | None, typer.Argument(
     help="A directory of rule YAML files (searched recursively); default: the shipped library.")]
 
@@ -46,9 +45,9 @@ def load(
     root = directory or library_dir()
     rules = load_directory(root)
     origins = {r.id: r.origin for r in rules if r.origin}
-    with _connection() as conn:
+    with command_connection() as conn:
         migrations.require_current(conn)
-        revision = store.store_rules(conn, rules, at=datetime.now(timezone.utc),
+        revision = store.store_rules(conn, rules, at=datetime.now(UTC),
                                      origins=origins, replace_all=replace)
         conn.commit()
     console.print(f"stored {len(rules)} rules from {root} (rule set revision {revision})")
@@ -59,7 +58,7 @@ def list_rules() -> None:
     """Stored rules with their counters (evaluated, fired, last fired)."""
     from twin.rules import store
 
-    with _connection() as conn:
+    with command_connection() as conn:
         rows = store.rule_table(conn)
     if not rows:
         console.print("no rules stored: run `twin rules load`")
@@ -84,46 +83,12 @@ def disable(rule_id: str) -> None:
     _set(rule_id, False)
 
 
-@rules_app.command("run")
-def run(
-    group: Annotated[str, typer.Option(help="Shared-subscription group of rule services.")]
-    = "twin-rules",
-    client_id: Annotated[str, typer.Option(help="Stable per process: the broker keeps its "
-                                                "session.")] = "twin-rules-1",
-    community: Annotated[str | None, typer.Option(help="Only this community.")] = None,
-    tick_s: Annotated[float, typer.Option(help="Seconds between clock ticks (timers, "
-                                               "escalation).")] = 5.0,
-) -> None:
-    """Run the rule engine beside ingest until interrupted."""
-    import logging
-
-    from rich.logging import RichHandler
-
-    from ingest.broker import with_service_credentials
-    from ingest.broker_auth import RULES
-    from twin.rules.service import RulesOptions, RulesService
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
-    settings = load_settings()
-    url = stack.database_url(settings)
-    with connect(url) as conn:
-        migrations.require_current(conn)
-    # Its own service account: reads what ingest reads, writes device commands.
-    mqtt_url = with_service_credentials(stack.mqtt_url(settings), RULES)
-    RulesService(url, mqtt_url, RulesOptions(group=group, client_id=client_id,
-                                             community_id=community, tick_s=tick_s)
-                 ).run_forever()
-
-
 def _set(rule_id: str, enabled: bool) -> None:
     from twin.rules import store
 
-    with _connection() as conn:
-        revision = store.set_enabled(conn, rule_id, enabled, at=datetime.now(timezone.utc))
+    with command_connection() as conn:
+        revision = store.set_enabled(conn, rule_id, enabled, at=datetime.now(UTC))
         conn.commit()
     console.print(f"{rule_id} {'enabled' if enabled else 'disabled'} (revision {revision})")
 
 
-def _connection():
-    return connect(stack.database_url(load_settings()))

@@ -36,7 +36,8 @@ from twin.alarms import AlarmSpec
 from twin.rules import actions as act
 from twin.rules.compile import CompiledRule
 from twin.rules.schema import ACTIONS, Node
-from twin.rules.snapshot import DeviceInfo, ResidentInfo, Snapshot
+from twin.model import DeviceInfo
+from twin.rules.snapshot import ResidentInfo, Snapshot
 from twin.work_orders import WorkOrderSpec
 
 RISE, HOLD, FALL, PULSE = "rise", "hold", "fall", "pulse"

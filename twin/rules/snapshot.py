@@ -18,22 +18,9 @@ import numpy as np
 from shapely.geometry import Point, Polygon
 from shapely.prepared import prep
 
+from twin.model import DeviceInfo
+
 _EARTH_M = 6_371_008.8
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    id: str
-    type: str
-    name: str
-    community_id: str
-    lon: float
-    lat: float
-    building_id: str | None = None
-    floor: int | None = None
-    unit_id: str | None = None
-    facility_id: str | None = None
-    grid_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,15 +20,14 @@ import psycopg
 import shapely
 from psycopg.types.json import Jsonb
 
-from ingest import contract
 from twin.alarms import Raised
 from twin.dispatch import Assignment, NoCandidate, dispatch
 from twin.rules import actions as act
 from twin.rules.compile import CompiledRule, RuleError, compile_text
 from twin.rules.engine import Engine
+from twin.model import DeviceInfo
 from twin.rules.snapshot import (
     BuildingInfo,
-    DeviceInfo,
     FacilityInfo,
     GridInfo,
     ResidentInfo,
@@ -198,7 +197,7 @@ def load_snapshot(conn: psycopg.Connection, community_id: str | None = None) -> 
         snap.grids[row[0]] = GridInfo(*row)
     # Devices outside any building take the grid whose area holds them.
     for row in conn.execute(
-            f"""SELECT d.id, d.type, d.name, d.community_id, ST_X(d.geom), ST_Y(d.geom),
+            f"""SELECT d.id, d.type, d.community_id, d.name, ST_X(d.geom), ST_Y(d.geom),
                        d.building_id, d.floor, d.unit_id, d.facility_id,
                        CASE WHEN d.building_id IS NULL THEN
                            (SELECT g.id FROM grid g WHERE g.community_id = d.community_id
@@ -331,13 +330,12 @@ def execute(conn: psycopg.Connection, firing: act.Firing, *, now: datetime,
                 ops.clear_alarm(conn, alarm.id, actor=who, at=intent.at, reason=intent.reason)
         elif isinstance(intent, act.SendCommand):
             for device_id in intent.device_ids:
-                outcome.outbox.append(_command(conn, intent.community_id, device_id,
-                                               intent.command, intent.args, who, intent.at))
+                outcome.outbox.append(_command(conn, device_id, intent.command, intent.args,
+                                               who, intent.at))
         elif isinstance(intent, act.Broadcast):
             for device_id in intent.speaker_ids:
-                outcome.outbox.append(_command(conn, intent.community_id, device_id,
-                                               "broadcast", {"text": intent.message}, who,
-                                               intent.at))
+                outcome.outbox.append(_command(conn, device_id, "broadcast",
+                                               {"text": intent.message}, who, intent.at))
             ops.notify(conn, community_id=intent.community_id, channel="broadcast",
                        recipient=",".join(intent.speaker_ids), message=intent.message,
                        at=intent.at, alarm_id=alarm_id, rule_id=firing.rule_id)
@@ -408,12 +406,27 @@ def follow_up(conn: psycopg.Connection, communities: Iterable[str], *, now: date
 
 # --- device commands ---------------------------------------------------------------------
 
-def pending_commands(conn: psycopg.Connection, *, limit: int = 5000
-                     ) -> list[tuple[int, str, bytes]]:
-    """Commands committed but not yet published: (outbox id, topic, payload)."""
-    return [(i, t, bytes(p)) for i, t, p in conn.execute(
-        "SELECT id, topic, payload FROM rule_outbox WHERE published_at IS NULL ORDER BY id "
-        "LIMIT %s", (limit,))]
+@dataclass(frozen=True, slots=True)
+class PendingCommand:
+    """A command committed by a firing and not yet published."""
+
+    outbox_id: int
+    command_id: str
+    community_id: str
+    device_id: str
+    command: str
+    args: dict[str, Any]
+    issued_at: datetime
+
+
+def pending_commands(conn: psycopg.Connection, *, limit: int = 5000) -> list[PendingCommand]:
+    """Commands committed but not yet published, oldest first."""
+    return [PendingCommand(*row) for row in conn.execute(
+        """SELECT o.id, c.id, d.community_id, c.device_id, c.command, c.args, c.sent_at
+           FROM rule_outbox o
+           JOIN device_command c ON c.id = o.command_id
+           JOIN device d ON d.id = c.device_id
+           WHERE o.published_at IS NULL ORDER BY o.id LIMIT %s""", (limit,))]
 
 
 def mark_published(conn: psycopg.Connection, ids: list[int], *, at: datetime) -> None:
@@ -421,19 +434,16 @@ def mark_published(conn: psycopg.Connection, ids: list[int], *, at: datetime) ->
         conn.execute("UPDATE rule_outbox SET published_at = %s WHERE id = ANY(%s)", (at, ids))
 
 
-def _command(conn: psycopg.Connection, community: str, device_id: str, command: str,
-             args: dict[str, Any], issued_by: str, at: datetime) -> int:
+def _command(conn: psycopg.Connection, device_id: str, command: str, args: dict[str, Any],
+             issued_by: str, at: datetime) -> int:
     command_id = f"r-{uuid.uuid4().hex[:16]}"
-    payload = orjson.dumps({"id": command_id, "ts": contract.fmt_time(at), "command": command,
-                            "args": args})
     conn.execute(
         """INSERT INTO device_command (id, device_id, command, args, issued_by, sent_at)
            VALUES (%s, %s, %s, %s, %s, %s)""",
         (command_id, device_id, command, Jsonb(args), issued_by, at))
     (outbox_id,) = conn.execute(
-        """INSERT INTO rule_outbox (command_id, topic, payload, created_at)
-           VALUES (%s, %s, %s, %s) RETURNING id""",
-        (command_id, contract.topic(community, device_id, "cmd"), payload, at)).fetchone()
+        """INSERT INTO rule_outbox (command_id, created_at) VALUES (%s, %s) RETURNING id""",
+        (command_id, at)).fetchone()
     return int(outbox_id)
 
 
