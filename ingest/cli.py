@@ -72,9 +72,16 @@ def rules_run(
                                                "escalation).")] = 5.0,
     metrics_port: Annotated[int | None, typer.Option(
         help="Serve Prometheus /metrics here (0: a free port).")] = None,
+    clock: Annotated[str, typer.Option(
+        help="'wall' to live through the day; 'data' (the newest device time seen) while "
+             "`twin simulate --speed` or a replay feeds the past at speed.")] = "wall",
 ) -> None:
     """Run the rule engine beside ingest until interrupted."""
     from ingest.rules import RulesOptions, RulesService
+    from twin.clock import Watermark, wall_clock
+
+    if clock not in ("wall", "data"):
+        raise typer.BadParameter("expected 'wall' or 'data'", param_hint="--clock")
 
     _log_to_console()
     settings = load_settings()
@@ -86,7 +93,8 @@ def rules_run(
     RulesService(url, mqtt_url, RulesOptions(
         group=group, client_id=client_id or (f"twin-rules-{community}" if community
                                              else "twin-rules-1"),
-        community_id=community, tick_s=tick_s, metrics_port=metrics_port)).run_forever()
+        community_id=community, tick_s=tick_s, metrics_port=metrics_port),
+        clock=Watermark() if clock == "data" else wall_clock).run_forever()
 
 
 def mqtt_schemas(

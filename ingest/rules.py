@@ -17,7 +17,11 @@ A rule that raises dead-letters the message it was evaluating (reason
 learnt of after start is looked up by the directory and added to the rules'
 snapshot before its message is evaluated.
 
-The clock is injected: tests move it by hours without sleeping.
+The clock is injected: tests move it by hours without sleeping. Living
+through the day it is the wall clock; simulating or replaying at speed it is a
+:class:`twin.clock.Watermark`, the newest device time seen, so that the same
+day gives the same alarms at 60x as in real time, and back-dated messages are
+not hours overdue on arrival.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from ingest.consumer import DB_ERRORS, Consumer, ConsumerOptions, DeadLetter
 from ingest.decode import Decoded
 from ingest.metrics import RulesMetrics
 from ingest.writer import write_dead_letters
+from twin.clock import Clock, Watermark, wall_clock
 from twin.model import DeviceInfo
 from twin.rules import store
 from twin.rules.actions import Firing
@@ -44,13 +49,6 @@ from twin.rules.engine import Engine, Observation
 
 #: What the rules listen to: everything a device says except command acks.
 RULE_KINDS = ("telemetry", "event", "status", "batch")
-
-Clock = Callable[[], datetime]
-
-
-def wall_clock() -> datetime:
-    return datetime.now(UTC)
-
 
 @dataclass(frozen=True, slots=True)
 class RulesOptions(ConsumerOptions):
@@ -92,6 +90,8 @@ class RulesService(Consumer):
         self._last_tick = time.monotonic()
         self._last_reload = time.monotonic()
         self._owed: list[Firing] = []
+        #: The clock's reading at the last tick (a data clock ticks as the data moves).
+        self._last_tick_at: datetime | None = None
 
     # --- the consumer's hooks ---------------------------------------------------------------
     def prepare(self) -> None:
@@ -120,6 +120,7 @@ class RulesService(Consumer):
             staged.dead.extend(d for d in decoded.dead if d[3] == "internal_error")
             try:
                 for obs in observations(decoded, self.directory.get):
+                    self._keep_time(engine, obs.at)
                     staged.firings.extend((index, f) for f in engine.observe(obs))
             except Exception as e:  # noqa: BLE001 - a rule bug must not end the worker
                 self._failed(item, f"evaluating the message on {item.topic}", e, staged.dead)
@@ -148,10 +149,14 @@ class RulesService(Consumer):
         if asked or now - self._last_reload >= self.options.reload_s:
             self._reload()
             self._last_reload = now
-        if asked or now - self._last_tick >= self.options.tick_s:
+        data_moved = (isinstance(self.clock, Watermark) and self._last_tick_at is not None
+                      and (self.clock() - self._last_tick_at).total_seconds()
+                      >= self.options.tick_s)
+        if asked or data_moved or now - self._last_tick >= self.options.tick_s:
             self._tick_asked.clear()
             self._tick()
             self._last_tick = now
+            self._last_tick_at = self.clock()
             if asked:
                 with self._tick_done:
                     self._ticks += 1
@@ -194,6 +199,15 @@ class RulesService(Consumer):
         if item is not None:
             dead.append((datetime.fromtimestamp(item.received, UTC), item.topic, item.payload,
                          "rule_error", f"{what}: {error!r}"[:500], None))
+
+    def _keep_time(self, engine: Engine, at: datetime) -> None:
+        """On the data's clock, time is what the data says; the engine began with the data."""
+        if isinstance(self.clock, Watermark):
+            first = not self.clock.started
+            now = self.clock.advance(at)
+            if first:
+                engine.started = min(engine.started, now)
+                self._last_tick_at = now
 
     def _learn_new_devices(self) -> None:
         """Devices the directory found after start join the snapshot before they are seen."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -178,3 +178,32 @@ def test_two_rules_processes_split_the_stream_by_community(twin_db_url, run_rule
                             "device-warm") == (8,), timeout=10)
     assert (here.processed, there.processed) == (5, 3)
     assert _dead(url) == []
+
+
+def test_on_the_data_clock_a_back_dated_incident_is_not_overdue_on_arrival(
+        twin_db_url, run_rules, publisher) -> None:
+    """Simulating the past at speed: escalation counts in the data's time, not the wall's."""
+    from tests.test_rules_service import LIBRARY, _event
+    from twin.clock import Watermark
+
+    url = twin_db_url
+    with psycopg.connect(url) as conn:
+        store.store_rules(conn, [LIBRARY["camera-person-fall"], WARM], at=datetime.now(UTC),
+                          replace_all=True)
+        (camera,) = conn.execute("SELECT id FROM device WHERE type = 'ai_camera' ORDER BY id "
+                                 "LIMIT 1").fetchone()
+    past = _day_shift_moment() - timedelta(hours=3)
+    clock = Watermark()
+    service = run_rules(url, clock)
+    publisher.send(*_event(camera, past, "detection", **{"class": "person_fall",
+                                                          "confidence": 0.93}))
+    wait_until(lambda: _one(url, "SELECT count(*) FROM alarm WHERE type = 'person_fall'")[0]
+               == 1, timeout=20)
+    assert clock() == past and service.engine.started <= past
+    service.tick_now()
+    assert _one(url, "SELECT escalation_level FROM alarm WHERE type = 'person_fall'")[0] == 0
+    # four minutes later in the data's time, the 3-minute limit has passed
+    publisher.send(*_telemetry(CO, past + timedelta(minutes=4), temperature=20.0))
+    wait_until(lambda: clock() == past + timedelta(minutes=4), timeout=20)
+    service.tick_now()
+    assert _one(url, "SELECT escalation_level FROM alarm WHERE type = 'person_fall'")[0] == 1

@@ -349,7 +349,8 @@ class Engine:
                 if st is None:
                     seen = self.snapshot.last_access.get(resident.id, {})
                     st = {d: seen[d].timestamp() for d in ("in", "out") if d in seen}
-                    st["since"] = self.started.timestamp()
+                    watched = self.snapshot.history_since or self.started
+                    st["since"] = min(watched, self.started).timestamp()
                     self._store(rule.id, node.id, resident.id, st, keep_on=True)
                 if "on" in st or quiet:
                     continue

@@ -91,6 +91,9 @@ class Snapshot:
     last_seen: dict[str, datetime] = field(default_factory=dict)
     #: resident id -> direction ("in"/"out") -> time of the last access event seen
     last_access: dict[str, dict[str, datetime]] = field(default_factory=dict)
+    #: Since when the twin has watched the gates (its oldest access event kept), so that an
+    #: absence counts from the twin's known history, not from when the rules started.
+    history_since: datetime | None = None
     _by_type: dict[str, list[str]] = field(default_factory=dict)
     _xy: dict[str, np.ndarray] = field(default_factory=dict)
     _origin: tuple[float, float] = (0.0, 0.0)

@@ -237,6 +237,10 @@ def load_snapshot(conn: psycopg.Connection, community_id: str | None = None) -> 
                      AND time > now() - interval '30 days'
                    GROUP BY subject_id, direction""", (list(snap.residents),)):
             snap.last_access.setdefault(subject, {})[direction] = last
+        (snap.history_since,) = conn.execute(
+            f"""SELECT min(e.time) FROM event e JOIN device d ON d.id = e.device_id
+                WHERE e.kind = 'access' AND e.time > now() - interval '30 days'
+                  AND {where.format('d')}""", c).fetchone()
     snap.index()
     return snap
 
