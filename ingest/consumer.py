@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -240,7 +241,7 @@ class Consumer:
             if batch:
                 self.metrics.received.inc(len(batch))
                 self.metrics.pending.inc(len(batch))
-                rows = self.retrying(lambda b=batch: self._decode(b), len(batch), "_lookup_conn")
+                rows = self.retrying(partial(self._decode, batch), len(batch), "_lookup_conn")
                 if rows is None:  # stopping with the database down: the broker redelivers
                     self.metrics.pending.dec(len(batch))
                     continue
