@@ -97,5 +97,8 @@ def users_disable(name: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from dashboard.live_demo import demo_command
+
+    app.command("demo")(demo_command)
     app.command("dashboard")(dashboard_command)
     app.add_typer(users_app, name="users")

@@ -1,4 +1,4 @@
-"""`twin generate`, `twin load`, `twin demo`, `twin import` and `twin export`: data in and out.
+"""`twin generate`, `twin load`, `twin setup`, `twin import` and `twin export`: data in and out.
 
 Registered on the `twin` command through the ``twin.cli`` entry point, so the
 core's CLI imports no adapter.
@@ -27,7 +27,7 @@ from twin.store.connection import describe
 def register(app: typer.Typer) -> None:
     app.command()(generate)
     app.command()(load)
-    app.command()(demo)
+    app.command()(setup)
     register_gis_commands(app)
 
 
@@ -65,8 +65,17 @@ def load(
     print_counts(counts, title="loaded")
 
 
-def demo() -> None:
-    """Bring the stack up from nothing, load the sample community and show what loaded."""
+def setup() -> None:
+    """Bring the servers up from nothing, migrate, load the sample community, show what loaded.
+
+    `twin demo` does this and then runs the live center.
+    """
+    setup_sample()
+
+
+def setup_sample(*, reload: bool = True) -> str:
+    """Servers up, schema current, the sample loaded (again only if ``reload``); its first
+    building's id, for the hint."""
     from twin.store import queries
 
     settings = load_settings()
@@ -78,12 +87,15 @@ def demo() -> None:
     with command_connection(settings) as conn:
         for m in migrations.upgrade(conn):
             console.print(f"applied migration {m.version:04d}_{m.name}")
-        load_with_progress(conn, dataset)
+        if reload or not queries.communities(conn):
+            load_with_progress(conn, dataset)
         for community_id, name, city in queries.communities(conn):
             print_counts(queries.community_summary(conn, community_id),
                           title=f"{name} ({community_id}, {city})")
+    building = str(dataset.tables()[2][1]["id"].iloc[0])
     console.print(f"ready in {time.monotonic() - started:.1f} s. Try `twin query building "
-                  f"{dataset.tables()[2][1]['id'].iloc[0]}`; stop the servers with `twin down`.")
+                  f"{building}`; stop the servers with `twin down`.")
+    return building
 
 
 def load_with_progress(conn: psycopg.Connection, dataset: Dataset) -> dict[str, int]:

@@ -36,8 +36,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import paho.mqtt.client as mqtt
@@ -392,3 +392,34 @@ class Consumer:
 
 
 _FAILED = object()
+
+
+def open_session(mqtt_url: str, options: ConsumerOptions,
+                 kinds: tuple[str, ...] = contract.DEVICE_TO_TWIN, *, timeout_s: float = 10.0
+                 ) -> None:
+    """Create a consumer's persistent session and subscriptions before it first runs.
+
+    From then on the broker queues what devices send for it, so a stack whose
+    publishers start at the same moment as its consumers (`twin demo`) loses
+    nothing to the race.
+    """
+    address = BrokerAddress.parse(mqtt_url)
+    client = make_client(address, options.client_id)
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_connect = lambda c, *_: c.subscribe(
+        [(t, SubscribeOptions(qos=1, retainHandling=2))
+         for t in contract.subscriptions(options.group, kinds, options.community_id)])
+    try:
+        client.connect(address.host, address.port, clean_start=False,
+                       properties=session_properties(receive_maximum=options.receive_maximum))
+    except OSError as e:
+        raise TwinError(f"cannot reach the MQTT broker at {address.host}:{address.port}: "
+                        f"{e.strerror or e}") from e
+    client.loop_start()
+    try:
+        if not subscribed.wait(timeout_s):
+            raise TwinError(f"the broker did not accept the subscriptions of {options.client_id}")
+    finally:
+        client.disconnect()
+        client.loop_stop()

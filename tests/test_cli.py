@@ -29,9 +29,9 @@ def _twin(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def test_demo_from_nothing_then_everyday_commands(home: dict[str, str], sample) -> None:
+def test_setup_from_nothing_then_everyday_commands(home: dict[str, str], sample) -> None:
     frames = dict(sample.tables())
-    out = _twin(home, "demo")
+    out = _twin(home, "setup")
     assert "applied migration 0003_time_series" in out
     assert f"{len(frames['building']):,}" in out and f"{len(frames['resident']):,}" in out
     assert "ready in" in out
@@ -39,8 +39,8 @@ def test_demo_from_nothing_then_everyday_commands(home: dict[str, str], sample) 
     status = _twin(home, "status")
     assert status.count("running") == 2
 
-    # A second demo over the running stack changes nothing and applies nothing.
-    again = _twin(home, "demo")
+    # A second setup over the running stack changes nothing and applies nothing.
+    again = _twin(home, "setup")
     assert "applied migration" not in again
 
     info = _twin(home, "info")

@@ -1,0 +1,136 @@
+"""`twin demo`: the live control center on one command.
+
+It does what a newcomer would otherwise do in five terminals: servers up,
+schema current, the sample community loaded (once), the scenario library
+stored, logins for each role; then it runs ingest, the rules, the
+notification worker (when installed), the simulator (with a few incidents in
+the first minutes) and the dashboard as one honcho process group, prints the
+URL and the logins, and stops everything on Ctrl-C.
+
+Every process is the ordinary `twin` command, so what the demo shows is the
+live pipeline: simulated devices -> Mosquitto -> ingest and rules -> the
+screen. Nothing on the screen is seeded.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import psycopg
+import typer
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+from dashboard.demo import seed_users
+from gis_data.cli import setup_sample
+from twin.config import Settings, load_settings
+from twin.console import command_connection, console
+from twin.services import stack
+
+#: What the simulator injects at start, so the screen has something to show in minutes.
+DEMO_INCIDENTS: tuple[str, ...] = ("co-leak:1号地库", "trash-overflow:1号垃圾站",
+                                    "fire-lane-parking:东门")
+
+
+def demo_command(
+    port: Annotated[int, typer.Option(help="The control room's port.")] = 8050,
+    speed: Annotated[float, typer.Option(
+        help="Simulated seconds per real second (1: live; more runs the rules on the data's "
+             "clock).")] = 1.0,
+    incidents: Annotated[bool, typer.Option(help="Inject a few incidents at start.")] = True,
+    password: Annotated[str | None, typer.Option(
+        envvar="TWIN_DEMO_PASSWORD",
+        help="Password of the demo logins; default: a new random one, printed.")] = None,
+) -> None:
+    """Run the live center: ingest, rules, notifications, simulator and dashboard, until Ctrl-C."""
+    settings = load_settings()
+    were_running = _embedded_running(settings)
+    setup_sample(reload=False)
+    password = password or secrets.token_urlsafe(9)
+    with command_connection() as conn:
+        _store_library_if_empty(conn)
+        users = seed_users(conn, password=password)
+    _open_sessions()
+    twin = _twin_command()
+    manager = Manager(Printer(sys.stdout))
+    for name, args in demo_processes(speed=speed, port=port, incidents=incidents):
+        manager.add_process(name, shlex.join([twin, *args]))
+    console.print(f"\n[bold]control room[/]  http://127.0.0.1:{port}/")
+    for role, name in (("admin", users.admin), ("operator", users.operator),
+                       ("planner", users.planner), ("grid worker", users.worker)):
+        console.print(f"  {role:<12} {name} / {password}")
+    console.print("Ctrl-C stops everything.\n")
+    manager.loop()
+    if not were_running:  # servers this demo started stop with it
+        stopped = stack.down(settings)
+        if stopped:
+            console.print("stopped " + ", ".join(stopped))
+    sys.exit(manager.returncode)
+
+
+def demo_processes(*, speed: float, port: int, incidents: bool) -> list[tuple[str, list[str]]]:
+    """The processes of the live center, as `twin` arguments."""
+    simulate = ["simulate", "--speed", f"{speed:g}", "--batch", "50"]
+    if incidents:
+        for incident in DEMO_INCIDENTS:
+            simulate += ["--inject", incident]
+    processes = [
+        ("ingest", ["ingest", "--metrics-port", "0"]),
+        ("rules", ["rules", "run", "--clock", "wall" if speed == 1 else "data"]),
+        ("simulate", simulate),
+        ("dashboard", ["dashboard", "--port", str(port)]),
+    ]
+    if _has_command("notify"):
+        processes.insert(2, ("notify", ["notify", "run"]))
+    return processes
+
+
+def _embedded_running(settings: Settings) -> bool:
+    """Whether the embedded servers (those the twin runs itself) are already up."""
+    pg, broker = stack.embedded_postgres(settings), stack.embedded_mosquitto(settings)
+    return ((not settings.embedded_database or pg.running())
+            and (not settings.embedded_broker or (broker.conf.exists() and broker.running())))
+
+
+def _open_sessions() -> None:
+    """Ingest's and the rules' broker sessions exist before the simulator's first message."""
+    from ingest.broker import with_service_credentials
+    from ingest.broker_auth import INGEST, RULES
+    from ingest.consumer import open_session
+    from ingest.rules import RULE_KINDS, RulesOptions
+    from ingest.service import IngestOptions
+    url = stack.mqtt_url(load_settings())
+    open_session(with_service_credentials(url, INGEST), IngestOptions())
+    open_session(with_service_credentials(url, RULES), RulesOptions(), RULE_KINDS)
+
+
+def _store_library_if_empty(conn: psycopg.Connection) -> None:
+    from datetime import UTC, datetime
+
+    from twin.rules import store
+    from twin.rules.compile import library_dir, load_directory
+
+    if not store.rule_table(conn):
+        store.store_rules(conn, load_directory(library_dir()), at=datetime.now(UTC))
+        conn.commit()
+
+
+def _twin_command() -> str:
+    """The `twin` script beside this interpreter (the venv's), else the one on PATH."""
+    here = Path(sys.executable).with_name("twin")
+    found = str(here) if here.exists() else shutil.which("twin")
+    if found is None:
+        raise typer.BadParameter("cannot find the `twin` command; install the project first")
+    return found
+
+
+def _has_command(name: str) -> bool:
+    from twin.cli import app
+
+    return any(c.name == name for c in app.registered_commands) or any(
+        g.name == name for g in app.registered_groups)
