@@ -265,6 +265,8 @@ class Dispatcher:
     def __init__(self, policy: EscalationPolicy = EscalationPolicy()) -> None:
         self._graphs: dict[str, WalkGraph] = {}
         self.policy = policy
+        #: order id -> why nobody could be sent, as last logged (the log says each thing once)
+        self._told: dict[int, str] = {}
 
     def forget(self) -> None:
         self._graphs.clear()
@@ -289,7 +291,9 @@ class Dispatcher:
                                                f"({choice.reason}); {plain.reason}")
         if isinstance(choice, NoCandidate):
             outcome.not_dispatched.append((order.id, choice.detail))
-            log.info("work order %d not dispatched: %s", order.id, choice.detail)
+            if self._told.get(order.id) != choice.detail:
+                self._told[order.id] = choice.detail
+                log.info("work order %d not dispatched: %s", order.id, choice.detail)
             ops.note_on_work_order(conn, order.id, actor=SYSTEM, at=now,
                                    note=f"nobody can be sent: {choice.detail}",
                                    detail={"reason": choice.reason,
@@ -300,6 +304,7 @@ class Dispatcher:
             assignee=ops.Assignee(choice.staff_id, choice.route, choice.distance_m,
                                   choice.eta_s))
         outcome.assigned.append(order.id)
+        self._told.pop(order.id, None)
         return assigned
 
 
