@@ -265,8 +265,9 @@ class Dispatcher:
     def __init__(self, policy: EscalationPolicy = EscalationPolicy()) -> None:
         self._graphs: dict[str, WalkGraph] = {}
         self.policy = policy
-        #: order id -> why nobody could be sent, as last logged (the log says each thing once)
-        self._told: dict[int, str] = {}
+        #: order id -> why nobody could be sent, as last logged (the log says each thing once):
+        #: the reason and who was passed over, not the clock time the detail mentions
+        self._told: dict[int, tuple[str, tuple[str, ...]]] = {}
 
     def forget(self) -> None:
         self._graphs.clear()
@@ -291,8 +292,9 @@ class Dispatcher:
                                                f"({choice.reason}); {plain.reason}")
         if isinstance(choice, NoCandidate):
             outcome.not_dispatched.append((order.id, choice.detail))
-            if self._told.get(order.id) != choice.detail:
-                self._told[order.id] = choice.detail
+            told = (choice.reason, tuple(staff for staff, _ in choice.rejected))
+            if self._told.get(order.id) != told:
+                self._told[order.id] = told
                 log.info("work order %d not dispatched: %s", order.id, choice.detail)
             ops.note_on_work_order(conn, order.id, actor=SYSTEM, at=now,
                                    note=f"nobody can be sent: {choice.detail}",
