@@ -171,7 +171,7 @@ class Snap:
     xy: tuple[float, float]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Snaps(Sequence[Snap]):
     """Many snaps as arrays (what-if works on them whole); indexing gives a :class:`Snap`."""
 
