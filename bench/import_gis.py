@@ -43,7 +43,8 @@ import typer
 from bench.common import bench_database, scratch_dir
 from gis_data.generator import generate_district
 from gis_data.importer.service import STEPS, import_path
-from gis_data.importer.walkgraph import build_walk_graph
+# renamed; _graph_in_memory still needs crs= and reads .graph.n_nodes (branch 'graph')
+from gis_data.importer.walkgraph import node_walkways as build_walk_graph
 from twin.store.connection import connect
 from twin.store.loader import copy_csv
 

@@ -38,8 +38,8 @@ from shapely.geometry import Point
 from bench.dispatch import SRID, street_grid
 from twin.dispatch import StaffMember
 from twin.walkgraph import WALK_SPEED_M_S
+from twin.walkgraph import snap as snap_points
 from twin.whatif.coverage import Entrances, coverage
-from twin.whatif.network import compile_live, snap_points
 from twin.whatif.scenario import Scenario
 
 console = Console()
@@ -67,7 +67,7 @@ def main(
                           building_ids=tuple(f"b{k // 2}" for k in range(len(doors_at))),
                           points=tuple(Point(*to_lonlat.transform(*graph.xy[n])) for n in doors_at))
         # what belongs to the live twin is compiled once and kept, as the service does
-        live = compile_live(graph)
+        live = graph  # the graph is what-if's compiled network
         door_spots = snap_points(graph, list(doors.points))
         nxg = nx.Graph()
         nxg.add_weighted_edges_from(zip(u.tolist(), v.tolist(), (length / WALK_SPEED_M_S).tolist()))

@@ -490,9 +490,9 @@ def residents(conn: psycopg.Connection, user: User, *, building_id: str | None =
 def order_rows(orders: list[WorkOrder], names: dict[str, str]) -> list[dict[str, Any]]:
     """Work orders as the list shows them (pure)."""
     return [
-        {"id": o.id, "code": o.code, "title": o.title, "kind": o.kind, "state": o.state,
-         "priority": o.priority, "domain": o.domain, "grid": o.grid_id or "",
-         "building": o.building_id or "", "assignee": names.get(o.assignee_id or "", ""),
+        {"id": o.id, "code": o.code, "title": o.spec.title, "kind": o.spec.kind, "state": o.state,
+         "priority": o.spec.priority, "domain": o.spec.domain, "grid": o.spec.grid_id or "",
+         "building": o.spec.building_id or "", "assignee": names.get(o.assignee_id or "", ""),
          "created": f"{o.created_at.astimezone():%m-%d %H:%M}",
          "due": f"{o.due_at.astimezone():%m-%d %H:%M}" if o.due_at else ""}
         for o in orders
@@ -590,7 +590,7 @@ def order_for_user(conn: psycopg.Connection, user: User, order_id: int) -> WorkO
 
     order = get_work_order(conn, order_id)
     if user.role == "grid_worker" and order.assignee_id != user.staff_id:
-        require_grid(user, order.grid_id, what=f"work order {order_id}")
+        require_grid(user, order.spec.grid_id, what=f"work order {order_id}")
     elif user.role == "planner":
         require_grid(user, None, what=f"work order {order_id}")
     return order

@@ -34,6 +34,7 @@ from gis_data.population import (
     plan_units,
 )
 from gis_data.walkway import build_walkway
+from twin.walkgraph import WalkGraph, walk_frames
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -150,8 +151,7 @@ class _Plan:
     """Everything of one community in local metres, ids as suffixes."""
 
     layout: Layout
-    nodes: pd.DataFrame
-    edges: pd.DataFrame
+    walkway: WalkGraph
     units: pd.DataFrame
     devices: pd.DataFrame
     staff: pd.DataFrame
@@ -188,9 +188,8 @@ class _Steps:
 
 def _plan(rng: np.random.Generator) -> _Plan:
     layout = plan_layout(rng)
-    nodes, edges = build_walkway(layout)
     return _Plan(
-        layout=layout, nodes=nodes, edges=edges, units=plan_units(layout.buildings),
+        layout=layout, walkway=build_walkway(layout), units=plan_units(layout.buildings),
         devices=plan_devices(layout, rng), staff=plan_staff(layout.grids["id"].to_numpy()),
     )
 
@@ -257,14 +256,13 @@ def _assemble(plan: _Plan, sites: _Sites, rng: np.random.Generator, *, hub_rate:
     steps.done("devices")
     staff = conform("staff", _staff(plan, stamp, rng))
     steps.done("staff")
-    n = plan.nodes
+    n, w = walk_frames(plan.walkway)
     walk_node = conform("walk_node", pd.DataFrame({
         "id": stamp.ids(n["id"]), "community_id": stamp.community(len(n)),
         "kind": stamp.tile(n["kind"]), "ref_id": stamp.ids(n["ref_id"]),
-        "geometry": stamp.points(n["x"], n["y"]),
+        "geometry": stamp.geometry(n["geometry"]),
     }))
     steps.done("walkway nodes")
-    w = plan.edges
     lines = stamp.geometry(w["geometry"])
     walk_edge = conform("walk_edge", pd.DataFrame({
         "id": stamp.ids(w["id"]), "community_id": stamp.community(len(w)),
@@ -321,7 +319,8 @@ def _staff(plan: _Plan, stamp: _Stamp, rng: np.random.Generator) -> pd.DataFrame
     n = len(s) * len(stamp.sites)
     gender = np.where(rng.random(n) < 0.5, "F", "M")
     on_duty = stamp.tile(s["shift"]) != "night"
-    roads = plan.edges.loc[plan.edges["kind"] == "road", "geometry"].to_numpy()
+    walkway = plan.walkway
+    roads = walkway.edge_lines[walkway.edge_kind == "road"]
     spot = shapely.line_interpolate_point(roads[rng.integers(0, len(roads), n)], rng.random(n),
                                           normalized=True)
     xy = shapely.get_coordinates(spot)

@@ -13,6 +13,10 @@ elevator alarm can be routed to like any other place.
 
 Attachment points closer than :data:`SNAP_M` to an existing junction on the
 same road reuse it, which keeps every edge long enough to measure.
+
+The result is the twin's one graph representation,
+:class:`twin.walkgraph.WalkGraph`, in the plan's own metres
+(:data:`PLAN_CRS`); the generator stamps it onto each community's site.
 """
 
 from __future__ import annotations
@@ -20,29 +24,29 @@ from __future__ import annotations
 from itertools import pairwise
 
 import numpy as np
-import pandas as pd
+import pyproj
 import shapely
 
 from gis_data.layout import Layout
+from twin.walkgraph import ATTACH_KIND, WalkGraph, build_walk_graph
 
 #: Attachments this close to a junction on the same road join it instead.
 SNAP_M = 3.0
 #: No edge of a plan may be shorter than this (so lengths stay measurable at 1 cm precision).
 MIN_EDGE_M = 2.0
 
-#: Edge kind of the attachment to the road, by facility kind (default 'link').
-_ATTACH_KIND = {"garage": "steps", "garage_ramp": "ramp"}
+#: The plan's metres around its origin, as a projected CRS: a transverse Mercator on the
+#: sample site in Wuhan. Each community is placed in its own UTM zone when stamped.
+PLAN_CRS = pyproj.CRS.from_proj4("+proj=tmerc +lat_0=30.4925 +lon_0=114.4105 +k=1 +x_0=0 "
+                                 "+y_0=0 +datum=WGS84 +units=m +no_defs")
 
 
-def build_walkway(layout: Layout) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Build the network of ``layout``.
+def build_walkway(layout: Layout) -> WalkGraph:
+    """Build the network of ``layout``, in :data:`PLAN_CRS`.
 
-    Returns
-    -------
-    nodes, edges
-        ``nodes``: id suffix ('-n0001'), kind, ref_id (entrance or facility
-        suffix, else None), x, y. ``edges``: id suffix ('-e0001'), source,
-        target, kind, geometry (metric LineString from source to target).
+    Node ids are suffixes ('-n0001') with kind and ref_id (entrance or
+    facility suffix, else None); edge ids are suffixes ('-e0001'), their lines
+    straight from source to target.
     """
     roads = layout.roads
     points = _Nodes()
@@ -57,7 +61,7 @@ def build_walkway(layout: Layout) -> tuple[pd.DataFrame, pd.DataFrame]:
     outdoor = facilities[facilities["building_id"].isna()]
     sources = [(points.add(x, y, "entrance", ref), "footway")
                for ref, x, y in entrances[["id", "x", "y"]].itertuples(index=False)]
-    sources += [(points.add(x, y, "facility", ref), _ATTACH_KIND.get(kind, "link"))
+    sources += [(points.add(x, y, "facility", ref), ATTACH_KIND.get(kind, "link"))
                 for ref, kind, x, y in outdoor[["id", "kind", "x", "y"]].itertuples(index=False)]
     xy = np.array([points.xy[n] for n, _ in sources])
     dist = _distance_to_segments(xy, roads)
@@ -88,7 +92,7 @@ def build_walkway(layout: Layout) -> tuple[pd.DataFrame, pd.DataFrame]:
         doors = entrances[entrances["building_id"] == building]
         door = doors.iloc[int(np.argmin(np.hypot(doors["x"] - x, doors["y"] - y)))]
         edges.append((node, entrance_node[door.id], "link"))
-    return points.frame(), _edge_frame(points, edges)
+    return _graph(points, edges)
 
 
 def road_crossings(roads: np.ndarray) -> np.ndarray:
@@ -122,31 +126,22 @@ class _Nodes:
         self.ref.append(ref)
         return len(self.xy) - 1
 
-    def frame(self) -> pd.DataFrame:
-        xy = np.array(self.xy)
-        return pd.DataFrame({
-            "id": [f"-n{k + 1:04d}" for k in range(len(xy))],
-            "kind": self.kind,
-            "ref_id": pd.Series(self.ref, dtype=object),
-            "x": xy[:, 0],
-            "y": xy[:, 1],
-        })
 
 
-def _edge_frame(points: _Nodes, edges: list[tuple[int, int, str]]) -> pd.DataFrame:
+def _graph(points: _Nodes, edges: list[tuple[int, int, str]]) -> WalkGraph:
+    """The plan's walkway graph; refuses an edge too short to measure."""
     source = np.array([a for a, _, _ in edges])
     target = np.array([b for _, b, _ in edges])
     xy = np.array(points.xy)
-    geometry = shapely.linestrings(np.stack([xy[source], xy[target]], axis=1))
-    if (shapely.length(geometry) < MIN_EDGE_M).any():
+    lines = shapely.linestrings(np.stack([xy[source], xy[target]], axis=1))
+    length = shapely.length(lines)
+    if (length < MIN_EDGE_M).any():
         raise AssertionError(f"the plan produced an edge shorter than {MIN_EDGE_M} m")
-    return pd.DataFrame({
-        "id": [f"-e{k + 1:04d}" for k in range(len(edges))],
-        "source": [f"-n{a + 1:04d}" for a in source],
-        "target": [f"-n{b + 1:04d}" for b in target],
-        "kind": [k for _, _, k in edges],
-        "geometry": geometry,
-    })
+    return build_walk_graph(
+        [f"-n{k + 1:04d}" for k in range(len(xy))], xy[:, 0], xy[:, 1], source, target, length,
+        crs=PLAN_CRS, edge_ids=[f"-e{k + 1:04d}" for k in range(len(edges))],
+        edge_kind=[k for _, _, k in edges], edge_lines=lines,
+        node_kind=points.kind, node_ref=points.ref)
 
 
 def _project(p: np.ndarray, segment: np.ndarray) -> np.ndarray:

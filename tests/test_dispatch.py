@@ -16,8 +16,9 @@ From b, a guard at e is 60 m away in a straight line but 260 m on foot
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+import geopandas as gpd
 import networkx as nx
 import numpy as np
 import pyproj
@@ -26,8 +27,15 @@ import shapely
 from shapely.geometry import LineString, Point
 
 from twin.dispatch import Assignment, NoCandidate, StaffMember, dispatch, on_shift
-from twin.store.graph import dispatch_staff, walk_graph, walk_routing_graph
-from twin.walkgraph import WALK_SPEED_M_S, build_walk_graph, from_networkx, snap
+from twin.store.graph import dispatch_staff, walk_routing_graph
+from twin.walkgraph import (
+    WALK_SPEED_M_S,
+    build_walk_graph,
+    from_lines,
+    from_rows,
+    snap,
+    walk_frames,
+)
 
 SRID = 32650
 X0, Y0 = 500_000.0, 3_375_000.0
@@ -39,8 +47,8 @@ NODES = {"g": (-150, 0), "b": (0, 0), "c": (100, 0), "e": (0, 60), "f": (100, 60
 EDGES = [("g", "b", "road"), ("b", "c", "road"), ("e", "f", "road"), ("c", "f", "footway"),
          ("f", "k", "steps"), ("h", "i", "road")]
 #: Monday 10:00 and 22:00 in Wuhan.
-DAY = datetime(2025, 6, 2, 2, 0, tzinfo=timezone.utc)
-NIGHT = datetime(2025, 6, 2, 14, 0, tzinfo=timezone.utc)
+DAY = datetime(2025, 6, 2, 2, 0, tzinfo=UTC)
+NIGHT = datetime(2025, 6, 2, 14, 0, tzinfo=UTC)
 
 
 def at(x: float, y: float) -> Point:
@@ -71,6 +79,30 @@ def river():
     return build_walk_graph(names, X0 + xy[:, 0], Y0 + xy[:, 1], u, v, length, crs=SRID,
                             edge_ids=[f"{a}{b}" for a, b, _ in EDGES],
                             edge_kind=[k for _, _, k in EDGES])
+
+
+def test_the_graph_round_trips_through_rows_and_lines(river):
+    """walk_frames gives store-shaped rows; from_rows and from_lines compile them back."""
+    nodes, edges = walk_frames(river)
+    node_rows = [(i, k, r, p.x, p.y) for i, k, r, p in
+                 nodes[["id", "kind", "ref_id", "geometry"]].itertuples(index=False)]
+    edge_rows = list(edges[["id", "source", "target", "kind", "length_m", "geometry"]]
+                     .itertuples(index=False, name=None))
+    again = from_rows(node_rows, edge_rows, crs=SRID)
+    assert list(again.edge_ids) == list(river.edge_ids)
+    assert np.array_equal(again.component, river.component)
+    lines = gpd.GeoDataFrame(edges.drop(columns=["source", "target"]), geometry="geometry",
+                             crs=SRID)
+    joined = from_lines(lines)
+    assert joined.n_nodes == river.n_nodes and joined.n_edges == river.n_edges
+    assert len(set(joined.component)) == 2                       # the island stays apart
+    staff = [guard("north", 0, 60), guard("south", -150, 0)]
+    for graph in (again, joined):
+        assert dispatch(graph, at(0, 0), staff, now=DAY, role="security").staff_id == "south"
+    with pytest.raises(ValueError, match="ends at a node that is not among the nodes"):
+        from_rows(node_rows[1:], edge_rows, crs=SRID)
+    with pytest.raises(ValueError, match="no CRS"):
+        from_lines(gpd.GeoDataFrame(geometry=list(edges["geometry"])))
 
 
 def test_path_nearest_wins_over_straight_line_nearest(river):
@@ -139,7 +171,7 @@ def test_shift_filtering_with_an_injected_clock(river):
              guard("office", -20, 0, shift="office")]
     assert dispatch(river, at(0, 0), staff, now=DAY, role="security").staff_id == "day"
     assert dispatch(river, at(0, 0), staff, now=NIGHT, role="security").staff_id == "night"
-    saturday_10 = datetime(2025, 6, 7, 2, 0, tzinfo=timezone.utc)
+    saturday_10 = datetime(2025, 6, 7, 2, 0, tzinfo=UTC)
     assert dispatch(river, at(0, 0), staff[1:], now=saturday_10, role="security").reason == \
         "off_shift"
 
@@ -154,7 +186,7 @@ def test_shift_filtering_with_an_injected_clock(river):
     ("office", "2025-06-07T10:00", False),  # Saturday
 ])
 def test_shift_hours_in_local_time(shift, local, covered):
-    moment = datetime.fromisoformat(local + "+08:00").astimezone(timezone.utc)
+    moment = datetime.fromisoformat(local + "+08:00").astimezone(UTC)
     assert on_shift(shift, moment) is covered
     with pytest.raises(ValueError, match="timezone-aware"):
         on_shift(shift, moment.replace(tzinfo=None))
@@ -294,12 +326,19 @@ def test_sample_community_guard_to_an_entrance_matches_networkx(sample_conn):
     result = dispatch(graph, Point(lon, lat), staff, now=DAY, role="security")
     assert isinstance(result, Assignment)
 
-    # The same question asked of networkx on walk_graph, snapping by brute force.
-    g = walk_graph(sample_conn, community)
+    # The same question asked of networkx on the stored rows, snapping by brute force.
+    g = nx.Graph()
+    for a, b, length in sample_conn.execute(
+            "SELECT source, target, length_m FROM walk_edge WHERE community_id = %s",
+            (community,)):
+        g.add_edge(a, b, length_m=float(length))
+    where = {n: (x, y) for n, x, y in sample_conn.execute(
+        "SELECT id, ST_X(geom), ST_Y(geom) FROM walk_node WHERE community_id = %s",
+        (community,))}
     ids = list(g.nodes)
     to_metric = pyproj.Transformer.from_crs(4326, SRID, always_xy=True)
-    xy = dict(zip(ids, zip(*to_metric.transform([g.nodes[n]["lon"] for n in ids],
-                                                [g.nodes[n]["lat"] for n in ids]))))
+    xy = dict(zip(ids, zip(*to_metric.transform([where[n][0] for n in ids],
+                                                [where[n][1] for n in ids]))))
     edges = list(g.edges(data="length_m"))
     lines = shapely.linestrings([[xy[a], xy[b]] for a, b, _ in edges])
     from_entrance = nx.single_source_dijkstra_path_length(g, node, weight="length_m")
@@ -322,8 +361,13 @@ def test_sample_community_guard_to_an_entrance_matches_networkx(sample_conn):
     assert result.eta_s >= result.distance_m / WALK_SPEED_M_S - 1e-6
     assert result.route.coords[-1] == pytest.approx((lon, lat), abs=1e-7)
 
-    # The same graph compiled from networkx (straight edges, as the sample's are) agrees.
-    again = dispatch(from_networkx(g, crs=SRID), Point(lon, lat), staff, now=DAY,
+    # The same graph compiled from a GeoDataFrame of its lines agrees.
+    rows = sample_conn.execute("SELECT id, kind, length_m, ST_AsBinary(geom) FROM walk_edge "
+                               "WHERE community_id = %s", (community,)).fetchall()
+    frame = gpd.GeoDataFrame({"id": [r[0] for r in rows], "kind": [r[1] for r in rows],
+                              "length_m": [r[2] for r in rows]},
+                             geometry=shapely.from_wkb([bytes(r[3]) for r in rows]), crs=4326)
+    again = dispatch(from_lines(frame, crs=SRID), Point(lon, lat), staff, now=DAY,
                      role="security")
     assert again.staff_id == result.staff_id
     assert again.distance_m == pytest.approx(result.distance_m, abs=1e-3)

@@ -30,8 +30,8 @@ from gis_data.importer.errors import MappingError, UnknownCRSError, UnreadableSo
 from gis_data.importer.heights import resolve_heights
 from gis_data.importer.repair import repair_polygons
 from gis_data.importer.service import import_path
-from gis_data.importer.walkgraph import build_walk_graph
-from twin.store.graph import walk_graph
+from gis_data.importer.walkgraph import node_walkways
+from twin.store.graph import walk_routing_graph
 from twin.store.loader import sync_device_types
 
 DATA = Path(__file__).parent / "data"
@@ -83,9 +83,9 @@ def test_bubenec_imports_with_default_heights_and_a_connected_graph(conn) -> Non
                            ).fetchone()
     assert area == pytest.approx(source.to_crs(32633).area.sum(), rel=1e-3)
     # one door per building (none in the file), on its footprint, and one connected graph
-    graph = walk_graph(conn, "bubenec")
-    assert nx.is_connected(graph)
-    doors = {d["ref_id"] for _, d in graph.nodes(data=True) if d["kind"] == "entrance"}
+    graph = walk_routing_graph(conn, "bubenec")
+    assert (graph.component == 0).all()  # connected
+    doors = set(graph.node_ref[graph.node_kind == "entrance"])
     assert len(doors) == 144
     (off,) = conn.execute("SELECT count(*) FROM entrance e JOIN building b ON b.id = "
                           "e.building_id WHERE NOT ST_DWithin(e.geom::geography, "
@@ -143,9 +143,9 @@ def test_replace_keeps_devices_and_history_where_ids_still_match(conn, tmp_path)
     assert _rows(conn, "SELECT count(*) FROM device_state") == [(2,)]
     assert _rows(conn, "SELECT count(*) FROM reading") == [(2,)]
     # the new graph reaches both devices, and no node stands for the demolished building
-    graph = walk_graph(conn, "bubenec")
-    assert nx.is_connected(graph)
-    refs = {d["ref_id"] for _, d in graph.nodes(data=True)}
+    graph = walk_routing_graph(conn, "bubenec")
+    assert (graph.component == 0).all()  # connected
+    refs = set(graph.node_ref)
     assert {"bubenec-d-1", "bubenec-d-2"} <= refs and f"{gone}-door" not in refs
 
 
@@ -208,7 +208,7 @@ def test_osm_extract(conn, tmp_path) -> None:
         ("osm-en-n5", "osm-b-w100")]
     kinds = dict(_rows(conn, "SELECT kind, count(*) FROM walk_edge GROUP BY kind"))
     assert kinds["road"] >= 1 and kinds["steps"] == 1 and kinds["footway"] == 3
-    assert nx.is_connected(walk_graph(conn, "osm"))
+    assert (walk_routing_graph(conn, "osm").component == 0).all()  # connected
 
 
 # --- CityJSON --------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def test_gis_formats_in_any_crs(conn, tmp_path, driver, suffix, crs) -> None:
     assert area == pytest.approx(4 * 300, rel=1e-3)
     kinds = dict(_rows(conn, "SELECT kind, count(*) FROM walk_edge GROUP BY kind"))
     assert kinds["road"] >= 2 and kinds["footway"] >= 4
-    assert nx.is_connected(walk_graph(conn, "estate"))
+    assert (walk_routing_graph(conn, "estate").component == 0).all()  # connected
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -351,13 +351,13 @@ def test_the_cli_prints_one_sentence_and_a_summary(db_url, tmp_path) -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TWIN_")},
            "TWIN_DATABASE_URL": db_url, "COLUMNS": "200"}
     bad = subprocess.run([TWIN, "import", str(tmp_path / "missing.gpkg"), "--community", "x"],
-                         env=env, capture_output=True, text=True, timeout=120)
+                         check=False, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'missing.gpkg'}: no such file or directory"]
     good = subprocess.run([TWIN, "import", str(BUBENEC), "--community", "bubenec",
                            "--layer", "buildings", "--layer", "streets"],
-                          env=env, capture_output=True, text=True, timeout=300)
+                          check=False, env=env, capture_output=True, text=True, timeout=300)
     assert good.returncode == 0, good.stderr
     assert "imported" in good.stdout and "default height" in good.stdout
     assert "1 component (connected)" in good.stdout
@@ -380,24 +380,25 @@ def test_walk_graph_splits_merges_and_reports_what_stays_apart() -> None:
         "ref_id": ["e1", "d1", "f1"], "kind": ["entrance", "device", "facility"],
         "building_id": ["b1", "b1", None], "link_kind": ["footway", "link", "link"],
         "geometry": shapely.points([(30, 10), (31, 15), (205, 12)])})
-    graph = build_walk_graph(lines, kinds, places, merge_m=1.0)
+    walkways = node_walkways(lines, kinds, places, crs=32633, merge_m=1.0)
+    graph = walkways.graph
     g = nx.Graph()
-    g.add_edges_from(zip(graph.edges["source"], graph.edges["target"]))
-    xy = shapely.get_coordinates(graph.nodes["geometry"].to_numpy())
+    g.add_edges_from(zip(graph.edge_u, graph.edge_v))
+    xy = graph.xy
     at = {tuple(p): k for k, p in enumerate(np.round(xy, 3))}
     assert (50.0, 0.0) in at and g.degree(at[(50.0, 0.0)]) == 4        # the crossing
     assert g.degree(at[(100.0, 0.0)]) == 2                              # the merged end
-    assert graph.report.gaps_closed == 2 and graph.report.nodes_merged >= 1
-    assert (graph.edges["kind"] == "road").sum() == 4                   # 0-20-30-50-100
+    assert walkways.report.gaps_closed == 2 and walkways.report.nodes_merged >= 1
+    assert (graph.edge_kind == "road").sum() == 4                       # 0-20-30-50-100
     # e1 hangs on the road at (30, 0); d1 inside b1 hangs on e1; f1 on the ring
-    node = {r: k for k, r in enumerate(graph.nodes["ref_id"]) if r is not None}
+    node = {r: k for k, r in enumerate(graph.node_ref) if r is not None}
     assert g.has_edge(node["d1"], node["e1"]) and g.has_edge(node["e1"], at[(30.0, 0.0)])
-    assert graph.report.components == 2
-    (apart,) = graph.report.disconnected
+    assert walkways.report.components == 2
+    (apart,) = walkways.report.disconnected
     assert apart.places == ["f1"] and apart.length_m == pytest.approx(42.0, abs=0.1)
     # every edge runs from its source node to its target node
-    ends = shapely.get_coordinates(shapely.get_point(graph.edges["geometry"].to_numpy(), 0))
-    assert np.allclose(ends, xy[graph.edges["source"]])
+    ends = shapely.get_coordinates(shapely.get_point(graph.edge_lines, 0))
+    assert np.allclose(ends, xy[graph.edge_u])
 
 
 def test_heights_follow_the_documented_order() -> None:

@@ -80,7 +80,11 @@ def test_a_repeat_counts_on_the_open_alarm_and_keeps_the_worse_severity(db) -> N
                                              "at": T0 + timedelta(minutes=1)}))
     assert first.new and not again.new
     assert again.alarm.id == first.alarm.id
-    assert again.alarm.count == 2 and again.alarm.severity == "critical"
+    assert again.alarm.count == 2 and again.alarm.spec.severity == "critical"
+    # the kept spec is the first raise (its time is raised_at) with what repeats changed
+    assert again.alarm.raised_at == again.alarm.spec.at == T0
+    assert again.alarm.last_at == T0 + timedelta(minutes=1)
+    assert again.alarm.spec == AlarmSpec(**{**_fields(spec), "severity": "critical"})
     ops.acknowledge_alarm(db, first.alarm.id, actor="op1", at=T0 + timedelta(minutes=2))
     cleared = ops.clear_alarm(db, first.alarm.id, actor="rule", at=T0 + timedelta(minutes=3))
     assert cleared.state == "cleared"
@@ -142,7 +146,7 @@ def test_decline_and_escalate_free_the_order_for_the_next_one(db) -> None:
     assert order.state == "created" and order.assignee_id is None
     assert order.declined_by == (grid_worker,)
     order = ops.act_on_work_order(db, order.id, "escalate", actor=SYSTEM, at=T0)
-    assert order.state == "escalated" and order.role == "manager" and order.escalation_level == 1
+    assert order.state == "escalated" and order.spec.role == "manager" and order.escalation_level == 1
     with pytest.raises(TransitionError, match="cannot be accepted"):
         ops.act_on_work_order(db, order.id, "accept", actor=me, at=T0)
     # a failed step writes nothing

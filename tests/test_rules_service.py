@@ -234,13 +234,13 @@ def test_co_reading_starts_fans_broadcasts_alarms_and_sends_the_nearest_by_path(
                                  "WHERE channel = 'broadcast'").fetchall()
         counter = conn.execute("SELECT evaluated, fired FROM rule_counter "
                                "WHERE rule_id = 'garage-co'").fetchone()
-    assert alarm is not None and alarm.severity == "critical" and alarm.title == \
+    assert alarm is not None and alarm.spec.severity == "critical" and alarm.spec.title == \
         "CO 120 ppm in 1号地库"
     assert [(set(r.split(",")), a) for r, a in broadcast] == [(SPEAKERS, alarm.id)]
     assert counter == (2, 1)
     # the work order: the engineer nearest by path, with the route over the small walkway
     order = _order(url, "garage_ventilation")
-    assert order.alarm_id == alarm.id and order.rule_id == "garage-co"
+    assert order.spec.alarm_id == alarm.id and order.spec.rule_id == "garage-co"
     assert order.assignee_id == NEAR_BY_PATH
     assert order.route_m == pytest.approx(60, abs=1.0)
     assert order.route is not None and order.eta_s > 0
@@ -315,7 +315,7 @@ def test_escalation_after_the_timeouts_with_an_injected_clock(twin_db_url, start
     order = _order(url, "garage_ventilation")
     assert [e.action for e in order.history][-3:] == ["accept", "escalate", "assign"]
     assert order.history[-2].note.startswith("not on site within ")
-    assert order.role == "manager" and order.assignee_id == MANAGER
+    assert order.spec.role == "manager" and order.assignee_id == MANAGER
     assert order.escalation_level == 1
     assert service.errors == []
 
@@ -348,12 +348,12 @@ def test_special_care_absence_raises_and_a_later_access_clears(twin_db_url, star
         told = conn.execute("SELECT channel, recipient FROM notification WHERE alarm_id = %s "
                             "ORDER BY id", (alarm.id,)).fetchall()
         assert conn.execute("SELECT count(*) FROM alarm").fetchone()[0] == 1  # only them
-    assert alarm.severity == "major" and "not seen going out for 4 h" in alarm.title
+    assert alarm.spec.severity == "major" and "not seen going out for 4 h" in alarm.spec.title
     assert [c for c, _ in told] == ["family"] * len(family) + ["grid_worker"]
     assert [r for c, r in told if c == "family"] == [f"{f['name']} <{f['phone']}>"
                                                      for f in family]
     visit = _order(url, "welfare_check")
-    assert visit.resident_id == person and visit.state == "assigned"
+    assert visit.spec.resident_id == person and visit.state == "assigned"
     assert visit.assignee_id.startswith("wh-guanggu-s0")  # a grid worker
     # they go out: the alarm clears
     publisher.send(*_event(gate, datetime.now(UTC) - timedelta(seconds=1), "access",

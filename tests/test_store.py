@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import geopandas as gpd
-import networkx as nx
 import pandas as pd
 import psycopg
 import pytest
@@ -12,7 +11,7 @@ import shapely
 from twin.device_types import DEVICE_TYPES
 from twin.errors import TwinError
 from twin.store import queries
-from twin.store.graph import walk_graph
+from twin.store.graph import walk_routing_graph
 from twin.store.loader import load_dataset
 
 
@@ -161,15 +160,14 @@ def test_care_residents_in_a_unit(sample_conn: psycopg.Connection, sample) -> No
 def test_walk_graph_reaches_every_entrance_and_facility(sample_conn: psycopg.Connection,
                                                         sample) -> None:
     community_id = _frames(sample)["community"]["id"].iloc[0]
-    graph = walk_graph(sample_conn, community_id)
-    assert nx.is_connected(graph)
-    refs = {d["ref_id"] for _, d in graph.nodes(data=True) if d["ref_id"]}
+    graph = walk_routing_graph(sample_conn, community_id)
+    assert (graph.component == 0).all()  # one connected network
+    refs = set(graph.node_ref[graph.node_ref != None])
     f = _frames(sample)
     assert set(f["entrance"]["id"]) <= refs
     gates = f["facility"][f["facility"]["kind"].isin(["gate", "garage_ramp", "ev_shed"])]
     assert set(gates["id"]) <= refs
-    lengths = nx.get_edge_attributes(graph, "length_m")
-    assert all(v >= 0 for v in lengths.values())
+    assert (graph.edge_length >= 0).all()
 
 
 def test_community_summary_counts(sample_conn: psycopg.Connection, sample) -> None:

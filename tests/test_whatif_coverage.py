@@ -11,8 +11,7 @@ from twin.dispatch import StaffMember
 from twin.walkgraph import WALK_SPEED_M_S, build_walk_graph
 from twin.whatif.coverage import Entrances, compare, coverage, staff_in
 from twin.whatif.impact import gate_impact
-from twin.whatif.network import scenario_network
-from twin.whatif.scenario import BASELINE, AddedPath, AddedStaff, Scenario
+from twin.whatif.scenario import BASELINE, AddedPath, AddedStaff, Scenario, scenario_network
 
 UTM = 32650
 X0, Y0 = 500_000.0, 3_400_000.0
@@ -109,9 +108,8 @@ def test_coverage_on_the_sample_matches_networkx(sample_conn) -> None:
     """Against plain networkx on the same walkways: the same seconds for every door."""
     import networkx as nx
 
-    from twin.store.graph import dispatch_staff, walk_graph, walk_routing_graph
-    from twin.walkgraph import snap
-    from twin.whatif.network import edge_seconds
+    from twin.store.graph import dispatch_staff, walk_routing_graph
+    from twin.walkgraph import snap, walking_seconds
 
     community = sample_conn.execute("SELECT id FROM community").fetchone()[0]
     graph = walk_routing_graph(sample_conn, community)
@@ -124,9 +122,12 @@ def test_coverage_on_the_sample_matches_networkx(sample_conn) -> None:
     result = coverage(graph, staff, doors, BASELINE, role="security", shift="day")
     assert np.isfinite(result.entrance_s).all()
 
-    nxg = walk_graph(sample_conn, community)
-    for a, b, data in nxg.edges(data=True):
-        data["s"] = float(edge_seconds(np.array([data["length_m"]]), np.array([data["kind"]]))[0])
+    # networkx straight from the stored rows, not from the compiled graph
+    nxg = nx.Graph()
+    for a, b, kind, length in sample_conn.execute(
+            "SELECT source, target, kind, length_m FROM walk_edge WHERE community_id = %s",
+            (community,)):
+        nxg.add_edge(a, b, s=float(walking_seconds(np.array([length]), np.array([kind]))[0]))
     team = [m for m in staff if m.role == "security" and m.shift == "day"]
     # each guard joins the networkx graph where they meet the walkway: the same snapping,
     # an independent shortest-path search

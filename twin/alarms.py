@@ -73,32 +73,29 @@ class AlarmSpec:
 
 @dataclass(frozen=True, slots=True)
 class Alarm:
+    """A kept alarm: the spec it stands for, and what only a kept alarm has.
+
+    ``spec`` holds the alarm as it is kept now: a repeat may have raised its
+    severity and replaced its detail, and ``spec.at`` is when it was first
+    raised (the table's ``raised_at``).
+    """
+
     id: int
-    community_id: str
-    type: str
-    domain: str
-    severity: str
-    source_kind: str
-    source_id: str
-    title: str
+    spec: AlarmSpec
     state: str
     count: int
-    raised_at: datetime
     last_at: datetime
     updated_at: datetime
-    rule_id: str | None = None
-    building_id: str | None = None
-    floor: int | None = None
-    unit_id: str | None = None
-    device_id: str | None = None
-    resident_id: str | None = None
-    location: Point | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
     cleared_at: datetime | None = None
     cleared_by: str | None = None
     escalation_level: int = 0
+
+    @property
+    def raised_at(self) -> datetime:
+        """When it was first raised: its spec's time."""
+        return self.spec.at
 
     @property
     def is_open(self) -> bool:

@@ -194,34 +194,34 @@ class WorkOrderEvent:
 
 @dataclass(frozen=True, slots=True)
 class WorkOrder:
+    """A kept work order: the spec it stands for, and its state since.
+
+    ``spec`` holds the order as it is kept now (an escalation hands it to
+    another ``role``); ``spec.at`` is when it was created (the table's
+    ``created_at``) and ``spec.due_in`` how long after that it is due.
+    """
+
     id: int
-    community_id: str
-    kind: str
-    title: str
-    domain: str
-    priority: str
-    role: str
+    spec: WorkOrderSpec
     state: str
-    location: Point
-    created_at: datetime
     updated_at: datetime
-    skill: str | None = None
-    description: str = ""
-    alarm_id: int | None = None
-    rule_id: str | None = None
     assignee_id: str | None = None
-    grid_id: str | None = None
-    building_id: str | None = None
-    unit_id: str | None = None
-    resident_id: str | None = None
-    device_id: str | None = None
     route: LineString | None = None
     route_m: float | None = None
     eta_s: float | None = None
     declined_by: tuple[str, ...] = ()
     escalation_level: int = 0
-    due_at: datetime | None = None
     history: tuple[WorkOrderEvent, ...] = ()
+
+    @property
+    def created_at(self) -> datetime:
+        """When it was opened: its spec's time."""
+        return self.spec.at
+
+    @property
+    def due_at(self) -> datetime | None:
+        """When it must be resolved by, if it has a due time."""
+        return self.spec.at + self.spec.due_in if self.spec.due_in is not None else None
 
     @property
     def is_open(self) -> bool:

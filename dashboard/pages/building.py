@@ -218,8 +218,8 @@ def _orders(orders, names: dict[str, str], lg: str) -> html.Div:
     if not orders:
         return html.Div(t("b.no_orders", lg), className="empty")
     return html.Div([
-        html.A(href=f"/work-orders?id={o.id}", className=f"board-row prio-{o.priority}", children=[
-            badge(t(f"prio.{o.priority}", lg), o.priority), html.Span(o.title, className="board-title"),
+        html.A(href=f"/work-orders?id={o.id}", className=f"board-row prio-{o.spec.priority}", children=[
+            badge(t(f"prio.{o.spec.priority}", lg), o.spec.priority), html.Span(o.spec.title, className="board-title"),
             html.Span(t(f"wo.{o.state}", lg), className=f"board-state wo-{o.state}"),
             html.Span(names.get(o.assignee_id or "", "—"), className="board-who"),
         ]) for o in orders

@@ -165,7 +165,7 @@ def acknowledge(alarm_id: int) -> str:
                                       at=datetime.now(timezone.utc))
     except TwinError as e:
         return str(e)
-    return f"{tr('ls.acknowledged')}: {alarm.title}"
+    return f"{tr('ls.acknowledged')}: {alarm.spec.title}"
 
 
 # --- services the callbacks call (tested directly) --------------------------------------

@@ -122,8 +122,8 @@ def list_orders(states, priorities, domains, grid) -> list[dict]:
                                        states=tuple(states) if states else None)]
         orders.sort(key=lambda o: (o.created_at, o.id), reverse=True)
         names = data.staff_names(conn, c.communities)
-    orders = [o for o in orders if (not priorities or o.priority in priorities)
-              and (not domains or o.domain in domains)]
+    orders = [o for o in orders if (not priorities or o.spec.priority in priorities)
+              and (not domains or o.spec.domain in domains)]
     return data.order_rows(orders, names)
 
 
@@ -179,24 +179,24 @@ def detail_view(order_id: int | None):
     try:
         with c.pool.connection() as conn:
             order = data.order_for_user(conn, user, int(order_id))
-            names = data.staff_names(conn, order.community_id)
+            names = data.staff_names(conn, order.spec.community_id)
             # the order's role first, nearest first; anyone else after them
-            choices = sorted(data.staff_choices(conn, order.community_id,
-                                                near=(order.location.x, order.location.y)),
-                             key=lambda s: s["role"] != order.role)
+            choices = sorted(data.staff_choices(conn, order.spec.community_id,
+                                                near=(order.spec.location.x, order.spec.location.y)),
+                             key=lambda s: s["role"] != order.spec.role)
             photos = conn.execute("SELECT count(*) FROM work_order_photo WHERE work_order_id = %s",
                                   (order.id,)).fetchone()[0]
     except (AccessDenied, TwinError) as e:
         return html.Div(str(e), className="denied"), no_update, no_update
     layer_data = {
-        "route": ({str(order.id): {"id": order.id, "code": order.code, "title": order.title,
+        "route": ({str(order.id): {"id": order.id, "code": order.code, "title": order.spec.title,
                                    "state": order.state, "color": [90, 200, 255, 255],
                                    "path": [list(p) for p in order.route.coords]}}
                   if order.route is not None else {}),
-        "target": {"t": {"id": order.id, "position": [order.location.x, order.location.y, 2],
+        "target": {"t": {"id": order.id, "position": [order.spec.location.x, order.spec.location.y, 2],
                          "color": [255, 70, 90, 255]}},
     }
-    view = {"longitude": order.location.x, "latitude": order.location.y, "zoom": 17.6,
+    view = {"longitude": order.spec.location.x, "latitude": order.spec.location.y, "zoom": 17.6,
             "pitch": 45, "bearing": -18}
     actions = allowed_actions(order, user)
     history = html.Table(className="table history", children=[
@@ -212,22 +212,22 @@ def detail_view(order_id: int | None):
     ])
     body = html.Div([
         html.Div(className="wo-head", children=[
-            html.H2(f"{order.code} · {order.title}", id="wo-title"),
-            badge(t(f"prio.{order.priority}", lg), order.priority),
+            html.H2(f"{order.code} · {order.spec.title}", id="wo-title"),
+            badge(t(f"prio.{order.spec.priority}", lg), order.spec.priority),
             html.Span(t(f"wo.{order.state}", lg), className=f"board-state wo-{order.state}",
                       id="wo-state"),
         ]),
         html.Div(className="wo-facts", children=[
-            _fact(t("wo.kind", lg), order.kind), _fact(t("wo.filter_domain", lg),
-                                                       t(f"dom.{order.domain}", lg)),
+            _fact(t("wo.kind", lg), order.spec.kind), _fact(t("wo.filter_domain", lg),
+                                                       t(f"dom.{order.spec.domain}", lg)),
             _fact(t("wo.assignee", lg), names.get(order.assignee_id or "", "—")),
-            _fact(t("wo.where", lg), " ".join(x for x in (order.building_id, order.unit_id) if x)
-                  or f"{order.location.y:.5f}, {order.location.x:.5f}"),
+            _fact(t("wo.where", lg), " ".join(x for x in (order.spec.building_id, order.spec.unit_id) if x)
+                  or f"{order.spec.location.y:.5f}, {order.spec.location.x:.5f}"),
             _fact(t("wo.created_at", lg), when(order.created_at)),
             _fact(t("wo.due", lg), when(order.due_at)),
             _fact(t("wo.route", lg), f"{order.route_m:.0f} m" if order.route_m else "—"),
         ]),
-        html.P(order.description, className="wo-desc") if order.description else None,
+        html.P(order.spec.description, className="wo-desc") if order.spec.description else None,
         html.Div(className="wo-actions", children=[
             html.Div(t("wo.dispatch_hint", lg), className="hint") if "assign" in actions else None,
             dcc.Dropdown(id=STAFF, placeholder=t("wo.pick_staff", lg), className="dd",

@@ -26,13 +26,13 @@ import shapely
 
 from gis_data.dataset import COLUMNS, CRS, Dataset, conform
 from gis_data.importer.heights import HeightRules, resolve_heights
-from gis_data.importer.mapping import Mapping, MappedLayer
+from gis_data.importer.mapping import MappedLayer, Mapping
 from gis_data.importer.osm import WALKABLE
 from gis_data.importer.repair import clean_points, explode_lines, repair_polygons
 from gis_data.importer.report import ImportReport
-from gis_data.importer.walkgraph import WalkGraph, build_walk_graph
-from gis_data.walkway import _ATTACH_KIND as ATTACH_KIND
+from gis_data.importer.walkgraph import Walkways, node_walkways
 from twin.device_types import DEVICE_TYPES
+from twin.walkgraph import ATTACH_KIND, walk_frames
 
 #: Facility kinds the schema allows (the CHECK of facility.kind; a test keeps them equal).
 FACILITY_KINDS = ("gate", "ev_shed", "trash_station", "pump_room", "garage", "garage_ramp",
@@ -71,8 +71,9 @@ class ImportPlan:
 
 
 def plan_import(layers: list[MappedLayer], *, community_id: str,
-                mapping: Mapping = Mapping()) -> ImportPlan:
+                mapping: Mapping | None = None) -> ImportPlan:
     """Turn mapped layers into twin rows (see the module docstring for ids)."""
+    mapping = mapping if mapping is not None else Mapping()
     plan = ImportPlan(community_id)
     twin = [layer for layer in layers if layer.role.startswith("twin:")]
     if twin:
@@ -117,7 +118,7 @@ class Existing:
 
 
 def assemble(plan: ImportPlan, *, existing: Existing, name: str | None, city: str | None,
-             replace: bool, merge_m: float = 1.0) -> tuple[Dataset, frozenset[str], WalkGraph | None]:
+             replace: bool, merge_m: float = 1.0) -> tuple[Dataset, frozenset[str], Walkways | None]:
     """The community row, the walkway graph, and the dataset to write.
 
     Returns the dataset, the tables it supplies (the others are empty and
@@ -139,7 +140,7 @@ def assemble(plan: ImportPlan, *, existing: Existing, name: str | None, city: st
 
     graph = None
     if plan.lines is not None and len(plan.lines) and not plan.has_graph:
-        graph = _graph(plan, frames, existing, to_metric, merge_m)
+        graph = _graph(plan, frames, existing, to_metric, srid, merge_m)
         doors = graph.doors
         if len(doors):
             frames["entrance"] = pd.concat([frames.get("entrance", _empty("entrance")),
@@ -192,7 +193,7 @@ def _buildings(plan: ImportPlan, layer: MappedLayer, rules: HeightRules, *,
         len(frame), height=_col(frame, layer.columns["height"]),
         model=_col(frame, layer.columns["model"]),
         levels=_col(frame, layer.columns["levels"]), rules=rules)
-    keep = geoms != None  # noqa: E711
+    keep = geoms != None
     keep &= np.array([s is None or s.startswith("repaired") for s in status])
     for feature, note in zip(src[keep], heights.note[keep]):
         if note is not None:
@@ -225,7 +226,7 @@ def _entrances(plan: ImportPlan, layer: MappedLayer, several_building_layers: bo
     status = _duplicates(src, status)
     points = _to_4326(points, frame.crs)
     building = _building_of(plan, layer, points, status)
-    status = np.where((status == None) & (building == None),  # noqa: E711
+    status = np.where((status == None) & (building == None),
                       f"skipped: no building within {ENTRANCE_SNAP_M:g} m and no building column",
                       status)
     plan.report.add_statuses(count, src, status)
@@ -257,7 +258,7 @@ def _points(plan: ImportPlan, layer: MappedLayer, table: str) -> pd.DataFrame:
     allowed = FACILITY_KINDS if table == "facility" else tuple(DEVICE_TYPES)
     bad = ~np.isin(kind.astype(str), allowed)
     what = "facility kind" if table == "facility" else "device type"
-    status = np.where((status == None) & bad,  # noqa: E711
+    status = np.where((status == None) & bad,
                       [f"skipped: {what} {k!r} is not one of the twin's" for k in kind], status)
     building = _building_of(plan, layer, points, status, required=False)
     plan.report.add_statuses(count, src, status)
@@ -287,7 +288,7 @@ def _paths(plan: ImportPlan, layer: MappedLayer) -> pd.DataFrame:
     lines, owner, _, status = explode_lines(frame.geometry.to_numpy(), src,
                                             _col(frame, "_problem"))
     plan.report.add_statuses(count, src, status)
-    count.imported = int(len(np.unique(owner)))
+    count.imported = len(np.unique(owner))
     kinds = _path_kinds(layer)
     return pd.DataFrame({"kind": kinds[owner], "geometry": _to_4326(lines, frame.crs)})
 
@@ -355,7 +356,7 @@ def _rename(frame: pd.DataFrame, old: str, new: str) -> None:
 # --- the graph ----------------------------------------------------------------------------
 
 def _graph(plan: ImportPlan, frames: dict, existing: Existing, to_metric: pyproj.Transformer,
-           merge_m: float) -> WalkGraph:
+           srid: int, merge_m: float) -> Walkways:
     lines = _project(plan.lines.geometry.to_numpy(), to_metric)
     places = _places(frames, existing)
     buildings = pd.concat([frames["building"][["id", "geometry"]] if "building" in frames
@@ -368,8 +369,8 @@ def _graph(plan: ImportPlan, frames: dict, existing: Existing, to_metric: pyproj
                              "building_id": doorless["id"].to_numpy(),
                              "geometry": _project(doorless["geometry"].to_numpy(), to_metric)})
     metric_places = places.assign(geometry=_project(places["geometry"].to_numpy(), to_metric))
-    graph = build_walk_graph(lines, plan.lines["kind"].to_numpy(), metric_places,
-                             doorless=doorless, merge_m=merge_m)
+    graph = node_walkways(lines, plan.lines["kind"].to_numpy(), metric_places, crs=srid,
+                          doorless=doorless, merge_m=merge_m, prefix=f"{plan.community_id}-")
     for component in graph.report.disconnected:
         plan.report.note("walkway", f"{component.nodes} nodes", "warning",
                          f"not connected to the main network ({component.length_m:g} m of path"
@@ -414,22 +415,14 @@ def _places(frames: dict, existing: Existing) -> pd.DataFrame:
     return out
 
 
-def _graph_rows(c: str, graph: WalkGraph, to_lonlat: pyproj.Transformer
+def _graph_rows(c: str, walkways: Walkways, to_lonlat: pyproj.Transformer
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    n = len(graph.nodes)
-    width = max(4, len(str(n)))
-    node_ids = np.array([f"{c}-n{k + 1:0{width}d}" for k in range(n)], dtype=object)
-    nodes = pd.DataFrame({"id": node_ids, "community_id": c, "kind": graph.nodes["kind"],
-                          "ref_id": graph.nodes["ref_id"],
-                          "geometry": _project(graph.nodes["geometry"].to_numpy(), to_lonlat)})
-    e = graph.edges
-    ewidth = max(4, len(str(len(e))))
-    edges = pd.DataFrame({
-        "id": [f"{c}-e{k + 1:0{ewidth}d}" for k in range(len(e))], "community_id": c,
-        "source": node_ids[e["source"].to_numpy()] if len(e) else [],
-        "target": node_ids[e["target"].to_numpy()] if len(e) else [],
-        "kind": e["kind"], "length_m": e["length_m"],
-        "geometry": _project(e["geometry"].to_numpy(), to_lonlat)})
+    """The graph's walk_node and walk_edge rows of community ``c``, in EPSG:4326."""
+    nodes, edges = walk_frames(walkways.graph)
+    nodes = nodes.assign(community_id=c,
+                         geometry=_project(nodes["geometry"].to_numpy(), to_lonlat))
+    edges = edges.assign(community_id=c,
+                         geometry=_project(edges["geometry"].to_numpy(), to_lonlat))
     return nodes, edges
 
 
@@ -456,7 +449,7 @@ def _source_ids(plan: ImportPlan, layer: MappedLayer) -> np.ndarray:
 
 def _duplicates(src: np.ndarray, status: np.ndarray) -> np.ndarray:
     dup = pd.Series(src).duplicated().to_numpy()
-    return np.where(dup & (status == None), "skipped: duplicate id", status)  # noqa: E711
+    return np.where(dup & (status == None), "skipped: duplicate id", status)
 
 
 def _building_of(plan: ImportPlan, layer: MappedLayer, points: np.ndarray, status: np.ndarray,

@@ -18,12 +18,13 @@ import psycopg
 import shapely
 
 from gis_data.dataset import Dataset
-from gis_data.importer.build import ATTACH_KIND, Existing, assemble, plan_import
+from gis_data.importer.build import Existing, assemble, plan_import
 from gis_data.importer.errors import CommunityError, SourceError
 from gis_data.importer.mapping import map_layers, read_mapping
 from gis_data.importer.readers import read_source
 from gis_data.importer.report import ImportReport
 from twin.store.loader import upsert_dataset
+from twin.walkgraph import ATTACH_KIND
 
 #: The steps :func:`import_path` reports progress on.
 STEPS = ("reading", "mapping layers", "repairing and resolving heights", "reading the twin",

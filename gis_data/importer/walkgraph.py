@@ -26,7 +26,9 @@ splitting by hand (rings, parallel edges).
 
 The edge kind of each network edge is the kind of the source line it lies
 on; attachments are 'footway' for entrances and the place's own link kind
-for the others.
+for the others. The result is the twin's one graph representation,
+:class:`twin.walkgraph.WalkGraph`, with nodes and edges numbered in an order
+that depends on the data only.
 """
 
 from __future__ import annotations
@@ -35,9 +37,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyproj
 import shapely
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from twin.walkgraph import WalkGraph, build_walk_graph
 
 #: Nodes closer than this (metres) are merged; line ends this close to a line are joined.
 MERGE_M = 1.0
@@ -58,6 +63,8 @@ class Component:
 
 @dataclass(slots=True)
 class GraphReport:
+    """What building the graph did and found, for the import's summary."""
+
     lines: int = 0
     gaps_closed: int = 0
     nodes_merged: int = 0
@@ -71,35 +78,33 @@ class GraphReport:
 
 
 @dataclass(frozen=True, slots=True)
-class WalkGraph:
-    """The graph in metric coordinates.
+class Walkways:
+    """The noded graph, the doors derived for buildings without one, and the report.
 
-    ``nodes``: kind, ref_id, geometry (points). ``edges``: source, target
-    (row numbers of ``nodes``), kind, length_m, geometry (from source to
-    target). ``doors``: entrances derived for buildings without one
-    (ref_id, building_id, geometry).
+    ``doors``: ref_id, building_id, geometry (metric points).
     """
 
-    nodes: pd.DataFrame
-    edges: pd.DataFrame
+    graph: WalkGraph
     doors: pd.DataFrame
     report: GraphReport
 
 
-def build_walk_graph(
+def node_walkways(
     lines: np.ndarray,
     kinds: np.ndarray,
     places: pd.DataFrame,
     *,
+    crs: int | str | pyproj.CRS,
     doorless: pd.DataFrame | None = None,
     merge_m: float = MERGE_M,
-) -> WalkGraph:
+    prefix: str = "",
+) -> Walkways:
     """Build the walkway graph of ``lines`` and attach ``places`` to it.
 
     Parameters
     ----------
     lines
-        LineStrings in a metric CRS.
+        LineStrings in ``crs``.
     kinds
         The walk_edge kind of each line ('road', 'footway', 'steps', 'ramp').
     places
@@ -109,8 +114,12 @@ def build_walk_graph(
     doorless
         Buildings with no entrance: ref_id (the id to give the derived
         entrance), building_id, geometry (the footprint).
+    crs
+        The metric CRS of the lines and places (the community's ``local_srid``).
     merge_m
         The merge tolerance in metres.
+    prefix
+        Put before node and edge ids ('n0001', 'e0001'): the community's id and a dash.
     """
     report = GraphReport(lines=len(lines))
     lines = np.asarray(lines, dtype=object)
@@ -118,8 +127,9 @@ def build_walk_graph(
     doorless = doorless if doorless is not None else _empty_places()
     if len(lines) == 0:
         report.unattached = list(places["ref_id"]) + list(doorless["ref_id"])
-        return WalkGraph(_node_frame(np.zeros((0, 2)), [], []), _edge_frame([], [], [], []),
-                         _empty_places(), report)
+        empty = np.zeros(0, dtype=np.int64)
+        return Walkways(build_walk_graph([], empty, empty, empty, empty, empty, crs=crs),
+                        _empty_places(), report)
 
     network = _Network.from_lines(lines, kinds, merge_m, report)
 
@@ -166,13 +176,13 @@ def build_walk_graph(
     all_xy = np.vstack([node_xy, place_xy]) if len(place_xy) else node_xy
     source = np.concatenate([network.source, np.asarray(link_src, dtype=int)])
     target = np.concatenate([network.target, np.asarray(link_dst, dtype=int)])
-    edge_kind = list(network.kind) + link_kind
+    edge_kind = np.array(list(network.kind) + link_kind, dtype=object)
     geometry = np.concatenate([network.geometry, link_geom])
-    nodes = _node_frame(all_xy, kinds_out, refs)
-    edges = _edge_frame(source, target, edge_kind, geometry)
-    nodes, edges = _canonical_order(nodes, edges)
-    _components(nodes, edges, report)
-    return WalkGraph(nodes, edges, doors, report)
+    graph = _canonical_graph(all_xy, np.array(kinds_out, dtype=object),
+                             np.array(refs, dtype=object), source, target, edge_kind, geometry,
+                             crs=crs, prefix=prefix)
+    _components(graph, report)
+    return Walkways(graph, doors, report)
 
 
 # --- the network ----------------------------------------------------------------------------
@@ -343,7 +353,7 @@ def _merge_nodes(xy: np.ndarray, source: np.ndarray, target: np.ndarray, merge_m
     a, b = shapely.STRtree(points).query(points, predicate="dwithin", distance=merge_m)
     pair = a < b
     graph = coo_matrix((np.ones(pair.sum()), (a[pair], b[pair])), shape=(n, n))
-    count, label = connected_components(graph, directed=False)
+    _, label = connected_components(graph, directed=False)
     degree = np.bincount(np.concatenate([source, target]), minlength=n)
     # representative: most edges, then lowest index
     order = np.lexsort((np.arange(n), -degree, label))
@@ -388,62 +398,58 @@ def _nearest_entrance(places: pd.DataFrame, indoor: np.ndarray) -> np.ndarray:
     return best["row"].to_numpy()
 
 
-def _node_frame(xy: np.ndarray, kinds: list, refs: list) -> pd.DataFrame:
-    return pd.DataFrame({"kind": pd.Series(kinds, dtype=object),
-                         "ref_id": pd.Series(refs, dtype=object),
-                         "geometry": shapely.points(xy) if len(xy) else np.array([], dtype=object)})
-
-
-def _edge_frame(source, target, kinds, geometry) -> pd.DataFrame:
-    geometry = np.asarray(geometry, dtype=object)
-    return pd.DataFrame({"source": np.asarray(source, dtype=int),
-                         "target": np.asarray(target, dtype=int),
-                         "kind": pd.Series(list(kinds), dtype=object),
-                         "length_m": np.round(shapely.length(geometry), 2) if len(geometry)
-                         else np.array([], dtype=float),
-                         "geometry": geometry})
-
-
-def _canonical_order(nodes: pd.DataFrame, edges: pd.DataFrame
-                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Junctions by position, then places by kind and ref; edges by their ends.
+def _canonical_graph(xy: np.ndarray, node_kind: np.ndarray, node_ref: np.ndarray,
+                     source: np.ndarray, target: np.ndarray, edge_kind: np.ndarray,
+                     geometry: np.ndarray, *, crs: int | str | pyproj.CRS,
+                     prefix: str) -> WalkGraph:
+    """The graph with junctions by position, then places by kind and ref; edges by their ends.
 
     Makes the node and edge numbers depend on the data, not on the order the
     source listed its features in, so re-importing gives the same ids.
     """
-    xy = shapely.get_coordinates(nodes["geometry"].to_numpy())
-    is_place = nodes["ref_id"].notna().to_numpy()
-    order = np.lexsort((np.round(xy[:, 1], 3), np.round(xy[:, 0], 3),
-                        nodes["ref_id"].fillna("").to_numpy(), is_place))
+    is_place = np.array([r is not None for r in node_ref], dtype=bool)
+    refs = np.array(["" if r is None else r for r in node_ref], dtype=object)
+    order = np.lexsort((np.round(xy[:, 1], 3), np.round(xy[:, 0], 3), refs.astype(str),
+                        is_place))
     rank = np.empty(len(order), dtype=int)
     rank[order] = np.arange(len(order))
-    nodes = nodes.iloc[order].reset_index(drop=True)
-    edges = edges.assign(source=rank[edges["source"].to_numpy()],
-                         target=rank[edges["target"].to_numpy()])
-    edges = edges.sort_values(["source", "target", "kind", "length_m"],
-                              kind="stable").reset_index(drop=True)
-    return nodes, edges
+    length = np.round(shapely.length(geometry), 2)
+    edges = pd.DataFrame({"source": rank[source], "target": rank[target],
+                          "kind": pd.Series(edge_kind, dtype=object), "length_m": length,
+                          "k": np.arange(len(source))})
+    edges = edges.sort_values(["source", "target", "kind", "length_m"], kind="stable")
+    k = edges["k"].to_numpy()
+    n, m = len(order), len(edges)
+    width, e_width = max(4, len(str(n))), max(4, len(str(m)))
+    return build_walk_graph(
+        np.array([f"{prefix}n{j + 1:0{width}d}" for j in range(n)], dtype=object),
+        xy[order, 0], xy[order, 1],
+        edges["source"].to_numpy(), edges["target"].to_numpy(), edges["length_m"].to_numpy(),
+        crs=crs,
+        edge_ids=np.array([f"{prefix}e{j + 1:0{e_width}d}" for j in range(m)], dtype=object),
+        edge_kind=edges["kind"].to_numpy(dtype=object),
+        edge_lines=np.asarray(geometry, dtype=object)[k],
+        node_kind=node_kind[order], node_ref=node_ref[order],
+    )
 
 
-def _components(nodes: pd.DataFrame, edges: pd.DataFrame, report: GraphReport) -> None:
-    n = len(nodes)
-    if n == 0:
+def _components(graph: WalkGraph, report: GraphReport) -> None:
+    """Count the graph's parts; list every part but the largest with the places it holds."""
+    if graph.n_nodes == 0:
         return
-    graph = coo_matrix((np.ones(len(edges)), (edges["source"], edges["target"])), shape=(n, n))
-    count, label = connected_components(graph, directed=False)
-    report.components = int(count)
+    label = graph.component
+    report.components = int(label.max()) + 1
     sizes = np.bincount(label)
     main = int(np.argmax(sizes))
-    edge_label = label[edges["source"].to_numpy()]
-    length = edges["length_m"].to_numpy()
+    edge_label = label[graph.edge_u]
     for c in np.argsort(-sizes, kind="stable"):
         if c == main:
             continue
         members = label == c
-        refs = [r for r in nodes["ref_id"].to_numpy()[members] if r is not None]
         report.disconnected.append(Component(
             nodes=int(members.sum()), edges=int((edge_label == c).sum()),
-            length_m=round(float(length[edge_label == c].sum()), 1), places=refs))
+            length_m=round(float(graph.edge_length[edge_label == c].sum()), 1),
+            places=[r for r in graph.node_ref[members] if r is not None]))
 
 
 def _empty_places() -> pd.DataFrame:

@@ -275,20 +275,21 @@ class Dispatcher:
     def assign(self, conn: psycopg.Connection, order: WorkOrder, *, now: datetime,
                outcome: Outcome) -> WorkOrder:
         """Give the order to the nearest qualified staff member; say why not if nobody."""
-        community = order.community_id
+        community = order.spec.community_id
         graph = self._graphs.get(community)
         if graph is None:
             graph = self._graphs[community] = walk_routing_graph(conn, community)
         staff = dispatch_staff(conn, community)
         held = ops.open_orders_by_staff(conn, community)
-        kw = dict(now=now, role=order.role, open_orders=held, exclude=set(order.declined_by))
-        choice: Assignment | NoCandidate = dispatch(graph, order.location, staff,
-                                                    skill=order.skill, **kw)
-        if isinstance(choice, NoCandidate) and order.skill is not None:
+        kw = {"now": now, "role": order.spec.role, "open_orders": held,
+              "exclude": set(order.declined_by)}
+        choice: Assignment | NoCandidate = dispatch(graph, order.spec.location, staff,
+                                                    skill=order.spec.skill, **kw)
+        if isinstance(choice, NoCandidate) and order.spec.skill is not None:
             # Nobody with the skill can go: the nearest of the role goes, and says so.
-            plain = dispatch(graph, order.location, staff, **kw)
+            plain = dispatch(graph, order.spec.location, staff, **kw)
             if isinstance(plain, Assignment):
-                choice = replace(plain, reason=f"no {order.skill} skill available "
+                choice = replace(plain, reason=f"no {order.spec.skill} skill available "
                                                f"({choice.reason}); {plain.reason}")
         if isinstance(choice, NoCandidate):
             outcome.not_dispatched.append((order.id, choice.detail))

@@ -1,58 +1,33 @@
-"""The single boundary between walkway rows in the database and the twin's graphs.
+"""The single boundary between walkway rows in the database and the twin's graph.
 
-``walk_graph`` gives the networkx graph (for analysis and tests);
-``walk_routing_graph`` gives the compiled graph the dispatcher routes over,
-and ``dispatch_staff`` the staff it chooses from.
+``walk_routing_graph`` gives the compiled :class:`twin.walkgraph.WalkGraph`
+that dispatch and what-if walk over, and ``dispatch_staff`` the staff the
+dispatcher chooses from.
 """
 
 from __future__ import annotations
 
-import networkx as nx
-import numpy as np
-import pandas as pd
 import psycopg
-import shapely
 from shapely.geometry import Point
 
 from twin.dispatch import StaffMember
 from twin.errors import TwinError
-from twin.walkgraph import WalkGraph, build_walk_graph
-
-
-def walk_graph(conn: psycopg.Connection, community_id: str) -> nx.Graph:
-    """The community's walkway network: nodes carry kind/ref_id/lon/lat, edges length_m."""
-    graph = nx.Graph(community_id=community_id)
-    nodes = conn.execute(
-        "SELECT id, kind, ref_id, ST_X(geom), ST_Y(geom) FROM walk_node WHERE community_id = %s",
-        (community_id,),
-    ).fetchall()
-    graph.add_nodes_from(
-        (node_id, {"kind": kind, "ref_id": ref, "lon": x, "lat": y})
-        for node_id, kind, ref, x, y in nodes
-    )
-    edges = conn.execute(
-        "SELECT source, target, id, kind, length_m FROM walk_edge WHERE community_id = %s",
-        (community_id,),
-    ).fetchall()
-    graph.add_edges_from(
-        (s, t, {"id": eid, "kind": kind, "length_m": float(length)})
-        for s, t, eid, kind, length in edges
-    )
-    return graph
+from twin.walkgraph import WalkGraph, from_rows
 
 
 def walk_routing_graph(conn: psycopg.Connection, community_id: str) -> WalkGraph:
     """The community's walkway network compiled for routing, in its local metric CRS.
 
-    Built from plain column arrays (no networkx graph in between), so a
-    district-sized network loads in seconds. Build it once and keep it.
+    Built from plain rows (no networkx graph in between), so a district-sized
+    network loads in seconds. Build it once and keep it.
     """
     row = conn.execute("SELECT local_srid FROM community WHERE id = %s", (community_id,)).fetchone()
     if row is None:
         raise TwinError(f"there is no community {community_id!r}")
     (srid,) = row
     nodes = conn.execute(
-        """SELECT id, ST_X(ST_Transform(geom, %(srid)s)), ST_Y(ST_Transform(geom, %(srid)s))
+        """SELECT id, kind, ref_id, ST_X(ST_Transform(geom, %(srid)s)),
+                  ST_Y(ST_Transform(geom, %(srid)s))
            FROM walk_node WHERE community_id = %(c)s ORDER BY id""",
         {"srid": srid, "c": community_id},
     ).fetchall()
@@ -63,24 +38,10 @@ def walk_routing_graph(conn: psycopg.Connection, community_id: str) -> WalkGraph
     ).fetchall()
     if not edges:
         raise TwinError(f"community {community_id!r} has no walkway edges to route over")
-    node_ids = np.array([r[0] for r in nodes], dtype=object)
-    index = pd.Index(node_ids)
-    ends = index.get_indexer(np.array([(r[1], r[2]) for r in edges], dtype=object).ravel())
-    if (ends < 0).any():
-        raise TwinError(f"community {community_id!r}: a walkway edge ends at a node of "
-                        "another community")
-    ends = ends.reshape(-1, 2)
-    return build_walk_graph(
-        node_ids,
-        np.array([r[1] for r in nodes], dtype=np.float64),
-        np.array([r[2] for r in nodes], dtype=np.float64),
-        ends[:, 0], ends[:, 1],
-        np.array([r[4] for r in edges], dtype=np.float64),
-        crs=srid,
-        edge_ids=[r[0] for r in edges],
-        edge_kind=[r[3] for r in edges],
-        edge_lines=shapely.from_wkb([bytes(r[5]) for r in edges]),
-    )
+    try:
+        return from_rows(nodes, edges, crs=srid)
+    except ValueError as e:
+        raise TwinError(f"community {community_id!r}: {e}") from e
 
 
 def dispatch_staff(conn: psycopg.Connection, community_id: str) -> list[StaffMember]:

@@ -470,12 +470,14 @@ def _alarm(row: tuple) -> Alarm:
     (id_, community, type_, domain, severity, source_kind, source_id, title, state, count,
      raised_at, last_at, updated_at, rule_id, building_id, floor, unit_id, device_id, resident_id,
      geom, detail, ack_at, ack_by, cleared_at, cleared_by, level) = row
+    spec = AlarmSpec(
+        community_id=community, type=type_, domain=domain, severity=severity,
+        source_kind=source_kind, source_id=source_id, title=title, at=raised_at,
+        rule_id=rule_id, building_id=building_id, floor=floor, unit_id=unit_id,
+        device_id=device_id, resident_id=resident_id, location=_point(geom), detail=detail or {},
+    )
     return Alarm(
-        id=id_, community_id=community, type=type_, domain=domain, severity=severity,
-        source_kind=source_kind, source_id=source_id, title=title, state=state, count=count,
-        raised_at=raised_at, last_at=last_at, updated_at=updated_at, rule_id=rule_id,
-        building_id=building_id, floor=floor, unit_id=unit_id, device_id=device_id,
-        resident_id=resident_id, location=_point(geom), detail=detail or {},
+        id=id_, spec=spec, state=state, count=count, last_at=last_at, updated_at=updated_at,
         acknowledged_at=ack_at, acknowledged_by=ack_by, cleared_at=cleared_at,
         cleared_by=cleared_by, escalation_level=level,
     )
@@ -485,12 +487,15 @@ def _order(row: tuple, history: tuple[WorkOrderEvent, ...]) -> WorkOrder:
     (id_, community, kind, title, domain, priority, role, state, geom, created_at, updated_at,
      skill, description, alarm_id, rule_id, assignee_id, grid_id, building_id, unit_id,
      resident_id, device_id, route, route_m, eta_s, declined_by, level, due_at) = row
-    return WorkOrder(
-        id=id_, community_id=community, kind=kind, title=title, domain=domain,
-        priority=priority, role=role, state=state, location=_point(geom),
-        created_at=created_at, updated_at=updated_at, skill=skill, description=description,
-        alarm_id=alarm_id, rule_id=rule_id, assignee_id=assignee_id, grid_id=grid_id,
+    spec = WorkOrderSpec(
+        community_id=community, kind=kind, title=title, domain=domain, role=role,
+        location=_point(geom), at=created_at, priority=priority, skill=skill,
+        description=description, alarm_id=alarm_id, rule_id=rule_id, grid_id=grid_id,
         building_id=building_id, unit_id=unit_id, resident_id=resident_id, device_id=device_id,
+        due_in=due_at - created_at if due_at is not None else None,
+    )
+    return WorkOrder(
+        id=id_, spec=spec, state=state, updated_at=updated_at, assignee_id=assignee_id,
         route=_point(route), route_m=route_m, eta_s=eta_s, declined_by=tuple(declined_by or ()),
-        escalation_level=level, due_at=due_at, history=history,
+        escalation_level=level, history=history,
     )

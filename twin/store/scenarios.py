@@ -146,19 +146,20 @@ def compare_coverage(conn: psycopg.Connection, community_id: str, scenario: Scen
     `twin whatif coverage` command and the Planner page both show. The twin is read and
     the networks built once for all the shifts."""
     from twin.store.graph import walk_routing_graph
-    from twin.whatif.network import compile_live, scenario_network, snap_points
+    from twin.walkgraph import snap
+    from twin.whatif.scenario import scenario_network
 
-    live = compile_live(walk_routing_graph(conn, community_id))
+    graph = walk_routing_graph(conn, community_id)
     staff = staff_at_posts(conn, community_id)
     doors = entrances(conn, community_id)
-    spots = snap_points(live.graph, list(doors.points))
+    spots = snap(graph, list(doors.points))
     try:
-        nets = (scenario_network(live, BASELINE), scenario_network(live, scenario))
+        nets = (scenario_network(graph, BASELINE), scenario_network(graph, scenario))
     except ValueError as e:
         raise TwinError(str(e)) from e
     out = {}
     for shift in shifts:
-        before, after = (coverage(live, staff, doors, which, role=role, shift=shift,
+        before, after = (coverage(graph, staff, doors, which, role=role, shift=shift,
                                   network=net, doors=spots)
                          for which, net in zip((BASELINE, scenario), nets))
         out[shift] = compare(before, after, sla_s=sla_s)

@@ -18,19 +18,8 @@ import pandas as pd
 from shapely.geometry import Point
 
 from twin.dispatch import StaffMember
-from twin.walkgraph import WalkGraph
-from twin.whatif.network import (
-    LiveNetwork,
-    Network,
-    Snapped,
-    compile_live,
-    place,
-    scenario_network,
-    seconds_from,
-    seconds_to,
-    snap_points,
-)
-from twin.whatif.scenario import Scenario
+from twin.walkgraph import Snaps, Variant, WalkGraph, place, seconds_from, seconds_to, snap
+from twin.whatif.scenario import Scenario, scenario_network
 
 #: Response-time bands of the isochrone map, in minutes (the last is open-ended).
 BANDS_MIN: tuple[float, ...] = (2.0, 5.0, 10.0)
@@ -56,7 +45,7 @@ class Coverage:
     entrances: Entrances
     entrance_s: np.ndarray
     node_s: np.ndarray
-    network: Network
+    network: Variant
 
     def buildings(self) -> pd.DataFrame:
         """One row per building: its quickest entrance and the seconds to it."""
@@ -152,32 +141,30 @@ def staff_in(staff: Iterable[StaffMember], scenario: Scenario) -> list[StaffMemb
 
 
 def coverage(
-    live: LiveNetwork | WalkGraph,
+    graph: WalkGraph,
     staff: Iterable[StaffMember],
     entrances: Entrances,
     scenario: Scenario,
     *,
     role: str,
     shift: str,
-    network: Network | None = None,
-    doors: Snapped | None = None,
+    network: Variant | None = None,
+    doors: Snaps | None = None,
 ) -> Coverage:
     """Walking seconds from the nearest ``role`` on ``shift`` to every entrance and node.
 
     What belongs to the live twin may be prepared once and passed in: the
-    compiled network (:func:`compile_live`), the doors snapped to it
-    (:func:`snap_points`), and the scenario's ``network`` when several roles
-    or shifts are measured on one scenario.
+    doors snapped to the graph (:func:`twin.walkgraph.snap`), and the
+    scenario's ``network`` when several roles or shifts are measured on one
+    scenario.
     """
-    if isinstance(live, WalkGraph):
-        live = compile_live(live)
-    net = network or scenario_network(live, scenario)
+    net = network or scenario_network(graph, scenario)
     team = sorted((m for m in staff_in(staff, scenario)
                    if m.role == role and m.shift == shift and m.position is not None),
                   key=lambda m: m.id)
     if doors is None:
-        doors = snap_points(live.graph, list(entrances.points))
-    sources = place(net, snap_points(live.graph, [m.position for m in team]), movable=True) \
+        doors = snap(graph, list(entrances.points))
+    sources = place(net, snap(graph, [m.position for m in team]), movable=True) \
         if team else None
     targets = place(net, doors, movable=False)
     if sources is None:

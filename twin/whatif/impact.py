@@ -14,18 +14,9 @@ import numpy as np
 import pandas as pd
 from shapely.geometry import Point
 
-from twin.walkgraph import WalkGraph
+from twin.walkgraph import Variant, WalkGraph, place, seconds_from, seconds_to, snap
 from twin.whatif.coverage import Entrances
-from twin.whatif.network import (
-    Network,
-    compile_live,
-    place,
-    scenario_network,
-    seconds_from,
-    seconds_to,
-    snap_points,
-)
-from twin.whatif.scenario import BASELINE, Scenario
+from twin.whatif.scenario import BASELINE, Scenario, scenario_network
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,10 +54,9 @@ def gate_impact(
     unknown = set(closed_gates) - set(gates)
     if unknown:
         raise ValueError(f"no gate {', '.join(sorted(map(repr, unknown)))}")
-    live = compile_live(graph)
-    before = _to_gates(scenario_network(live, BASELINE), entrances, gates)
+    before = _to_gates(scenario_network(graph, BASELINE), entrances, gates)
     open_gates = {g: p for g, p in gates.items() if g not in closed_gates}
-    after = _to_gates(scenario_network(live, scenario), entrances, open_gates)
+    after = _to_gates(scenario_network(graph, scenario), entrances, open_gates)
     frame = pd.DataFrame({"building_id": entrances.building_ids,
                           "baseline_s": before, "scenario_s": after})
     table = frame.groupby("building_id", sort=True).min()
@@ -75,9 +65,9 @@ def gate_impact(
     return Impact(scenario=scenario.name, table=table, detour_s=detour_s)
 
 
-def _to_gates(net: Network, entrances: Entrances, gates: dict[str, Point]) -> np.ndarray:
+def _to_gates(net: Variant, entrances: Entrances, gates: dict[str, Point]) -> np.ndarray:
     if not gates:
         return np.full(len(entrances.ids), np.inf)
-    sources = place(net, snap_points(net.base, [gates[g] for g in sorted(gates)]), movable=False)
-    targets = place(net, snap_points(net.base, list(entrances.points)), movable=False)
+    sources = place(net, snap(net.graph, [gates[g] for g in sorted(gates)]), movable=False)
+    targets = place(net, snap(net.graph, list(entrances.points)), movable=False)
     return seconds_to(seconds_from(net, sources), targets, sources)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from twin.walkgraph import Variant, WalkGraph, variant
 from twin.work_orders import STAFF_ROLES
 
 LonLat = tuple[float, float]
@@ -70,3 +71,16 @@ class Scenario(_Strict):
 
 
 BASELINE = Scenario(name="baseline", description="the twin as it is")
+
+
+def scenario_network(graph: WalkGraph, scenario: Scenario) -> Variant:
+    """The live walkway graph as ``scenario`` would have it: closed edges out, paths in.
+
+    The live graph is never touched; an unknown edge id is refused with the
+    scenario named.
+    """
+    try:
+        return variant(graph, closed=scenario.closed_edges,
+                       added=[(p.coords, p.kind) for p in scenario.added_paths])
+    except ValueError as e:
+        raise ValueError(f"scenario {scenario.name!r}: {e}") from e
