@@ -623,9 +623,9 @@ def test_the_simulators_incidents_fire_their_rules(base, sample_db_url) -> None:
     library's rules for them (the whole library listening, 20 simulated minutes)."""
     import psycopg
 
-    from ingest.decode import Decoded, DeviceInfo as Directory, decode
-    from ingest.simulation import Simulation
-    from ingest.simulator import load_community
+    from ingest.decode import Decoded, decode
+    from ingest.decode import DeviceInfo as Directory
+    from ingest.simulator import Simulation, load_community
     from twin.rules.service import observations
 
     with psycopg.connect(sample_db_url) as conn:
@@ -703,9 +703,9 @@ def test_a_quiet_weekday_evening_raises_no_intrusion(base, sample_db_url) -> Non
     simulator's ordinary evening (three simulated hours, the whole library listening)."""
     import psycopg
 
-    from ingest.decode import Decoded, DeviceInfo as Directory, decode
-    from ingest.simulation import Simulation
-    from ingest.simulator import load_community
+    from ingest.decode import Decoded, decode
+    from ingest.decode import DeviceInfo as Directory
+    from ingest.simulator import Simulation, load_community
     from twin.rules.service import observations
 
     evening = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # Tuesday 17:00 in Wuhan

@@ -12,22 +12,22 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-import pandas as pd
 import paho.mqtt.client as mqtt
+import pandas as pd
 import pytest
 
 from gis_data.dataset import Dataset
 from ingest import contract
 from ingest.decode import Decoded, DeviceInfo, decode
-from ingest.simulation import (
+from ingest.simulator import (
     INCIDENTS,
     RELAYED_TYPES,
     REPORT_INTERVAL_S,
     Community,
     Message,
     Simulation,
+    run_simulation,
 )
-from ingest.simulator import run_simulation
 from tests.mqtt_helpers import clear_retained
 from twin.device_types import ACCESS_METHODS, CAMERA_CLASSES, DEVICE_TYPES
 
