@@ -723,8 +723,8 @@ def test_the_simulated_world_obeys_what_the_rules_send(base, sample_db_url) -> N
     started = {d: a.ts for d, command, a in acks if command == "start"}
     stopped = {d: a.ts for d, command, a in acks if command == "stop"}
     assert len(started) == 4 and started.keys() == stopped.keys()
-    for fan in started:
-        ran = {r["running"] for ts, r in telemetry[fan] if started[fan] < ts <= stopped[fan]}
+    for fan, began in started.items():
+        ran = {r["running"] for ts, r in telemetry[fan] if began < ts <= stopped[fan]}
         assert ran == {"on"}, fan
         assert telemetry[fan][-1][1]["running"] == "off"  # stopped once the air cleared
 

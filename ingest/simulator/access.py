@@ -46,7 +46,7 @@ class Access(Domain):
         super().__init__(world)
         self.people = people
         n = world.n
-        self.rows_ = np.concatenate([world.rows["access_gate"], world.rows["access_door"]])
+        self.doors = np.concatenate([world.rows["access_gate"], world.rows["access_door"]])
         self.passages = np.array([PASSAGES_PER_DAY.get(c, 0.0) for c in world.type])
         self.passages *= world.rng.uniform(0.7, 1.3, n)
         self.method_cdf = {code: np.cumsum([shares[m] for m in ACCESS_METHODS])
@@ -57,7 +57,7 @@ class Access(Domain):
         self.unlocked = np.zeros(n, dtype=bool)
 
     def live(self) -> list[Event]:
-        w, rows = self.world, self.rows_
+        w, rows = self.world, self.doors
         if not len(rows):
             return []
         rng, clock = w.rng, w.clock

@@ -145,7 +145,8 @@ def resolve(world: World, name: str, target: str, *,
 
 def _cameras(world: World, where: Callable[[int], bool], name: str,
              target: str) -> np.ndarray:
-    rows = np.array([i for i in world.rows["ai_camera"] if where(i)], dtype=int)
+    cameras = world.rows["ai_camera"]
+    rows = cameras[np.array([where(int(i)) for i in cameras], dtype=bool)]
     if not len(rows):
         raise ValueError(f"{name}: {target!r} has no camera for it")
     return rows

@@ -67,5 +67,6 @@ def community_buildings(conn: psycopg.Connection, community_id: str) -> pd.DataF
 def _frame(conn: psycopg.Connection, sql: str, *params: object) -> pd.DataFrame:
     with conn.cursor() as cur:
         cur.execute(sql, params)
+        assert cur.description is not None, "a query that returns rows"
         columns = [c.name for c in cur.description]
         return pd.DataFrame(cur.fetchall(), columns=columns)

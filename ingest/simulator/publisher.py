@@ -197,4 +197,4 @@ class Publisher:
     def _on_message(self, client: mqtt.Client, userdata: object,
                     message: mqtt.MQTTMessage) -> None:
         # paho's network thread only queues; the simulation obeys on the main thread.
-        self._commands.append((message.topic, message.payload))
+        self._commands.append((message.topic, bytes(message.payload)))

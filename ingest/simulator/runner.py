@@ -150,7 +150,7 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
             kind = topic.rsplit("/", 1)[-1]
             publisher.send(topic, payload, retain=kind == "status")
             sent[kind] += 1
-            if task is not None and sent.total() % 100 == 0:
+            if progress is not None and task is not None and sent.total() % 100 == 0:
                 progress.update(task, completed=sent.total() if messages is not None
                                 else time.monotonic() - started)
 
@@ -181,7 +181,7 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
         interrupted = True
     finally:
         publisher.close()
-    if task is not None:
+    if progress is not None and task is not None:
         progress.update(task, completed=sent.total() if messages is not None else duration)
     return SimulationReport(
         community_id=community.id, devices=simulation.devices, published=dict(sent),

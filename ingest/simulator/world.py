@@ -187,7 +187,7 @@ def in_range(code: str, metric: str, values: object) -> list[Any]:
 def optional(column: pd.Series) -> np.ndarray:
     """Object array with None for missing values."""
     values = column.astype(object).to_numpy()
-    return np.where(pd.isna(values), None, values)
+    return np.asarray(np.where(pd.isna(values), None, values))
 
 
 def listing(names: Iterable[str], limit: int = 12) -> str:
