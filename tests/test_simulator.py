@@ -33,6 +33,7 @@ from ingest.simulator import (
     Simulation,
     run_simulation,
 )
+from ingest.simulator.simulation import DOMAINS
 from tests.mqtt_helpers import Publisher, clear_retained, wait_until
 from twin.device_types import ACCESS_METHODS, CAMERA_CLASSES, DEVICE_TYPES
 
@@ -132,6 +133,13 @@ def test_every_payload_validates_and_every_reading_is_in_range(day: dict) -> Non
 
 def test_every_device_type_has_a_reporting_interval() -> None:
     assert set(REPORT_INTERVAL_S) == set(DEVICE_TYPES)
+
+
+def test_each_device_type_is_played_by_one_domain_module_of_its_registry_domain() -> None:
+    played = [code for domain in DOMAINS for code in domain.types]
+    assert sorted(played) == sorted(DEVICE_TYPES)  # every type, once
+    for domain in DOMAINS:
+        assert len({DEVICE_TYPES[code].domain for code in domain.types}) <= 1, domain
 
 
 def test_every_device_of_every_type_speaks_in_a_day(day: dict, small: Community) -> None:
