@@ -226,7 +226,8 @@ def simulate_command(
              "e.g. co-leak:1号地库.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed, the same stream.")] = 0,
 ) -> None:
-    """Publish realistic device messages of a loaded community, with incidents on demand."""
+    """Publish realistic device messages of a loaded community, with incidents on demand;
+    its actuators obey the twin's commands."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
