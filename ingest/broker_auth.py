@@ -10,7 +10,9 @@ and read its own commands. Three service accounts complete the picture:
 ``twin-rules``      the rule engine beside ingest: the same reads, and writes
                     the commands its rules send (fans, chargers, speakers).
 ``twin-simulator``  writes anything under ``twin/v1/`` on behalf of many
-                    devices; a test and demo harness, only written on request.
+                    devices, and reads their commands (``twin/v1/+/+/cmd``)
+                    to obey and acknowledge them; a test and demo harness,
+                    only written on request.
 
 Nobody else, and nothing anonymous. Passwords are not stored anywhere: each
 is HMAC-SHA256 of the account name under one random secret per
@@ -76,7 +78,8 @@ _ALL = f"{contract.ROOT}/{contract.VERSION}/#"
 SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
     INGEST: (("read", _ALL), ("write", contract.topic("+", "+", "cmd"))),
     RULES: (("read", _ALL), ("write", contract.topic("+", "+", "cmd"))),
-    SIMULATOR: (("write", _ALL),),
+    # It speaks for every device, so it also takes their commands, as each device would.
+    SIMULATOR: (("write", _ALL), ("read", contract.topic("+", "+", "cmd"))),
 }
 
 #: Mosquitto 2.0 loads a per-user ACL file in time that grows with the square of its

@@ -111,6 +111,10 @@ def test_acl_gives_each_device_its_own_topics_and_gateways_batch() -> None:
     # Nothing before the first user: anonymous clients have no topics.
     assert all(ln.startswith("#") for ln in text.split("\n\n")[0].splitlines())
     assert f"user {SIMULATOR}" not in text
+    # On request, the simulator speaks for every device and takes their commands.
+    with_sim = acl_text([meter], services=(INGEST, RULES, SIMULATOR))
+    sim_block = with_sim.split(f"\nuser {SIMULATOR}\n", 1)[1].split("\n\n", 1)[0]
+    assert sim_block.splitlines() == ["topic write twin/v1/#", "topic read twin/v1/+/+/cmd"]
 
 
 def test_secret_is_created_once_private(tmp_path: Path) -> None:
@@ -347,6 +351,28 @@ def test_broker_admits_many_users_from_the_password_file(auth_broker: EmbeddedMo
     with _Peer(auth_broker.port, "sim", *service_credentials(SECRET, SIMULATOR)) as sim:
         code = sim.publish(contract.topic(d.community_id, d.device_id, "telemetry"), b"{}")
         assert code == NO_MATCHING_SUBSCRIBERS  # accepted; nobody listens here
+
+
+def test_simulator_takes_commands_and_acks_them(auth_broker: EmbeddedMosquitto,
+                                               registry: Registry) -> None:
+    """The simulator's account reads every device's cmd (and nothing else) and may ack."""
+    d, other = registry.plain[0], registry.plain[1]
+    cmd = contract.topic(d.community_id, d.device_id, "cmd")
+    ack = contract.topic(d.community_id, d.device_id, "ack")
+    telemetry = contract.topic(other.community_id, other.device_id, "telemetry")
+    with _ingest(auth_broker, "ack") as ingest, \
+            _Peer(auth_broker.port, "sim-cmd", *service_credentials(SECRET, SIMULATOR)) as sim, \
+            _Peer(auth_broker.port, "rules-cmd", *service_credentials(SECRET, RULES)) as rules, \
+            _device(auth_broker, other) as peer:
+        # A filter over everything: the ACL lets only the commands through.
+        sim.subscribe("twin/v1/#")
+        # Acknowledged before the command is sent, so it would reach the simulator first.
+        assert peer.publish(telemetry, b"not for the simulator") == 0
+        assert rules.publish(cmd, b'{"id": "c-1"}') == 0
+        assert sim.next_message() == (cmd, b'{"id": "c-1"}')
+        assert sim.no_more_messages()
+        assert sim.publish(ack, b'{"id": "c-1", "ok": true}') == 0
+        assert ingest.next_message() == (ack, b'{"id": "c-1", "ok": true}')
 
 
 # --- fixtures and helpers ------------------------------------------------------------------

@@ -624,9 +624,8 @@ def test_the_simulators_incidents_fire_their_rules(base, sample_db_url) -> None:
     import psycopg
 
     from ingest.decode import Decoded, decode
-    from ingest.simulation import Simulation
-    from ingest.simulator import load_community
     from ingest.rules import observations
+    from ingest.simulator import Simulation, load_community
 
     with psycopg.connect(sample_db_url) as conn:
         community = load_community(conn, C)
@@ -654,6 +653,78 @@ def test_the_simulators_incidents_fire_their_rules(base, sample_db_url) -> None:
     assert fans[0].command == "start" and len(fans[0].device_ids) == 4
     assert any(isinstance(i, act.SendCommand) and i.command == "cut_off"
                for i in fired["ev-charger-overheat"])
+
+
+def test_the_simulated_world_obeys_what_the_rules_send(base, sample_db_url) -> None:
+    """Closing the loop: the commands and broadcasts the library sends for a CO leak and an
+    overheating charger go back to the simulator, which acks them all and changes: the
+    garage's fans run, the charger is cut off (0 kW, idle) and cools down."""
+    import orjson
+    import psycopg
+
+    from ingest import contract
+    from ingest.decode import Decoded, decode
+    from ingest.rules import observations
+    from ingest.simulator import Simulation, load_community
+
+    with psycopg.connect(sample_db_url) as conn:
+        community = load_community(conn, C)
+    sim = Simulation(community, start=T0, seed=3)
+    sim.opening()
+    charger = sim.inject("charger-overheat:1号充电棚").devices[0]
+    sim.inject("co-leak:1号地库")
+    snap = dataclasses.replace(base, latest={}, last_seen={}, last_access={})
+    engine = Engine(LIBRARY.values(), snap, started=T0)
+    directory = snap.devices
+    acks: list[tuple[str, str, contract.Ack]] = []
+    telemetry: dict[str, list[tuple[datetime, dict]]] = {}
+    sent = 0
+
+    def carry_out(intents: list[act.Intent]) -> None:
+        nonlocal sent
+        for intent in intents:
+            if isinstance(intent, act.SendCommand):
+                todo = [(d, intent.command, intent.args) for d in intent.device_ids]
+            elif isinstance(intent, act.Broadcast):
+                todo = [(d, "broadcast", {"text": intent.message}) for d in intent.speaker_ids]
+            else:
+                continue
+            for device, command, args in todo:
+                sent += 1
+                payload = orjson.dumps({"id": f"c{sent}", "ts": contract.fmt_time(sim.clock),
+                                        "command": command, "args": args})
+                for _, ack in sim.obey(contract.topic(C, device, "cmd"), payload):
+                    acks.append((device, command, contract.Ack.model_validate_json(ack)))
+
+    for minute in range(1, 41):
+        now = T0 + timedelta(minutes=minute)
+        rows = Decoded()
+        for topic, payload in sim.advance(now):
+            decode(topic, payload, now, directory.get, rows)
+            if topic.endswith("/telemetry"):
+                body = orjson.loads(payload)
+                telemetry.setdefault(topic.split("/")[3], []).append(
+                    (datetime.fromisoformat(body["ts"]), body["readings"]))
+        assert rows.dead == []
+        for obs in observations(rows, directory.get):
+            for f in engine.observe(obs):
+                carry_out(f.intents)
+        for f in engine.tick(now):
+            carry_out(f.intents)
+    assert len(acks) == sent  # every command answered
+    assert {command for _, command, _ in acks} == {"start", "stop", "broadcast", "cut_off"}
+    assert all(a.ok for *_, a in acks), [a.detail for *_, a in acks if not a.ok]
+    cut_at = next(a.ts for d, command, a in acks if d == charger and command == "cut_off")
+    after = [r for ts, r in telemetry[charger] if ts > cut_at]
+    assert after and after[0]["power"] == 0 and after[0]["status"] == "idle"
+    assert after[-1]["temperature"] < 60
+    started = {d: a.ts for d, command, a in acks if command == "start"}
+    stopped = {d: a.ts for d, command, a in acks if command == "stop"}
+    assert len(started) == 4 and started.keys() == stopped.keys()
+    for fan, began in started.items():
+        ran = {r["running"] for ts, r in telemetry[fan] if began < ts <= stopped[fan]}
+        assert ran == {"on"}, fan
+        assert telemetry[fan][-1][1]["running"] == "off"  # stopped once the air cleared
 
 
 def test_geofence_and_weekday_windows(base) -> None:
@@ -704,9 +775,8 @@ def test_a_quiet_weekday_evening_raises_no_intrusion(base, sample_db_url) -> Non
     import psycopg
 
     from ingest.decode import Decoded, decode
-    from ingest.simulation import Simulation
-    from ingest.simulator import load_community
     from ingest.rules import observations
+    from ingest.simulator import Simulation, load_community
 
     evening = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # Tuesday 17:00 in Wuhan
     with psycopg.connect(sample_db_url) as conn:

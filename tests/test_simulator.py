@@ -9,28 +9,34 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
-import pandas as pd
+import orjson
 import paho.mqtt.client as mqtt
+import pandas as pd
+import psycopg
 import pytest
 
 from gis_data.dataset import Dataset
 from ingest import contract
+from ingest.broker import forget_session
 from ingest.decode import Decoded, decode
-from twin.model import DeviceInfo
-from ingest.simulation import (
+from ingest.service import IngestOptions, IngestService
+from ingest.simulator import (
     INCIDENTS,
     RELAYED_TYPES,
     REPORT_INTERVAL_S,
     Community,
     Message,
     Simulation,
+    run_simulation,
 )
-from ingest.simulator import run_simulation
-from tests.mqtt_helpers import clear_retained
+from ingest.simulator.simulation import DOMAINS
+from tests.mqtt_helpers import Publisher, clear_retained, wait_until
 from twin.device_types import ACCESS_METHODS, CAMERA_CLASSES, DEVICE_TYPES
+from twin.model import DeviceInfo
 
 SHANGHAI = timezone(timedelta(hours=8))
 #: Monday 2 June 2025, local midnight.
@@ -128,6 +134,13 @@ def test_every_payload_validates_and_every_reading_is_in_range(day: dict) -> Non
 
 def test_every_device_type_has_a_reporting_interval() -> None:
     assert set(REPORT_INTERVAL_S) == set(DEVICE_TYPES)
+
+
+def test_each_device_type_is_played_by_one_domain_module_of_its_registry_domain() -> None:
+    played = [code for domain in DOMAINS for code in domain.types]
+    assert sorted(played) == sorted(DEVICE_TYPES)  # every type, once
+    for domain in DOMAINS:
+        assert len({DEVICE_TYPES[code].domain for code in domain.types}) <= 1, domain
 
 
 def test_every_device_of_every_type_speaks_in_a_day(day: dict, small: Community) -> None:
@@ -481,3 +494,241 @@ def test_run_simulation_publishes_every_message_to_the_broker(broker, sample_db_
     parsed = [contract.parse_topic(t) for t in topics]
     assert all(p is not None and p[0] == "wh-guanggu" for p in parsed)
     assert {p[2] for p in parsed} == set(report.published)
+
+
+# --- commands: actuators obey and acknowledge ------------------------------------------
+
+def _obey(sim: Simulation, device: str, command: str, **args: object) -> contract.Ack:
+    """Send ``command`` to ``device`` as the twin does; the device's ack."""
+    payload = orjson.dumps({"id": f"cmd-{command}", "ts": contract.fmt_time(sim.clock),
+                            "command": command, "args": args})
+    answer = sim.obey(contract.topic("wh-guanggu", device, "cmd"), payload)
+    assert [topic for topic, _ in answer] == [contract.topic("wh-guanggu", device, "ack")]
+    ack = contract.Ack.model_validate_json(answer[0][1])
+    assert ack.id == f"cmd-{command}" and ack.ts == sim.clock
+    return ack
+
+
+def _said(messages: list[Message], device: str, kind: str = "telemetry") -> list[dict]:
+    """What ``device`` published on its own ``kind`` topic, in order."""
+    return [orjson.loads(payload) for topic, payload in messages
+            if topic == contract.topic("wh-guanggu", device, kind)]
+
+
+def _of(community: Community, code: str, facility_name: str | None = None) -> list[str]:
+    d = community.devices
+    d = d[d["type"] == code]
+    if facility_name is not None:
+        f = community.facilities
+        d = d[d["facility_id"] == f.loc[f["name"] == facility_name, "id"].item()]
+    return sorted(d["id"])
+
+
+def test_an_exhaust_fan_stops_on_command_until_its_automation_changes(
+        small: Community) -> None:
+    fan = _of(small, "exhaust_fan", "1号地库")[0]
+    sim = Simulation(small, start=MONDAY + timedelta(hours=8), seed=2, tick_s=30)
+    before = _said(sim.advance(MONDAY + timedelta(hours=8, minutes=10)), fan)
+    assert before and before[-1]["readings"]["running"] == "on"  # the morning rush
+    ack = _obey(sim, fan, "stop")
+    assert ack.ok and ack.detail == "fan stopped"
+    after = _said(sim.advance(MONDAY + timedelta(hours=8, minutes=11)), fan)
+    assert after[0]["readings"] == {"running": "off", "power": 0.0}  # reported at once
+    rush = _said(sim.advance(MONDAY + timedelta(hours=9, minutes=20)), fan)
+    assert {r["readings"]["running"] for r in rush} == {"off"}  # the command holds
+    # The automation stops the fans itself at 09:30 and starts them again for the evening.
+    evening = _said(sim.advance(MONDAY + timedelta(hours=17, minutes=10)), fan)
+    assert evening[-1]["readings"]["running"] == "on"
+    assert _obey(sim, fan, "start").detail == "fan running (was running)"
+
+
+def test_an_exhaust_fan_starts_on_command_outside_the_rush_hours(small: Community) -> None:
+    fans = _of(small, "exhaust_fan", "1号地库")
+    sim = Simulation(small, start=MONDAY + timedelta(hours=10), seed=2, tick_s=30)
+    sim.advance(MONDAY + timedelta(hours=10, minutes=10))
+    assert _obey(sim, fans[0], "start").detail == "fan running"
+    stream = sim.advance(MONDAY + timedelta(hours=10, minutes=30))
+    started = _said(stream, fans[0])
+    assert {r["readings"]["running"] for r in started} == {"on"}
+    assert all(r["readings"]["power"] > 4 for r in started)
+    assert {r["readings"]["running"] for r in _said(stream, fans[1])} == {"off"}
+
+
+def test_a_charger_cut_off_ends_its_session_and_cools_down(small: Community) -> None:
+    start = MONDAY + timedelta(hours=10)
+    sim = Simulation(small, start=start, seed=11, tick_s=20)
+    incident = sim.inject("charger-overheat:1号充电棚")
+    pile = incident.devices[0]
+    hot = _said(sim.advance(start + timedelta(minutes=10)), pile)
+    assert hot[-1]["readings"]["temperature"] > 80
+    assert hot[-1]["readings"]["status"] == "charging"
+    ack = _obey(sim, pile, "cut_off")
+    assert ack.ok and ack.detail.startswith("cut off: session ")
+    stream = sim.advance(start + timedelta(minutes=40))
+    stop = _said(stream, pile, "event")[0]
+    assert stop["kind"] == "charge_stop" and stop["energy_kwh"] > 0
+    assert stop["session"] in ack.detail
+    after = [r["readings"] for r in _said(stream, pile)]
+    assert after[0]["status"] == "idle" and after[0]["power"] == 0.0
+    assert all(r["power"] == 0.0 for r in after)
+    assert after[-1]["temperature"] < 50  # no more heat once the power is off
+    assert _obey(sim, pile, "cut_off").detail == "cut off: no session was running"
+    assert _obey(sim, pile, "start").ok  # the bike is still plugged in
+
+
+def test_an_irrigation_valve_opens_and_closes_on_command(small: Community) -> None:
+    valve = _of(small, "irrigation_valve", "中心花园西")[0]
+    probes = _of(small, "soil_sensor", "中心花园西")
+    elsewhere = _of(small, "soil_sensor", "中心花园东")
+    start = MONDAY + timedelta(hours=10)
+    sim = Simulation(small, start=start, seed=4, tick_s=60)
+    first = sim.advance(start + timedelta(minutes=15))
+    assert _said(first, valve)[-1]["readings"] == {"valve": "closed", "flow": 0.0}
+    assert _obey(sim, valve, "open").detail == "valve open"
+    watered = sim.advance(start + timedelta(hours=1, minutes=15))
+    opened = [r["readings"] for r in _said(watered, valve)]
+    assert opened[0]["valve"] == "open" and all(2.5 < r["flow"] < 4 for r in opened)
+
+    def rise(devices: list[str]) -> float:
+        before = np.mean([_said(first, p)[-1]["readings"]["soil_moisture"] for p in devices])
+        after = np.mean([_said(watered, p)[-1]["readings"]["soil_moisture"] for p in devices])
+        return float(after - before)
+
+    assert rise(probes) > 5 and rise(elsewhere) < 0  # watered here, drying over there
+    assert _obey(sim, valve, "close").detail == "valve closed"
+    closed = _said(sim.advance(start + timedelta(hours=1, minutes=30)), valve)
+    assert {r["readings"]["valve"] for r in closed} == {"closed"}
+
+
+def test_a_speaker_acks_a_broadcast_and_takes_a_volume(small: Community) -> None:
+    speaker = _of(small, "speaker", "1号地库")[0]
+    sim = Simulation(small, start=MONDAY + timedelta(hours=10), seed=1, tick_s=30)
+    text = "1号地库一氧化碳超标，请立即离开地库。"
+    ack = _obey(sim, speaker, "broadcast", text=text)
+    assert ack.ok and ack.detail.endswith(text)
+    assert _obey(sim, speaker, "stop_broadcast").detail == f"broadcast stopped: {text}"
+    refused = _obey(sim, speaker, "broadcast")
+    assert not refused.ok and "args.text" in refused.detail
+    assert _obey(sim, speaker, "set_volume", volume=85).detail == "volume 85 %"
+    assert not _obey(sim, speaker, "set_volume", volume=140).ok
+    volumes = _said(sim.advance(MONDAY + timedelta(hours=10, minutes=1)), speaker)
+    assert volumes[0]["readings"] == {"volume": 85.0}
+
+
+def test_unknown_commands_are_refused_with_a_reason(small: Community) -> None:
+    fan = _of(small, "exhaust_fan")[0]
+    sim = Simulation(small, start=MONDAY, seed=1, tick_s=30)
+    ack = _obey(sim, fan, "open")
+    assert not ack.ok
+    assert ack.detail == "unknown command 'open' for a exhaust_fan; it obeys: start, stop"
+    sensor = _of(small, "co_sensor")[0]
+    assert "no commands" in _obey(sim, sensor, "start").detail
+    # Nothing to answer: another community, a device it does not have, a payload that
+    # is no command (no id to acknowledge).
+    cmd = orjson.dumps({"id": "x", "ts": "2025-06-02T00:00:00Z", "command": "stop"})
+    assert sim.obey(contract.topic("elsewhere", fan, "cmd"), cmd) == []
+    assert sim.obey(contract.topic("wh-guanggu", "no-such-device", "cmd"), cmd) == []
+    assert sim.obey(contract.topic("wh-guanggu", fan, "cmd"), b"stop") == []
+
+
+@pytest.mark.parametrize(("code", "command"), [
+    (code, command) for code, spec in DEVICE_TYPES.items() for command in spec.commands])
+def test_every_command_of_the_registry_is_understood(small: Community, code: str,
+                                                     command: str) -> None:
+    device = _of(small, code)[0]
+    sim = Simulation(small, start=MONDAY + timedelta(hours=21), seed=6, tick_s=30)
+    args = {"broadcast": {"text": "测试"}, "set_volume": {"volume": 40}}.get(command, {})
+    ack = _obey(sim, device, command, **args)
+    assert "unknown command" not in ack.detail, ack.detail
+    # The world goes on, and every message is still one ingest accepts.
+    end = MONDAY + timedelta(hours=21, minutes=10)
+    assert accepted(small, sim.advance(end), received_at=end).dead == []
+
+
+def test_pumps_hubs_and_doors_follow_their_commands(small: Community) -> None:
+    pump = _of(small, "pump_monitor")[0]
+    hub = _of(small, "smart_home_hub")[0]
+    door = _of(small, "access_door")[0]
+    # At three in the morning nobody comes through the door to open it again.
+    sim = Simulation(small, start=MONDAY + timedelta(hours=3), seed=8, tick_s=30)
+    sim.advance(MONDAY + timedelta(hours=3, minutes=20))
+    assert _obey(sim, pump, "stop").detail == "pump stopped"
+    assert _obey(sim, hub, "arm_away").detail == "away mode on"
+    assert _obey(sim, door, "unlock").ok
+    stream = sim.advance(MONDAY + timedelta(hours=3, minutes=21))
+    pumped = _said(stream, pump)[0]["readings"]
+    assert pumped["running"] == "off" and pumped["pressure"] < 1.5
+    assert _said(stream, hub)[0]["readings"] == {"away_mode": "on"}
+    assert _said(stream, door)[0]["readings"] == {"door_state": "open"}
+    assert _obey(sim, door, "lock").detail == "door closed and locked"
+    assert _said(sim.advance(MONDAY + timedelta(hours=3, minutes=22)), door)[0][
+        "readings"] == {"door_state": "closed"}
+
+
+def test_the_same_commands_at_the_same_times_give_the_same_stream(small: Community) -> None:
+    fan = _of(small, "exhaust_fan")[0]
+
+    def run() -> list[Message]:
+        sim = Simulation(small, start=MONDAY + timedelta(hours=10), seed=3, tick_s=30)
+        out = sim.advance(MONDAY + timedelta(hours=10, minutes=5))
+        _obey(sim, fan, "start")
+        return out + sim.advance(MONDAY + timedelta(hours=10, minutes=20))
+
+    assert run() == run()
+
+
+def test_a_start_command_turns_a_fan_on_through_the_broker_and_ingest(
+        twin_db_url: str, broker, sample: Dataset) -> None:
+    """The twin commands a fan as its rules do (a device_command row, then cmd on the
+    broker); the simulated fan obeys, its next telemetry says so, and ingest stores the ack."""
+    devices = dict(sample.tables())["device"]
+    fan = min(devices.loc[devices["type"] == "exhaust_fan", "id"])
+    ingest = IngestService(twin_db_url, broker.url, IngestOptions(
+        group=f"g{uuid.uuid4().hex[:6]}", client_id=f"ingest-{uuid.uuid4().hex[:6]}",
+        flush_interval_s=0.05))
+    ingest.start()
+    stop = threading.Event()
+    reports: list = []
+    # Ten in the morning: no rush hour and clean air, so the garage's fans are off.
+    simulate = threading.Thread(target=lambda: reports.append(run_simulation(
+        twin_db_url, broker.url, speed=30, start=MONDAY + timedelta(hours=10), seed=5,
+        duration=180, stop=stop)))
+    simulate.start()
+
+    def running(after: datetime | None = None) -> list[tuple[datetime, str]]:
+        with psycopg.connect(twin_db_url) as conn:
+            return conn.execute(
+                "SELECT time, value_text FROM reading WHERE device_id = %s AND metric = "
+                "'running' AND time > %s ORDER BY time",
+                (fan, after or datetime(2000, 1, 1, tzinfo=UTC))).fetchall()
+
+    def command() -> tuple:
+        with psycopg.connect(twin_db_url) as conn:
+            return conn.execute("SELECT acked_at, ok, detail FROM device_command "
+                                "WHERE id = 'cmd-fan-start'").fetchone()
+
+    publisher = Publisher(broker.url)
+    try:
+        wait_until(lambda: bool(running()), timeout=90)
+        assert running()[-1][1] == "off"
+        with psycopg.connect(twin_db_url) as conn:
+            conn.execute("INSERT INTO device_command (id, device_id, command, issued_by) "
+                         "VALUES ('cmd-fan-start', %s, 'start', 'test')", (fan,))
+        publisher.send(contract.topic("wh-guanggu", fan, "cmd"), orjson.dumps({
+            "id": "cmd-fan-start", "ts": contract.fmt_time(datetime.now(UTC)),
+            "command": "start", "args": {}}))
+        wait_until(lambda: command()[0] is not None, timeout=60)
+        acked_at, ok, detail = command()
+        assert ok is True and detail == "fan running"
+        wait_until(lambda: bool(running(acked_at)), timeout=60)
+        assert running(acked_at)[0][1] == "on"  # the very next telemetry
+    finally:
+        stop.set()
+        simulate.join(60)
+        publisher.close()
+        ingest.stop()
+        forget_session(broker.url, ingest.options.client_id)
+        clear_retained(broker.url, [contract.topic("wh-guanggu", d, "status")
+                                    for d in devices["id"]])
+    assert reports and reports[0].commands == {"start": 1}
+    assert reports[0].published["ack"] == 1

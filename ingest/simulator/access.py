@@ -1,0 +1,114 @@
+"""Access control: gates and building doors, the residents who pass them, and their locks.
+
+Passages follow the community's comings and goings (out in the morning, in
+in the evening); a resident of the door's building, or anyone at a gate, is
+the ``subject``. Doors obey ``open`` (a remote opening), ``lock`` (ends a
+door held open) and ``unlock`` (open until locked).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ingest.simulator.clock import DAY_S, daily, local_hour, profile
+from ingest.simulator.people import ACTIVITY, People
+from ingest.simulator.world import Domain, Event, Outcome, World
+from twin.device_types import ACCESS_METHODS
+
+#: Share of passages that go out: mornings out to work and school, evenings back in.
+OUT_SHARE = daily([0.5, 0.5, 0.5, 0.5, 0.55, 0.7, 0.8, 0.85, 0.85, 0.75, 0.6, 0.5,
+                   0.5, 0.5, 0.5, 0.45, 0.35, 0.2, 0.15, 0.25, 0.35, 0.4, 0.45, 0.5])
+#: How gates and doors are opened (shares per method of ACCESS_METHODS).
+METHOD_SHARES = {
+    "access_door": {"face": 0.58, "card": 0.18, "qr": 0.04, "remote": 0.08, "voice": 0.02,
+                    "intercom": 0.06, "password": 0.04},
+    "access_gate": {"face": 0.45, "card": 0.22, "qr": 0.16, "remote": 0.10, "voice": 0.01,
+                    "intercom": 0.04, "password": 0.02},
+}
+#: Passages per device and day.
+PASSAGES_PER_DAY = {"access_door": 180.0, "access_gate": 450.0}
+#: Visitors let in by a resident over the intercom carry no subject.
+ANONYMOUS_METHODS = frozenset({"intercom"})
+#: A door reads ``open`` this long after a passage (s).
+OPEN_AFTER_PASSAGE_S = 8.0
+#: A propped door is held open this long (s).
+HELD_OPEN_S = 120.0
+
+
+class Access(Domain):
+    """Gates and doors: passages, odd events (held open, tailgating), and their locks."""
+
+    types = ("access_gate", "access_door")
+
+    def __init__(self, world: World, people: People) -> None:
+        super().__init__(world)
+        self.people = people
+        n = world.n
+        self.doors = np.concatenate([world.rows["access_gate"], world.rows["access_door"]])
+        self.passages = np.array([PASSAGES_PER_DAY.get(c, 0.0) for c in world.type])
+        self.passages *= world.rng.uniform(0.7, 1.3, n)
+        self.method_cdf = {code: np.cumsum([shares[m] for m in ACCESS_METHODS])
+                           / sum(shares.values()) for code, shares in METHOD_SHARES.items()}
+        self.last_access = np.full(n, -np.inf)
+        self.held_until = np.full(n, -np.inf)
+        #: Unlocked by command: open until locked again.
+        self.unlocked = np.zeros(n, dtype=bool)
+
+    def live(self) -> list[Event]:
+        w, rows = self.world, self.doors
+        if not len(rows):
+            return []
+        rng, clock = w.rng, w.clock
+        h = local_hour(clock.mid)
+        lam = self.passages[rows] / DAY_S * profile(ACTIVITY, h) * clock.dt
+        lam[w.silent[rows]] = 0.0
+        count = rng.poisson(lam)
+        events: list[Event] = []
+        out_share = profile(OUT_SHARE, h)
+        for i in np.repeat(rows, count):
+            t = clock.random_time(rng)
+            method = ACCESS_METHODS[int(np.searchsorted(self.method_cdf[w.type[i]],
+                                                        rng.random(), side="right"))]
+            fields: dict[str, Any] = {"method": method,
+                                      "direction": "out" if rng.random() < out_share else "in"}
+            if method not in ANONYMOUS_METHODS:
+                subject = self.people.subject(w.building[i])
+                if subject is not None:
+                    fields["subject"] = subject
+            self.last_access[i] = t
+            events.append((t, int(i), "access", fields))
+        # Rare: a door propped open, someone slipping through behind a resident.
+        odd = rng.random(len(rows)) < (0.2 / DAY_S) * profile(ACTIVITY, h) * clock.dt
+        for i in rows[odd & ~w.silent[rows]]:
+            t = clock.random_time(rng)
+            if w.type[i] == "access_door":
+                self.held_until[i] = t + HELD_OPEN_S
+                events.append((t, int(i), "door_held_open", {}))
+            else:
+                events.append((t, int(i), "tailgating", {}))
+        return events
+
+    def read(self, code: str, rows: np.ndarray, t: np.ndarray) -> dict[str, Any]:
+        held = self.held_until[rows] > t
+        open_ = (t - self.last_access[rows] < OPEN_AFTER_PASSAGE_S) | self.unlocked[rows]
+        return {"door_state": np.where(held, "held_open", np.where(open_, "open", "closed"))}
+
+    def obey(self, i: int, command: str, args: dict[str, Any]) -> Outcome:
+        now = self.world.clock.now
+        if command == "open":
+            self.last_access[i] = now
+            detail = "door opened"
+        elif command == "lock":
+            self.held_until[i] = -np.inf
+            self.unlocked[i] = False
+            self.last_access[i] = -np.inf
+            detail = "door closed and locked"
+        elif command == "unlock":
+            self.unlocked[i] = True
+            detail = "door unlocked: open until locked"
+        else:
+            return super().obey(i, command, args)
+        self.world.report_now[i] = True
+        return Outcome(True, detail)

@@ -1,0 +1,188 @@
+"""Named incidents: where they happen, which devices show them, and which are active.
+
+This module resolves ``name:target`` to a place and its devices and keeps the
+active incidents; what an incident does to the stream is played by the
+domain module of the devices that show it (a CO leak by
+:mod:`~ingest.simulator.safety`, an overheating charger by
+:mod:`~ingest.simulator.charging`, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from ingest.simulator.world import World, listing, optional
+
+#: The incidents :meth:`Simulation.inject` knows, written ``name:target``.
+INCIDENTS: tuple[str, ...] = (
+    "co-leak",              # target: a garage
+    "fire-lane-parking",    # a gate or a camera
+    "elderly-not-seen",     # a resident
+    "high-altitude-throw",  # a building
+    "ebike-in-lift",        # a building or an elevator
+    "charger-overheat",     # an EV shed or a charger
+    "trash-overflow",       # a trash station
+    "water-leak",           # a pump room or a garage
+    "device-offline",       # a device
+)
+
+#: How long each incident lasts (simulated seconds); None: until the simulation ends.
+DURATION_S: dict[str, float | None] = {
+    "co-leak": 1800, "fire-lane-parking": 1200, "elderly-not-seen": None,
+    "high-altitude-throw": 120, "ebike-in-lift": 600, "charger-overheat": 1800,
+    "trash-overflow": 3600, "water-leak": 3600, "device-offline": None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """An injected incident: what, where (as given and as resolved), which devices show it."""
+
+    name: str
+    target: str
+    place: str
+    devices: tuple[str, ...]
+    start: datetime
+    end: datetime | None
+
+
+@dataclass(slots=True)
+class Active:
+    """An incident in progress: its device rows (and as a mask over all devices), its span."""
+
+    incident: Incident
+    rows: np.ndarray
+    mask: np.ndarray
+    start: float
+    end: float
+
+
+class Incidents:
+    """The incidents injected so far, and which devices they cover when."""
+
+    def __init__(self) -> None:
+        self.active: list[Active] = []
+
+    def of(self, name: str) -> Iterator[Active]:
+        return (a for a in self.active if a.incident.name == name)
+
+    def covering(self, name: str, rows: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Whether an incident ``name`` covers each device of ``rows`` at its time ``t``."""
+        out = np.zeros(len(rows), dtype=bool)
+        for a in self.of(name):
+            out |= a.mask[rows] & (t >= a.start) & (t < a.end)
+        return out
+
+    def covering_one(self, name: str, i: int, t: float) -> Active | None:
+        """The incident ``name`` that covers device row ``i`` at ``t``, if any."""
+        for a in self.of(name):
+            if a.mask[i] and a.start <= t < a.end:
+                return a
+        return None
+
+
+def resolve(world: World, name: str, target: str, *,
+            charging: np.ndarray) -> tuple[str, np.ndarray]:
+    """The place an incident happens at and the rows of the devices that show it.
+
+    ``charging`` marks the chargers with a session in progress (an overheat
+    takes one of those when it can). Raises ValueError naming an unknown target.
+    """
+    if name == "elderly-not-seen":
+        r = world.community.residents
+        homes = dict(zip(r["id"], optional(r["building_id"])))
+        if target not in homes:
+            raise ValueError(f"{name}: no resident {target!r} in {world.cid} (give a resident"
+                             f" id, e.g. {next(iter(homes), '...')})")
+        doors = world.rows["access_door"]
+        rows = np.concatenate([world.rows["access_gate"],
+                               doors[world.building[doors] == homes[target]]])
+        return target, rows
+    if name == "device-offline":
+        return target, np.array([_device(world, name, target, None)])
+    if name == "high-altitude-throw":
+        building = _place_building(world, name, target)
+        return building, _cameras(world, lambda i: world.building[i] == building
+                                  and world.facility[i] is None, name, target)
+    if name == "ebike-in-lift":
+        facility = _facility_id(world, target, ("elevator",))
+        if facility is not None:
+            return facility, _cameras(world, lambda i: world.facility[i] == facility, name,
+                                      target)
+        building = _place_building(world, name, target)
+        return building, _cameras(
+            world, lambda i: world.facility_kind.get(world.facility[i]) == "elevator"
+            and world.facility_building.get(world.facility[i]) == building, name, target)
+    if name == "fire-lane-parking":
+        if target in world.index:
+            return target, np.array([_device(world, name, target, "ai_camera")])
+        gate = _place_facility(world, name, target, ("gate",))
+        return gate, _cameras(world, lambda i: world.facility[i] == gate, name, target)
+    if name == "charger-overheat":
+        if target in world.index:
+            return target, np.array([_device(world, name, target, "ev_charger")])
+        shed = _place_facility(world, name, target, ("ev_shed",))
+        chargers = world.at(shed, "ev_charger")
+        if not len(chargers):
+            raise ValueError(f"{name}: {target!r} has no charger")
+        busy = chargers[charging[chargers]]
+        return shed, (busy if len(busy) else chargers)[:1]
+    kinds, types = {
+        "co-leak": (("garage",), ("co_sensor",)),
+        "trash-overflow": (("trash_station",), ("trash_bin_sensor", "ai_camera")),
+        "water-leak": (("pump_room", "garage"), ("water_leak_sensor",)),
+    }[name]
+    place = _place_facility(world, name, target, kinds)
+    rows = np.concatenate([world.at(place, code) for code in types])
+    if not len(rows):
+        raise ValueError(f"{name}: {target!r} has no {' or '.join(types)}")
+    return place, rows
+
+
+def _cameras(world: World, where: Callable[[int], bool], name: str,
+             target: str) -> np.ndarray:
+    cameras = world.rows["ai_camera"]
+    rows = cameras[np.array([where(int(i)) for i in cameras], dtype=bool)]
+    if not len(rows):
+        raise ValueError(f"{name}: {target!r} has no camera for it")
+    return rows
+
+
+def _device(world: World, name: str, target: str, code: str | None) -> int:
+    i = world.index.get(target)
+    if i is None:
+        raise ValueError(f"{name}: no device {target!r} in {world.cid}")
+    if code is not None and world.type[i] != code:
+        raise ValueError(f"{name}: {target} is a {world.type[i]}, not a {code}")
+    return i
+
+
+def _facility_id(world: World, target: str, kinds: tuple[str, ...]) -> str | None:
+    f = world.community.facilities
+    f = f[f["kind"].isin(kinds)]
+    hit = f[(f["id"] == target) | (f["name"] == target)]
+    return None if hit.empty else str(hit["id"].iloc[0])
+
+
+def _place_facility(world: World, name: str, target: str, kinds: tuple[str, ...]) -> str:
+    found = _facility_id(world, target, kinds)
+    if found is None:
+        f = world.community.facilities
+        names = f.loc[f["kind"].isin(kinds), "name"].tolist()
+        what = " or ".join(k.replace("_", " ") for k in kinds)
+        raise ValueError(f"{name}: no {what} {target!r} in {world.cid}; "
+                         f"there are: {listing(names)}")
+    return found
+
+
+def _place_building(world: World, name: str, target: str) -> str:
+    b = world.community.buildings
+    hit = b[(b["id"] == target) | (b["name"] == target)]
+    if hit.empty:
+        raise ValueError(f"{name}: no building {target!r} in {world.cid}; there are: "
+                         f"{listing(b['name'].tolist())}")
+    return str(hit["id"].iloc[0])

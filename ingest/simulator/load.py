@@ -1,0 +1,72 @@
+"""Reading one community from the twin's database into the frames a simulation needs.
+
+The one place where the simulator meets the database: named, parameterised
+queries, each returning a frame with the twin's column names.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import psycopg
+
+from ingest.simulator.world import Community
+from twin.errors import TwinError
+from twin.store import queries
+
+
+def load_community(conn: psycopg.Connection, community_id: str | None) -> Community:
+    """The frames a simulation needs, of one community of the twin (None: the only one)."""
+    known = [row[0] for row in queries.communities(conn)]
+    if community_id is None:
+        if not known:
+            raise TwinError("no community is loaded: run `twin load` first")
+        if len(known) > 1:
+            raise TwinError(f"{len(known)} communities are loaded ({', '.join(known[:10])}"
+                            f"{' ...' if len(known) > 10 else ''}): choose one with --community")
+        community_id = known[0]
+    elif community_id not in known:
+        raise TwinError(f"no community {community_id!r} in the twin"
+                        + (f" (there are: {', '.join(known[:10])})" if known else ""))
+    devices = community_devices(conn, community_id)
+    if devices.empty:
+        raise TwinError(f"community {community_id} has no devices")
+    return Community(devices=devices, residents=community_residents(conn, community_id),
+                     facilities=community_facilities(conn, community_id),
+                     buildings=community_buildings(conn, community_id))
+
+
+def community_devices(conn: psycopg.Connection, community_id: str) -> pd.DataFrame:
+    return _frame(conn, """
+        SELECT id, community_id, type, building_id, floor, unit_id, facility_id
+          FROM device WHERE community_id = %s ORDER BY id
+    """, community_id)
+
+
+def community_residents(conn: psycopg.Connection, community_id: str) -> pd.DataFrame:
+    return _frame(conn, """
+        SELECT r.id, r.unit_id, u.building_id, r.care_flags, r.age_band
+          FROM resident r
+          JOIN unit u ON u.id = r.unit_id
+          JOIN building b ON b.id = u.building_id
+         WHERE b.community_id = %s
+         ORDER BY r.id
+    """, community_id)
+
+
+def community_facilities(conn: psycopg.Connection, community_id: str) -> pd.DataFrame:
+    return _frame(conn, """
+        SELECT id, kind, name, building_id FROM facility WHERE community_id = %s ORDER BY id
+    """, community_id)
+
+
+def community_buildings(conn: psycopg.Connection, community_id: str) -> pd.DataFrame:
+    return _frame(conn, "SELECT id, name FROM building WHERE community_id = %s ORDER BY id",
+                  community_id)
+
+
+def _frame(conn: psycopg.Connection, sql: str, *params: object) -> pd.DataFrame:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        assert cur.description is not None, "a query that returns rows"
+        columns = [c.name for c in cur.description]
+        return pd.DataFrame(cur.fetchall(), columns=columns)
