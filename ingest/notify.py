@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Mapping
@@ -35,7 +36,7 @@ from ingest.broker import (
 from ingest.broker_auth import RULES
 from twin.config import load_settings
 from twin.console import console
-from twin.errors import TwinError
+from twin.errors import TwinError, UnreachableError
 from twin.notify import outbox
 from twin.notify.config import MqttSettings, NotifyConfig, NotifyConfigError, load_config
 from twin.notify.routing import Delivery
@@ -207,34 +208,48 @@ def run_command(
     client_id: Annotated[str, typer.Option(help="MQTT client id; one per process.")]
     = "twin-notify-1",
 ) -> None:
-    """Deliver due notifications until interrupted (or one round with --once)."""
+    """Deliver due notifications until interrupted (or one round with --once).
+
+    SIGTERM or Ctrl-C lets the round in progress finish. A lost database
+    connection is opened again after ``--interval``: what was claimed and not
+    finished is retried when its lease runs out.
+    """
     _log_to_console()
     cfg = load_config(config)
     settings = load_settings()
     url = stack.database_url(settings)
-    with connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         migrations.require_current(conn)
-        client = None
-        if any(t.kind == "mqtt" for t in cfg.transports.values()):
-            # the rules' service account: it may already write every device's cmd topic
-            client = connect_broker(with_service_credentials(stack.mqtt_url(settings), RULES),
-                                    client_id)
-        try:
-            worker = Worker(conn, cfg, build_transports(cfg, origin=str(config), conn=conn,
-                                                        mqtt_client=client))
-            if once:
-                tally = worker.run_once(batch=batch)
-                console.print(f"claimed {tally.claimed}: delivered {tally.delivered}, "
-                              f"retrying {tally.retrying}, failed {tally.failed}")
-                return
+    client = None
+    if any(t.kind == "mqtt" for t in cfg.transports.values()):
+        # the rules' service account: it may already write every device's cmd topic
+        client = connect_broker(with_service_credentials(stack.mqtt_url(settings), RULES),
+                                client_id)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.is_set():
             try:
-                worker.run_forever(batch=batch, interval_s=interval)
-            except KeyboardInterrupt:
-                pass
-        finally:
-            if client is not None:
-                client.disconnect()
-                client.loop_stop()
+                with connect(url, autocommit=True) as conn:
+                    worker = Worker(conn, cfg, build_transports(
+                        cfg, origin=str(config), conn=conn, mqtt_client=client))
+                    if once:
+                        tally = worker.run_once(batch=batch)
+                        console.print(f"claimed {tally.claimed}: delivered {tally.delivered}, "
+                                      f"retrying {tally.retrying}, failed {tally.failed}")
+                        return
+                    worker.run_forever(batch=batch, interval_s=interval, stop=stop)
+            except (psycopg.OperationalError, UnreachableError) as e:
+                if once:
+                    raise
+                log.warning("database connection lost (%s); again in %g s",
+                            type(e).__name__, interval)
+                stop.wait(max(interval, 1.0))
+    finally:
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
 
 
 @notify_app.command("status")

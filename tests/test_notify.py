@@ -97,6 +97,9 @@ def test_the_shipped_example_configuration_is_valid() -> None:
      "cfg.yaml: key 'default': every channel needs a route; missing ['staff']"),
     (("{email: desk@example.cn}", "{email: not-an-address}"),
      "cfg.yaml: key 'default.security_desk.duty.email': String should match pattern"),
+    (("speakers: {kind: mqtt}", "speakers: {kind: mqtt}\nretry: {lease_s: 20}"),
+     ("cfg.yaml: key 'retry.lease_s': 20 s is too short for default.grid_worker (via sms, "
+      "mail: up to 15 s of timeouts); give at least twice that")),
     (("max_attempts", "max_attempts"), None),
 ])
 def test_configuration_errors_name_file_key_and_expected_type(change, message) -> None:
@@ -521,16 +524,35 @@ def test_a_failing_webhook_is_retried_with_backoff_then_failed(db, people, recei
     assert worker.run_once().claimed == 0
 
 
-def test_a_refused_request_fails_at_once(db, people, receiver) -> None:
+def _twin(db_url: str, *args: str) -> str:
+    env = {**os.environ, "TWIN_DATABASE_URL": db_url, "TWIN_MQTT_URL": "mqtt://127.0.0.1:9",
+           "COLUMNS": "200"}
+    done = subprocess.run([str(Path(sys.executable).with_name("twin")), *args], env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout
+
+
+def test_a_refused_request_fails_at_once(db, twin_db_url, people, receiver) -> None:
     p = people
     receiver.status = 403
-    nid = _notify(db, p, "family", p.family, "x")
+    now = datetime.now(UTC)
+    nid = _notify(db, p, "family", p.family, "x", at=now)
     config = _config(None, receiver, speakers=False)
     worker = Worker(db, config, build_transports(config, origin="t", conn=None,  # type: ignore[arg-type]
-                                                 mqtt_client=None), clock=Clock(T0))
+                                                 mqtt_client=None), clock=Clock(now))
     assert worker.run_once().failed == 1
     assert _state(db, nid)[:2] == ("failed", 1)
     assert _state(db, nid)[3] == "sms: HTTP 403 Forbidden"
+    # the failure is visible, without the recipient; once the gateway is fixed, it is retried
+    shown = _twin(twin_db_url, "notify", "status")
+    assert "pending 0  delivered 0  failed 1" in shown
+    assert f"#{nid} {p.community} family" in shown and "sms: HTTP 403 Forbidden" in shown
+    assert p.family_phone not in shown
+    assert "1 notification(s) pending again" in _twin(twin_db_url, "notify", "retry", str(nid))
+    receiver.status = 200
+    worker.clock = Clock(datetime.now(UTC))
+    assert worker.run_once().delivered == 1
+    assert _state(db, nid)[:2] == ("delivered", 1)
 
 
 def test_a_stale_notification_is_failed_not_sent(db, people, receiver) -> None:
@@ -665,3 +687,21 @@ def test_two_workers_never_deliver_one_notification_twice(db, twin_db_url, peopl
                       "notification_attempt").fetchone() == (60, 60)
     assert db.execute("SELECT state, count(*) FROM notification GROUP BY state"
                       ).fetchall() == [("delivered", 60)]
+
+
+def test_a_worker_that_outlived_its_lease_cannot_overwrite_the_next_one(db, people) -> None:
+    from twin.notify import outbox
+
+    nid = _notify(db, people, "family", people.family, "x")
+    lease = timedelta(seconds=60)
+    first = outbox.claim(db, now=T0, batch=10, lease=lease)
+    assert outbox.claim(db, now=T0 + timedelta(seconds=59), batch=10, lease=lease
+                        ).notifications == []
+    second = outbox.claim(db, now=T0 + timedelta(seconds=61), batch=10, lease=lease)
+    (n1,), (n2,) = first.notifications, second.notifications
+    assert (n1.id, n1.attempt, n2.id, n2.attempt) == (nid, 1, nid, 2)
+    assert not outbox.record_attempt(db, first.token, n1, transport="sms", started_at=T0,
+                                     duration_ms=1, ok=True)
+    assert not outbox.mark_delivered(db, first.token, nid, at=T0)
+    assert outbox.mark_delivered(db, second.token, nid, at=T0 + timedelta(seconds=62))
+    assert _state(db, nid)[:2] == ("delivered", 2)

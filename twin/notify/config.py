@@ -155,6 +155,11 @@ class NotifyConfig(_Model):
                         raise _KeyError(key, f"{channel} recipients give no {need} for "
                                              f"{settings.kind} transport {name!r}: set "
                                              f"'{where}.{channel}.duty.{need}'")
+                slowest = sum(self.transports[name].timeout_s for name in route.via)
+                if self.retry.lease_s < 2 * slowest:
+                    raise _KeyError("retry.lease_s", f"{self.retry.lease_s:g} s is too short for "
+                                    f"{where}.{channel} (via {', '.join(route.via)}: up to "
+                                    f"{slowest:g} s of timeouts); give at least twice that")
         return self
 
     def route(self, community_id: str, channel: str) -> Route:

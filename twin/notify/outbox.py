@@ -54,6 +54,18 @@ def claim(conn: psycopg.Connection, *, now: datetime, batch: int, lease: timedel
     return Claim(token, pending)
 
 
+def renew(conn: psycopg.Connection, token: uuid.UUID, notification_id: int, *,
+          until: datetime) -> bool:
+    """Hold one claimed notification until ``until``, just before trying it; False if lost.
+
+    A batch's lease starts when it is claimed; renewing each notification as
+    its turn comes bounds what the lease must cover to one notification's
+    transports, however long the batch takes.
+    """
+    return _update_held(conn, token, notification_id, "next_attempt_at = %s", (until,),
+                   release=False)
+
+
 def record_attempt(conn: psycopg.Connection, token: uuid.UUID, n: Pending, *, transport: str,
                    started_at: datetime, duration_ms: float, ok: bool,
                    error: str | None = None) -> bool:
@@ -71,7 +83,7 @@ def record_attempt(conn: psycopg.Connection, token: uuid.UUID, n: Pending, *, tr
 def mark_delivered(conn: psycopg.Connection, token: uuid.UUID, notification_id: int, *,
                    at: datetime, note: str | None = None) -> bool:
     """Delivered at ``at`` (sent_at); ``note`` keeps what a transport could not do."""
-    return _finish(conn, token, notification_id,
+    return _update_held(conn, token, notification_id,
                    "state = 'delivered', sent_at = %s, next_attempt_at = NULL, last_error = %s",
                    (at, note))
 
@@ -79,14 +91,14 @@ def mark_delivered(conn: psycopg.Connection, token: uuid.UUID, notification_id: 
 def retry_at(conn: psycopg.Connection, token: uuid.UUID, notification_id: int, *,
              at: datetime, error: str) -> bool:
     """Back to pending, due again at ``at``."""
-    return _finish(conn, token, notification_id, "next_attempt_at = %s, last_error = %s",
+    return _update_held(conn, token, notification_id, "next_attempt_at = %s, last_error = %s",
                    (at, error))
 
 
 def mark_failed(conn: psycopg.Connection, token: uuid.UUID, notification_id: int, *,
                 error: str) -> bool:
     """Given up: no more tries; the reason stays in last_error."""
-    return _finish(conn, token, notification_id,
+    return _update_held(conn, token, notification_id,
                    "state = 'failed', next_attempt_at = NULL, last_error = %s", (error,))
 
 
@@ -141,11 +153,14 @@ def failed(conn: psycopg.Connection, *, community_id: str | None = None,
 
 # --- private -----------------------------------------------------------------------------
 
-def _finish(conn: psycopg.Connection, token: uuid.UUID, notification_id: int, sets: str,
-            params: tuple[object, ...]) -> bool:
+def _update_held(conn: psycopg.Connection, token: uuid.UUID, notification_id: int, sets: str,
+            params: tuple[object, ...], *, release: bool = True) -> bool:
+    """Update a notification this claim still holds (and let go of it, unless ``release``)."""
+    if release:
+        sets += ", claim_token = NULL"
     with conn.transaction():
         cur = conn.execute(
-            f"""UPDATE notification SET {sets}, claim_token = NULL
+            f"""UPDATE notification SET {sets}
                 WHERE id = %s AND claim_token = %s AND state = 'pending'""",
             (*params, notification_id, token))
         return cur.rowcount == 1

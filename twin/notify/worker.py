@@ -108,12 +108,15 @@ class Worker:
     def _deliver(self, token: uuid.UUID, n: Pending, staff: Mapping[str, Contact]) -> Tally:
         policy = self.config.retry
         now = self.clock()
+        if not outbox.renew(self.conn, token, n.id, until=now + timedelta(seconds=policy.lease_s)):
+            log.warning("notification %d: claim lost to another worker before its turn", n.id)
+            return Tally(lost=1)
         if n.attempt > policy.max_attempts:
             return self._fail(token, n, f"claimed {n.attempt - 1} times with no outcome: the "
                                         f"worker stopped while delivering")
         age = (now - n.time).total_seconds()
         if age > policy.max_age_s and not n.done:
-            return self._fail(token, n, f"expired: {age / 3600:.1f} h old at its first try "
+            return self._fail(token, n, f"expired: {age / 3600:.1f} h old and not sent "
                                         f"(max_age_s {policy.max_age_s:g})")
         sent = set(n.done)
         permanent: list[str] = []
