@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -283,7 +284,7 @@ class Speaker:
         address = BrokerAddress.parse(url)
         self.got: list[dict] = []
         self._ready = threading.Event()
-        self.client = make_client(address, f"speaker-{os.getpid()}-{_free_port()}")
+        self.client = make_client(address, f"speaker-{uuid.uuid4().hex[:12]}")
         self.client.on_message = lambda c, u, m: self.got.append(json.loads(m.payload))
         self.client.on_subscribe = lambda c, u, mid, rc, p: self._ready.set()
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
@@ -450,11 +451,19 @@ def test_each_channel_is_delivered_through_its_transport(db, people, smtp, recei
 def test_a_speaker_already_told_by_the_rule_is_not_told_twice(db, people, receiver,
                                                              broker) -> None:
     """The rules' broadcast action commands the speakers itself and writes the notification."""
+    from twin.rules import actions as act
+    from twin.rules.store import Dispatcher, Outcome, execute
+
     p = people
-    db.execute("""INSERT INTO device_command (id, device_id, command, args, issued_by, sent_at)
-                  VALUES ('r-1', %s, 'broadcast', '{"text": "请离开车库"}', 'rule:garage-co', %s)""",
-               (p.speaker, T0))
-    nid = _notify(db, p, "broadcast", p.speaker, "请离开车库", rule_id="garage-co")
+    (other,) = db.execute("SELECT id FROM device WHERE type = 'speaker' AND id <> %s "
+                          "ORDER BY id LIMIT 1", (p.speaker,)).fetchone()
+    firing = act.Firing(rule_id="garage-co", community_id=p.community, key="f", at=T0,
+                        edge="raised", intents=(act.Broadcast(
+                            node="announce", community_id=p.community,
+                            speaker_ids=(p.speaker, other), message="请离开车库", at=T0),))
+    with db.transaction():
+        execute(db, firing, now=T0, dispatcher=Dispatcher(), outcome=Outcome())
+    (nid,) = db.execute("SELECT id FROM notification WHERE channel = 'broadcast'").fetchone()
     config = _config(None, receiver)
     client = connect_broker(broker.url, "notify-test-2")
     try:
