@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +25,7 @@ import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 import typer
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from psycopg.types.json import Jsonb
 
 from ingest import contract
@@ -43,7 +45,7 @@ from twin.notify.routing import Delivery
 from twin.notify.smtp import SmtpTransport
 from twin.notify.transport import DeliveryError, Transport
 from twin.notify.webhook import WebhookTransport
-from twin.notify.worker import Worker, utc_now
+from twin.notify.worker import Tally, Worker, utc_now
 from twin.services import stack
 from twin.store import migrations
 from twin.store.connection import connect
@@ -153,6 +155,33 @@ class MqttTransport:
                 self._refused.add(mid)
 
 
+@dataclass
+class NotifyMetrics:
+    """``twin_notify_…`` at /metrics: tries by transport and outcome, notifications finished."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.tries = Histogram("twin_notify_try_seconds", "One transport's try, by outcome",
+                               ["transport", "ok"], registry=r)
+        self.finished = Counter("twin_notify_notifications", "Notifications by outcome of a "
+                                "round (delivered, retrying, failed, lost)", ["outcome"],
+                                registry=r)
+
+    def attempt(self, transport: str, ok: bool, seconds: float) -> None:
+        self.tries.labels(transport, "true" if ok else "false").observe(seconds)
+
+    def round(self, tally: Tally) -> None:
+        for outcome in ("delivered", "retrying", "failed", "lost"):
+            if n := getattr(tally, outcome):
+                self.finished.labels(outcome).inc(n)
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_port)
+
+
 def build_transports(config: NotifyConfig, *, origin: str, conn: psycopg.Connection,
                      mqtt_client: mqtt.Client | None,
                      environ: Mapping[str, str] | None = None) -> dict[str, Transport]:
@@ -207,6 +236,8 @@ def run_command(
                                                            "nothing is due.")] = 2.0,
     client_id: Annotated[str, typer.Option(help="MQTT client id; one per process.")]
     = "twin-notify-1",
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve Prometheus /metrics here (0: a free port).")] = None,
 ) -> None:
     """Deliver due notifications until interrupted (or one round with --once).
 
@@ -225,6 +256,9 @@ def run_command(
         # the rules' service account: it may already write every device's cmd topic
         client = connect_broker(with_service_credentials(stack.mqtt_url(settings), RULES),
                                 client_id)
+    metrics = NotifyMetrics()
+    if metrics_port is not None:
+        log.info("metrics on port %d", metrics.serve(metrics_port))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -233,13 +267,15 @@ def run_command(
             try:
                 with connect(url, autocommit=True) as conn:
                     worker = Worker(conn, cfg, build_transports(
-                        cfg, origin=str(config), conn=conn, mqtt_client=client))
+                        cfg, origin=str(config), conn=conn, mqtt_client=client),
+                        on_attempt=metrics.attempt)
                     if once:
                         tally = worker.run_once(batch=batch)
                         console.print(f"claimed {tally.claimed}: delivered {tally.delivered}, "
                                       f"retrying {tally.retrying}, failed {tally.failed}")
                         return
-                    worker.run_forever(batch=batch, interval_s=interval, stop=stop)
+                    worker.run_forever(batch=batch, interval_s=interval, stop=stop,
+                                       on_round=metrics.round)
             except (psycopg.OperationalError, UnreachableError) as e:
                 if once:
                     raise

@@ -31,7 +31,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from ingest.broker import BrokerAddress, make_client
-from ingest.notify import build_transports, connect_broker
+from ingest.notify import NotifyMetrics, build_transports, connect_broker
 from twin.notify import webhook
 from twin.notify.config import NotifyConfig, NotifyConfigError, load_config, parse_config
 from twin.notify.retry import RetryPolicy, backoff, exhausted
@@ -396,12 +396,14 @@ def test_each_channel_is_delivered_through_its_transport(db, people, smtp, recei
     config = _config(smtp, receiver)
     speaker = Speaker(broker.url, f"twin/v1/{p.community}/{p.speaker}/cmd")
     client = connect_broker(broker.url, "notify-test")
+    metrics = NotifyMetrics()
     try:
         worker = Worker(db, config, build_transports(config, origin="t", conn=db,
                                                      mqtt_client=client),
-                        clock=Clock(T0 + timedelta(seconds=5)))
+                        clock=Clock(T0 + timedelta(seconds=5)), on_attempt=metrics.attempt)
         with caplog.at_level("DEBUG"):
             tally = worker.run_once()
+        metrics.round(tally)
         deadline = time.monotonic() + 10
         while not speaker.got and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -439,6 +441,11 @@ def test_each_channel_is_delivered_through_its_transport(db, people, smtp, recei
     assert command["command"] == "broadcast" and command["args"] == {"text": "车库CO超标，请离开"}
     assert db.execute("SELECT device_id, issued_by FROM device_command WHERE id = %s",
                       (command["id"],)).fetchone() == (p.speaker, "notify")
+    # metrics: tries by transport, notifications by outcome
+    value = metrics.registry.get_sample_value
+    assert value("twin_notify_try_seconds_count", {"transport": "sms", "ok": "true"}) == 2
+    assert value("twin_notify_try_seconds_count", {"transport": "mail", "ok": "true"}) == 2
+    assert value("twin_notify_notifications_total", {"outcome": "delivered"}) == 5
     # the log names notifications and transports, never an address, a phone or a name
     logged = "\n".join(r.getMessage() for r in caplog.records
                        if r.name.startswith(("twin", "ingest")))

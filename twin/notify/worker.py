@@ -65,7 +65,9 @@ class Worker:
     def __init__(self, conn: psycopg.Connection, config: NotifyConfig,
                  transports: Mapping[str, Transport], *,
                  clock: Callable[[], datetime] = utc_now,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 on_attempt: Callable[[str, bool, float], None] | None = None) -> None:
+        """``on_attempt(transport, ok, seconds)`` is told of every try (metrics)."""
         missing = sorted(set(config.transports) - set(transports))
         if missing:
             raise ValueError(f"no transport built for {missing}")
@@ -77,6 +79,7 @@ class Worker:
         self.transports = transports
         self.clock = clock
         self.rng = rng or random.Random()
+        self.on_attempt = on_attempt
 
     def run_once(self, *, batch: int = 50) -> Tally:
         """One round: claim up to ``batch`` due notifications and deliver them."""
@@ -93,13 +96,16 @@ class Worker:
         return tally
 
     def run_forever(self, *, batch: int = 50, interval_s: float = 2.0,
-                    stop: threading.Event | None = None) -> Tally:
+                    stop: threading.Event | None = None,
+                    on_round: Callable[[Tally], None] | None = None) -> Tally:
         """Rounds until ``stop`` is set; waits ``interval_s`` when the outbox is drained."""
         stop = stop or threading.Event()
         total = Tally()
         while not stop.is_set():
             tally = self.run_once(batch=batch)
             total.add(tally)
+            if on_round is not None:
+                on_round(tally)
             if tally.claimed < batch:
                 stop.wait(interval_s)
         return total
@@ -166,6 +172,8 @@ class Worker:
             error, permanent = str(e), e.permanent
         ms = (time.perf_counter() - t0) * 1000
         ok = not error
+        if self.on_attempt is not None:
+            self.on_attempt(d.transport, ok, ms / 1000)
         if not self._record(token, n, d.transport, started, ms, ok, error or None):
             return None, error, permanent
         return ok, error, permanent
