@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,9 +79,7 @@ class MqttTransport:
         self.client = client
         self.conn = conn
         self.clock = clock
-        self._refused: set[int] = set()
-        self._lock = threading.Lock()
-        client.on_publish = self._on_publish
+        self._pubacks = _Pubacks.of(client)
 
     def send(self, delivery: Delivery) -> None:
         commands = self._record(delivery)
@@ -103,10 +102,7 @@ class MqttTransport:
                 raise DeliveryError("MQTT connection lost while publishing") from None
             if not info.is_published():
                 raise DeliveryError(f"no PUBACK within {self.settings.timeout_s:g} s")
-            with self._lock:
-                if info.mid in self._refused:
-                    self._refused.discard(info.mid)
-                    unheard += 1
+            unheard += self._pubacks.unmatched(info.mid)
         if unheard:
             raise DeliveryError(f"{unheard} of {len(infos)} devices not subscribed to their "
                                 f"cmd topic (offline)")
@@ -148,11 +144,39 @@ class MqttTransport:
                                 (ids,)).fetchone()
         return bool(row and row[0])
 
+
+
+class _Pubacks:
+    """The PUBACKs of one client that said "no matching subscribers" (shared by its transports)."""
+
+    def __init__(self) -> None:
+        self._refused: set[int] = set()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, client: mqtt.Client) -> _Pubacks:
+        watch = _WATCHES.get(client)
+        if watch is None:
+            watch = _WATCHES[client] = cls()
+            client.on_publish = watch._on_publish
+        return watch
+
+    def unmatched(self, mid: int) -> bool:
+        """Whether the message ``mid`` (acknowledged) reached no subscriber; forgets it."""
+        with self._lock:
+            if mid in self._refused:
+                self._refused.discard(mid)
+                return True
+            return False
+
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:
         if reason_code == NO_MATCHING_SUBSCRIBERS:
             with self._lock:
                 self._refused.add(mid)
+
+
+_WATCHES: weakref.WeakKeyDictionary[mqtt.Client, _Pubacks] = weakref.WeakKeyDictionary()
 
 
 @dataclass
