@@ -46,6 +46,10 @@ def demo_command(
     password: Annotated[str | None, typer.Option(
         envvar="TWIN_DEMO_PASSWORD",
         help="Password of the demo logins; default: a new random one, printed.")] = None,
+    notify_config: Annotated[Path | None, typer.Option(
+        envvar="TWIN_NOTIFY_CONFIG",
+        help="Deliver notifications with this configuration (docs/notifications.md); "
+             "without it they wait in the outbox.")] = None,
 ) -> None:
     """Run the live center: ingest, rules, notifications, simulator and dashboard, until Ctrl-C."""
     settings = load_settings()
@@ -58,7 +62,8 @@ def demo_command(
     _open_sessions()
     twin = _twin_command()
     manager = Manager(Printer(sys.stdout))
-    for name, args in demo_processes(speed=speed, port=port, incidents=incidents):
+    for name, args in demo_processes(speed=speed, port=port, incidents=incidents,
+                                     notify_config=notify_config):
         manager.add_process(name, shlex.join([twin, *args]))
     console.print(f"\n[bold]control room[/]  http://127.0.0.1:{port}/")
     for role, name in (("admin", users.admin), ("operator", users.operator),
@@ -73,7 +78,8 @@ def demo_command(
     sys.exit(manager.returncode)
 
 
-def demo_processes(*, speed: float, port: int, incidents: bool) -> list[tuple[str, list[str]]]:
+def demo_processes(*, speed: float, port: int, incidents: bool,
+                   notify_config: Path | None = None) -> list[tuple[str, list[str]]]:
     """The processes of the live center, as `twin` arguments."""
     simulate = ["simulate", "--speed", f"{speed:g}", "--batch", "50"]
     if incidents:
@@ -85,8 +91,8 @@ def demo_processes(*, speed: float, port: int, incidents: bool) -> list[tuple[st
         ("simulate", simulate),
         ("dashboard", ["dashboard", "--port", str(port)]),
     ]
-    if _has_command("notify"):
-        processes.insert(2, ("notify", ["notify", "run"]))
+    if notify_config is not None:
+        processes.insert(2, ("notify", ["notify", "run", "--config", str(notify_config)]))
     return processes
 
 
@@ -127,10 +133,3 @@ def _twin_command() -> str:
     if found is None:
         raise typer.BadParameter("cannot find the `twin` command; install the project first")
     return found
-
-
-def _has_command(name: str) -> bool:
-    from twin.cli import app
-
-    return any(c.name == name for c in app.registered_commands) or any(
-        g.name == name for g in app.registered_groups)
