@@ -17,10 +17,12 @@ import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from twin.device_types import CAMERA_CLASSES, DEVICE_TYPES
 from twin.errors import TwinError
@@ -79,11 +81,18 @@ class CompiledRule:
     def node(self, node_id: str) -> Node:
         return self.graph.nodes[node_id]["node"]
 
+    def source(self, node_id: str) -> schema.Source:
+        """What a source node (one of `sources`) listens to."""
+        source = self.node(node_id).source
+        if source is None:
+            raise ValueError(f"rule {self.id}: node {node_id!r} is not a source")
+        return source
+
 
 def parse_rule(text: str, *, origin: str = "<text>") -> Rule:
     """One YAML document as a Rule, or a RuleError naming the node and field."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
     except yaml.YAMLError as e:
         raise RuleError(origin, f"not valid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -126,7 +135,7 @@ def compile_rule(rule: Rule, *, text: str | None = None, origin: str | None = No
     types: set[str] = set()
     for node in rule.nodes:
         _check_node(rule, graph, node)
-        if node.kind == "source":
+        if node.source is not None:
             types.update(node.source.device_types)
     if not any(graph.nodes[n]["kind"] in ACTIONS for n in graph):
         raise RuleError(r, "a rule needs at least one action (raise_alarm, command, broadcast, "
@@ -182,7 +191,7 @@ _Loader.add_implicit_resolver(
 def _check_node(rule: Rule, graph: nx.DiGraph, node: Node) -> None:
     r, n, kind = rule.id, node.id, node.kind
     preds = list(graph.predecessors(n))
-    if kind == "source":
+    if node.source is not None:
         if node.after:
             raise RuleError(r, "a source starts the graph; it follows no node", node=n,
                             field="after")
@@ -206,19 +215,20 @@ def _check_node(rule: Rule, graph: nx.DiGraph, node: Node) -> None:
                                f"({', '.join(sorted(LEVEL_KINDS))}) before it", node=n,
                             field="when")
     spec = node.spec
-    if kind in ("threshold", "rate_of_change"):
+    if isinstance(spec, (schema.Threshold, schema.RateOfChange)):
         _check_metric(r, n, f"{kind}.metric", types, spec.metric, upstream, graph)
-    elif kind == "state_of":
+    elif isinstance(spec, schema.StateOf):
         _check_type(r, n, "state_of.device_type", spec.device_type)
         _check_metric(r, n, "state_of.metric", {spec.device_type}, spec.metric, set(), graph)
-    elif kind == "no_signal" and rule.key != "device":
+    elif isinstance(spec, schema.NoSignal) and rule.key != "device":
         raise RuleError(r, "no_signal watches devices: the rule needs 'key: device'", node=n,
                         field="no_signal")
-    elif kind == "for_duration" and spec.gap_s is None and not (up_kinds & LEVEL_KINDS):
+    elif isinstance(spec, schema.ForDuration) and spec.gap_s is None \
+            and not (up_kinds & LEVEL_KINDS):
         raise RuleError(r, "events are instants: say how long one keeps the condition true "
                            "(gap_s), or put a threshold before it", node=n,
                         field="for_duration.gap_s")
-    elif kind == "absence":
+    elif isinstance(spec, schema.Absence):
         src_events = {e for u in upstream if graph.nodes[u]["kind"] == "source"
                       for e in (graph.nodes[u]["node"].source.events or ())}
         if "access" not in src_events:
@@ -227,17 +237,17 @@ def _check_node(rule: Rule, graph: nx.DiGraph, node: Node) -> None:
         if rule.key != "resident":
             raise RuleError(r, "absence tracks residents: the rule needs 'key: resident'",
                             node=n, field="absence")
-    elif kind == "enrich":
+    elif isinstance(spec, schema.Enrich):
         for i, near in enumerate(spec.nearby):
             _check_type(r, n, f"enrich.nearby.{i}.device_type", near.device_type)
-    elif kind in ("command", "broadcast"):
+    elif isinstance(spec, (schema.Command, schema.Broadcast)):
         target = spec.target
         if target.device_type is None and target.same != "device" and target.devices is None:
             raise RuleError(r, "say which device type the action speaks to", node=n,
                             field=f"{kind}.target.device_type")
         if target.device_type is not None:
             _check_type(r, n, f"{kind}.target.device_type", target.device_type)
-        command = spec.command if kind == "command" else "broadcast"
+        command = spec.command if isinstance(spec, schema.Command) else "broadcast"
         for target_type in ([target.device_type] if target.device_type else sorted(types)):
             commands = DEVICE_TYPES[target_type].commands
             if command not in commands:
@@ -247,20 +257,20 @@ def _check_node(rule: Rule, graph: nx.DiGraph, node: Node) -> None:
         if target.same == "device" and target.device_type and target.device_type not in types:
             raise RuleError(r, f"'same: device' targets the triggering device, which is never "
                                f"a {target.device_type}", node=n, field=f"{kind}.target.same")
-    elif kind == "notify":
+    elif isinstance(spec, schema.Notify):
         if "family" in spec.to and rule.key != "resident" and not _enriched_residents(
                 graph, upstream):
             raise RuleError(r, "notifying the family needs residents: key the rule by "
                                "resident, or enrich with residents before it", node=n,
                             field="notify.to")
         _check_template(r, n, "notify.message", spec.message)
-    elif kind == "work_order":
+    elif isinstance(spec, schema.WorkOrder):
         _check_template(r, n, "work_order.title", spec.title)
-    if kind == "raise_alarm":
+    if isinstance(spec, schema.RaiseAlarm):
         _check_template(r, n, "raise_alarm.title", spec.title)
-    elif kind == "broadcast":
+    elif isinstance(spec, schema.Broadcast):
         _check_template(r, n, "broadcast.message", spec.message)
-    elif kind == "time_window" and spec.start == spec.end:
+    elif isinstance(spec, schema.TimeWindow) and spec.start == spec.end:
         raise RuleError(r, "start and end are the same time", node=n, field="time_window.end")
 
 
@@ -336,12 +346,10 @@ def _enriched_residents(graph: nx.DiGraph, upstream: set[str]) -> bool:
                for u in upstream)
 
 
-def _located(rule: str, data: dict, error: dict) -> RuleError:
+def _located(rule: str, data: dict[str, Any], error: ErrorDetails) -> RuleError:
     """A pydantic error as a RuleError that names the node (by its id) and the field."""
     loc = list(error["loc"])
-    message = error["msg"]
-    if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
+    message = error["msg"].removeprefix("Value error, ")
     if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
         nodes = data.get("nodes") or []
         raw = nodes[loc[1]] if loc[1] < len(nodes) else None

@@ -27,16 +27,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shapely.geometry import Point, Polygon
 
 from twin.alarms import AlarmSpec
+from twin.model import DeviceInfo
 from twin.rules import actions as act
+from twin.rules import schema
 from twin.rules.compile import CompiledRule
 from twin.rules.schema import ACTIONS, Node
-from twin.model import DeviceInfo
 from twin.rules.snapshot import ResidentInfo, Snapshot
 from twin.work_orders import WorkOrderSpec
 
@@ -45,7 +46,7 @@ _TRUE = (RISE, HOLD, PULSE)
 _FRESH = (RISE, PULSE)
 _STRENGTH = {PULSE: 4, RISE: 3, HOLD: 2, FALL: 1}
 #: Filters with no state of their own: a pulse in is a pulse out.
-_FILTERS = frozenset({"time_window", "geofence", "state_of", "enrich"})
+_FILTERS = (schema.TimeWindow, schema.Geofence, schema.StateOf, schema.Enrich)
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: A rule's own entry in the state (cooldowns), beside its nodes'.
 RULE_ENTRY = "_rule"
@@ -95,7 +96,7 @@ class Engine:
         self.counters: dict[str, Counter] = {}
         #: (rule, node, key) changed since the last `take_dirty`
         self._dirty: set[tuple[str, str, str]] = set()
-        self.started = started or datetime.now(timezone.utc)
+        self.started = started or datetime.now(UTC)
         for rule in rules:
             self.add(rule)
         for (rule_id, node_id, key), value in (state or {}).items():
@@ -122,7 +123,7 @@ class Engine:
         for rule in self._by_type.get(device.type, ()):
             signals: dict[str, str] = {}
             for source in rule.sources:
-                if _matches(rule.node(source).source, obs, device, self.snapshot):
+                if _matches(rule.source(source), obs, device, self.snapshot):
                     signals[source] = PULSE
             if not signals:
                 continue
@@ -226,27 +227,27 @@ class Engine:
     def _evaluate(self, rule: CompiledRule, node: Node, key: str, inp: str, obs: Observation,
                   device: DeviceInfo | None) -> str | None:
         """A condition's (or enrichment's) signal out, given the signal in."""
-        kind, spec, t = node.kind, node.spec, obs.at.timestamp()
+        spec, t = node.spec, obs.at.timestamp()
         true = inp in _TRUE
-        if kind in _FILTERS:
-            if kind == "enrich":
-                passes = True
-            elif kind == "time_window":
+        if isinstance(spec, _FILTERS):
+            if isinstance(spec, schema.TimeWindow):
                 passes = _in_window(spec, obs.at, rule.rule.utc_offset_h)
-            elif kind == "geofence":
+            elif isinstance(spec, schema.Geofence):
                 passes = self._inside(spec, obs, device)
-            else:
+            elif isinstance(spec, schema.StateOf):
                 passes = self._state_of(spec, device)
+            else:  # enrich
+                passes = True
             if inp == PULSE:
                 return PULSE if passes else None
             return self._edge(rule, node.id, key, true and passes)
-        if kind in ("threshold", "rate_of_change"):
+        if isinstance(spec, (schema.Threshold, schema.RateOfChange)):
             value = obs.values.get(spec.metric)
             if value is None or device is None:
                 return None if true else self._edge(rule, node.id, key, False)
             st = self._get(rule.id, node.id, key)
             devs = set(st.get("devs", ()))
-            if kind == "threshold" and spec.devices == "all":
+            if isinstance(spec, schema.Threshold) and spec.devices == "all":
                 group = self._group(rule, device)
                 values = [self.snapshot.latest.get(d, {}).get(spec.metric) for d in group]
                 known = [v for v in values if v is not None]
@@ -254,7 +255,7 @@ class Engine:
                 st.update(n=n, of=len(group))
                 self._store(rule.id, node.id, key, st)
                 return self._edge(rule, node.id, key, true and bool(known) and n == len(group))
-            if kind == "threshold":
+            if isinstance(spec, schema.Threshold):
                 hit = true and _compare(spec, value)
             else:
                 last = st.setdefault("last", {}).get(device.id)
@@ -272,7 +273,7 @@ class Engine:
             if st != self.state[rule.id][node.id].get(key, {}):
                 self._store(rule.id, node.id, key, st)
             return self._edge(rule, node.id, key, bool(devs))
-        if kind == "for_duration":
+        if isinstance(spec, schema.ForDuration):
             st = self._get(rule.id, node.id, key)
             if true:
                 st.setdefault("since", t)
@@ -284,14 +285,14 @@ class Engine:
                 level = False
             self._store(rule.id, node.id, key, st, keep_on=True)
             return self._edge(rule, node.id, key, level)
-        if kind == "no_signal":
+        if isinstance(spec, schema.NoSignal):
             st = self._get(rule.id, node.id, key)
             heard = max(t, obs.received.timestamp()) if obs.received is not None else t
             st["last"] = max(st.get("last", heard), heard)
             st["ctx"] = _ctx(obs)
             self._store(rule.id, node.id, key, st, keep_on=True)
             return self._edge(rule, node.id, key, False)
-        if kind == "count_in_window":
+        if isinstance(spec, schema.CountInWindow):
             st = self._get(rule.id, node.id, key)
             times = [x for x in st.get("times", ()) if x > t - spec.seconds]
             if inp in _FRESH:
@@ -300,22 +301,22 @@ class Engine:
             st["ctx"] = _ctx(obs)
             self._store(rule.id, node.id, key, st if times else {}, keep_on=True)
             return self._edge(rule, node.id, key, len(times) >= spec.count)
-        if kind == "absence":
+        if isinstance(spec, schema.Absence):
             if obs.direction not in ("in", "out") or obs.subject != key:
                 return None
             st = self._get(rule.id, node.id, key)
             st[obs.direction] = max(t, st.get(obs.direction, 0.0))
             self._store(rule.id, node.id, key, st, keep_on=True)
             return self._edge(rule, node.id, key, False)
-        raise AssertionError(f"no evaluator for {kind}")
+        raise AssertionError(f"no evaluator for {node.kind}")
 
     def _timed_levels(self, rule: CompiledRule, node: Node, t: float, now: datetime
                       ) -> list[tuple[str, bool]]:
         """(key, level) of a timed node's keys whose level the clock may have changed."""
         spec, states = node.spec, self.state[rule.id].setdefault(node.id, {})
         out: list[tuple[str, bool]] = []
-        kind = node.kind
-        if kind == "for_duration":
+        st: dict[str, Any] | None
+        if isinstance(spec, schema.ForDuration):
             for key, st in list(states.items()):
                 if "since" not in st:
                     continue
@@ -324,7 +325,7 @@ class Engine:
                     out.append((key, False))
                 elif t - st["since"] >= spec.seconds:
                     out.append((key, True))
-        elif kind == "count_in_window":
+        elif isinstance(spec, schema.CountInWindow):
             for key, st in list(states.items()):
                 if "times" not in st:
                     continue
@@ -333,7 +334,7 @@ class Engine:
                     st["times"] = times
                     self._store(rule.id, node.id, key, st if times else {}, keep_on=True)
                 out.append((key, len(times) >= spec.count))
-        elif kind == "no_signal":
+        elif isinstance(spec, schema.NoSignal):
             for device_id in self._watched(rule):
                 st = states.get(device_id)
                 if st is None:
@@ -342,13 +343,13 @@ class Engine:
                     self._store(rule.id, node.id, device_id, st, keep_on=True)
                 if "on" not in st and t - st["last"] >= spec.seconds:
                     out.append((device_id, True))
-        elif kind == "absence":
+        elif isinstance(spec, schema.Absence):
             quiet = spec.quiet is not None and _in_span(spec.quiet, now, rule.rule.utc_offset_h)
             for resident in self._cared(rule, spec.care_flags):
                 st = states.get(resident.id)
                 if st is None:
-                    seen = self.snapshot.last_access.get(resident.id, {})
-                    st = {d: seen[d].timestamp() for d in ("in", "out") if d in seen}
+                    access = self.snapshot.last_access.get(resident.id, {})
+                    st = {d: access[d].timestamp() for d in ("in", "out") if d in access}
                     watched = self.snapshot.history_since or self.started
                     st["since"] = min(watched, self.started).timestamp()
                     self._store(rule.id, node.id, resident.id, st, keep_on=True)
@@ -370,10 +371,10 @@ class Engine:
         return out
 
     def _edge(self, rule: CompiledRule, node_id: str, key: str, level: bool) -> str | None:
-        st = self.state[rule.id].setdefault(node_id, {}).get(key)
-        was = bool(st and st.get("on"))
+        st = self.state[rule.id].setdefault(node_id, {}).get(key) or {}
+        was = bool(st.get("on"))
         if level and not was:
-            st = dict(st or {})
+            st = dict(st)
             st["on"] = True
             self._put(rule.id, node_id, key, st)
             return RISE
@@ -441,20 +442,20 @@ class Engine:
         if unit is not None:
             c["unit_number"] = unit.number
         for node_id in rule.order:
-            node = rule.node(node_id)
+            spec = rule.node(node_id).spec
             if node_id not in signals:
                 continue
-            if node.kind == "enrich":
-                self._enrich(node, c, device)
-            elif node.kind in ("count_in_window",):
+            if isinstance(spec, schema.Enrich):
+                self._enrich(spec, c, device)
+            elif isinstance(spec, schema.CountInWindow):
                 st = self.state[rule.id].get(node_id, {}).get(key, {})
                 c["count"] = len(st.get("times", ()))
-            elif node.kind == "absence":
+            elif isinstance(spec, schema.Absence):
                 st = self.state[rule.id].get(node_id, {}).get(key, {})
                 if "hours" in st:
                     c["hours"] = _fmt(st["hours"])
-            elif node.kind in ("threshold", "rate_of_change"):
-                metric = node.spec.metric
+            elif isinstance(spec, (schema.Threshold, schema.RateOfChange)):
+                metric = spec.metric
                 if metric in obs.values:
                     c.update(metric=metric, value=_fmt(obs.values[metric]))
                 st = self.state[rule.id].get(node_id, {}).get(key, {})
@@ -464,8 +465,9 @@ class Engine:
                     c["rate"] = _fmt(st["rate"])
         return c
 
-    def _enrich(self, node: Node, c: dict[str, Any], device: DeviceInfo | None) -> None:
-        spec, snap = node.enrich, self.snapshot
+    def _enrich(self, spec: schema.Enrich, c: dict[str, Any], device: DeviceInfo | None
+                ) -> None:
+        snap = self.snapshot
         if spec.residents:
             # the flat; else the floor of the building (a stairwell detector); else the building
             found = snap.care_residents(unit_id=c["unit"]) if c.get("unit") else (
@@ -485,10 +487,10 @@ class Engine:
     def _intents(self, rule: CompiledRule, node: Node, key: str, obs: Observation,
                  device: DeviceInfo | None, c: dict[str, Any], after_alarm: str | None
                  ) -> list[act.Intent]:
-        kind, spec, r = node.kind, node.spec, rule.rule
+        spec, r = node.spec, rule.rule
         community = obs.community_id
         text = _Template(c)
-        if kind == "raise_alarm":
+        if isinstance(spec, schema.RaiseAlarm):
             source_kind, source_id = self._source(rule, spec.source, key, c)
             where = self._where(c, device)
             detail = {k: v for k, v in c.items() if k not in ("rule",) and v is not None}
@@ -501,25 +503,25 @@ class Engine:
                     building_id=c.get("building"), floor=c.get("floor"), unit_id=c.get("unit"),
                     device_id=c.get("device"), resident_id=c.get("resident"),
                     location=Point(*where) if where else None, detail=detail))]
-        if kind == "clear_alarm":
+        if isinstance(spec, schema.ClearAlarm):
             _, source_id = self._source(rule, spec.source, key, c)
             return [act.ClearAlarm(node=node.id, community_id=community, source_id=source_id,
                                    type=spec.type, at=obs.at, reason=spec.reason or
                                    f"rule {r.id}: condition cleared", after_alarm=after_alarm)]
-        if kind == "command":
+        if isinstance(spec, schema.Command):
             ids = self._targets(spec.target, c, device)
             return [act.SendCommand(node=node.id, community_id=community, device_ids=ids,
                                     command=spec.command, args=dict(spec.args), at=obs.at,
                                     after_alarm=after_alarm)] if ids else []
-        if kind == "broadcast":
+        if isinstance(spec, schema.Broadcast):
             target = spec.target.model_copy(update={"device_type": "speaker"}) \
                 if spec.target.device_type is None else spec.target
             ids = self._targets(target, c, device)
             return [act.Broadcast(node=node.id, community_id=community, speaker_ids=ids,
                                   message=spec.message.format_map(text), at=obs.at,
                                   after_alarm=after_alarm)] if ids else []
-        if kind == "notify":
-            intents = []
+        if isinstance(spec, schema.Notify):
+            intents: list[act.Intent] = []
             for channel in spec.to:
                 recipients = self._recipients(channel, c)
                 if recipients:
@@ -529,7 +531,7 @@ class Engine:
                         recipients=recipients, message=spec.message.format_map(text),
                         at=obs.at, after_alarm=after_alarm))
             return intents
-        if kind == "work_order":
+        if isinstance(spec, schema.WorkOrder):
             where = self._where(c, device)
             if where is None:
                 return []
@@ -540,7 +542,7 @@ class Engine:
                 grid_id=c.get("grid"), building_id=c.get("building"), unit_id=c.get("unit"),
                 resident_id=c.get("resident"), device_id=c.get("device"),
                 due_in=timedelta(minutes=spec.due_min) if spec.due_min else None))]
-        raise AssertionError(f"no intent for {kind}")
+        raise AssertionError(f"no intent for {node.kind}")
 
     def _source(self, rule: CompiledRule, source: str | None, key: str, c: dict[str, Any]
                 ) -> tuple[str, str]:
@@ -564,7 +566,7 @@ class Engine:
         f = snap.facilities.get(c.get("facility") or "")
         return (f.lon, f.lat) if f else None
 
-    def _targets(self, target, c: dict[str, Any], device: DeviceInfo | None
+    def _targets(self, target: schema.Target, c: dict[str, Any], device: DeviceInfo | None
                  ) -> tuple[str, ...]:
         snap = self.snapshot
         if target.devices is not None:
@@ -572,6 +574,8 @@ class Engine:
         if target.same == "device":
             return (device.id,) if device is not None else ()
         code = target.device_type
+        if code is None:  # no type to look for (compile refuses such a rule)
+            return ()
         candidates = snap.of_type(code)
         if target.same is not None:
             attr = {"unit": "unit", "building": "building", "facility": "facility",
@@ -669,7 +673,7 @@ class Engine:
         """Devices a no-signal rule keeps an eye on: every device its sources match by place."""
         out: list[str] = []
         for source_id in rule.sources:
-            source = rule.node(source_id).source
+            source = rule.source(source_id)
             for code in source.device_types:
                 for device_id in self.snapshot.of_type(code):
                     if _in_place(source.place, self.snapshot.devices[device_id], self.snapshot):
@@ -691,7 +695,7 @@ class Engine:
         wanted = set(flags)
         return [r for r in self.snapshot.residents.values() if wanted & set(r.care_flags)]
 
-    def _inside(self, spec, obs: Observation, device: DeviceInfo | None) -> bool:
+    def _inside(self, spec: schema.Geofence, obs: Observation, device: DeviceInfo | None) -> bool:
         lon = obs.attrs.get("lon", device.lon if device else None)
         lat = obs.attrs.get("lat", device.lat if device else None)
         if lon is None or lat is None:
@@ -709,7 +713,7 @@ class Engine:
             inside = Polygon(spec.polygon).contains(Point(lon, lat))
         return inside != spec.outside
 
-    def _state_of(self, spec, device: DeviceInfo | None) -> bool:
+    def _state_of(self, spec: schema.StateOf, device: DeviceInfo | None) -> bool:
         if device is None:
             return False
         snap = self.snapshot
@@ -728,7 +732,7 @@ class Engine:
         return False
 
 
-class _Template(dict):
+class _Template(dict[str, Any]):
     """Names for str.format_map; a name without a value reads '?'."""
 
     def __getitem__(self, key: str) -> Any:
@@ -736,7 +740,7 @@ class _Template(dict):
         return "?" if value is None else value
 
 
-def _matches(source, obs: Observation, device: DeviceInfo, snap: Snapshot) -> bool:
+def _matches(source: schema.Source, obs: Observation, device: DeviceInfo, snap: Snapshot) -> bool:
     if device.type not in source.device_types:
         return False
     if obs.kind == "telemetry":
@@ -763,7 +767,7 @@ def _matches(source, obs: Observation, device: DeviceInfo, snap: Snapshot) -> bo
     return _in_place(source.place, device, snap)
 
 
-def _in_place(place, device: DeviceInfo, snap: Snapshot) -> bool:
+def _in_place(place: schema.Place | None, device: DeviceInfo, snap: Snapshot) -> bool:
     if place is None:
         return True
     if place.community is not None and device.community_id != place.community:
@@ -778,10 +782,9 @@ def _in_place(place, device: DeviceInfo, snap: Snapshot) -> bool:
         f = snap.facilities.get(device.facility_id or "")
         if f is None or f.kind != place.facility_kind:
             return False
-    if place.around is not None and snap.distance_m(
-            (place.around.lon, place.around.lat), (device.lon, device.lat)) > place.around.radius_m:
-        return False
-    return True
+    # not (> radius) rather than <= radius: a device with no position (NaN) stays in place
+    return not (place.around is not None and snap.distance_m(
+        (place.around.lon, place.around.lat), (device.lon, device.lat)) > place.around.radius_m)
 
 
 def _place_of(snap: Snapshot, device: DeviceInfo, attr: str) -> str | None:
@@ -799,7 +802,7 @@ def _place_of(snap: Snapshot, device: DeviceInfo, attr: str) -> str | None:
     return device.community_id
 
 
-def _compare(spec, value: Any) -> bool:
+def _compare(spec: schema.Comparison, value: Any) -> bool:
     if spec.not_equals is not None:
         return not _compare(spec.model_copy(update={"equals": spec.not_equals,
                                                     "not_equals": None}), value)
@@ -821,11 +824,11 @@ def _minutes(hhmm: str) -> int:
 
 
 def _local_minutes(at: datetime, offset_h: float) -> tuple[int, int]:
-    local = at.astimezone(timezone.utc) + timedelta(hours=offset_h)
+    local = at.astimezone(UTC) + timedelta(hours=offset_h)
     return local.hour * 60 + local.minute, local.weekday()
 
 
-def _in_window(spec, at: datetime, offset_h: float) -> bool:
+def _in_window(spec: schema.TimeWindow, at: datetime, offset_h: float) -> bool:
     now, weekday = _local_minutes(at, offset_h)
     start, end = _minutes(spec.start), _minutes(spec.end)
     inside = start <= now < end if start < end else (now >= start or now < end)
@@ -843,7 +846,7 @@ def _in_span(span: str, at: datetime, offset_h: float) -> bool:
     return a <= now < b if a < b else (now >= a or now < b)
 
 
-def _care_hours(spec, resident: ResidentInfo) -> float:
+def _care_hours(spec: schema.Absence, resident: ResidentInfo) -> float:
     own = resident.care_hours.get(spec.direction)
     if own is not None:
         return float(own)
@@ -880,7 +883,7 @@ def _after_alarm(rule: CompiledRule, node_id: str) -> str | None:
 
 
 def _local(at: datetime, offset_h: float) -> str:
-    return (at.astimezone(timezone.utc) + timedelta(hours=offset_h)).strftime("%m-%d %H:%M")
+    return (at.astimezone(UTC) + timedelta(hours=offset_h)).strftime("%m-%d %H:%M")
 
 
 def _fmt(value: Any) -> Any:

@@ -29,7 +29,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from twin.alarms import DOMAINS, SEVERITIES
+from twin.alarms import SEVERITIES
+from twin.device_types import Domain
 from twin.model import CARE_FLAGS
 from twin.work_orders import PRIORITIES, STAFF_ROLES
 
@@ -243,6 +244,8 @@ class Target(_Strict):
         return self
 
 
+# Literal[SEVERITIES] and the like: the values live in one tuple in twin.alarms and
+# twin.work_orders, which pydantic reads at run time and mypy cannot (valid-type).
 class RaiseAlarm(_Strict):
     type: Id
     severity: Literal[SEVERITIES]  # type: ignore[valid-type]
@@ -284,6 +287,13 @@ class WorkOrder(_Strict):
     priority: Literal[PRIORITIES] = "normal"  # type: ignore[valid-type]
     due_min: float | None = Field(None, gt=0)
 
+
+#: What one node says: one of these, by its kind.
+Spec = (Source | Threshold | ForDuration | NoSignal | CountInWindow | RateOfChange | TimeWindow
+        | Geofence | StateOf | Absence | Enrich | RaiseAlarm | ClearAlarm | Command | Broadcast
+        | Notify | WorkOrder)
+#: The conditions that compare a value (above, below, equals, not_equals).
+Comparison = Threshold | RateOfChange | StateOf
 
 CONDITIONS = ("threshold", "for_duration", "no_signal", "count_in_window", "rate_of_change",
               "time_window", "geofence", "state_of", "absence")
@@ -332,14 +342,15 @@ class Node(_Strict):
         return next(k for k in KINDS if getattr(self, k) is not None)
 
     @property
-    def spec(self) -> BaseModel:
+    def spec(self) -> Spec:
+        """The node's one kind of content (its `kind` field); narrow it with isinstance."""
         return getattr(self, self.kind)
 
 
 class Rule(_Strict):
     id: Id
     title: str = Field(min_length=1, max_length=200)
-    domain: Literal[DOMAINS]  # type: ignore[valid-type]
+    domain: Domain
     description: str = ""
     enabled: bool = True
     key: Literal["device", "facility", "building", "unit", "grid", "resident", "community"] = \
