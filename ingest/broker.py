@@ -57,7 +57,8 @@ class Received:
 
     @classmethod
     def of(cls, msg: mqtt.MQTTMessage, generation: int) -> Received:
-        return cls(msg.mid, msg.qos, msg.topic, msg.payload, time.time(), generation)
+        # paho reads payloads as bytes (annotated bytes | bytearray); bytes() of bytes is itself
+        return cls(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time(), generation)
 
 
 def with_service_credentials(url: str, service: str) -> str:
@@ -85,7 +86,8 @@ def make_client(address: BrokerAddress, client_id: str, *, manual_ack: bool = Fa
                          protocol=mqtt.MQTTv5, manual_ack=manual_ack)
     if address.username:
         client.username_pw_set(address.username, address.password)
-    client.reconnect_delay_set(min_delay=0.2, max_delay=5)
+    # paho annotates the delays int, but waits any number of seconds
+    client.reconnect_delay_set(min_delay=0.2, max_delay=5)  # type: ignore[arg-type]
     return client
 
 

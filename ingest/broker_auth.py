@@ -72,8 +72,9 @@ USERNAME_ENV = "TWIN_MQTT_USERNAME"
 PASSWORD_ENV = "TWIN_MQTT_PASSWORD"
 
 #: What a device publishes; a gateway may also publish ``batch``.
-DEVICE_WRITES: tuple[str, ...] = tuple(k for k in contract.DEVICE_TO_TWIN if k != "batch")
-GATEWAY_WRITES: tuple[str, ...] = contract.DEVICE_TO_TWIN
+DEVICE_WRITES: tuple[contract.Kind, ...] = tuple(
+    k for k in contract.DEVICE_TO_TWIN if k != "batch")
+GATEWAY_WRITES: tuple[contract.Kind, ...] = contract.DEVICE_TO_TWIN
 _ALL = f"{contract.ROOT}/{contract.VERSION}/#"
 SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
     INGEST: (("read", _ALL), ("write", contract.topic("+", "+", "cmd"))),

@@ -23,18 +23,20 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from twin.device_types import ACCESS_METHODS
+from twin.device_types import AccessMethod
+
+Kind = Literal["telemetry", "event", "status", "ack", "batch", "cmd"]
 
 VERSION = "v1"
 ROOT = "twin"
-DEVICE_TO_TWIN = ("telemetry", "event", "status", "ack", "batch")
-TWIN_TO_DEVICE = ("cmd",)
+DEVICE_TO_TWIN: tuple[Kind, ...] = ("telemetry", "event", "status", "ack", "batch")
+TWIN_TO_DEVICE: tuple[Kind, ...] = ("cmd",)
 #: Largest payload ingest accepts; anything bigger is dead-lettered unread.
 MAX_PAYLOAD_BYTES = 1 << 20
 #: How far ahead of the server's clock a device timestamp may be.
@@ -43,7 +45,6 @@ MAX_CLOCK_SKEW_S = 300.0
 #: What a community or device id may be to stand in a topic level (no wildcards, no '/').
 _ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
-Kind = Literal["telemetry", "event", "status", "ack", "batch", "cmd"]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Value = float | str
 #: RFC 3339 with an offset (UTC recommended: "2026-11-24T07:00:00.123Z") or epoch milliseconds.
@@ -74,7 +75,7 @@ class EventBody(Message):
     kind: Name = Field(description="One of the device type's events, e.g. detection, access")
     class_: Name | None = Field(None, alias="class", description="Detection class (cameras)")
     confidence: float | None = Field(None, ge=0, le=1)
-    method: Literal[ACCESS_METHODS] | None = Field(  # type: ignore[valid-type]
+    method: AccessMethod | None = Field(
         None, description="How a gate or door was opened")
     direction: Literal["in", "out"] | None = None
     subject: Name | None = Field(None, description="Resident or staff id, when known")
@@ -202,5 +203,5 @@ def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
 
 def fmt_time(ts: datetime) -> str:
     """Fixed-width UTC text, so that times compare correctly as strings (latest state)."""
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -36,6 +37,14 @@ _LIMITS: dict[str, dict[str, tuple[frozenset[str] | None, float, float]]] = {
 #: Looks a device up by id; None when the twin does not know it.
 Directory = Callable[[str], DeviceInfo | None]
 
+#: A reading row, (time, device_id, metric, value, value_text, received_at): a number
+#: or a text, never both.
+NumberReading = tuple[datetime, str, str, float, None, datetime]
+TextReading = tuple[datetime, str, str, None, str, datetime]
+Reading = NumberReading | TextReading
+
+_Payload = TypeVar("_Payload", bound=contract.Message)
+
 
 class Refused(Exception):
     """A message or batch item that ingest will not write, and why."""
@@ -50,8 +59,7 @@ class Refused(Exception):
 class Decoded:
     """Rows decoded from many messages, ready for one transaction."""
 
-    # (time, device_id, metric, value, value_text, received_at)
-    readings: list[tuple] = field(default_factory=list)
+    readings: list[Reading] = field(default_factory=list)
     # (time, device_id, event_id, kind, class, confidence, method, direction,
     #  subject_id, value, attrs_json, received_at)
     events: list[tuple] = field(default_factory=list)
@@ -87,23 +95,26 @@ def _decode(topic: str, payload: bytes, received_at: datetime, directory: Direct
         raise Refused("bad_topic", f"not a device-to-twin topic of {contract.VERSION}")
     community_id, device_id, kind = parts
     device = _known(directory, device_id, community_id)
-    message = _parse(contract.PAYLOADS[kind], payload) if kind != "batch" else None
     if kind == "telemetry":
-        _readings(device_id, device, message.ts, message.readings, received_at, into)
-        into.device_times.append(message.ts)
+        telemetry = _parse(contract.Telemetry, payload)
+        _readings(device_id, device, telemetry.ts, telemetry.readings, received_at, into)
+        into.device_times.append(telemetry.ts)
     elif kind == "event":
-        _event(device_id, device, message, received_at, into)
-        into.device_times.append(message.ts)
+        event = _parse(contract.Event, payload)
+        _event(device_id, device, event, received_at, into)
+        into.device_times.append(event.ts)
     elif kind == "status":
-        ts = message.ts or received_at
+        status = _parse(contract.Status, payload)
+        ts = status.ts or received_at
         _not_future(ts, received_at)
         previous = into.statuses.get(device_id)
         if previous is None or previous[1] <= ts:
-            into.statuses[device_id] = (message.online, ts)
+            into.statuses[device_id] = (status.online, ts)
         _seen(into, device_id, ts)
     elif kind == "ack":
-        _not_future(message.ts, received_at)
-        into.acks.append((message.id, device_id, message.ok, message.detail, message.ts,
+        ack = _parse(contract.Ack, payload)
+        _not_future(ack.ts, received_at)
+        into.acks.append((ack.id, device_id, ack.ok, ack.detail, ack.ts,
                           received_at, topic, payload))
     else:  # batch
         if device.type != GATEWAY_TYPE:
@@ -169,7 +180,7 @@ def _plain_batch(payload: bytes, community_id: str, directory: Directory,
     future = received_at + _SKEW
     parse_ts = datetime.fromisoformat
     good_names = _GOOD_NAMES
-    rows: list[tuple] = []
+    rows: list[NumberReading] = []
     per_device: list[tuple[str, datetime, int, int]] = []  # device, ts, first row, end row
     oldest: datetime | None = None
     for item in items:
@@ -226,7 +237,8 @@ def _plain_batch(payload: bytes, community_id: str, directory: Directory,
         held_seen = seen.get(device_id)
         if held_seen is None or held_seen < ts:
             seen[device_id] = ts
-    into.device_times.append(oldest)
+    if oldest is not None:  # always: a batch here has at least one item
+        into.device_times.append(oldest)
     return True
 
 
@@ -239,18 +251,18 @@ def _readings(device_id: str, device: DeviceInfo, ts: datetime,
     """
     _not_future(ts, received_at)
     limits = _LIMITS[device.type]
-    rows = []
+    rows: list[Reading] = []
     for name, value in readings.items():
         limit = limits.get(name)
         if limit is None:
             raise Refused("unknown_metric", f"{device.type} has no metric {name!r}")
         choices, low, high = limit
         if choices is not None:
-            if value not in choices:
+            if not isinstance(value, str) or value not in choices:
                 raise Refused("out_of_range",
                               f"{name}={value!r} is not one of {', '.join(sorted(choices))}")
             rows.append((ts, device_id, name, None, value, received_at))
-        elif value.__class__ is str or not low <= value <= high:
+        elif isinstance(value, str) or not low <= value <= high:
             unit = DEVICE_TYPES[device.type].metrics[name].unit
             raise Refused("out_of_range", f"{name}={value!r} {unit} outside [{low:g}, {high:g}]")
         else:
@@ -298,7 +310,7 @@ def _known(directory: Directory, device_id: str, community_id: str) -> DeviceInf
     return device
 
 
-def _parse(model: type[contract.Message], payload: bytes):  # -> the model's instance
+def _parse(model: type[_Payload], payload: bytes) -> _Payload:
     try:
         return model.model_validate_json(payload)
     except ValidationError as e:

@@ -9,7 +9,7 @@ writes the registry to the ``device_type`` table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 Domain = Literal["safety", "environment", "service", "activity", "equipment"]
 DOMAINS: tuple[Domain, ...] = ("safety", "environment", "service", "activity", "equipment")
@@ -18,7 +18,8 @@ DOMAINS: tuple[Domain, ...] = ("safety", "environment", "service", "activity", "
 GATEWAY_TYPE = "iot_gateway"
 
 #: How an access gate or door can be opened.
-ACCESS_METHODS: tuple[str, ...] = ("face", "card", "qr", "remote", "voice", "intercom", "password")
+AccessMethod = Literal["face", "card", "qr", "remote", "voice", "intercom", "password"]
+ACCESS_METHODS: tuple[AccessMethod, ...] = get_args(AccessMethod)
 
 #: What the community's AI cameras are trained to detect.
 CAMERA_CLASSES: tuple[str, ...] = (
