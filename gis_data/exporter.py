@@ -97,7 +97,7 @@ def write_export(frames: dict[str, gpd.GeoDataFrame], fmt: str, path: Path) -> P
 
 def _read_table(conn: psycopg.Connection, table: str, community_id: str) -> gpd.GeoDataFrame:
     columns = [c for c in COLUMNS[table] if c not in ("geometry", "area")]
-    select = [sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns]
+    select: list[sql.Composable] = [sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns]
     select.append(sql.SQL("ST_AsBinary(t.{})").format(
         sql.Identifier(_GEOMETRY.get(table, "geom"))))
     if table == "facility":

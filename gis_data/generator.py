@@ -37,7 +37,7 @@ from gis_data.walkway import build_walkway
 from twin.walkgraph import WalkGraph, walk_frames
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
 #: Optics Valley (光谷), Wuhan: where the sample community stands.
 DEFAULT_CENTER: tuple[float, float] = (114.4105, 30.4925)
@@ -133,7 +133,7 @@ def generate_district(*, buildings: int, devices: int, seed: int = 7,
     width = max(3, len(str(count)))
     sites = _Sites(
         ids=np.array([f"wh-c{j + 1:0{width}d}" for j in k]),
-        names=np.array([_district_name(j) for j in k]),
+        names=np.array([_district_name(j) for j in range(count)]),
         origin=centre + cell * np.array(DISTRICT_SPACING),
         srid=srid,
     )
@@ -176,14 +176,14 @@ class _Steps:
     TOTAL = 11  # the done() calls of one generation
 
     def __init__(self, progress: Progress | None, description: str) -> None:
-        self._progress = progress
         self._description = description
-        self._task = None if progress is None else progress.add_task(description, total=self.TOTAL)
+        self._task: tuple[Progress, TaskID] | None = None if progress is None else (
+            progress, progress.add_task(description, total=self.TOTAL))
 
     def done(self, what: str) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, advance=1,
-                                  description=f"{self._description}: {what}")
+        if self._task is not None:
+            progress, task = self._task
+            progress.update(task, advance=1, description=f"{self._description}: {what}")
 
 
 def _plan(rng: np.random.Generator) -> _Plan:
@@ -332,7 +332,7 @@ def _staff(plan: _Plan, stamp: _Stamp, rng: np.random.Generator) -> pd.DataFrame
         "name": person_names(rng, gender), "phone": phone_numbers(rng, n),
         "role": stamp.tile(s["role"]), "skills": stamp.tile(s["skills"]),
         "grid_id": stamp.ids(s["grid_id"]), "shift": stamp.tile(s["shift"]),
-        "geometry": np.where(on_duty, where, None),
+        "geometry": np.where(on_duty, where, np.array(None)),  # None when off duty
         "position_at": pd.Series(at).where(on_duty),
     })
 

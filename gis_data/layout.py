@@ -15,6 +15,7 @@ generator prefixes them with the community id.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,17 @@ _TOWER_FLOORS: dict[int, tuple[tuple[int, ...], tuple[float, ...]]] = {
 #: Slots left free for the central garden.
 _GARDEN_SLOTS = frozenset({(3, 2), (3, 3)})
 #: Non-residential buildings at the front, next to the main gate: (row, slot) -> spec.
-_FRONT_BUILDINGS = {
+class _FrontBuilding(TypedDict):
+    name: str
+    usage: str
+    width: float
+    depth: float
+    floors: int
+    height_m: float
+    entrances: int
+
+
+_FRONT_BUILDINGS: dict[tuple[int, int], _FrontBuilding] = {
     (0, 2): {"name": "会所", "usage": "clubhouse", "width": 40.0, "depth": 18.0, "floors": 2,
              "height_m": 9.0, "entrances": 2},
     (0, 3): {"name": "商业楼", "usage": "commercial", "width": 44.0, "depth": 16.0, "floors": 2,
@@ -129,7 +140,7 @@ def _grids(boundary: Polygon) -> pd.DataFrame:
 
 def _buildings(rng: np.random.Generator, grids: pd.DataFrame) -> pd.DataFrame:
     rows, slots, usage, floors, upf, names = [], [], [], [], [], []
-    specs: list[dict | None] = []
+    specs: list[_FrontBuilding | None] = []
     for row in range(len(ROW_ROADS)):
         for slot in range(len(SLOTS)):
             if (row, slot) in _GARDEN_SLOTS:

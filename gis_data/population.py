@@ -156,7 +156,8 @@ def plan_staff(grid_ids: np.ndarray) -> pd.DataFrame:
     names, phones and positions are drawn per community by the generator.
     """
     grid_ids = np.asarray(grid_ids, dtype=object)
-    rows = [("grid_worker", "day", (), g) for g in grid_ids]
+    rows: list[tuple[str, str, tuple[str, ...], str | None]] = [
+        ("grid_worker", "day", (), g) for g in grid_ids]
     cleaning = 0
     for role, shift, skills, in_grid in _ROSTER:
         grid = None

@@ -196,7 +196,7 @@ def _buildings_layer(buildings: list[dict], parts: dict[str, list[dict]], vertic
     frame.insert(0, "id", [building["key"] for building in buildings])
     height = np.where(np.isfinite(zmax - zmin), zmax - zmin, np.nan)
     frame["model_height_m"] = np.round(height, 3)
-    problems[footprints == None] = "no surface with an area in its 3D geometry"  # noqa: E711
+    problems[footprints == None] = "no surface with an area in its 3D geometry"
     frame["_problem"] = problems
     tables = {building["table"] for building in buildings}
     role = "twin:building" if tables == {"building"} else "buildings"

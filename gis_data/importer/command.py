@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
@@ -11,6 +11,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from gis_data.importer.report import ImportReport
+
+if TYPE_CHECKING:
+    from gis_data.importer.walkgraph import GraphReport
 
 #: Rows of notes shown under the summary (notes with the same reason share a row).
 NOTES_SHOWN = 30
@@ -59,7 +62,7 @@ def export_command(
     path: Annotated[Path, typer.Argument(
         help="File to write (.gpkg, .city.json) or, for geojson, a directory.")],
     community: Annotated[str, typer.Option(help="Community id.")],
-    format: Annotated[str, typer.Option(  # noqa: A002 - the option's name
+    format: Annotated[str, typer.Option(
         "--format", help="geojson, gpkg or cityjson.")] = "gpkg",
 ) -> None:
     """Export a community's buildings, facilities, devices (with latest state) and walkways."""
@@ -100,7 +103,8 @@ def print_report(console: Console, report: ImportReport, *, title: str) -> None:
             written.add_row(table, *(f"{n[k]:,}" for k in ("inserted", "updated", "unchanged",
                                                            "deleted")))
         console.print(written)
-    graph = report.graph
+    # the build step puts the walkway graph's GraphReport there
+    graph = cast("GraphReport | None", report.graph)
     if graph is not None:
         console.print(
             f"walkway graph: {graph.lines:,} lines, {graph.gaps_closed:,} gaps closed, "

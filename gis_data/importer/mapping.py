@@ -73,7 +73,7 @@ class Mapping:
     """A parsed mapping file (or the empty one)."""
 
     layers: dict[str, dict[str, str]] = field(default_factory=dict)
-    rules: HeightRules = HeightRules()
+    rules: HeightRules = field(default_factory=HeightRules)
     merge_m: float = 1.0
 
 
@@ -127,7 +127,7 @@ def map_layers(layers: list[SourceLayer], mapping: Mapping) -> tuple[list[Mapped
             continue
         if role == "ignore":
             continue
-        columns = {}
+        columns: dict[str, str | None] = {}
         for key, names in CANDIDATES.items():
             if key in spec:
                 if spec[key] not in layer.frame.columns:

@@ -16,7 +16,10 @@ be given a geometry: it comes out with no geometry and the reason in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import osmium
@@ -39,30 +42,30 @@ PATH_TAGS = ("name", "highway")
 
 def read_osm(path: Path) -> list[SourceLayer]:
     """Read buildings, entrances and walkable ways of an OSM extract."""
-    rows: dict[str, list[dict]] = {"buildings": [], "entrances": [], "paths": []}
+    rows: dict[str, list[dict[str, Any]]] = {"buildings": [], "entrances": [], "paths": []}
     wkb = osmium.geom.WKBFactory()
     try:
         processor = (osmium.FileProcessor(str(path)).with_locations().with_areas()
                      .with_filter(osmium.filter.KeyFilter("building", "highway", "entrance")))
         for obj in processor:
             tags = obj.tags
-            if obj.is_area():
+            if isinstance(obj, osmium.osm.Area):
                 if "building" in tags:
                     source = f"{'w' if obj.from_way() else 'r'}{obj.orig_id()}"
-                    rows["buildings"].append(
-                        _row(source, tags, BUILDING_TAGS, lambda: wkb.create_multipolygon(obj)))
-            elif obj.is_way():
+                    rows["buildings"].append(_row(source, tags, BUILDING_TAGS,
+                                                  partial(wkb.create_multipolygon, obj)))
+            elif isinstance(obj, osmium.osm.Way):
                 if tags.get("highway") in WALKABLE:
-                    row = _row(f"w{obj.id}", tags, PATH_TAGS, lambda: wkb.create_linestring(obj))
+                    row = _row(f"w{obj.id}", tags, PATH_TAGS, partial(wkb.create_linestring, obj))
                     row["kind"] = WALKABLE[tags["highway"]]
                     rows["paths"].append(row)
                 elif "building" in tags and not obj.is_closed():
                     rows["buildings"].append({
                         "id": f"w{obj.id}", **_tags(tags, BUILDING_TAGS), "geometry": None,
                         "_problem": "building way is not closed"})
-            elif obj.is_node() and "entrance" in tags:
+            elif isinstance(obj, osmium.osm.Node) and "entrance" in tags:
                 rows["entrances"].append(
-                    _row(f"n{obj.id}", tags, ENTRANCE_TAGS, lambda: wkb.create_point(obj)))
+                    _row(f"n{obj.id}", tags, ENTRANCE_TAGS, partial(wkb.create_point, obj)))
     except RuntimeError as e:
         raise UnreadableSourceError(f"{path}: not an OpenStreetMap file pyosmium can read "
                                     f"({str(e).strip() or type(e).__name__})") from e
@@ -72,8 +75,10 @@ def read_osm(path: Path) -> list[SourceLayer]:
             for name, found in rows.items()]
 
 
-def _row(source: str, tags: osmium.osm.TagList, keep: tuple[str, ...], make) -> dict:
-    row = {"id": source, **_tags(tags, keep), "geometry": None, "_problem": None}
+def _row(source: str, tags: osmium.osm.TagList, keep: tuple[str, ...],
+         make: Callable[[], str]) -> dict[str, Any]:
+    """One feature's row; `make` writes its geometry (hex WKB), which may fail."""
+    row: dict[str, Any] = {"id": source, **_tags(tags, keep), "geometry": None, "_problem": None}
     try:
         row["geometry"] = make()
     except osmium.InvalidLocationError:
@@ -87,7 +92,7 @@ def _tags(tags: osmium.osm.TagList, keep: tuple[str, ...]) -> dict[str, str | No
     return {key: tags.get(key) for key in keep}
 
 
-def _frame(rows: list[dict], columns: tuple[str, ...]) -> gpd.GeoDataFrame:
+def _frame(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> gpd.GeoDataFrame:
     names = ["id", *columns, "_problem"]
     data = {name: [row.get(name) for row in rows] for name in names}
     geometry = shapely.from_wkb([row["geometry"] for row in rows]) if rows else []

@@ -125,7 +125,7 @@ def clean_points(geoms: np.ndarray, problem: np.ndarray | None = None
     status[empty] = "skipped: empty geometry"
     type_id = shapely.get_type_id(geoms)
     status[~missing & ~empty & ~np.isin(type_id, (0, 4))] = "skipped: not a point"
-    ok = status == None  # noqa: E711
+    ok = status == None
     out = np.full(n, None, dtype=object)
     out[ok] = shapely.get_geometry(geoms[ok], 0)
     several = ok & (shapely.get_num_geometries(geoms) > 1)
