@@ -203,7 +203,7 @@ def dispatch(
         return _nobody(wanted, passed_over)
 
     reach, total, settled = _search(graph, origin, spots)
-    order = sorted(np.flatnonzero(settled),
+    order: list[int] = sorted(np.flatnonzero(settled).tolist(),
                    key=lambda k: (round(float(total[k]), 3), held.get(pool[k].id, 0), pool[k].id))
     winner = order[0]
     route = route_to(graph, reach, spots[winner])

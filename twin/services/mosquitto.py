@@ -65,7 +65,7 @@ class EmbeddedMosquitto:
         self._write_conf(port)
         self.pid_file.unlink(missing_ok=True)
         result = subprocess.run([binary, "-c", str(self.conf), "-d"], capture_output=True,
-                                text=True)
+                                text=True, check=False)
         if result.returncode != 0 or not wait_for_port(port, timeout=10):
             raise TwinError(f"the embedded Mosquitto did not start: {self._tail()}")
         return self.url

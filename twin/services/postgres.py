@@ -148,7 +148,7 @@ class EmbeddedPostgres:
         command = [str(self.bin_dir / tool), *argv[1:]]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, cwd="/")
+        result = subprocess.run(command, capture_output=True, text=True, cwd="/", check=False)
         if check and result.returncode != 0:
             message = (result.stderr or result.stdout).strip().splitlines()
             raise TwinError(f"{tool} failed: {message[-1] if message else 'no output'}")
@@ -204,7 +204,7 @@ def _postgres_can_reach(path: Path) -> bool:
     while not probe.exists():
         probe = probe.parent
     result = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(probe)],
-                            capture_output=True)
+                            capture_output=True, check=False)
     return result.returncode == 0
 
 

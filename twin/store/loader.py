@@ -12,7 +12,7 @@ name (devices, flats, history) and, on request, deleting what it no longer has.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Protocol
 
 import numpy as np
@@ -139,11 +139,11 @@ def _holds_geometry(values: pd.Series) -> bool:
     return not sample.empty and isinstance(sample.iloc[0], shapely.Geometry)
 
 
-def _json_text(value: object) -> str:
+def _json_text(value: Iterable[object] | None) -> str:
     return orjson.dumps(list(value) if value is not None else []).decode()
 
 
-def _array_literal(value: object) -> str:
+def _array_literal(value: Iterable[object] | None) -> str:
     items = list(value) if value is not None else []
     return "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
                           for v in items) + "}"

@@ -88,7 +88,8 @@ def upgrade(conn: psycopg.Connection) -> list[Migration]:
 
 def status(conn: psycopg.Connection) -> list[MigrationStatus]:
     _ensure_version_table(conn)
-    when = dict(conn.execute("SELECT version, applied_at FROM schema_version").fetchall())
+    when: dict[int, datetime] = dict(
+        conn.execute("SELECT version, applied_at FROM schema_version").fetchall())
     return [MigrationStatus(m, when.get(m.version)) for m in discover()]
 
 

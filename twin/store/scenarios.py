@@ -45,6 +45,7 @@ def save_scenario(conn: psycopg.Connection, community_id: str, scenario: Scenari
            RETURNING created_by, created_at, updated_at""",
         (community_id, scenario.name, Jsonb(scenario.model_dump(mode="json")), actor),
     ).fetchone()
+    assert row is not None  # an upsert with RETURNING returns its row
     return SavedScenario(scenario, community_id, *row)
 
 
