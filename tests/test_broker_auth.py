@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -485,7 +486,7 @@ class _Peer:
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
-    def __enter__(self) -> _Peer:
+    def __enter__(self) -> Self:
         code = self.connack.get(timeout=5)
         assert code == 0, f"connect refused: {code:#x}"
         return self

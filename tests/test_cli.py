@@ -20,11 +20,12 @@ def home(server_root: Path) -> Iterator[dict[str, str]]:
     env["TWIN_HOME"] = str(server_root / "cli-home")
     env["COLUMNS"] = "160"
     yield env
-    subprocess.run([TWIN, "down"], env=env, capture_output=True)
+    subprocess.run([TWIN, "down"], env=env, capture_output=True, check=False)
 
 
 def _twin(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run([TWIN, *args], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([TWIN, *args], env=env, capture_output=True, text=True, timeout=300,
+                            check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -62,7 +63,7 @@ def test_setup_from_nothing_then_everyday_commands(home: dict[str, str], sample)
 def test_unknown_building_is_one_sentence(home: dict[str, str]) -> None:
     _twin(home, "db", "upgrade")
     result = subprocess.run([TWIN, "query", "building", "no-such-building"], env=home,
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: there is no building 'no-such-building' in the twin"
 
@@ -73,8 +74,8 @@ def test_simulate_into_a_running_ingest(twin_db_url, broker, server_root: Path, 
 
     import psycopg
 
-    from ingest.service import IngestOptions, IngestService
     from ingest.broker import forget_session
+    from ingest.service import IngestOptions, IngestService
     from tests.mqtt_helpers import clear_retained, wait_until
 
     service = IngestService(twin_db_url, broker.url, IngestOptions(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -11,7 +11,7 @@ from ingest import contract
 from ingest.decode import Decoded, Refused, decode
 from twin.model import DeviceInfo
 
-NOW = datetime(2026, 11, 24, 7, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
 DEVICES = {
     "co-1": DeviceInfo("co-1", "co_sensor", "c1"),
     "cam-1": DeviceInfo("cam-1", "ai_camera", "c1"),
@@ -47,7 +47,7 @@ def test_telemetry_numbers_and_text() -> None:
 
 def test_epoch_milliseconds_are_utc() -> None:
     rows = run("telemetry", "co-1", {"ts": 1795503600000, "readings": {"co": 4}})
-    assert rows.readings[0][0] == datetime(2026, 11, 24, 7, 0, tzinfo=timezone.utc)
+    assert rows.readings[0][0] == datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
 
 
 def test_events_of_each_kind() -> None:

@@ -15,7 +15,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -23,8 +23,8 @@ import psycopg
 import pytest
 
 from ingest import contract
-from ingest.service import IngestOptions, IngestService
 from ingest.broker import forget_session
+from ingest.service import IngestOptions, IngestService
 from tests.mqtt_helpers import Publisher, wait_until
 from twin.services.mosquitto import EmbeddedMosquitto
 from twin.services.postgres import EmbeddedPostgres
@@ -81,7 +81,7 @@ def publisher(broker: EmbeddedMosquitto) -> Iterator[Publisher]:
 
 def test_every_message_type_lands(twin_db_url, broker, start_ingest, publisher, sample) -> None:
     service = start_ingest(twin_db_url, broker.url, metrics_port=0)
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     co, cam, gate, pile, gateway = (_ids(sample, t)[0] for t in (
         "co_sensor", "ai_camera", "access_gate", "ev_charger", "iot_gateway"))
     meter = _ids(sample, "water_meter")[0]
@@ -164,18 +164,18 @@ def test_invalid_messages_go_to_dead_letters_and_the_service_keeps_going(
         twin_db_url, broker, start_ingest, publisher, sample) -> None:
     service = start_ingest(twin_db_url, broker.url)
     co, cam = _ids(sample, "co_sensor")[0], _ids(sample, "ai_camera")[0]
-    now = contract.fmt_time(datetime.now(timezone.utc))
-    future = contract.fmt_time(datetime.now(timezone.utc) + timedelta(hours=2))
+    now = contract.fmt_time(datetime.now(UTC))
+    future = contract.fmt_time(datetime.now(UTC) + timedelta(hours=2))
     bad = {
         "not_json": (contract.topic(COMMUNITY, co, "telemetry"), b"\xff\xfe{{"),
         "schema": (contract.topic(COMMUNITY, co, "telemetry"), b'{"readings": {"co": 1}}'),
-        "unknown_device": _telemetry("nobody-here", datetime.now(timezone.utc), co=1),
+        "unknown_device": _telemetry("nobody-here", datetime.now(UTC), co=1),
         "wrong_community": (contract.topic("elsewhere", co, "telemetry"),
                             orjson.dumps({"ts": now, "readings": {"co": 1}})),
         "future_timestamp": (contract.topic(COMMUNITY, co, "telemetry"),
                              orjson.dumps({"ts": future, "readings": {"co": 1}})),
-        "out_of_range": _telemetry(co, datetime.now(timezone.utc), co=99999),
-        "unknown_metric": _telemetry(co, datetime.now(timezone.utc), fill=3),
+        "out_of_range": _telemetry(co, datetime.now(UTC), co=99999),
+        "unknown_metric": _telemetry(co, datetime.now(UTC), fill=3),
         "unknown_event": (contract.topic(COMMUNITY, cam, "event"), orjson.dumps(
             {"ts": now, "id": "x", "kind": "detection", "class": "ufo", "confidence": 1})),
         "not_a_gateway": (contract.topic(COMMUNITY, co, "batch"), orjson.dumps(
@@ -187,7 +187,7 @@ def test_invalid_messages_go_to_dead_letters_and_the_service_keeps_going(
     }
     for topic, payload in bad.values():
         publisher.send(topic, payload)
-    publisher.send(*_telemetry(co, datetime.now(timezone.utc), co=3))
+    publisher.send(*_telemetry(co, datetime.now(UTC), co=3))
 
     wait_until(lambda: _count(twin_db_url, "SELECT count(*) FROM dead_letter") == len(bad)
                and _count(twin_db_url, "SELECT count(*) FROM reading") == 1)
@@ -205,10 +205,10 @@ def test_a_redelivered_message_adds_nothing(twin_db_url, broker, start_ingest, p
                                            sample) -> None:
     start_ingest(twin_db_url, broker.url)
     co = _ids(sample, "co_sensor")[0]
-    message = _telemetry(co, datetime.now(timezone.utc), co=7)
+    message = _telemetry(co, datetime.now(UTC), co=7)
     for _ in range(3):
         publisher.send(*message)
-    publisher.send(*_telemetry(co, datetime.now(timezone.utc) + timedelta(seconds=1), co=8))
+    publisher.send(*_telemetry(co, datetime.now(UTC) + timedelta(seconds=1), co=8))
     wait_until(lambda: _count(twin_db_url, "SELECT count(*) FROM reading WHERE value = 8") == 1)
     assert _count(twin_db_url, "SELECT count(*) FROM reading") == 2
 
@@ -228,7 +228,7 @@ def test_two_processes_in_a_group_split_the_stream(twin_db_url, broker, start_in
     a = start_ingest(twin_db_url, broker.url, group=group)
     b = start_ingest(twin_db_url, broker.url, group=group)
     n = 2000
-    _stream(publisher, _ids(sample, "co_sensor"), n, start=datetime.now(timezone.utc))
+    _stream(publisher, _ids(sample, "co_sensor"), n, start=datetime.now(UTC))
     wait_until(lambda: _count(twin_db_url, "SELECT count(*) FROM reading") >= n)
     time.sleep(0.5)
     got_a = a.metrics.received._value.get()
@@ -258,7 +258,7 @@ def test_database_restart_loses_nothing(own_pg, broker, start_ingest, publisher,
     server, url = own_pg
     service = start_ingest(url, broker.url)
     devices = _ids(sample, "co_sensor")
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     _stream(publisher, devices, 200, start=start)
     wait_until(lambda: _count(url, "SELECT count(*) FROM reading") == 200)
 
@@ -288,7 +288,7 @@ def test_broker_restart_loses_nothing(twin_db_url, own_broker, start_ingest, sam
     publisher = Publisher(own_broker.url, client_id="restart-pub")
     devices = _ids(sample, "co_sensor")
     sender = threading.Thread(target=_stream, args=(publisher, devices, 600),
-                              kwargs={"start": datetime.now(timezone.utc), "pause": 0.003})
+                              kwargs={"start": datetime.now(UTC), "pause": 0.003})
     sender.start()
     time.sleep(0.6)
     own_broker.stop()
@@ -317,7 +317,7 @@ def test_kill_9_mid_stream_loses_nothing(twin_db_url, broker, publisher, sample)
     try:
         n = 3000
         sender = threading.Thread(target=_stream, args=(publisher, _ids(sample, "co_sensor"), n),
-                                  kwargs={"start": datetime.now(timezone.utc), "pause": 0.0005})
+                                  kwargs={"start": datetime.now(UTC), "pause": 0.0005})
         sender.start()
         wait_until(lambda: _count(twin_db_url, "SELECT count(*) FROM reading") > 300)
         proc.send_signal(signal.SIGKILL)

@@ -227,7 +227,7 @@ def test_smoke_detector_alarm(base) -> None:
     family = one(got, act.Notify, "family")
     assert family.channel == "family"
     assert family.recipients[0].endswith(f"<{cared.family_contacts[0]['phone']}>")
-    assert "special-care residents there" in [i for i in got if i.node == "tell"][0].message
+    assert "special-care residents there" in next(i for i in got if i.node == "tell").message
 
 
 def test_camera_no_helmet(base) -> None:
@@ -433,7 +433,7 @@ def test_special_care_not_out(base) -> None:
     tell = {i.channel: i for i in got if isinstance(i, act.Notify)}
     assert tell["family"].recipients == tuple(
         f"{c['name']} <{c['phone']}>" for c in person.family_contacts)
-    unit, building = run.snap.resident_place(person.id)
+    _, building = run.snap.resident_place(person.id)
     assert tell["grid_worker"].recipients == (run.snap.grids[building.grid_id].worker_id,)
     visit = one(got, act.OpenWorkOrder).spec
     assert (visit.kind, visit.role, visit.resident_id) == ("welfare_check", "grid_worker",
