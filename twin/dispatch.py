@@ -30,7 +30,7 @@ same inputs always give the same person.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Literal
@@ -192,7 +192,8 @@ def dispatch(
         return _nobody(wanted, passed_over)
 
     snaps = snap(graph, [incident] + [s.position for s in pool])
-    origin, spots = snaps[0], snaps[1:]
+    origin = snaps[0]
+    spots: Sequence[Snap] = snaps[1:]
     home = graph.component[graph.edge_u[origin.edge]]
     joined = graph.component[graph.edge_u[[t.edge for t in spots]]] == home
     passed_over += [(m.id, "unreachable", "not connected to the incident's part of the walkway")
@@ -203,8 +204,9 @@ def dispatch(
         return _nobody(wanted, passed_over)
 
     reach, total, settled = _search(graph, origin, spots)
-    order: list[int] = sorted(np.flatnonzero(settled).tolist(),
-                   key=lambda k: (round(float(total[k]), 3), held.get(pool[k].id, 0), pool[k].id))
+    order: list[int] = sorted(
+        np.flatnonzero(settled).tolist(),
+        key=lambda k: (round(float(total[k]), 3), held.get(pool[k].id, 0), pool[k].id))
     winner = order[0]
     route = route_to(graph, reach, spots[winner])
     best_mm = round(float(total[winner]), 3)
@@ -221,7 +223,7 @@ def dispatch(
 
 
 def _search(
-    graph: WalkGraph, origin: Snap, spots: list[Snap]
+    graph: WalkGraph, origin: Snap, spots: Sequence[Snap]
 ) -> tuple[Reach, np.ndarray, np.ndarray]:
     """One bounded Dijkstra from the incident, widened until the nearest is certain.
 
