@@ -1,7 +1,7 @@
 """Logins of the control room and their sessions: the writes of `app_user` and `app_session`.
 
 Only hashes are stored here (of passwords and of session tokens); making them, and the
-rules of who may do what, belong to the caller (`dashboard/auth.py`). Reads of users are
+rules of who may do what, belong to the caller (the control room's auth). Reads of users are
 `twin.store.reads.users`.
 """
 

@@ -1,5 +1,6 @@
-"""Residents, whole. Whoever shows them to a person masks them for roles that do not need
-them and writes the audit log (see `dashboard/scoped.py`); nothing here masks or checks."""
+"""Residents, whole. Whoever shows them to a person checks the person's scope first, masks
+them for roles that do not need them and writes the audit log in the read's transaction;
+nothing here masks or checks."""
 
 from __future__ import annotations
 
