@@ -96,6 +96,8 @@ def seed_operations(conn: psycopg.Connection, *, now: datetime | None = None) ->
               resident=resident_id, building_id=care_building)
 
     worker = grid_owner(conn, smoke.grid_id).grid_worker_id
+    if worker is None:
+        raise TwinError(f"the demo needs a grid worker in grid {smoke.grid_id}")
     operator = Actor(name="operator", role="operator")
     staff_actor = Actor(name="worker1", role="grid_worker", staff_id=worker)
 

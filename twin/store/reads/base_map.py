@@ -38,11 +38,13 @@ def map_frames(conn: psycopg.Connection, community_id: Scope, *,
     `walkway_buildings_limit` buildings (a district's 28,000 walkway edges would be most
     of the first load and unreadable at that zoom anyway)."""
     scope = ids(community_id)
-    (building_count,) = conn.execute(
-        "SELECT count(*) FROM building WHERE community_id = ANY(%s)", (scope,)).fetchone()
+    counts = conn.execute(
+        """SELECT (SELECT count(*) FROM building WHERE community_id = ANY(%(c)s)),
+                  (SELECT count(*) FROM device WHERE community_id = ANY(%(c)s))""",
+        {"c": scope}).fetchone()
+    assert counts is not None
+    building_count, device_count = counts
     walk_kinds = list(WALK_KINDS) if building_count <= walkway_buildings_limit else []
-    (device_count,) = conn.execute(
-        "SELECT count(*) FROM device WHERE community_id = ANY(%s)", (scope,)).fetchone()
     devices = None
     if device_count <= full_devices_limit:
         devices = _frame(conn, """

@@ -31,6 +31,7 @@ def device_counts(conn: psycopg.Connection, community_id: Scope) -> dict[str, in
         """,
         {"c": named(community_id)},
     ).fetchone()
+    assert row is not None
     return dict(zip(("devices", "reporting", "ev_free", "ev_total"), map(int, row), strict=True))
 
 
@@ -65,6 +66,7 @@ def kpis(conn: psycopg.Connection, community_id: Scope, *, now: datetime,
         """,
         {"c": named(community_id), "open": sorted(OPEN_STATES), "now": now, "day": day_start},
     ).fetchone()
+    assert row is not None
     (offline, by_sev, orders_open, overdue, response, care) = row
     return {
         "devices": devices["devices"], "online": max(0, devices["reporting"] - int(offline)),

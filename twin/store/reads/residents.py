@@ -39,8 +39,9 @@ def residents_of(conn: psycopg.Connection, building_id: str, *, unit_id: str | N
            ORDER BY u.floor, u.number, r.id""",
         (building_id, unit_id, unit_id),
     ).fetchall()
-    return [ResidentRow(*r[:7], care_flags=tuple(r[7]), contacts=tuple(r[8] or ()))
-            for r in rows]
+    return [ResidentRow(id=rid, unit=number, floor=floor, name=name, phone=phone, gender=gender,
+                        age_band=age, care_flags=tuple(flags), contacts=tuple(contacts or ()))
+            for rid, number, floor, name, phone, gender, age, flags, contacts in rows]
 
 
 def age_structure(conn: psycopg.Connection, community_id: Scope) -> dict[str, int]:

@@ -37,7 +37,7 @@ def active_routes(conn: psycopg.Connection, community_id: Scope, *, limit: int =
 def order_board(conn: psycopg.Connection, community_id: Scope, *, limit: int = 10
                 ) -> dict[str, Any]:
     """Open work orders counted by state, and the most urgent, newest of them."""
-    counts = dict(conn.execute(
+    counts: dict[str, int] = dict(conn.execute(
         """SELECT state, count(*) FROM work_order
            WHERE community_id = ANY(%s) AND state = ANY(%s) GROUP BY state""",
         (ids(community_id), sorted(OPEN_STATES)),
@@ -86,6 +86,7 @@ def staff_tasks(conn: psycopg.Connection, staff_id: str) -> list[dict[str, Any]]
 def photo_count(conn: psycopg.Connection, order_id: int) -> int:
     """How many photos an order has, without reading them
     (`twin.store.operations.work_order_photos` reads them)."""
-    (n,) = conn.execute("SELECT count(*) FROM work_order_photo WHERE work_order_id = %s",
-                        (order_id,)).fetchone()
-    return int(n)
+    row = conn.execute("SELECT count(*) FROM work_order_photo WHERE work_order_id = %s",
+                       (order_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
