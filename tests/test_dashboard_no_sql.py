@@ -1,10 +1,7 @@
-"""The control room's boundaries, read from the source.
-
-The dashboard runs no SQL of its own: its reads are `twin.store.reads`, its writes
-`twin.store`. The first test walks every module under dashboard/ and fails on a database
-call or an SQL string, so a page that starts querying on its own is caught at once. The
-store, in turn, imports no entrypoint (dashboard, ingest, gis_data, layers), so a REST API
-can read through it without the control room.
+"""The control room runs no SQL of its own: its reads are `twin.store.reads`, its writes
+`twin.store`. This walks every module under dashboard/ and fails on a database call or an
+SQL string, so a page that starts querying on its own is caught at once. (That the store
+imports no adapter is import-linter's contract, run by tests/test_architecture.py.)
 """
 
 from __future__ import annotations
@@ -15,10 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-DASHBOARD = ROOT / "dashboard"
-STORE = ROOT / "twin" / "store"
-ENTRYPOINTS = frozenset({"dashboard", "ingest", "gis_data", "layers"})
+DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
 #: Modules allowed to talk to the database directly (paths relative to dashboard/). None:
 #: even logins and sessions are written by twin.store.users.
 ALLOWED: frozenset[str] = frozenset()
@@ -68,17 +62,6 @@ def test_no_dashboard_module_runs_sql() -> None:
         if name not in ALLOWED:
             found += offences(path.read_text(encoding="utf-8"), name)
     assert not found, "SQL in the dashboard; move it to twin/store/reads:\n" + "\n".join(found)
-
-
-def test_the_store_imports_no_entrypoint() -> None:
-    found = []
-    for path in sorted(STORE.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            found += [f"{path.relative_to(ROOT)}:{node.lineno}: imports {n}" for n in names
-                      if n.split(".")[0] in ENTRYPOINTS]
-    assert not found, "\n".join(found)
 
 
 def test_the_walk_covers_the_pages() -> None:
