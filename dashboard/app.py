@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import os
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,6 +28,7 @@ from dashboard.pages import PAGES
 from dashboard.shell import register_callbacks as register_shell_callbacks
 from dashboard.shell import shell
 from twin.store.connection import open_pool
+from twin.store.reads.scope import communities_of
 
 _ASSETS = Path(__file__).with_name("assets")
 _OPEN_PREFIXES = ("/login", "/_dash-component-suites/", "/assets/", "/_favicon.ico",
@@ -44,12 +45,10 @@ def create_app(
 ) -> dash.Dash:
     """The dashboard for the twin at `database_url`: the community settings.community_id, or
     every community loaded (one, or a district)."""
-    from dashboard import data
-
     settings = settings or Settings()
     pool = pool or open_pool(database_url, min_size=2, max_size=12)
     with pool.connection() as conn:
-        communities = data.communities_of(conn, settings.community_id)
+        communities = communities_of(conn, settings.community_id)
 
     server = flask.Flask(__name__)
     server.config.update(
@@ -154,7 +153,7 @@ def _add_auth_routes(server: flask.Flask) -> None:
 
     @server.route("/photo/<int:order_id>/<int:index>")
     def photo(order_id: int, index: int):
-        from dashboard.data import order_for_user
+        from dashboard.scoped import order_for_user
         from twin.store.operations import work_order_photos
 
         with ctx().pool.connection() as conn:
@@ -204,4 +203,4 @@ def _safe_next(target: str) -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

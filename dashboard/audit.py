@@ -1,27 +1,18 @@
-"""The audit log: who saw residents whole, who logged in, who was refused; and when."""
+"""The audit log as the control room writes it: who saw residents whole, who logged in,
+who was refused; and when. The rows are written and read by `twin.store.audit` and
+`twin.store.reads.audit`, in the caller's transaction."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 
 from dashboard.auth import User
+from twin.store import audit as log
+from twin.store.reads.audit import AuditEntry, entries
 
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    time: datetime
-    user_name: str
-    role: str
-    action: str
-    subject_kind: str
-    subject_id: str
-    detail: dict[str, Any]
+__all__ = ["AuditEntry", "entries", "record", "refused"]
 
 
 def record(
@@ -34,14 +25,11 @@ def record(
     detail: dict[str, Any] | None = None,
     role: str | None = None,
 ) -> None:
+    """One audit row for a user (or, before a login succeeds, a bare user name)."""
     name = user.name if isinstance(user, User) else user
     role = role or (user.role if isinstance(user, User) else "")
-    conn.execute(
-        """INSERT INTO audit_log (user_name, role, action, subject_kind, subject_id, detail)
-           VALUES (%s, %s, %s, %s, %s, %s)""",
-        (name, role, action, subject_kind, subject_id,
-         Jsonb(detail or {}, dumps=lambda v: orjson.dumps(v, default=str).decode())),
-    )
+    log.record(conn, name, role, action, subject_kind=subject_kind, subject_id=subject_id,
+               detail=detail)
 
 
 def refused(conn: psycopg.Connection, user: User, error: Exception, *, subject_kind: str,
@@ -49,17 +37,3 @@ def refused(conn: psycopg.Connection, user: User, error: Exception, *, subject_k
     """A user asked for something outside their role or grid: written down, then refused."""
     record(conn, user, "denied", subject_kind=subject_kind, subject_id=subject_id,
            detail={"reason": str(error)})
-
-
-def entries(
-    conn: psycopg.Connection, *, user_name: str | None = None, action: str | None = None,
-    limit: int = 200,
-) -> list[AuditEntry]:
-    rows = conn.execute(
-        """SELECT time, user_name, role, action, subject_kind, subject_id, detail FROM audit_log
-           WHERE (%(u)s::text IS NULL OR user_name = %(u)s)
-             AND (%(a)s::text IS NULL OR action = %(a)s)
-           ORDER BY time DESC, id DESC LIMIT %(n)s""",
-        {"u": user_name, "a": action, "n": limit},
-    ).fetchall()
-    return [AuditEntry(*r) for r in rows]

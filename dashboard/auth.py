@@ -23,6 +23,12 @@ import psycopg
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from twin.errors import TwinError
+from twin.store import users as stored
+from twin.store.queries import communities
+from twin.store.reads import users as read
+from twin.store.reads.grids import grid_owner
+from twin.store.reads.staff import staff_exists
+from twin.store.users import User  # a login as stored; the rules about it live here
 
 ROLES: tuple[str, ...] = ("admin", "operator", "grid_worker", "planner")
 LANGS: tuple[str, ...] = ("zh-CN", "en")
@@ -48,21 +54,6 @@ _DUMMY_HASH = generate_password_hash("not a password at all", method="scrypt")
 
 class AccessDenied(TwinError):
     """A user asked for something outside their role or their grid."""
-
-
-@dataclass(frozen=True, slots=True)
-class User:
-    name: str
-    role: str
-    display_name: str = ""
-    community_id: str | None = None
-    grid_id: str | None = None
-    staff_id: str | None = None
-    lang: str = "zh-CN"
-
-    @property
-    def label(self) -> str:
-        return self.display_name or self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +107,7 @@ def add_user(
     lang: str = "zh-CN",
     display_name: str = "",
 ) -> User:
-    """Create (or replace the password and role of) a login."""
+    """Create (or replace the password and role of) a login; its old sessions end."""
     if role not in ROLES:
         raise TwinError(f"unknown role {role!r}; expected one of {ROLES}")
     if lang not in LANGS:
@@ -124,78 +115,49 @@ def add_user(
     if role == "grid_worker" and not grid_id:
         raise TwinError("a grid worker needs --grid: the grid they look after")
     if grid_id is not None:
-        row = conn.execute("SELECT community_id, grid_worker_id FROM grid WHERE id = %s",
-                           (grid_id,)).fetchone()
-        if row is None:
-            raise TwinError(f"there is no grid {grid_id!r} in the twin")
-        community_id = community_id or row[0]
+        owner = grid_owner(conn, grid_id)
+        community_id = community_id or owner.community_id
         if role == "grid_worker" and staff_id is None:
-            staff_id = row[1]
-    if staff_id is not None and conn.execute(
-            "SELECT 1 FROM staff WHERE id = %s", (staff_id,)).fetchone() is None:
+            staff_id = owner.grid_worker_id
+    if staff_id is not None and not staff_exists(conn, staff_id):
         raise TwinError(f"there is no staff member {staff_id!r} in the twin")
     if community_id is None:
-        found = [r[0] for r in conn.execute("SELECT id FROM community ORDER BY id")]
-        community_id = found[0] if len(found) == 1 else None
-    with conn.transaction():
-        conn.execute(
-            """
-            INSERT INTO app_user (name, display_name, password_hash, role, community_id,
-                                  grid_id, staff_id, lang)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (name) DO UPDATE SET
-                display_name = excluded.display_name, password_hash = excluded.password_hash,
-                role = excluded.role, community_id = excluded.community_id,
-                grid_id = excluded.grid_id, staff_id = excluded.staff_id,
-                lang = excluded.lang, disabled = false
-            """,
-            (name, display_name, hash_password(password), role, community_id, grid_id,
-             staff_id, lang),
-        )
-        # A changed password or role ends the sessions opened with the old one.
-        conn.execute("DELETE FROM app_session WHERE user_name = %s", (name,))
+        found = communities(conn)
+        community_id = found[0][0] if len(found) == 1 else None
+    stored.save_user(conn, User(name, role, display_name, community_id, grid_id, staff_id, lang),
+                     password_hash=hash_password(password))
     return get_user(conn, name)
 
 
 def get_user(conn: psycopg.Connection, name: str) -> User:
-    row = conn.execute(f"SELECT {_USER_COLUMNS} FROM app_user WHERE name = %s", (name,)).fetchone()
-    if row is None:
-        raise TwinError(f"there is no user {name!r}")
-    return User(*row)
+    return read.user(conn, name)
 
 
 def list_users(conn: psycopg.Connection) -> list[tuple[User, bool]]:
-    rows = conn.execute(f"SELECT {_USER_COLUMNS}, disabled FROM app_user ORDER BY name").fetchall()
-    return [(User(*r[:-1]), bool(r[-1])) for r in rows]
+    return read.users(conn)
 
 
 def disable_user(conn: psycopg.Connection, name: str) -> None:
-    with conn.transaction():
-        if conn.execute("UPDATE app_user SET disabled = true WHERE name = %s",
-                        (name,)).rowcount == 0:
-            raise TwinError(f"there is no user {name!r}")
-        conn.execute("DELETE FROM app_session WHERE user_name = %s", (name,))
+    if not stored.disable_user(conn, name):
+        raise TwinError(f"there is no user {name!r}")
 
 
 def set_language(conn: psycopg.Connection, name: str, lang: str) -> None:
     if lang not in LANGS:
         raise TwinError(f"unknown language {lang!r}; expected one of {LANGS}")
-    conn.execute("UPDATE app_user SET lang = %s WHERE name = %s", (lang, name))
+    stored.set_language(conn, name, lang)
 
 
 def authenticate(conn: psycopg.Connection, name: str, password: str) -> User | None:
     """The user if the password is theirs and they are not disabled; None otherwise."""
-    row = conn.execute(
-        f"SELECT {_USER_COLUMNS}, password_hash, disabled FROM app_user WHERE name = %s",
-        (name,),
-    ).fetchone()
-    if row is None:
+    found = read.credentials(conn, name)
+    if found is None:
         check_password_hash(_DUMMY_HASH, password)  # the same time as a wrong password
         return None
-    *fields, pw_hash, disabled = row
+    user, pw_hash, disabled = found
     if disabled or not check_password_hash(pw_hash, password):
         return None
-    return User(*fields)
+    return user
 
 
 # --- sessions ------------------------------------------------------------------------
@@ -203,13 +165,11 @@ def authenticate(conn: psycopg.Connection, name: str, password: str) -> User | N
 def open_session(
     conn: psycopg.Connection, user: User, *, now: datetime, policy: SessionPolicy = SessionPolicy()
 ) -> str:
-    """A new session for `user`; returns the token the browser keeps."""
+    """A new session for `user`; returns the token the browser keeps (the table keeps its
+    SHA-256 only)."""
     token = secrets.token_urlsafe(32)
-    conn.execute(
-        """INSERT INTO app_session (token_hash, user_name, created_at, last_seen, expires_at)
-           VALUES (%s, %s, %s, %s, %s)""",
-        (_token_hash(token), user.name, now, now, now + policy.lifetime),
-    )
+    stored.open_session(conn, _token_hash(token), user.name, now=now,
+                        expires_at=now + policy.lifetime)
     return token
 
 
@@ -218,39 +178,19 @@ def session_user(
     policy: SessionPolicy = SessionPolicy(),
 ) -> User | None:
     """The user of a live session (and the session is kept alive), or None if it has ended."""
-    row = conn.execute(
-        f"""
-        UPDATE app_session s SET last_seen = %(now)s
-        FROM app_user u
-        WHERE s.token_hash = %(t)s AND u.name = s.user_name AND NOT u.disabled
-          AND s.expires_at > %(now)s AND s.last_seen > %(now)s - %(idle)s
-        RETURNING {_prefixed('u')}
-        """,
-        {"t": _token_hash(token), "now": now, "idle": policy.idle},
-    ).fetchone()
-    if row is None:
-        conn.execute("DELETE FROM app_session WHERE token_hash = %s", (_token_hash(token),))
-        return None
-    return User(*row)
+    user = stored.touch_session(conn, _token_hash(token), now=now, idle=policy.idle)
+    if user is None:
+        stored.end_session(conn, _token_hash(token))
+    return user
 
 
 def end_session(conn: psycopg.Connection, token: str) -> None:
-    conn.execute("DELETE FROM app_session WHERE token_hash = %s", (_token_hash(token),))
+    stored.end_session(conn, _token_hash(token))
 
 
 def purge_sessions(conn: psycopg.Connection, *, now: datetime,
                    policy: SessionPolicy = SessionPolicy()) -> int:
-    return conn.execute(
-        "DELETE FROM app_session WHERE expires_at <= %s OR last_seen <= %s",
-        (now, now - policy.idle),
-    ).rowcount
-
-
-_USER_COLUMNS = "name, role, display_name, community_id, grid_id, staff_id, lang"
-
-
-def _prefixed(alias: str) -> str:
-    return ", ".join(f"{alias}.{c.strip()}" for c in _USER_COLUMNS.split(","))
+    return stored.purge_sessions(conn, now=now, idle=policy.idle)
 
 
 def _token_hash(token: str) -> str:

@@ -20,7 +20,6 @@ from typing import Any
 
 import psycopg
 
-from dashboard import data
 from layers.twin_layers import (
     device_records,
     incident_records,
@@ -28,6 +27,10 @@ from layers.twin_layers import (
     severity_colors,
     staff_records,
 )
+from twin.store.connection import snapshot
+from twin.store.reads import alarms, kpis, staff, work_orders
+from twin.store.reads.devices import attention_devices
+from twin.store.reads.scope import Scope
 
 #: The live layers of the large screen, as named in the map spec.
 LIVE_LAYERS: tuple[str, ...] = ("attention", "staff", "routes", "incidents")
@@ -43,23 +46,22 @@ class LiveState:
     read_at: float = field(default_factory=time.time)
 
 
-def read_live(conn: psycopg.Connection, scope: data.Scope, *, now: datetime,
+def read_live(conn: psycopg.Connection, scope: Scope, *, now: datetime,
               devices: dict[str, int] | None = None) -> LiveState:
     """Everything the large screen shows that changes, in one read-only transaction
-    (`devices`: the shared answer of `data.device_counts`, read now when not given)."""
-    with conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    (`devices`: the shared answer of `kpis.device_counts`, read now when not given)."""
+    with snapshot(conn):
         return LiveState(
-            building_colors=severity_colors(data.building_severity(conn, scope)),
+            building_colors=severity_colors(alarms.building_severity(conn, scope)),
             layers={
-                "attention": device_records(data.attention_devices(conn, scope)),
-                "staff": staff_records(data.staff_positions(conn, scope, now=now)),
-                "routes": route_records(data.active_routes(conn, scope)),
-                "incidents": incident_records(data.camera_incidents(conn, scope)),
+                "attention": device_records(attention_devices(conn, scope)),
+                "staff": staff_records(staff.staff_positions(conn, scope, now=now)),
+                "routes": route_records(work_orders.active_routes(conn, scope)),
+                "incidents": incident_records(alarms.camera_incidents(conn, scope)),
             },
-            kpis=data.kpis(conn, scope, now=now, devices=devices),
-            feed=data.alarm_feed(conn, scope),
-            board=data.order_board(conn, scope),
+            kpis=kpis.kpis(conn, scope, now=now, devices=devices),
+            feed=alarms.alarm_feed(conn, scope),
+            board=work_orders.order_board(conn, scope),
         )
 
 

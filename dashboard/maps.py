@@ -13,7 +13,6 @@ from typing import Any
 import orjson
 import pydeck as pdk
 
-from dashboard.data import MapFrames
 from dashboard.i18n import t
 from layers import style
 from layers.twin_layers import (
@@ -26,6 +25,7 @@ from layers.twin_layers import (
     view_of,
     walkway_layer,
 )
+from twin.store.reads.base_map import MapFrames
 
 
 def base_layers(frames: MapFrames) -> list[dict[str, Any]]:

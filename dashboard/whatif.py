@@ -260,16 +260,14 @@ def _load(name: str):
 
 
 def _edge_paths() -> dict[str, list]:
+    """Every walkway's path, rounded to 7 decimals, cached with the base map."""
     def build() -> dict[str, list]:
-        import shapely
+        from twin.store.reads.base_map import walkway_lines
 
         c = ctx()
         with c.pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT id, ST_AsBinary(geom) FROM walk_edge WHERE community_id = %s",
-                (c.communities[0],)).fetchall()
-        return {e: np.asarray(shapely.from_wkb(bytes(g)).coords)[:, :2].round(7).tolist()
-                for e, g in rows}
+            lines = walkway_lines(conn, c.communities[0])
+        return {e: np.asarray(line.coords)[:, :2].round(7).tolist() for e, line in lines.items()}
 
     c = ctx()
     return c.cached(f"whatif-edges:{c.scope_key}", c.settings.base_map_ttl_s, build)
@@ -277,13 +275,12 @@ def _edge_paths() -> dict[str, list]:
 
 def _geojson(frame) -> str:
     import geopandas as gpd
-    import shapely
+
+    from twin.store.reads.buildings import footprints
 
     c = ctx()
     with c.pool.connection() as conn:
-        rows = conn.execute("SELECT id, ST_AsBinary(footprint) FROM building WHERE id = ANY(%s)",
-                            (frame["building_id"].tolist(),)).fetchall()
-    shapes = {b: shapely.from_wkb(bytes(g)) for b, g in rows}
+        shapes = footprints(conn, frame["building_id"].tolist())
     out = gpd.GeoDataFrame(frame, geometry=[shapes.get(b) for b in frame["building_id"]],
                            crs=4326)
     return out.to_json(drop_id=True)

@@ -10,20 +10,21 @@ from __future__ import annotations
 import base64
 import json
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import flask
 import pytest
 import shapely
 from dash import Patch, no_update
 
-from dashboard import auth, data
+from dashboard import auth, scoped
 from dashboard.app import create_app
 from dashboard.demo import DEMO_PASSWORD, seed_operations, seed_users
 from dashboard.pages import building, large_screen, planner, work_orders, worker
 from twin.alarms import AlarmSpec
 from twin.store.connection import connect
 from twin.store.operations import get_work_order, raise_alarm
+from twin.store.reads.grids import grid_aggregates
 
 
 @pytest.fixture
@@ -93,10 +94,10 @@ def test_large_screen_shows_the_database_and_a_new_alarm_arrives_as_a_small_patc
             raise_alarm(conn, AlarmSpec(
                 community_id="wh-guanggu", type="water_leak", domain="safety", severity="critical",
                 source_kind="device", source_id=device[0], title="水浸 Leak",
-                at=datetime.now(timezone.utc), building_id=target, device_id=device[0],
+                at=datetime.now(UTC), building_id=target, device_id=device[0],
                 location=shapely.Point(device[1], device[2])))
             conn.commit()
-        colours, layers, *kpis, feed, board, stamp = large_screen.live_update(token)
+        colours, layers, *kpis, feed, _board, _stamp = large_screen.live_update(token)
         assert isinstance(colours, Patch)
         assert colours.to_plotly_json()["operations"] == [
             {"operation": "Assign", "location": ["buildings", target],
@@ -160,8 +161,8 @@ def test_a_grid_worker_cannot_open_another_grids_building_or_households(room) ->
         assert building.layout(building_id="wh-guanggu-b01") is not None
         with connect(app.server.config["TWIN"].pool.conninfo) as conn:
             with pytest.raises(auth.AccessDenied):
-                data.residents(conn, me, building_id="wh-guanggu-b03")
-            hits = data.lookup(conn, me, "101")
+                scoped.residents(conn, me, building_id="wh-guanggu-b03")
+            hits = scoped.lookup(conn, me, "101")
             other_unit = conn.execute(
                 "SELECT u.id FROM unit u JOIN building b ON b.id = u.building_id "
                 "WHERE b.grid_id <> %s ORDER BY u.id LIMIT 1", (me.grid_id,)).fetchone()[0]
@@ -194,7 +195,7 @@ def test_a_work_order_goes_from_created_to_closed_through_the_pages(room) -> Non
                                    photo=worker.decode_photo(photo)).startswith("✓")
     with as_user(app, users.operator):
         assert work_orders.perform(order_id, "close").startswith("✓")
-        body, layer_data, view = work_orders.detail_view(order_id)
+        _body, _layer_data, view = work_orders.detail_view(order_id)
         assert view["longitude"] > 114
     with connect(url) as conn:
         order = get_work_order(conn, order_id)
@@ -227,22 +228,22 @@ def test_worker_photos_must_be_images() -> None:
 
 def test_history_is_time_bucketed_over_any_range(room) -> None:
     app, users, _, url = room
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with connect(url) as conn:
         device = conn.execute("SELECT id FROM device WHERE type = 'co_sensor' AND building_id "
                               "IS NOT NULL LIMIT 1").fetchone()
         device_id = device[0] if device else conn.execute(
             "SELECT d.id FROM device d WHERE d.building_id IS NOT NULL LIMIT 1").fetchone()[0]
-        rows = [(now - timedelta(minutes=m), device_id, "co", float(m % 7)) for m in range(0, 600)]
+        rows = [(now - timedelta(minutes=m), device_id, "co", float(m % 7)) for m in range(600)]
         with conn.cursor().copy("COPY reading (time, device_id, metric, value) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
         conn.commit()
     with as_user(app, users.admin) as me:
         with connect(url) as conn:
-            hour = data.device_history(conn, me, device_id, "co", "1h", now=now)
-            day = data.device_history(conn, me, device_id, "co", "24h", now=now)
-            month = data.device_history(conn, me, device_id, "co", "30d", now=now)
+            hour = scoped.device_history(conn, me, device_id, "co", "1h", now=now)
+            day = scoped.device_history(conn, me, device_id, "co", "24h", now=now)
+            month = scoped.device_history(conn, me, device_id, "co", "30d", now=now)
         assert 59 <= len(hour) <= 61 and 40 <= len(day) <= 42 and 3 <= len(month) <= 4
         assert all(lo <= mean <= hi for _, mean, lo, hi in day)
         fig = building.history_figure(device_id, "co", "6h")
@@ -259,8 +260,8 @@ def test_planner_sees_aggregates_and_no_people(room) -> None:
         assert _find(large_screen.layout(), "denied") is not None
         with connect(app.server.config["TWIN"].pool.conninfo) as conn:
             with pytest.raises(auth.AccessDenied):
-                data.lookup(conn, me, "1栋")
-            grids = data.grid_aggregates(conn, "wh-guanggu", now=datetime.now(timezone.utc))
+                scoped.lookup(conn, me, "1栋")
+            grids = grid_aggregates(conn, "wh-guanggu", now=datetime.now(UTC))
         assert len(grids) == 6 and sum(g["buildings"] for g in grids) == 34
 
 
@@ -329,7 +330,7 @@ def test_an_operator_acknowledges_an_alarm_from_the_feed(room) -> None:
         raised = raise_alarm(conn, AlarmSpec(
             community_id="wh-guanggu", type="smoke", domain="safety", severity="critical",
             source_kind="device", source_id=device, title="Smoke alarm", building_id=building,
-            device_id=device, at=datetime.now(timezone.utc)))
+            device_id=device, at=datetime.now(UTC)))
     alarm_id = raised.alarm.id
     with as_user(app, users.operator):
         rows = large_screen._feed([{**_feed_row(alarm_id), "state": "active"}], "en")

@@ -3,13 +3,13 @@ work orders, and its residents (masked or whole by role; whole views are audited
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dash
 import plotly.graph_objects as go
 from dash import Input, Output, State, dcc, html, no_update
 
-from dashboard import audit, data
+from dashboard import audit, scoped
 from dashboard.auth import AccessDenied, can_open
 from dashboard.components import badge, denied, panel, when
 from dashboard.context import ctx, current_user, lang, tr
@@ -17,6 +17,10 @@ from dashboard.i18n import t
 from dashboard.pages.large_screen import _dark
 from twin.device_types import DEVICE_TYPES
 from twin.errors import TwinError
+from twin.store.operations import work_orders
+from twin.store.reads.staff import staff_names
+from twin.store.reads.telemetry import HISTORY_BUCKETS
+from twin.store.reads.work_orders import BOARD_STATES
 
 PATH = None
 PATH_TEMPLATE = "/building/<building_id>"
@@ -41,17 +45,13 @@ def layout(building_id: str | None = None, **_query) -> html.Div:
     lg = lang()
     try:
         with c.pool.connection() as conn:
-            info = data.building_summary(conn, user, building_id)
-            units = data.unit_grid(conn, user, building_id)
-            devices = data.building_devices(conn, user, building_id)
-            people = data.residents(conn, user, building_id=building_id)
-            from twin.store.operations import work_orders
-            (community,) = conn.execute("SELECT community_id FROM building WHERE id = %s",
-                                        (building_id,)).fetchone()
-            orders = work_orders(conn, community, building_id=building_id,
-                                 states=("created", "assigned", "accepted", "arrived",
-                                         "escalated"))
-            names = data.staff_names(conn, community)
+            info = scoped.building_summary(conn, user, building_id)
+            units = scoped.unit_grid(conn, user, building_id)
+            devices = scoped.building_devices(conn, user, building_id)
+            people = scoped.residents(conn, user, building_id=building_id)
+            orders = work_orders(conn, info["community_id"], building_id=building_id,
+                                 states=BOARD_STATES)
+            names = staff_names(conn, info["community_id"])
     except AccessDenied as e:
         with c.pool.connection() as conn:
             audit.refused(conn, user, e, subject_kind="building", subject_id=building_id)
@@ -89,7 +89,7 @@ def layout(building_id: str | None = None, **_query) -> html.Div:
                                  value=_numeric_metrics(first["type"])[0] if first else None),
                     dcc.RadioItems(id=RANGE, value="24h", inline=True, className="ranges",
                                    options=[{"label": tr(f"range.{k}"), "value": k}
-                                            for k in data.HISTORY_BUCKETS]),
+                                            for k in HISTORY_BUCKETS]),
                 ]), dcc.Graph(id=HISTORY, config={"displayModeBar": False}, className="chart"),
                       className="bd-history"),
             ]),
@@ -123,13 +123,13 @@ def register_callbacks(app: dash.Dash) -> None:
         if not building_id:
             return no_update
         with ctx().pool.connection() as conn:
-            devices = data.building_devices(conn, current_user(), building_id)
+            devices = scoped.building_devices(conn, current_user(), building_id)
         return _device_table(devices, lang())
 
 
 def device_type_of(building_id: str, device_id: str) -> str:
     with ctx().pool.connection() as conn:
-        devices = data.building_devices(conn, current_user(), building_id)
+        devices = scoped.building_devices(conn, current_user(), building_id)
     for d in devices:
         if d["id"] == device_id:
             return d["type"]
@@ -140,8 +140,8 @@ def history_figure(device_id: str | None, metric: str | None, range_key: str) ->
     fig = go.Figure()
     if device_id and metric:
         with ctx().pool.connection() as conn:
-            rows = data.device_history(conn, current_user(), device_id, metric, range_key,
-                                       now=datetime.now(timezone.utc))
+            rows = scoped.device_history(conn, current_user(), device_id, metric, range_key,
+                                         now=datetime.now(UTC))
         xs = [r[0] for r in rows]
         fig.add_scatter(x=xs, y=[r[3] for r in rows], mode="lines", line={"width": 0},
                         showlegend=False, hoverinfo="skip")

@@ -8,20 +8,21 @@ that a 1-second poll sends only what changed (dashboard/live.py).
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dash
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, dcc, html, no_update
 
-from dashboard import data, live, maps
+from dashboard import live, maps
 from dashboard.auth import can_open, require_page
 from dashboard.components import badge, denied, panel, tile, when
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.deck import TwinDeck
-from layers.twin_layers import LIVE_COLORS
 from dashboard.i18n import t
+from layers.twin_layers import LIVE_COLORS
 from twin.alarms import DOMAINS, SEVERITIES
+from twin.store.reads import base_map, kpis, telemetry
 
 PATH = "/"
 PATH_TEMPLATE = None
@@ -162,7 +163,7 @@ def acknowledge(alarm_id: int) -> str:
     try:
         with c.pool.connection() as conn:
             alarm = acknowledge_alarm(conn, alarm_id, actor=user.name,
-                                      at=datetime.now(timezone.utc))
+                                      at=datetime.now(UTC))
     except TwinError as e:
         return str(e)
     return f"{tr('ls.acknowledged')}: {alarm.spec.title}"
@@ -224,8 +225,8 @@ def chart_figures() -> tuple[go.Figure, go.Figure]:
     c = ctx()
     now = _now()
     with c.pool.connection() as conn:
-        events = data.events_per_hour(conn, c.communities, now=now)
-        trends = data.key_trends(conn, c.communities, now=now)
+        events = telemetry.events_per_hour(conn, c.communities, now=now)
+        trends = telemetry.key_trends(conn, c.communities, now=now)
     lg = lang()
     ev = go.Figure()
     for domain in DOMAINS:
@@ -301,9 +302,9 @@ def _board(board: dict, lg: str) -> list:
 
 def _base_map(c) -> dict:
     with c.pool.connection() as conn:
-        frames = data.map_frames(conn, c.communities,
-                                 full_devices_limit=c.settings.full_devices_limit,
-                                 walkway_buildings_limit=c.settings.walkway_buildings_limit)
+        frames = base_map.map_frames(conn, c.communities,
+                                     full_devices_limit=c.settings.full_devices_limit,
+                                     walkway_buildings_limit=c.settings.walkway_buildings_limit)
     return {"layers": maps.base_layers(frames), "view": maps.view_state(frames),
             "frames": frames}
 
@@ -311,10 +312,10 @@ def _base_map(c) -> dict:
 def _device_counts(c) -> dict[str, int]:
     def read() -> dict[str, int]:
         with c.pool.connection() as conn:
-            return data.device_counts(conn, c.communities)
+            return kpis.device_counts(conn, c.communities)
 
     return c.cached(f"devices:{c.scope_key}", c.settings.device_counts_ttl_s, read)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -6,17 +6,20 @@ and no device is named. The what-if tools are in `dashboard/whatif.py`.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dash
 import plotly.graph_objects as go
 from dash import dcc, html
 
-from dashboard import data, whatif
+from dashboard import whatif
 from dashboard.auth import can_open
 from dashboard.components import denied, panel
 from dashboard.context import ctx, current_user, tr
 from dashboard.pages.large_screen import DOMAIN_COLORS, _dark
+from twin.store.reads.alarms import alarms_by_domain
+from twin.store.reads.grids import grid_aggregates
+from twin.store.reads.residents import age_structure
 
 PATH = "/planner"
 PATH_TEMPLATE = None
@@ -30,11 +33,11 @@ def layout(**_query) -> html.Div:
     if not can_open(user, "planner"):
         return denied()
     c = ctx()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with c.pool.connection() as conn:
-        grids = data.grid_aggregates(conn, c.communities, now=now)
-        ages = data.age_structure(conn, c.communities)
-        domains = data.alarms_by_domain(conn, c.communities, now=now)
+        grids = grid_aggregates(conn, c.communities, now=now)
+        ages = age_structure(conn, c.communities)
+        domains = alarms_by_domain(conn, c.communities, now=now)
     cols = ("p.grid", "p.buildings", "p.units", "p.occupancy", "p.care", "p.devices",
             "p.alarms_30d", "p.orders_30d")
     table = html.Table(className="table", id=GRID_TABLE, children=[

@@ -3,20 +3,24 @@ history, and the lifecycle actions, each one call to twin.store.operations."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dash
-from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
+from dash import ALL, Input, Output, State, dcc, html, no_update
+from dash import ctx as dash_ctx
 
-from dashboard import data, maps
+from dashboard import maps, scoped
 from dashboard.auth import AccessDenied, User, can_open, require_page
-from dashboard.components import badge, denied, panel, when
+from dashboard.components import badge, denied, when
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
 from twin.alarms import DOMAINS
 from twin.errors import TwinError
 from twin.store.operations import Assignee, act_on_work_order, work_orders
+from twin.store.reads.grids import grid_ids
+from twin.store.reads.staff import staff_choices, staff_names
+from twin.store.reads.work_orders import photo_count
 from twin.work_orders import ACTIONS, PRIORITIES, STATES, Actor, TransitionError, WorkOrder
 
 PATH = "/work-orders"
@@ -40,14 +44,13 @@ REFRESH = "wo-refresh"
 OPERATOR_ACTIONS = ("assign", "escalate", "close", "cancel")
 
 
-def layout(id: str | None = None, **_query) -> html.Div:  # noqa: A002
+def layout(id: str | None = None, **_query) -> html.Div:
     user = current_user()
     if not can_open(user, "work_orders"):
         return denied()
     c = ctx()
     with c.pool.connection() as conn:
-        grids = [r[0] for r in conn.execute(
-            "SELECT id FROM grid WHERE community_id = ANY(%s) ORDER BY id", (c.communities,))]
+        grids = grid_ids(conn, c.communities)
     selected = int(id) if id and str(id).isdigit() else None
     base = c.cached(f"base:{c.scope_key}", c.settings.base_map_ttl_s,
                     lambda: _base(c))
@@ -121,10 +124,22 @@ def list_orders(states, priorities, domains, grid) -> list[dict]:
                   for o in work_orders(conn, community, grid_id=grid or None, limit=300,
                                        states=tuple(states) if states else None)]
         orders.sort(key=lambda o: (o.created_at, o.id), reverse=True)
-        names = data.staff_names(conn, c.communities)
+        names = staff_names(conn, c.communities)
     orders = [o for o in orders if (not priorities or o.spec.priority in priorities)
               and (not domains or o.spec.domain in domains)]
-    return data.order_rows(orders, names)
+    return order_rows(orders, names)
+
+
+def order_rows(orders: list[WorkOrder], names: dict[str, str]) -> list[dict]:
+    """Work orders as the list shows them (pure)."""
+    return [
+        {"id": o.id, "code": o.code, "title": o.spec.title, "kind": o.spec.kind, "state": o.state,
+         "priority": o.spec.priority, "domain": o.spec.domain, "grid": o.spec.grid_id or "",
+         "building": o.spec.building_id or "", "assignee": names.get(o.assignee_id or "", ""),
+         "created": f"{o.created_at.astimezone():%m-%d %H:%M}",
+         "due": f"{o.due_at.astimezone():%m-%d %H:%M}" if o.due_at else ""}
+        for o in orders
+    ]
 
 
 def actor_of(user: User) -> Actor:
@@ -152,7 +167,7 @@ def perform(order_id: int, action: str, *, staff_id: str | None = None, note: st
     c = ctx()
     try:
         with c.pool.connection() as conn:
-            data.order_for_user(conn, user, order_id)
+            scoped.order_for_user(conn, user, order_id)
             assignee = None
             if action == "dispatch":
                 return _auto_dispatch(conn, order_id)
@@ -161,7 +176,7 @@ def perform(order_id: int, action: str, *, staff_id: str | None = None, note: st
                     return tr("wo.pick_staff")
                 assignee = Assignee(staff_id=staff_id)
             order = act_on_work_order(conn, order_id, action, actor=actor_of(user),
-                                      at=datetime.now(timezone.utc), note=note,
+                                      at=datetime.now(UTC), note=note,
                                       assignee=assignee, photo=photo)
         return f"✓ {order.code}: {tr('wo.' + order.state)}"
     except (TransitionError, AccessDenied) as e:
@@ -178,14 +193,13 @@ def detail_view(order_id: int | None):
     c = ctx()
     try:
         with c.pool.connection() as conn:
-            order = data.order_for_user(conn, user, int(order_id))
-            names = data.staff_names(conn, order.spec.community_id)
+            order = scoped.order_for_user(conn, user, int(order_id))
+            names = staff_names(conn, order.spec.community_id)
             # the order's role first, nearest first; anyone else after them
-            choices = sorted(data.staff_choices(conn, order.spec.community_id,
-                                                near=(order.spec.location.x, order.spec.location.y)),
+            choices = sorted(staff_choices(conn, order.spec.community_id,
+                                           near=(order.spec.location.x, order.spec.location.y)),
                              key=lambda s: s["role"] != order.spec.role)
-            photos = conn.execute("SELECT count(*) FROM work_order_photo WHERE work_order_id = %s",
-                                  (order.id,)).fetchone()[0]
+            photos = photo_count(conn, order.id)
     except (AccessDenied, TwinError) as e:
         return html.Div(str(e), className="denied"), no_update, no_update
     layer_data = {
@@ -261,7 +275,7 @@ def _auto_dispatch(conn, order_id: int) -> str:
     dispatcher = c.cached("dispatcher", 3600.0, Dispatcher)
     outcome = Outcome()
     order = dispatcher.assign(conn, get_work_order(conn, order_id, history=False),
-                              now=datetime.now(timezone.utc), outcome=outcome)
+                              now=datetime.now(UTC), outcome=outcome)
     conn.commit()
     if outcome.not_dispatched:
         return f"✗ {outcome.not_dispatched[0][1]}"

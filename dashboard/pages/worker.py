@@ -6,16 +6,17 @@ from __future__ import annotations
 import base64
 
 import dash
-from dash import ALL, MATCH, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
+from dash import ALL, MATCH, Input, Output, State, dcc, html, no_update
+from dash import ctx as dash_ctx
 
-from dashboard import audit, data
+from dashboard import audit, scoped
 from dashboard.auth import AccessDenied, can_open
 from dashboard.components import badge, denied
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.i18n import t
 from dashboard.pages.work_orders import allowed_actions, perform
 from twin.errors import TwinError
-from twin.store.operations import Photo
+from twin.store.operations import Photo, get_work_order
 
 PATH = "/worker"
 PATH_TEMPLATE = None
@@ -112,8 +113,7 @@ def task_cards() -> list:
     user = current_user()
     lg = lang()
     with ctx().pool.connection() as conn:
-        tasks = data.my_tasks(conn, user)
-        from twin.store.operations import get_work_order
+        tasks = scoped.my_tasks(conn, user)
         orders = {task["id"]: get_work_order(conn, task["id"], history=False) for task in tasks}
     if not tasks:
         return [html.Div(t("w.no_tasks", lg), className="empty")]
@@ -153,7 +153,7 @@ def found_list(query: str) -> list:
         return []
     try:
         with ctx().pool.connection() as conn:
-            hits = data.lookup(conn, user, query)
+            hits = scoped.lookup(conn, user, query)
     except AccessDenied:
         return [html.Div(t("denied.grid", lg), className="denied")]
     if not hits:
@@ -174,7 +174,7 @@ def household_view(unit_id: str) -> html.Div:
     lg = lang()
     try:
         with ctx().pool.connection() as conn:
-            people = data.residents(conn, user, unit_id=unit_id)
+            people = scoped.residents(conn, user, unit_id=unit_id)
     except AccessDenied as e:
         with ctx().pool.connection() as conn:
             audit.refused(conn, user, e, subject_kind="unit", subject_id=unit_id)

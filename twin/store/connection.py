@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import psycopg
@@ -25,6 +27,15 @@ def open_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> ConnectionP
     pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True)
     pool.wait(timeout=10)
     return pool
+
+
+@contextmanager
+def snapshot(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """One read-only, repeatable-read transaction: reads inside it all see the same moment
+    (a screen's KPIs, feed and map agree with each other)."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield conn
 
 
 def check_extensions(conn: psycopg.Connection) -> None:

@@ -1,0 +1,36 @@
+"""Logins of the control room, read. Their writes, and the User type, are
+`twin.store.users`."""
+
+from __future__ import annotations
+
+import psycopg
+
+from twin.errors import TwinError
+from twin.store.users import USER_COLUMNS, User
+
+_COLUMNS = ", ".join(USER_COLUMNS)
+
+
+def user(conn: psycopg.Connection, name: str) -> User:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM app_user WHERE name = %s", (name,)).fetchone()
+    if row is None:
+        raise TwinError(f"there is no user {name!r}")
+    return User(*row)
+
+
+def users(conn: psycopg.Connection) -> list[tuple[User, bool]]:
+    """Every login, by name, with whether it is disabled."""
+    rows = conn.execute(f"SELECT {_COLUMNS}, disabled FROM app_user ORDER BY name").fetchall()
+    return [(User(*r[:-1]), bool(r[-1])) for r in rows]
+
+
+def credentials(conn: psycopg.Connection, name: str) -> tuple[User, str, bool] | None:
+    """(user, password hash, disabled) of a login, or None if there is none: what a login
+    is checked against."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS}, password_hash, disabled FROM app_user WHERE name = %s", (name,),
+    ).fetchone()
+    if row is None:
+        return None
+    *fields, pw_hash, disabled = row
+    return User(*fields), pw_hash, bool(disabled)
