@@ -62,8 +62,11 @@ def create_app(
     _add_auth_routes(server)
 
     app = dash.Dash(
-        __name__, server=server, use_pages=True, pages_folder="", assets_folder=str(_ASSETS),
-        serve_locally=True, suppress_callback_exceptions=True, update_title=None,
+        # Dash's annotations say bool and str; its docs (and code) take a Flask app and None.
+        __name__, server=server,  # type: ignore[arg-type]
+        use_pages=True, pages_folder="", assets_folder=str(_ASSETS),
+        serve_locally=True, suppress_callback_exceptions=True,
+        update_title=None,  # type: ignore[arg-type]
         title=t("app.title", DEFAULT_LANG),
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )

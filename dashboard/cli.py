@@ -52,14 +52,14 @@ def dashboard_command(
 def users_add(
     name: str,
     role: Annotated[str, typer.Option(help="admin, operator, grid_worker or planner.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True,
+                                          confirmation_prompt=True,
+                                          envvar="TWIN_USER_PASSWORD")],
     grid: Annotated[str | None, typer.Option(help="A grid worker's grid.")] = None,
     staff: Annotated[str | None, typer.Option(help="The staff record a grid worker acts as "
                                                    "(default: the grid's worker).")] = None,
     lang: Annotated[str, typer.Option(help="zh-CN or en.")] = "zh-CN",
     display_name: Annotated[str, typer.Option(help="Shown in the top bar.")] = "",
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True,
-                                          confirmation_prompt=True,
-                                          envvar="TWIN_USER_PASSWORD")] = ...,
 ) -> None:
     """Add a login (or reset its password and role)."""
     from dashboard.auth import add_user

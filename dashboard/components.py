@@ -11,10 +11,11 @@ from dashboard.context import tr
 
 
 def panel(title: str, *children: Any, id: str | None = None, className: str = "") -> html.Section:
-    kwargs = {"id": id} if id else {}
-    return html.Section(className=f"panel {className}", children=[
-        html.H2(title, className="panel-title"), html.Div(list(children), className="panel-body"),
-    ], **kwargs)
+    body = [html.H2(title, className="panel-title"),
+            html.Div(list(children), className="panel-body")]
+    if id:
+        return html.Section(body, id=id, className=f"panel {className}")
+    return html.Section(body, className=f"panel {className}")
 
 
 def tile(label: str, value_id: str, *, value: str = "–", unit: str = "", accent: str = ""

@@ -134,8 +134,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "wo.done": ("操作成功", "Done"),
     "wo.route": ("路线", "Route"),
     "wo.dispatch_hint": ("自动派单：按步行路线选最近的合格人员；或手动选择人员后派单",
-                         "Dispatch picks the nearest qualified staff member by walkway; "
-                         "or pick one and assign"),
+                         ("Dispatch picks the nearest qualified staff member by walkway; "
+                          "or pick one and assign")),
     "act.dispatch": ("自动派单", "Dispatch"),
     "wo.code": ("编号", "Code"),
     "wo.kind": ("类别", "Kind"),
@@ -172,9 +172,9 @@ LABELS: dict[str, tuple[str, str]] = {
     # what-if tools on the planner page
     "wi.title": ("场景推演", "What-if scenarios"),
     "wi.intro": ("在地图上点击道路以封闭或恢复，勾选休假人员，保存场景，然后与现状对比步行响应时间；不会改动实时孪生。",
-                 "Click walkways on the map to close or reopen them, pick staff who are away, "
-                 "save the scenario, then compare walking response times with the twin as it is; "
-                 "the live twin is never changed."),
+                 ("Click walkways on the map to close or reopen them, pick staff who are away, "
+                  "save the scenario, then compare walking response times with the twin as it "
+                  "is; the live twin is never changed.")),
     "wi.scenario": ("已保存场景", "Saved scenario"),
     "wi.new": ("新场景", "New scenario"),
     "wi.name": ("场景名称", "Scenario name"),

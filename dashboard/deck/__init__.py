@@ -40,7 +40,7 @@ class TwinDeck(Component):
     available_properties = _prop_names
     available_wildcard_properties: list[str] = []
 
-    def __init__(self, id: str | dict | None = None, **kwargs: Any) -> None:  # noqa: A002
+    def __init__(self, id: str | dict | None = None, **kwargs: Any) -> None:
         unknown = set(kwargs) - set(self._prop_names)
         if unknown:
             raise TypeError(f"TwinDeck has no properties {sorted(unknown)}")

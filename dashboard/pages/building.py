@@ -4,6 +4,7 @@ work orders, and its residents (masked or whole by role; whole views are audited
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import dash
 import plotly.graph_objects as go
@@ -185,7 +186,7 @@ def _unit_grid(units: list[dict], lg: str) -> html.Div:
                                   title=f"{u['number']}: {u['residents']}", id=f"unit-{u['id']}"))
         rows.append(html.Div([html.Div(f"{floor}F", className="floor-label"),
                               html.Div(cells, className="floor-units")],
-                             className="floor-row", **{"data-floor": str(floor)}))
+                             className="floor-row", **_data(floor=str(floor))))
     legend = html.Div(className="unit-legend", children=[
         html.Span([html.Span(className="swatch occ-owner"), t("b.occupied", lg)]),
         html.Span([html.Span(className="swatch occ-tenant"), t("b.tenant", lg)]),
@@ -242,3 +243,8 @@ def _residents(people: dict, lg: str) -> html.Div:
 
 def _fmt(v) -> str:
     return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+
+def _data(**attrs: str) -> dict[str, Any]:
+    """HTML data-* attributes, which Dash takes as keywords but cannot name in Python."""
+    return {f"data-{k}": v for k, v in attrs.items()}

@@ -230,9 +230,9 @@ def chart_figures() -> tuple[go.Figure, go.Figure]:
     lg = lang()
     ev = go.Figure()
     for domain in DOMAINS:
-        xs = [h for h, d, _ in events if d == domain]
-        ys = [n for _, d, n in events if d == domain]
-        ev.add_bar(x=xs, y=ys, name=t(f"dom.{domain}", lg), marker_color=DOMAIN_COLORS[domain])
+        hours = [h for h, d, _ in events if d == domain]
+        counts = [n for _, d, n in events if d == domain]
+        ev.add_bar(x=hours, y=counts, name=t(f"dom.{domain}", lg), marker_color=DOMAIN_COLORS[domain])
     ev.update_layout(barmode="stack")
     tr_fig = go.Figure()
     names = {"air_quality_sensor.pm25": "PM2.5 µg/m³", "co_sensor.co": "CO ppm",
@@ -240,9 +240,9 @@ def chart_figures() -> tuple[go.Figure, go.Figure]:
     colours = {"air_quality_sensor.pm25": "#4da3ff", "co_sensor.co": "#eb4048",
                "air_quality_sensor.noise": "#f6b73c"}
     for key, label in names.items():
-        xs = [b for b, k, _ in trends if k == key]
-        ys = [v for _, k, v in trends if k == key]
-        tr_fig.add_scatter(x=xs, y=ys, name=label, mode="lines",
+        times = [b for b, k, _ in trends if k == key]
+        values = [v for _, k, v in trends if k == key]
+        tr_fig.add_scatter(x=times, y=values, name=label, mode="lines",
                            line={"color": colours[key], "width": 2})
     for fig in (ev, tr_fig):
         _dark(fig)

@@ -287,7 +287,7 @@ def _fact(label: str, value: str) -> html.Div:
                     className="fact")
 
 
-def _list(rows: list[dict], selected, lg: str) -> html.Div:
+def _list(rows: list[dict], selected: int | None, lg: str) -> html.Div | html.Table:
     if not rows:
         return html.Div(t("b.no_orders", lg), className="empty")
     head = html.Tr([html.Th(t(k, lg)) for k in ("wo.code", "wo.kind", "wo.state",

@@ -158,7 +158,7 @@ def found_list(query: str) -> list:
         return [html.Div(t("denied.grid", lg), className="denied")]
     if not hits:
         return [html.Div(t("w.not_found", lg), className="empty")]
-    out = []
+    out: list[html.A | html.Button] = []
     for h in hits:
         if h["kind"] == "building":
             out.append(html.A(f"▣ {h['building']}", href=f"/building/{h['building_id']}",
