@@ -11,12 +11,17 @@ import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from ingest.broker import forget_session
+from ingest.rules import RulesOptions, RulesService
+from tests.mqtt_helpers import Publisher
+from twin.clock import Clock
 from twin.services.mosquitto import EmbeddedMosquitto
 from twin.services.postgres import EmbeddedPostgres
 from twin.store import migrations
@@ -117,3 +122,33 @@ def sample_conn(sample_db_url: str) -> Iterator[psycopg.Connection]:
     with connect(sample_db_url) as connection:
         yield connection
         connection.rollback()
+
+
+@pytest.fixture
+def publisher(broker: EmbeddedMosquitto) -> Iterator[Publisher]:
+    """A QoS 1 publisher that retries like a real device."""
+    pub = Publisher(broker.url)
+    yield pub
+    pub.close()
+
+
+@pytest.fixture
+def start_rules(broker: EmbeddedMosquitto) -> Iterator[Callable[..., RulesService]]:
+    """Start rules services (one group per test, ticks only when asked); all stopped after."""
+    started: list[RulesService] = []
+    group = f"r{uuid.uuid4().hex[:6]}"
+
+    def start(url: str, clock: Clock, *, client_id: str | None = None,
+              community: str | None = None) -> RulesService:
+        service = RulesService(url, broker.url, RulesOptions(
+            group=group, client_id=client_id or f"rules-{uuid.uuid4().hex[:6]}",
+            community_id=community, tick_s=3600, reload_s=0.2), clock=clock)
+        service.start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        if service.running:
+            service.stop()
+        forget_session(broker.url, service.options.client_id)

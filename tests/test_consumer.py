@@ -10,17 +10,12 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-import pytest
 
 from ingest import consumer as consumer_module
-from ingest.broker import forget_session
-from ingest.rules import RulesOptions, RulesService
-from tests.mqtt_helpers import Publisher, wait_until
+from tests.mqtt_helpers import wait_until
 from tests.test_rules_service import CO, C, FakeClock, _day_shift_moment, _one, _telemetry
 from twin.rules import store
 from twin.rules.compile import compile_text
@@ -40,33 +35,6 @@ nodes:
     after: warm
     raise_alarm: {type: device_warm, severity: info, title: "{device_name}: {value} °C"}
 """)
-
-
-@pytest.fixture
-def publisher(broker) -> Iterator[Publisher]:
-    pub = Publisher(broker.url)
-    yield pub
-    pub.close()
-
-
-@pytest.fixture
-def run_rules(broker) -> Iterator[Callable[..., RulesService]]:
-    started: list[RulesService] = []
-    group = f"r{uuid.uuid4().hex[:6]}"
-
-    def start(url: str, clock: FakeClock, *, community: str | None = None) -> RulesService:
-        service = RulesService(url, broker.url, RulesOptions(
-            group=group, client_id=f"rules-{uuid.uuid4().hex[:6]}", community_id=community,
-            tick_s=3600, reload_s=0.2), clock=clock)
-        service.start()
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        if service.running:
-            service.stop()
-        forget_session(broker.url, service.options.client_id)
 
 
 def _store_warm(url: str) -> None:
@@ -91,7 +59,7 @@ def _add_co_sensor(url: str, device_id: str, *, community: str = C) -> None:
 
 
 def test_a_rule_that_raises_dead_letters_its_message_and_the_worker_goes_on(
-        twin_db_url, run_rules, publisher, monkeypatch) -> None:
+        twin_db_url, start_rules, publisher, monkeypatch) -> None:
     url, clock = twin_db_url, FakeClock(_day_shift_moment())
     _store_warm(url)
     bad = "wh-guanggu-d01274"
@@ -103,7 +71,7 @@ def test_a_rule_that_raises_dead_letters_its_message_and_the_worker_goes_on(
         return real(self, obs)
 
     monkeypatch.setattr(Engine, "observe", buggy)
-    service = run_rules(url, clock)
+    service = start_rules(url, clock)
     publisher.send(*_telemetry(bad, clock.now, temperature=40.0))
     publisher.send(*_telemetry(CO, clock.now, temperature=41.0))
     wait_until(lambda: service.processed >= 2, timeout=20)
@@ -116,7 +84,7 @@ def test_a_rule_that_raises_dead_letters_its_message_and_the_worker_goes_on(
 
 
 def test_bad_input_and_a_decoder_bug_leave_the_worker_running(
-        twin_db_url, run_rules, publisher, monkeypatch) -> None:
+        twin_db_url, start_rules, publisher, monkeypatch) -> None:
     url, clock = twin_db_url, FakeClock(_day_shift_moment())
     _store_warm(url)
     broken = "wh-guanggu-d01275"
@@ -128,7 +96,7 @@ def test_bad_input_and_a_decoder_bug_leave_the_worker_running(
         real(topic, payload, received, directory, into)
 
     monkeypatch.setattr(consumer_module, "decode", buggy)
-    service = run_rules(url, clock)
+    service = start_rules(url, clock)
     publisher.send(f"twin/v1/{C}/{CO}/telemetry", b"{not json")   # refused: ingest's to record
     publisher.send(*_telemetry(broken, clock.now, temperature=40.0))  # a bug: the rules record it
     publisher.send(*_telemetry(CO, clock.now, temperature=42.0))
@@ -138,11 +106,11 @@ def test_bad_input_and_a_decoder_bug_leave_the_worker_running(
     assert _one(url, "SELECT count(*) FROM alarm WHERE type = 'device_warm'")[0] == 1
 
 
-def test_a_device_added_while_the_rules_run_is_evaluated(twin_db_url, run_rules,
+def test_a_device_added_while_the_rules_run_is_evaluated(twin_db_url, start_rules,
                                                          publisher) -> None:
     url, clock = twin_db_url, FakeClock(_day_shift_moment())
     _store_warm(url)
-    service = run_rules(url, clock)
+    service = start_rules(url, clock)
     new = "wh-guanggu-d09999"
     assert new not in service.engine.snapshot.devices
     _add_co_sensor(url, new)
@@ -154,7 +122,7 @@ def test_a_device_added_while_the_rules_run_is_evaluated(twin_db_url, run_rules,
     assert service.errors == [] and _dead(url) == []
 
 
-def test_two_rules_processes_split_the_stream_by_community(twin_db_url, run_rules,
+def test_two_rules_processes_split_the_stream_by_community(twin_db_url, start_rules,
                                                            publisher) -> None:
     url, clock = twin_db_url, FakeClock(_day_shift_moment())
     other = "wh-other"
@@ -165,8 +133,8 @@ def test_two_rules_processes_split_the_stream_by_community(twin_db_url, run_rule
     far = "wh-other-d00001"
     _add_co_sensor(url, far, community=other)
     _store_warm(url)
-    here = run_rules(url, clock, community=C)
-    there = run_rules(url, clock, community=other)
+    here = start_rules(url, clock, community=C)
+    there = start_rules(url, clock, community=other)
     assert far not in here.engine.snapshot.devices and CO not in there.engine.snapshot.devices
     for minute in range(5):
         publisher.send(*_telemetry(CO, clock.now.replace(minute=minute), temperature=20.0))
@@ -181,7 +149,7 @@ def test_two_rules_processes_split_the_stream_by_community(twin_db_url, run_rule
 
 
 def test_on_the_data_clock_a_back_dated_incident_is_not_overdue_on_arrival(
-        twin_db_url, run_rules, publisher) -> None:
+        twin_db_url, start_rules, publisher) -> None:
     """Simulating the past at speed: escalation counts in the data's time, not the wall's."""
     from tests.test_rules_service import LIBRARY, _event
     from twin.clock import Watermark
@@ -194,7 +162,7 @@ def test_on_the_data_clock_a_back_dated_incident_is_not_overdue_on_arrival(
                                  "LIMIT 1").fetchone()
     past = _day_shift_moment() - timedelta(hours=3)
     clock = Watermark()
-    service = run_rules(url, clock)
+    service = start_rules(url, clock)
     publisher.send(*_event(camera, past, "detection", **{"class": "person_fall",
                                                           "confidence": 0.93}))
     wait_until(lambda: _one(url, "SELECT count(*) FROM alarm WHERE type = 'person_fall'")[0]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -22,11 +22,11 @@ import psycopg
 import pytest
 
 from ingest import contract
-from ingest.broker import BrokerAddress, forget_session, make_client
-from tests.mqtt_helpers import Publisher, wait_until
+from ingest.broker import BrokerAddress, make_client
+from ingest.rules import RulesService
+from tests.mqtt_helpers import wait_until
 from twin.rules import store
 from twin.rules.compile import compile_text, library_dir, load_directory
-from ingest.rules import RulesOptions, RulesService
 from twin.store import operations as ops
 from twin.work_orders import Actor
 
@@ -97,33 +97,6 @@ def commands(broker) -> Iterator[Commands]:
     watch = Commands(broker.url)
     yield watch
     watch.close()
-
-
-@pytest.fixture
-def publisher(broker) -> Iterator[Publisher]:
-    pub = Publisher(broker.url)
-    yield pub
-    pub.close()
-
-
-@pytest.fixture
-def start_rules(broker) -> Iterator[Callable[..., RulesService]]:
-    started: list[RulesService] = []
-    group = f"r{uuid.uuid4().hex[:6]}"
-
-    def start(url: str, clock: FakeClock, *, client_id: str | None = None) -> RulesService:
-        service = RulesService(url, broker.url, RulesOptions(
-            group=group, client_id=client_id or f"rules-{uuid.uuid4().hex[:6]}",
-            tick_s=3600, reload_s=0.2), clock=clock)
-        service.start()
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        if service.running:
-            service.stop()
-        forget_session(broker.url, service.options.client_id)
 
 
 def _store(url: str, *rules) -> None:
