@@ -732,3 +732,25 @@ def test_a_start_command_turns_a_fan_on_through_the_broker_and_ingest(
                                     for d in devices["id"]])
     assert reports and reports[0].commands == {"start": 1}
     assert reports[0].published["ack"] == 1
+
+
+def test_an_incident_scheduled_for_a_local_time_starts_then(small: Community) -> None:
+    """A scripted day: `co-leak:1号地库@03:00` starts at 03:00 Wuhan time, not at the start."""
+    from ingest.simulator.runner import parse_injection
+
+    start = datetime(2026, 11, 24, 17, 0, tzinfo=UTC)  # 01:00 in Wuhan
+    spec, at = parse_injection("co-leak:1号地库@03:00", start)
+    assert spec == "co-leak:1号地库" and at == datetime(2026, 11, 24, 19, 0, tzinfo=UTC)
+    assert parse_injection("trash-overflow:1号垃圾站@+90m", start)[1] == \
+        start + timedelta(minutes=90)
+    with pytest.raises(ValueError, match="after '@'"):
+        parse_injection("co-leak:1号地库@soon", start)
+    sim = Simulation(small, start=start, seed=1, tick_s=60)
+    sim.schedule(spec, at)
+    with pytest.raises(ValueError, match="unknown incident"):
+        sim.schedule("gas-leak:1号地库", at)
+    sim.advance(at - timedelta(seconds=5))
+    assert sim.incidents == () and len(sim.scheduled) == 1
+    sim.advance(at + timedelta(seconds=5))
+    assert [i.name for i in sim.incidents] == ["co-leak"]
+    assert sim.incidents[0].start == at and sim.scheduled == ()

@@ -125,7 +125,15 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
     simulation = Simulation(community, start=begin, seed=seed, batch_size=batch_size,
                             tick_s=tick_for(speed))
     try:
-        incidents = tuple(simulation.inject(spec) for spec in inject)
+        now_specs = []
+        for text in inject:
+            spec, at = parse_injection(text, begin)
+            if at is None or at <= begin:
+                now_specs.append(spec)
+            else:
+                simulation.schedule(spec, at)
+        for spec in now_specs:
+            simulation.inject(spec)
     except ValueError as e:
         raise TwinError(str(e)) from e
     task = None
@@ -185,7 +193,7 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
         progress.update(task, completed=sent.total() if messages is not None else duration)
     return SimulationReport(
         community_id=community.id, devices=simulation.devices, published=dict(sent),
-        incidents=incidents, simulated_from=begin, simulated_to=simulation.clock,
+        incidents=simulation.started_incidents, simulated_from=begin, simulated_to=simulation.clock,
         wall_s=time.monotonic() - started, interrupted=interrupted,
         unmatched=publisher.unmatched, commands=dict(obeyed),
         commands_refused=publisher.commands_refused,
@@ -223,7 +231,8 @@ def simulate_command(
     speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 1.0,
     inject: Annotated[list[str] | None, typer.Option(
         help=f"Incident name:target, repeatable ({', '.join(INCIDENTS)}), "
-             "e.g. co-leak:1号地库.")] = None,
+             "e.g. co-leak:1号地库; at a local time with @03:00, or later with @+90m.")]
+    = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed, the same stream.")] = 0,
 ) -> None:
     """Publish realistic device messages of a loaded community, with incidents on demand;
@@ -273,6 +282,31 @@ def simulate_command(
         table.add_row(f"incident {incident.name}",
                       f"{incident.target} ({n} device{'' if n == 1 else 's'})")
     console.print(table)
+
+
+def parse_injection(text: str, begin: datetime) -> tuple[str, datetime | None]:
+    """``name:target``, ``name:target@HH:MM`` (the next such local time from ``begin``) or
+    ``name:target@+90m`` (``+2h``, ``+30s``: after ``begin``); the spec and its time."""
+    spec, sep, when = text.rpartition("@")
+    if not sep:
+        return text, None
+    when = when.strip()
+    try:
+        if when.startswith("+"):
+            units = {"s": 1, "m": 60, "h": 3600}
+            unit = when[-1] if when[-1] in units else "s"
+            amount = float(when[1:].rstrip("smh"))
+            return spec, begin + timedelta(seconds=amount * units[unit])
+        hour, minute = (int(x) for x in when.split(":"))
+        local = timezone(timedelta(seconds=LOCAL_OFFSET_S))
+        at = begin.astimezone(local).replace(hour=hour, minute=minute, second=0,
+                                             microsecond=0)
+        if at < begin:
+            at += timedelta(days=1)
+        return spec, at.astimezone(UTC)
+    except ValueError as e:
+        raise ValueError(f"incident {text!r}: after '@' write a local time (03:00) or a "
+                         f"delay (+90m, +2h, +30s)") from e
 
 
 def parse_start(text: str | None) -> datetime | None:

@@ -102,6 +102,8 @@ class Simulation:
             people, Access(world, people), Cameras(world), Safety(world), Environment(world),
             Home(world, people), self._charging, Equipment(world, self._gateways))
         assert tuple(map(type, self._domains)) == DOMAINS
+        self._scheduled: list[tuple[float, str]] = []
+        self._started: list[Incident] = []
         self._player = {code: d for d in self._domains for code in d.types}
         self._warm_up()
 
@@ -127,13 +129,43 @@ class Simulation:
                 for device, silent in zip(w.ids, w.silent) if not silent]
 
     def advance(self, until: datetime) -> list[Message]:
-        """Run every whole tick that ends at or before ``until``; their messages in time order."""
+        """Run every whole tick that ends at or before ``until``; their messages in time order.
+
+        An incident scheduled with :meth:`schedule` starts with the first tick that ends at
+        or after its time.
+        """
         end = until.timestamp()
         out: list[Message] = []
         while self._clock.now + self.tick_s <= end + 1e-9:
             self._clock.step(self.tick_s)
+            while self._scheduled and self._scheduled[0][0] <= self._clock.now + 1e-9:
+                _, spec = self._scheduled.pop(0)
+                self.inject(spec)
             out.extend(self._tick())
         return out
+
+    def schedule(self, spec: str, at: datetime) -> None:
+        """Start the incident ``name:target`` when the simulated clock reaches ``at``.
+
+        The spec is checked now (an unknown incident or target raises ValueError), so a
+        scripted day fails at its start, not hours into it.
+        """
+        name, _, target = spec.partition(":")
+        if name.strip() not in INCIDENTS or not target.strip():
+            self.inject(spec)  # raises, naming what is wrong
+        resolve(self._world, name.strip(), target.strip(), charging=self._charging.charging)
+        self._scheduled.append((at.timestamp(), spec))
+        self._scheduled.sort(key=lambda s: s[0])
+
+    @property
+    def started_incidents(self) -> tuple[Incident, ...]:
+        """Every incident started so far, ended or not, in order."""
+        return tuple(self._started)
+
+    @property
+    def scheduled(self) -> tuple[tuple[datetime, str], ...]:
+        """Incidents still waiting for their time."""
+        return tuple((datetime.fromtimestamp(t, UTC), s) for t, s in self._scheduled)
 
     def flush(self) -> list[Message]:
         """What the gateways still hold, as batches (at the end of a run)."""
@@ -174,6 +206,7 @@ class Simulation:
                 self._gateways.silence(int(i))
         for domain in self._domains:
             domain.begin(active)
+        self._started.append(incident)
         return incident
 
     def obey(self, topic: str, payload: bytes) -> list[Message]:
