@@ -73,7 +73,9 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
                    start: datetime | None = None, speed: float = 1.0,
                    inject: list[str] | tuple[str, ...] = (), seed: int = 0,
                    progress: Progress | None = None,
-                   stop: threading.Event | None = None) -> SimulationReport:
+                   stop: threading.Event | None = None,
+                   until: datetime | None = None,
+                   linger_s: float = 0.0) -> SimulationReport:
     """Publish a simulated stream of one community's devices to the broker.
 
     Parameters
@@ -108,6 +110,12 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
         A running ``rich.progress.Progress`` to show the count on, or None.
     stop
         Set it to end the run early (as Ctrl-C does), from another thread.
+    until
+        Stop when the simulated clock reaches this time (a scripted day: the whole day is
+        simulated even if publishing falls behind ``speed``).
+    linger_s
+        After the last message, keep obeying commands this long (or until ``stop``), so the
+        twin's last commands are carried out and acknowledged.
 
     The actuators obey the commands the twin publishes to their ``cmd``
     topics while the run lasts, and each answers with an ``ack``. Acks are
@@ -178,13 +186,21 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
             if duration is not None and elapsed >= duration:
                 break
             obey()
+            if until is not None and simulation.clock >= until:
+                break
             target = begin + timedelta(seconds=elapsed * speed)
+            if until is not None:
+                target = min(target, until)
             if target - simulation.clock < timedelta(seconds=simulation.tick_s):
                 time.sleep(min(0.05, simulation.tick_s / speed))
                 continue
             publish(simulation.advance(min(target, simulation.clock
                                            + timedelta(seconds=span))))
         publish(simulation.flush(), last=True)
+        lingering = time.monotonic() + linger_s
+        while time.monotonic() < lingering and not (stop is not None and stop.is_set()):
+            obey()
+            time.sleep(0.05)
     except KeyboardInterrupt:
         interrupted = True
     finally:
