@@ -78,8 +78,8 @@ def build_walkway(layout: Layout) -> WalkGraph:
             existing.append(target)
         edges.append((node, target, kind))
 
-    for s, members in enumerate(on_road):
-        x0, y0, x1, y1 = roads[s]
+    for road, members in enumerate(on_road):
+        x0, y0, x1, y1 = roads[road]
         along = [(points.xy[m][0] - x0) * (x1 - x0) + (points.xy[m][1] - y0) * (y1 - y0)
                  for m in members]
         ordered = [members[k] for k in np.argsort(along, kind="stable")]

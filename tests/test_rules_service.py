@@ -259,8 +259,8 @@ def test_escalation_after_the_timeouts_with_an_injected_clock(twin_db_url, start
         told = conn.execute("SELECT recipient, message FROM notification WHERE channel = 'staff' "
                             "AND alarm_id = %s", (alarm.id,)).fetchall()
     assert alarm.escalation_level == 1
-    assert told == [(MANAGER, "Escalated (level 1): CO 120 ppm in 1号地库; not acknowledged "
-                              "within 5 min")]
+    assert told == [(MANAGER, ("Escalated (level 1): CO 120 ppm in 1号地库; not acknowledged "
+                               "within 5 min"))]
     order = _order(url, "garage_ventilation")
     assert order.assignee_id == NEAR_IN_LINE  # the timed-out assignment went to the next one
     assert order.history[-2].action == "decline" and order.history[-2].actor == "system"
@@ -297,8 +297,8 @@ def test_special_care_absence_raises_and_a_later_access_clears(twin_db_url, star
                                                                publisher) -> None:
     url, clock = twin_db_url, FakeClock(_day_shift_moment())
     with psycopg.connect(url) as conn:
-        person, flags, family = conn.execute(
-            """SELECT id, care_flags, family_contacts FROM resident
+        person, family = conn.execute(
+            """SELECT id, family_contacts FROM resident
                WHERE 'elderly_alone' = ANY(care_flags) AND jsonb_array_length(family_contacts) > 0
                ORDER BY id LIMIT 1""").fetchone()
         # this resident's grid worker knows 4 hours is already worrying (default: 36)

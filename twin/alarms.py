@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from shapely.geometry import Point
 
@@ -18,7 +18,8 @@ from shapely.geometry import Point
 DOMAINS: tuple[str, ...] = ("safety", "environment", "service", "activity", "equipment")
 
 #: Worst first: a building is coloured by the first of these it has open.
-SEVERITIES: tuple[str, ...] = ("critical", "major", "minor", "info")
+Severity = Literal["critical", "major", "minor", "info"]
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 
 ALARM_STATES: tuple[str, ...] = ("active", "acknowledged", "cleared")
 

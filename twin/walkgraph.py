@@ -85,6 +85,11 @@ _EPS_S = 1e-9
 #: Line ends this close (metres) are one node in :func:`from_lines`.
 _END_DECIMALS = 3
 
+#: A ``walk_node`` row as :func:`from_rows` reads it: (id, kind, ref_id, x, y).
+NodeRow = tuple[str, str, str | None, float, float]
+#: A ``walk_edge`` row: (id, source, target, kind, length_m, line as WKB or a LineString).
+EdgeRow = tuple[str, str, str, str, float, bytes | LineString]
+
 
 @dataclass(frozen=True, eq=False, repr=False)
 class WalkGraph:
@@ -346,8 +351,8 @@ def build_walk_graph(
 
 
 def from_rows(
-    nodes: Sequence[Sequence[object]],
-    edges: Sequence[Sequence[object]],
+    nodes: Sequence[NodeRow],
+    edges: Sequence[EdgeRow],
     *,
     crs: int | str | pyproj.CRS,
 ) -> WalkGraph:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 
 from shapely.geometry import LineString, Point
 
@@ -28,8 +28,10 @@ STATES: tuple[str, ...] = (
 OPEN_STATES: frozenset[str] = frozenset({"created", "assigned", "accepted", "arrived", "escalated"})
 #: States that count against a staff member's open-order limit.
 BUSY_STATES: frozenset[str] = frozenset({"assigned", "accepted", "arrived"})
-PRIORITIES: tuple[str, ...] = ("urgent", "high", "normal", "low")
-STAFF_ROLES: tuple[str, ...] = ("grid_worker", "security", "cleaning", "engineer", "manager")
+Priority = Literal["urgent", "high", "normal", "low"]
+PRIORITIES: tuple[Priority, ...] = get_args(Priority)
+StaffRole = Literal["grid_worker", "security", "cleaning", "engineer", "manager"]
+STAFF_ROLES: tuple[StaffRole, ...] = get_args(StaffRole)
 
 #: Roles of the control room's users (dashboard logins), beside the staff roles.
 #: 'system' is the rule engine and the escalation timer.

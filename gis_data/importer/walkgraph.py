@@ -241,7 +241,7 @@ class _Network:
             keep[others["k"].to_numpy()[same]] = False
             report.duplicates_dropped = int(same.sum())
             split += [(k, 0.5) for k in others["k"].to_numpy()[~same]]
-        split += [(k, f) for k in np.flatnonzero(loop & keep) for f in (1 / 3, 2 / 3)]
+        split += [(int(k), f) for k in np.flatnonzero(loop & keep) for f in (1 / 3, 2 / 3)]
         new_index = np.cumsum(keep) - 1
         self.source, self.target = self.source[keep], self.target[keep]
         self.kind, self.geometry = self.kind[keep], self.geometry[keep]

@@ -29,10 +29,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from twin.alarms import SEVERITIES
+from twin.alarms import Severity
 from twin.device_types import Domain
 from twin.model import CARE_FLAGS
-from twin.work_orders import PRIORITIES, STAFF_ROLES
+from twin.work_orders import Priority, StaffRole
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_\-]*$")]
 #: How firings of one rule are grouped: one alarm per device, per garage, per resident ...
@@ -244,11 +244,9 @@ class Target(_Strict):
         return self
 
 
-# Literal[SEVERITIES] and the like: the values live in one tuple in twin.alarms and
-# twin.work_orders, which pydantic reads at run time and mypy cannot (valid-type).
 class RaiseAlarm(_Strict):
     type: Id
-    severity: Literal[SEVERITIES]  # type: ignore[valid-type]
+    severity: Severity
     title: str = Field(min_length=1, max_length=200)
     #: What the alarm is about; by default what the rule is keyed by.
     source: Literal["device", "resident", "facility", "building", "community"] | None = None
@@ -282,9 +280,9 @@ class Notify(_Strict):
 class WorkOrder(_Strict):
     kind: Id
     title: str = Field(min_length=1, max_length=200)
-    role: Literal[STAFF_ROLES]  # type: ignore[valid-type]
+    role: StaffRole
     skill: str | None = None
-    priority: Literal[PRIORITIES] = "normal"  # type: ignore[valid-type]
+    priority: Priority = "normal"
     due_min: float | None = Field(None, gt=0)
 
 

@@ -15,17 +15,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-import orjson
 import psycopg
 import shapely
 from psycopg.types.json import Jsonb
 
 from twin.alarms import Raised
 from twin.dispatch import Assignment, NoCandidate, dispatch
+from twin.model import DeviceInfo
 from twin.rules import actions as act
 from twin.rules.compile import CompiledRule, RuleError, compile_text
 from twin.rules.engine import Engine
-from twin.model import DeviceInfo
 from twin.rules.snapshot import (
     BuildingInfo,
     FacilityInfo,
@@ -35,11 +34,14 @@ from twin.rules.snapshot import (
     UnitInfo,
 )
 from twin.store import operations as ops
+from twin.store.connection import one_row
 from twin.store.graph import dispatch_staff, walk_routing_graph
 from twin.walkgraph import WalkGraph
 from twin.work_orders import OPEN_STATES, SYSTEM, EscalationPolicy, WorkOrder, escalation_due
 
 log = logging.getLogger("twin.rules")
+#: The dispatcher's escalation policy unless told otherwise (frozen: one instance serves all).
+_ESCALATION = EscalationPolicy()
 
 
 # --- rules -------------------------------------------------------------------------------
@@ -94,7 +96,8 @@ def set_enabled(conn: psycopg.Connection, rule_id: str, enabled: bool, *, at: da
 
 
 def rule_revision(conn: psycopg.Connection) -> int:
-    return int(conn.execute("SELECT revision FROM rule_set").fetchone()[0])
+    (revision,) = one_row(conn.execute("SELECT revision FROM rule_set"), "reading the rule set")
+    return int(revision)
 
 
 def stored_rules(conn: psycopg.Connection) -> tuple[list[CompiledRule], list[str]]:
@@ -237,10 +240,10 @@ def load_snapshot(conn: psycopg.Connection, community_id: str | None = None) -> 
                      AND time > now() - interval '30 days'
                    GROUP BY subject_id, direction""", (list(snap.residents),)):
             snap.last_access.setdefault(subject, {})[direction] = last
-        (snap.history_since,) = conn.execute(
+        (snap.history_since,) = one_row(conn.execute(
             f"""SELECT min(e.time) FROM event e JOIN device d ON d.id = e.device_id
                 WHERE e.kind = 'access' AND e.time > now() - interval '30 days'
-                  AND {where.format('d')}""", c).fetchone()
+                  AND {where.format('d')}""", c), "reading when access history starts")
     snap.index()
     return snap
 
@@ -262,7 +265,7 @@ class Outcome:
 class Dispatcher:
     """Assigns work orders with `twin.dispatch`, keeping each community's walkway graph."""
 
-    def __init__(self, policy: EscalationPolicy = EscalationPolicy()) -> None:
+    def __init__(self, policy: EscalationPolicy = _ESCALATION) -> None:
         self._graphs: dict[str, WalkGraph] = {}
         self.policy = policy
         #: order id -> why nobody could be sent, as last logged (the log says each thing once):
@@ -281,13 +284,14 @@ class Dispatcher:
             graph = self._graphs[community] = walk_routing_graph(conn, community)
         staff = dispatch_staff(conn, community)
         held = ops.open_orders_by_staff(conn, community)
-        kw = {"now": now, "role": order.spec.role, "open_orders": held,
-              "exclude": set(order.declined_by)}
-        choice: Assignment | NoCandidate = dispatch(graph, order.spec.location, staff,
-                                                    skill=order.spec.skill, **kw)
+        declined = set(order.declined_by)
+        choice: Assignment | NoCandidate = dispatch(
+            graph, order.spec.location, staff, now=now, role=order.spec.role,
+            skill=order.spec.skill, open_orders=held, exclude=declined)
         if isinstance(choice, NoCandidate) and order.spec.skill is not None:
             # Nobody with the skill can go: the nearest of the role goes, and says so.
-            plain = dispatch(graph, order.spec.location, staff, **kw)
+            plain = dispatch(graph, order.spec.location, staff, now=now, role=order.spec.role,
+                             open_orders=held, exclude=declined)
             if isinstance(plain, Assignment):
                 choice = replace(plain, reason=f"no {order.spec.skill} skill available "
                                                f"({choice.reason}); {plain.reason}")
@@ -453,16 +457,16 @@ def _command(conn: psycopg.Connection, device_id: str, command: str, args: dict[
         """INSERT INTO device_command (id, device_id, command, args, issued_by, sent_at)
            VALUES (%s, %s, %s, %s, %s, %s)""",
         (command_id, device_id, command, Jsonb(args), issued_by, at))
-    (outbox_id,) = conn.execute(
+    (outbox_id,) = one_row(conn.execute(
         """INSERT INTO rule_outbox (command_id, created_at) VALUES (%s, %s) RETURNING id""",
-        (command_id, at)).fetchone()
+        (command_id, at)), "queueing a command")
     return int(outbox_id)
 
 
 def _bump(conn: psycopg.Connection, at: datetime) -> int:
-    (revision,) = conn.execute(
+    (revision,) = one_row(conn.execute(
         "UPDATE rule_set SET revision = revision + 1, changed_at = %s RETURNING revision",
-        (at,)).fetchone()
+        (at,)), "bumping the rule set's revision")
     conn.execute("NOTIFY twin_rules")
     return int(revision)
 

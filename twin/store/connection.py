@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import psycopg
@@ -12,6 +13,8 @@ from psycopg_pool import ConnectionPool
 from twin.errors import MissingComponentError, UnreachableError
 
 INSTALL_HINT = "run scripts/install-system.sh as root, or use the timescale/timescaledb-ha image"
+
+R = TypeVar("R")
 
 
 def connect(url: str, *, autocommit: bool = False, timeout: float = 5.0) -> psycopg.Connection:
@@ -58,6 +61,17 @@ def check_extensions(conn: psycopg.Connection) -> None:
             "the timescaledb extension is installed but not preloaded in this PostgreSQL: add "
             "shared_preload_libraries = 'timescaledb' to postgresql.conf and restart it"
         )
+
+
+def one_row(cursor: psycopg.Cursor[R], what: str) -> R:
+    """The row a statement always returns: an aggregate, an INSERT or UPDATE ... RETURNING.
+
+    ``what`` names the statement; no row at all is a bug, and the error says where.
+    """
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError(f"{what} returned no row")
+    return row
 
 
 def describe(url: str) -> str:

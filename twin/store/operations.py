@@ -14,10 +14,12 @@ from typing import Any
 import orjson
 import psycopg
 import shapely
+from psycopg.types.json import Jsonb
 from shapely.geometry import LineString
 
 from twin.alarms import SEVERITIES, Alarm, AlarmSpec, Raised
 from twin.errors import TwinError
+from twin.store.connection import one_row
 from twin.work_orders import (
     BUSY_STATES,
     ESCALATE_TO,
@@ -46,7 +48,7 @@ def raise_alarm(conn: psycopg.Connection, spec: AlarmSpec, *, actor: str = "syst
     """
     geom = spec.location.wkb if spec.location is not None else None
     with conn.transaction():
-        row = conn.execute(
+        row = one_row(conn.execute(
             f"""
             INSERT INTO alarm (community_id, type, rule_id, domain, severity, source_kind,
                                source_id, building_id, floor, unit_id, device_id, resident_id,
@@ -69,7 +71,7 @@ def raise_alarm(conn: psycopg.Connection, spec: AlarmSpec, *, actor: str = "syst
                 spec.device_id, spec.resident_id, geom, spec.title, _json(spec.detail),
                 spec.at, spec.at, spec.at, list(SEVERITIES), list(SEVERITIES),
             ),
-        ).fetchone()
+        ), "raising an alarm")
         alarm, new = _alarm(row[:-1]), bool(row[-1])
         _alarm_log(conn, alarm.id, spec.at, "raised" if new else "repeated", actor, spec.detail)
     return Raised(alarm=alarm, new=new)
@@ -189,7 +191,7 @@ def open_work_order(
     """A new order in state 'created'; the dispatcher assigns it next."""
     due_at = spec.at + spec.due_in if spec.due_in is not None else None
     with conn.transaction():
-        (order_id,) = conn.execute(
+        (order_id,) = one_row(conn.execute(
             """
             INSERT INTO work_order (community_id, alarm_id, rule_id, kind, title, description,
                                     domain, priority, role, skill, grid_id, building_id, unit_id,
@@ -204,7 +206,7 @@ def open_work_order(
                 spec.grid_id, spec.building_id, spec.unit_id, spec.resident_id, spec.device_id,
                 spec.location.wkb, due_at, spec.at, spec.at,
             ),
-        ).fetchone()
+        ), "opening a work order")
         _order_event(conn, order_id, spec.at, "created", actor, None, "created", None, "", {})
     return get_work_order(conn, order_id)
 
@@ -392,19 +394,19 @@ def notify(
     """Put a message in the outbox; a delivery adapter (SMS, push) sends it later."""
     if channel not in NOTIFICATION_CHANNELS:
         raise ValueError(f"unknown notification channel {channel!r}; expected one of {NOTIFICATION_CHANNELS}")
-    (nid,) = conn.execute(
+    (nid,) = one_row(conn.execute(
         """INSERT INTO notification (community_id, time, channel, recipient, message,
                                      alarm_id, work_order_id, rule_id)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
         (community_id, at, channel, recipient, message, alarm_id, work_order_id, rule_id),
-    ).fetchone()
+    ), "queueing a notification")
     return int(nid)
 
 
 # --- private -----------------------------------------------------------------------------
 
-def _json(value: dict[str, Any]) -> psycopg.types.json.Jsonb:
-    return psycopg.types.json.Jsonb(value, dumps=lambda v: orjson.dumps(v, default=str).decode())
+def _json(value: dict[str, Any]) -> Jsonb:
+    return Jsonb(value, dumps=lambda v: orjson.dumps(v, default=str).decode())
 
 
 def _alarm_step(
@@ -424,10 +426,11 @@ def _alarm_step(
             raise TwinError(f"there is no alarm {alarm_id}")
         if row[0] not in allowed:
             raise TwinError(f"alarm {alarm_id} is {row[0]}; it cannot be {action} from there")
-        updated = conn.execute(
+        # the row is locked above, so the update finds it
+        updated = one_row(conn.execute(
             f"UPDATE alarm SET {sets}, updated_at = %(at)s WHERE id = %(id)s RETURNING {_ALARM_COLUMNS}",
             {"id": alarm_id, "at": at, "actor": actor},
-        ).fetchone()
+        ), f"updating alarm {alarm_id}")
         _alarm_log(conn, alarm_id, at, action, actor, detail or {})
     return _alarm(updated)
 
@@ -453,12 +456,12 @@ def _order_event(
     note: str,
     detail: dict[str, Any],
 ) -> int:
-    (event_id,) = conn.execute(
+    (event_id,) = one_row(conn.execute(
         """INSERT INTO work_order_event (work_order_id, time, action, actor, from_state, to_state,
                                          staff_id, note, detail)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
         (order_id, at, action, actor.name, from_state, to_state, staff_id, note, _json(detail)),
-    ).fetchone()
+    ), "writing a work order event")
     return int(event_id)
 
 

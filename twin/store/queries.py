@@ -21,6 +21,7 @@ from twin.model import (
     NearbyDevice,
     Resident,
 )
+from twin.store.connection import one_row
 
 _DEVICE_COLUMNS = """
     d.id, d.type, d.name, ST_AsBinary(d.geom), d.building_id, d.floor, d.unit_id, d.facility_id
@@ -38,13 +39,15 @@ def building(conn: psycopg.Connection, building_id: str) -> Building:
     ).fetchone()
     if row is None:
         raise TwinError(f"there is no building {building_id!r} in the twin")
-    return Building(*row[:8], footprint=shapely.from_wkb(row[8]))
+    id_, community_id, grid_id, name, usage, floors, units_per_floor, height_m, footprint = row
+    return Building(id_, community_id, grid_id, name, usage, floors, units_per_floor, height_m,
+                    footprint=shapely.from_wkb(footprint))
 
 
 def building_contents(conn: psycopg.Connection, building_id: str) -> BuildingContents:
     """Everything in building B: entrances, units, residents, devices and facilities."""
     b = building(conn, building_id)
-    counts = conn.execute(
+    entrances, units, occupied, residents, cared = one_row(conn.execute(
         """
         SELECT
             (SELECT count(*) FROM entrance WHERE building_id = %(b)s),
@@ -56,17 +59,17 @@ def building_contents(conn: psycopg.Connection, building_id: str) -> BuildingCon
               WHERE u.building_id = %(b)s AND cardinality(r.care_flags) > 0)
         """,
         {"b": building_id},
-    ).fetchone()
-    assert counts is not None
-    devices = dict(conn.execute(
+    ), "counting a building's contents")
+    devices: dict[str, int] = dict(conn.execute(
         "SELECT type, count(*) FROM device WHERE building_id = %s GROUP BY type ORDER BY type",
         (building_id,),
     ).fetchall())
-    facilities = dict(conn.execute(
+    facilities: dict[str, int] = dict(conn.execute(
         "SELECT kind, count(*) FROM facility WHERE building_id = %s GROUP BY kind ORDER BY kind",
         (building_id,),
     ).fetchall())
-    return BuildingContents(b, *counts, devices_by_type=devices, facilities_by_kind=facilities)
+    return BuildingContents(b, entrances, units, occupied, residents, cared,
+                            devices_by_type=devices, facilities_by_kind=facilities)
 
 
 def devices_within(
@@ -148,17 +151,17 @@ def care_residents(
     ).fetchall()
     return [
         Resident(
-            *row[:6],
-            care_flags=tuple(row[6]),
-            family_contacts=tuple(FamilyContact(**c) for c in row[7]),
+            id_, unit, name, phone, gender, age_band,
+            care_flags=tuple(flags),
+            family_contacts=tuple(FamilyContact(**c) for c in contacts),
         )
-        for row in rows
+        for id_, unit, name, phone, gender, age_band, flags, contacts in rows
     ]
 
 
 def community_summary(conn: psycopg.Connection, community_id: str) -> dict[str, int]:
     """Row counts of one community, table by table, for the demo and `twin info`."""
-    row = conn.execute(
+    row = one_row(conn.execute(
         """
         SELECT
             (SELECT count(*) FROM grid WHERE community_id = %(c)s),
@@ -178,8 +181,7 @@ def community_summary(conn: psycopg.Connection, community_id: str) -> dict[str, 
             (SELECT count(*) FROM walk_edge WHERE community_id = %(c)s)
         """,
         {"c": community_id},
-    ).fetchone()
-    assert row is not None
+    ), "counting a community's rows")
     keys = ("grids", "buildings", "units", "residents", "care_residents", "facilities",
             "devices", "device_types", "staff", "walk_nodes", "walk_edges")
     return dict(zip(keys, (int(v) for v in row), strict=True))

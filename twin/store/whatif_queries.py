@@ -317,9 +317,10 @@ def replay_rule(conn: psycopg.Connection, rule: CompiledRule, *, start: datetime
     scenario = threshold_spec(rule, params) if params else baseline
     if isinstance(scenario, NotReplayable):
         return scenario
-    kw = {"start": start, "end": end, "tz": tz, "community_id": community_id}
-    base = threshold_firings(conn, baseline, **kw)
-    scen = threshold_firings(conn, scenario, **kw) if scenario != baseline else base
+    base = threshold_firings(conn, baseline, start=start, end=end, tz=tz,
+                             community_id=community_id)
+    scen = base if scenario == baseline else threshold_firings(
+        conn, scenario, start=start, end=end, tz=tz, community_id=community_id)
     return replay_result(baseline, scenario, start=start, end=end, tz=tz,
                          baseline_firings=base, scenario_firings=scen,
                          did=rule_history(conn, rule.id, start=start, end=end, tz=tz))

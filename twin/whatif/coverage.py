@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -78,6 +79,20 @@ class Coverage:
         return np.where(self.network.open, band, -1)
 
 
+class CoverageSummary(TypedDict):
+    """A comparison in numbers: buildings over the target, and walking seconds."""
+
+    buildings: int
+    over_target_baseline: int
+    over_target_scenario: int
+    newly_over: list[str]
+    back_within: list[str]
+    median_baseline_s: float
+    median_scenario_s: float
+    #: The largest change among buildings reachable in both (None when there is none).
+    worst_change_s: float | None
+
+
 @dataclass(frozen=True, eq=False)
 class CoverageComparison:
     baseline: Coverage
@@ -103,7 +118,7 @@ class CoverageComparison:
         t = self.table()
         return sorted(t.index[~t["baseline_ok"] & t["scenario_ok"]])
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> CoverageSummary:
         t = self.table()
         finite = np.isfinite(t["scenario_s"]) & np.isfinite(t["baseline_s"])
         return {

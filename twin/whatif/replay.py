@@ -36,8 +36,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from twin.rules import schema
 from twin.rules.compile import CompiledRule, compile_rule
-from twin.rules.schema import Rule
+from twin.rules.schema import Node, Rule
 
 #: Keys the SQL can group by, and places it can filter on.
 KEYS = ("device", "facility", "building", "unit", "community")
@@ -205,28 +206,39 @@ def threshold_spec(rule: CompiledRule, params: Mapping[str, Any] | None = None
     if r.key not in KEYS:
         return NotReplayable(r.id, None, "key", f"firings grouped by {r.key} do not replay; "
                              f"only by {', '.join(KEYS)}")
-    nodes = {rule.node(n).kind: rule.node(n) for n in first}
-    source, threshold = nodes["source"].source, nodes["threshold"]
+    source_id = first[0]
+    source = rule.source(source_id)
+    threshold: schema.Threshold | None = None
+    duration: schema.ForDuration | None = None
+    window: schema.CountInWindow | None = None
+    for n in first[1:]:
+        spec = rule.node(n).spec
+        if isinstance(spec, schema.Threshold):
+            threshold = spec
+        elif isinstance(spec, schema.ForDuration):
+            duration = spec
+        elif isinstance(spec, schema.CountInWindow):
+            window = spec
+    if threshold is None:
+        raise AssertionError(f"rule {r.id}: _conditions returned a chain without a threshold")
     place = {k: getattr(source.place, k) for k in PLACES
              if source.place is not None and getattr(source.place, k) is not None}
     if source.place is not None:
         for k in ("grid", "around"):
             if getattr(source.place, k) is not None:
-                return NotReplayable(r.id, nodes["source"].id, "source",
+                return NotReplayable(r.id, source_id, "source",
                                      f"a place by {k} does not replay")
     types = tuple(source.device_types)
-    alarm_types = {rule.node(n).raise_alarm.type for n in counted
-                   if rule.node(n).kind == "raise_alarm"}
-    cleared = {rule.node(n).clear_alarm.type for n in graph
-               if rule.node(n).kind == "clear_alarm" and rule.node(n).when == "cleared"}
-    window = nodes.get("count_in_window")
-    duration = nodes.get("for_duration")
+    alarm_types = {spec.type for spec in (rule.node(n).spec for n in counted)
+                   if isinstance(spec, schema.RaiseAlarm)}
+    cleared = {node.spec.type for node in (rule.node(n) for n in graph)
+               if isinstance(node.spec, schema.ClearAlarm) and node.when == "cleared"}
     return ThresholdSpec(
-        rule_id=r.id, device_types=types, metric=threshold.threshold.metric,
-        above=threshold.threshold.above, below=threshold.threshold.below,
-        for_s=duration.for_duration.seconds if duration else 0.0,
-        count=window.count_in_window.count if window else None,
-        window_s=window.count_in_window.seconds if window else None,
+        rule_id=r.id, device_types=types, metric=threshold.metric,
+        above=threshold.above, below=threshold.below,
+        for_s=duration.seconds if duration is not None else 0.0,
+        count=window.count if window is not None else None,
+        window_s=window.seconds if window is not None else None,
         key=r.key, place=place, raises_alarm=bool(alarm_types),
         work_orders=sum(1 for n in counted if rule.node(n).kind == "work_order"),
         clears_itself=alarm_types <= cleared)
@@ -289,7 +301,7 @@ def _conditions(rule: CompiledRule, action: str) -> tuple[str, ...] | NotReplaya
         bad = _unreplayable(node)
         if bad is not None:
             return NotReplayable(r.id, node_id, kind, bad)
-    source = rule.node(chain[-1]).source
+    source = rule.source(chain[-1])
     if source.events or source.classes or source.status or not source.metrics:
         return NotReplayable(r.id, chain[-1], "source",
                              "only telemetry (metrics) replays, not events, detections or status")
@@ -305,17 +317,17 @@ def _conditions(rule: CompiledRule, action: str) -> tuple[str, ...] | NotReplaya
     return tuple(reversed(chain))
 
 
-def _unreplayable(node: Any) -> str | None:
-    kind, spec = node.kind, node.spec
-    if kind == "threshold":
+def _unreplayable(node: Node) -> str | None:
+    spec = node.spec
+    if isinstance(spec, schema.Threshold):
         if spec.equals is not None or spec.not_equals is not None:
             return "only 'above' and 'below' replay, not equality"
         if spec.devices != "any":
             return "'devices: all' needs every device's latest value at each moment"
         return None
-    if kind == "for_duration":
+    if isinstance(spec, schema.ForDuration):
         return "a duration kept alive by events (gap_s) does not replay" if spec.gap_s else None
-    if kind == "count_in_window":
+    if isinstance(spec, schema.CountInWindow):
         return None
     return "this kind of condition does not replay in SQL"
 
