@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -191,7 +191,7 @@ def test_a_new_alarm_appears_on_an_open_large_screen_within_2_seconds(served, br
         raise_alarm(conn, AlarmSpec(
             community_id="wh-guanggu", type="e2e_smoke", domain="safety", severity="critical",
             source_kind="device", source_id=device[0], title=title,
-            at=datetime.now(timezone.utc), building_id=device[1], device_id=device[0],
+            at=datetime.now(UTC), building_id=device[1], device_id=device[0],
             location=shapely.Point(device[2], device[3])))
         conn.commit()
     raised = time.monotonic()

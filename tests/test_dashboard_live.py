@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dash import Patch
 
-from dashboard.live import LIVE_LAYERS, LiveCache, LiveState, color_patch, data_patch, diff_keyed, diff_live
+from dashboard.live import (
+    LIVE_LAYERS,
+    LiveCache,
+    LiveState,
+    color_patch,
+    data_patch,
+    diff_keyed,
+    diff_live,
+)
 
 
 def _state(colors=None, attention=None, kpis=None, feed=None, board=None) -> LiveState:
