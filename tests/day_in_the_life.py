@@ -340,7 +340,7 @@ def _kpis(conn: psycopg.Connection) -> dict[str, tuple[int, int]]:
 def markdown(judged: Judged, *, command: str) -> str:
     """The day as docs/day-in-the-life.md tabulates it."""
     local = f"{judged.start.astimezone(LOCAL):%Y-%m-%d %H:%M} – " \
-            f"{judged.end.astimezone(LOCAL):%H:%M} (UTC+8)"
+            f"{judged.end.astimezone(LOCAL):%Y-%m-%d %H:%M} (UTC+8)"
     lines = [
         "# A day in the life of the sample community",
         "",
