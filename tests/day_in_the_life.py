@@ -237,10 +237,25 @@ def run_day(db_url: str, mqtt_url: str, *, day: date, start: str = "00:00",
         delivering.start()
         stack.callback(delivering.join)
         stack.callback(stop.set)
-        report = run_simulation(
+        # The simulator keeps obeying commands while the consumers settle and the rules
+        # tick for the last time, so the day's last commands are carried out too.
+        done, quit_sim = threading.Event(), threading.Event()
+        result: list[Any] = []
+        simulating = threading.Thread(target=lambda: result.append(run_simulation(
             db_url, mqtt_url, start=begin, until=end, speed=speed, batch_size=50, seed=seed,
-            inject=[f"{s.spec}@{s.at}" for s in todo], linger_s=5.0)
+            inject=[f"{s.spec}@{s.at}" for s in todo], linger_s=600.0, stop=quit_sim,
+            published_all=done)), daemon=True)
+        simulating.start()
+        while not done.wait(1.0):
+            if not simulating.is_alive():
+                break
         _settle(rules, ingest, db_url)
+        time.sleep(2.0)  # the acks of the last commands
+        quit_sim.set()
+        simulating.join(timeout=60)
+        if not result:
+            raise RuntimeError("the simulator ended without a report (see its log)")
+        report = result[0]
     judged = judge(db_url, begin=begin, end=end, script=todo, day=day,
                    published=report.published)
     judged.wall_s = time.monotonic() - began

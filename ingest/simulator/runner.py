@@ -75,7 +75,8 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
                    progress: Progress | None = None,
                    stop: threading.Event | None = None,
                    until: datetime | None = None,
-                   linger_s: float = 0.0) -> SimulationReport:
+                   linger_s: float = 0.0,
+                   published_all: threading.Event | None = None) -> SimulationReport:
     """Publish a simulated stream of one community's devices to the broker.
 
     Parameters
@@ -116,6 +117,8 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
     linger_s
         After the last message, keep obeying commands this long (or until ``stop``), so the
         twin's last commands are carried out and acknowledged.
+    published_all
+        Set when the last message is out (the run then lingers, obeying commands).
 
     The actuators obey the commands the twin publishes to their ``cmd``
     topics while the run lasts, and each answers with an ``ack``. Acks are
@@ -197,6 +200,8 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
             publish(simulation.advance(min(target, simulation.clock
                                            + timedelta(seconds=span))))
         publish(simulation.flush(), last=True)
+        if published_all is not None:
+            published_all.set()
         lingering = time.monotonic() + linger_s
         while time.monotonic() < lingering and not (stop is not None and stop.is_set()):
             obey()
