@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -152,3 +153,23 @@ def start_rules(broker: EmbeddedMosquitto) -> Iterator[Callable[..., RulesServic
         if service.running:
             service.stop()
         forget_session(broker.url, service.options.client_id)
+
+
+#: Debian's Chromium (scripts/install-system.sh); Playwright never downloads a browser.
+CHROMIUM = os.environ.get("TWIN_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by Playwright, drawing WebGL in software."""
+    from playwright.sync_api import sync_playwright
+
+    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
+        # not a skip: a missing browser is a missing install step, and CI must say so
+        pytest.fail(f"no Chromium at {CHROMIUM}: scripts/install-system.sh installs Debian's "
+                    "chromium (or set TWIN_CHROMIUM)")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"])
+        yield chromium
+        chromium.close()

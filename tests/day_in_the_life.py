@@ -189,20 +189,50 @@ default:
         smtp.stop()
 
 
-def run_day(db_url: str, mqtt_url: str, *, day: date, start: str = "00:00",
-            hours: float = 24.0, speed: float = 1800.0,
-            script: tuple[Scripted, ...] = SCRIPT, seed: int = 11) -> Judged:
-    """Live through ``hours`` of ``day`` (local) from ``start`` and judge what happened."""
+@dataclass
+class LiveLoop:
+    """The running consumers of the live loop, on the data's clock."""
+
+    db_url: str
+    mqtt_url: str
+    ingest: IngestService
+    rules: RulesService
+    clock: Watermark
+
+    def live_through(self, begin: datetime, end: datetime, *, speed: float,
+                     inject: list[str], seed: int = 11) -> Any:
+        """Simulate ``begin``..``end`` through the broker, then let everything settle.
+
+        The simulator keeps obeying commands while the consumers settle and the rules
+        tick for the last time, so the last commands are carried out too. Returns the
+        simulator's report.
+        """
+        done, quit_sim = threading.Event(), threading.Event()
+        result: list[Any] = []
+        simulating = threading.Thread(target=lambda: result.append(run_simulation(
+            self.db_url, self.mqtt_url, start=begin, until=end, speed=speed, batch_size=50,
+            seed=seed, inject=inject, linger_s=600.0, stop=quit_sim, published_all=done)),
+            daemon=True)
+        simulating.start()
+        while not done.wait(1.0):
+            if not simulating.is_alive():
+                break
+        _settle(self.rules, self.ingest)
+        time.sleep(2.0)  # the acks of the last commands
+        quit_sim.set()
+        simulating.join(timeout=60)
+        if not result:
+            raise RuntimeError("the simulator ended without a report (see its log)")
+        return result[0]
+
+
+@contextmanager
+def live_loop(db_url: str, mqtt_url: str) -> Iterator[LiveLoop]:
+    """Ingest, the rules (on a :class:`Watermark`) and the notification worker, delivering to
+    a real SMTP server, a signed-webhook receiver and the speakers over MQTT."""
     import os
 
     os.environ.setdefault("TWIN_DAY_WEBHOOK_SECRET", WEBHOOK_SECRET)
-    hh, mm = (int(x) for x in start.split(":"))
-    begin = datetime(day.year, day.month, day.day, hh, mm, tzinfo=LOCAL).astimezone(UTC)
-    end = begin + timedelta(hours=hours)
-    if end > datetime.now(UTC) - timedelta(minutes=1):
-        raise ValueError("a scripted day must lie in the past (devices may not report the "
-                         "future)")
-    todo = tuple(s for s in script if begin < s.moment(day) < end)
     with psycopg.connect(db_url) as conn:
         if not store.rule_table(conn):
             store.store_rules(conn, load_directory(library_dir()), at=datetime.now(UTC))
@@ -213,7 +243,6 @@ def run_day(db_url: str, mqtt_url: str, *, day: date, start: str = "00:00",
     open_session(mqtt_url, ingest_opts)
     open_session(mqtt_url, rules_opts, RULE_KINDS)
     clock = Watermark()
-    began = time.monotonic()
     stop = threading.Event()
     with ExitStack() as stack, receivers() as (config_text, _posts, _mails):
         ingest = IngestService(db_url, mqtt_url, ingest_opts)
@@ -237,32 +266,31 @@ def run_day(db_url: str, mqtt_url: str, *, day: date, start: str = "00:00",
         delivering.start()
         stack.callback(delivering.join)
         stack.callback(stop.set)
-        # The simulator keeps obeying commands while the consumers settle and the rules
-        # tick for the last time, so the day's last commands are carried out too.
-        done, quit_sim = threading.Event(), threading.Event()
-        result: list[Any] = []
-        simulating = threading.Thread(target=lambda: result.append(run_simulation(
-            db_url, mqtt_url, start=begin, until=end, speed=speed, batch_size=50, seed=seed,
-            inject=[f"{s.spec}@{s.at}" for s in todo], linger_s=600.0, stop=quit_sim,
-            published_all=done)), daemon=True)
-        simulating.start()
-        while not done.wait(1.0):
-            if not simulating.is_alive():
-                break
-        _settle(rules, ingest, db_url)
-        time.sleep(2.0)  # the acks of the last commands
-        quit_sim.set()
-        simulating.join(timeout=60)
-        if not result:
-            raise RuntimeError("the simulator ended without a report (see its log)")
-        report = result[0]
+        yield LiveLoop(db_url, mqtt_url, ingest, rules, clock)
+
+
+def run_day(db_url: str, mqtt_url: str, *, day: date, start: str = "00:00",
+            hours: float = 24.0, speed: float = 1800.0,
+            script: tuple[Scripted, ...] = SCRIPT, seed: int = 11) -> Judged:
+    """Live through ``hours`` of ``day`` (local) from ``start`` and judge what happened."""
+    hh, mm = (int(x) for x in start.split(":"))
+    begin = datetime(day.year, day.month, day.day, hh, mm, tzinfo=LOCAL).astimezone(UTC)
+    end = begin + timedelta(hours=hours)
+    if end > datetime.now(UTC) - timedelta(minutes=1):
+        raise ValueError("a scripted day must lie in the past (devices may not report the "
+                         "future)")
+    todo = tuple(s for s in script if begin < s.moment(day) < end)
+    began = time.monotonic()
+    with live_loop(db_url, mqtt_url) as loop:
+        report = loop.live_through(begin, end, speed=speed, seed=seed,
+                                   inject=[f"{s.spec}@{s.at}" for s in todo])
     judged = judge(db_url, begin=begin, end=end, script=todo, day=day,
                    published=report.published)
     judged.wall_s = time.monotonic() - began
     return judged
 
 
-def _settle(rules: RulesService, ingest: IngestService, db_url: str) -> None:
+def _settle(rules: RulesService, ingest: IngestService) -> None:
     """Wait until both consumers have handled everything and the last ticks have run."""
     quiet_since, last = time.monotonic(), (-1, -1.0)
     deadline = time.monotonic() + 120

@@ -1,18 +1,20 @@
 """The control room in a real browser: Debian's Chromium driven by Playwright.
 
 The app is served from a thread on a free port, against a fresh copy of the
-sample community with the demo's logins, alarms and orders, while the device
-simulator publishes through Mosquitto into a running ingest. No browser is
-downloaded: Playwright drives /usr/bin/chromium (installed by
-scripts/install-system.sh). Screenshots of every page land in docs/screenshots/.
+sample community with the demo's logins, alarms and orders (seeded, so that each
+interaction has a known order in a known state), while the device simulator
+publishes through Mosquitto into a running ingest. No browser is downloaded:
+Playwright drives /usr/bin/chromium (installed by scripts/install-system.sh).
+Screenshots go to a temporary folder; the README's come from the live pipeline
+(tests/test_live_screens.py).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -22,8 +24,9 @@ from pathlib import Path
 import pytest
 import shapely
 
-CHROMIUM = os.environ.get("TWIN_CHROMIUM", "/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+#: The seeded pages are photographed for review only; the README's screenshots come
+#: from the live pipeline (tests/test_live_screens.py).
+SHOTS = Path(os.environ.get("TWIN_E2E_SHOTS", Path(tempfile.gettempdir()) / "twin-e2e-shots"))
 FULL_HD = {"width": 1920, "height": 1080}
 PHONE = {"width": 390, "height": 844}
 
@@ -81,21 +84,6 @@ def served(pg, sample_template, broker):
     clear_retained(broker.url, [topic(c, d, "status") for c, d in devices])
     app.server.config["TWIN"].pool.close()
     pg.drop_database(name)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
-        # not a skip: a missing browser is a missing install step, and CI must say so
-        pytest.fail(f"no Chromium at {CHROMIUM}: scripts/install-system.sh installs Debian's "
-                    "chromium (or set TWIN_CHROMIUM)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"])
-        yield chromium
-        chromium.close()
 
 
 def login(browser, base: str, user: str, *, viewport=FULL_HD):
