@@ -7,18 +7,21 @@ the control room and the rule engine obey are written once, here.
     created --assign--> assigned --accept--> accepted --arrive--> arrived
        ^                   |                    |                    |
        +-----decline-------+                    +------resolve-------+--> resolved --close--> closed
-    any open state --escalate--> escalated --assign--> assigned (one level up)
+    any open state --escalate--> escalated --assign--> assigned (one tier up, twin.escalation)
+    escalated --escalate--> escalated (nobody at that tier took it: the next tier)
     any state before closed --cancel--> cancelled
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
 from shapely.geometry import LineString, Point
 
+from twin.calendars import WorkingHours
 from twin.errors import TwinError
 
 STATES: tuple[str, ...] = (
@@ -30,7 +33,7 @@ OPEN_STATES: frozenset[str] = frozenset({"created", "assigned", "accepted", "arr
 BUSY_STATES: frozenset[str] = frozenset({"assigned", "accepted", "arrived"})
 Priority = Literal["urgent", "high", "normal", "low"]
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
-StaffRole = Literal["grid_worker", "security", "cleaning", "engineer", "manager"]
+StaffRole = Literal["grid_worker", "security", "cleaning", "engineer", "manager", "duty_officer"]
 STAFF_ROLES: tuple[StaffRole, ...] = get_args(StaffRole)
 
 #: Roles of the control room's users (dashboard logins), beside the staff roles.
@@ -54,21 +57,12 @@ ACTIONS: dict[str, Transition] = {
     "arrive": Transition(frozenset({"accepted"}), "arrived", "assignee"),
     "resolve": Transition(frozenset({"accepted", "arrived"}), "resolved", "assignee"),
     "escalate": Transition(
-        frozenset({"created", "assigned", "accepted", "arrived"}), "escalated", "anyone"
+        frozenset({"created", "assigned", "accepted", "arrived", "escalated"}), "escalated",
+        "anyone"
     ),
     "close": Transition(frozenset({"resolved"}), "closed", "operator"),
     "cancel": Transition(OPEN_STATES | {"resolved"}, "cancelled", "operator"),
 }
-
-#: Who takes an order one escalation level up, by the role that could not solve it.
-ESCALATE_TO: dict[str, str] = {
-    "grid_worker": "manager",
-    "security": "manager",
-    "cleaning": "manager",
-    "engineer": "manager",
-    "manager": "manager",
-}
-
 
 class TransitionError(TwinError):
     """A lifecycle step that is not allowed from where the order is, or for this actor."""
@@ -116,12 +110,49 @@ def transition(
 
 @dataclass(frozen=True, slots=True)
 class EscalationPolicy:
-    """How long an order may sit in a state before the system escalates it."""
+    """How long an order may sit in a state before the system escalates it: one tier's SLA
+    (:meth:`twin.escalation.EscalationConfig.policy`)."""
 
+    #: waiting for somebody to take it ('created', 'escalated')
     unassigned: timedelta = timedelta(minutes=2)
     not_accepted: timedelta = timedelta(minutes=5)
     #: beyond the route's ETA
     not_arrived: timedelta = timedelta(minutes=10)
+    #: held by the tier without being resolved, from when the tier got it
+    resolution: timedelta | None = None
+    #: the tier's working hours: only open hours count; None: every hour does
+    calendar: WorkingHours | None = None
+
+
+def escalation_deadline(
+    state: str,
+    *,
+    updated_at: datetime,
+    due_at: datetime | None,
+    eta_s: float | None,
+    tier_since: datetime | None = None,
+    policy: EscalationPolicy = EscalationPolicy(),
+) -> tuple[datetime, str] | None:
+    """When the order escalates if nothing happens first, and why; None if it never does."""
+    after = _counting(policy)
+    found: list[tuple[datetime | None, str]] = []
+    if state in ("created", "escalated"):
+        found.append((after(updated_at, policy.unassigned),
+                      f"nobody took it within {_minutes(policy.unassigned)}"))
+    if state == "assigned":
+        found.append((after(updated_at, policy.not_accepted),
+                      f"not accepted within {_minutes(policy.not_accepted)}"))
+    if state == "accepted":
+        limit = timedelta(seconds=eta_s or 0) + policy.not_arrived
+        found.append((after(updated_at, limit),
+                      f"not on site within {_minutes(limit)} of accepting"))
+    if state in BUSY_STATES and due_at is not None:
+        found.append((due_at, "not resolved by its due time"))
+    if state in OPEN_STATES and policy.resolution is not None and tier_since is not None:
+        found.append((after(tier_since, policy.resolution),
+                      f"not resolved within {_minutes(policy.resolution)} at this tier"))
+    dated = [(at, why) for at, why in found if at is not None]
+    return min(dated, key=lambda d: d[0]) if dated else None
 
 
 def escalation_due(
@@ -131,20 +162,18 @@ def escalation_due(
     updated_at: datetime,
     due_at: datetime | None,
     eta_s: float | None,
+    tier_since: datetime | None = None,
     policy: EscalationPolicy = EscalationPolicy(),
 ) -> str | None:
-    """Why the order should escalate now, or None. `now` is injected: no wall clock here."""
-    waited = now - updated_at
-    if state == "created" and waited > policy.unassigned:
-        return f"nobody took it within {_minutes(policy.unassigned)}"
-    if state == "assigned" and waited > policy.not_accepted:
-        return f"not accepted within {_minutes(policy.not_accepted)}"
-    if state == "accepted":
-        limit = timedelta(seconds=eta_s or 0) + policy.not_arrived
-        if waited > limit:
-            return f"not on site within {_minutes(limit)} of accepting"
-    if state in BUSY_STATES and due_at is not None and now > due_at:
-        return "not resolved by its due time"
+    """Why the order should escalate now, or None. `now` is injected: no wall clock here.
+
+    Waiting is counted in the tier's open hours (``policy.calendar``); the due
+    time is a moment, and counts every hour.
+    """
+    deadline = escalation_deadline(state, updated_at=updated_at, due_at=due_at, eta_s=eta_s,
+                                   tier_since=tier_since, policy=policy)
+    if deadline is not None and now > deadline[0]:
+        return deadline[1]
     return None
 
 
@@ -214,6 +243,11 @@ class WorkOrder:
     declined_by: tuple[str, ...] = ()
     escalation_level: int = 0
     history: tuple[WorkOrderEvent, ...] = ()
+    #: the escalation tier holding it (twin.escalation), since when, and the department
+    #: outside the twin it was handed to, if any
+    tier: str = "front_line"
+    tier_since: datetime | None = None
+    department: str | None = None
 
     @property
     def created_at(self) -> datetime:
@@ -239,6 +273,13 @@ def _past(action: str) -> str:
     return {"assign": "assigned", "decline": "declined", "accept": "accepted",
             "arrive": "marked arrived", "resolve": "resolved", "escalate": "escalated",
             "close": "closed", "cancel": "cancelled"}[action]
+
+
+def _counting(policy: EscalationPolicy) -> Callable[[datetime, timedelta], datetime | None]:
+    """start + amount, in the policy's calendar hours where it has a calendar."""
+    if policy.calendar is None:
+        return lambda start, amount: start + amount
+    return policy.calendar.add
 
 
 def _minutes(delta: timedelta) -> str:

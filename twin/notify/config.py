@@ -24,7 +24,11 @@ from twin.notify.retry import RetryPolicy
 from twin.rules.compile import _Loader as _Yaml12Loader  # the rules' YAML 1.2 booleans
 
 CHANNELS: tuple[str, ...] = ("family", "grid_worker", "security_desk", "staff", "broadcast")
-Channel = Literal["family", "grid_worker", "security_desk", "staff", "broadcast"]
+#: Channels a file may route but need not: without a route of its own, ``department``
+#: (an escalated order handed to a city department, twin.escalation) goes the way of
+#: ``staff``, to the department's own addresses only.
+OPTIONAL_CHANNELS: tuple[str, ...] = ("department",)
+Channel = Literal["family", "grid_worker", "security_desk", "staff", "broadcast", "department"]
 AddressKind = Literal["email", "phone", "devices", "none"]
 
 #: The kinds of address each channel's recipient can give (twin.rules.engine._recipients):
@@ -36,6 +40,7 @@ RECIPIENT_GIVES: dict[str, frozenset[str]] = {
     "staff": frozenset({"phone", "email"}),
     "security_desk": frozenset(),
     "broadcast": frozenset({"devices"}),
+    "department": frozenset({"phone", "email"}),
 }
 
 
@@ -163,9 +168,17 @@ class NotifyConfig(_Model):
         return self
 
     def route(self, community_id: str, channel: str) -> Route:
-        """The route of a channel in a community: its own, else the default."""
+        """The route of a channel in a community: its own, else the default.
+
+        ``department`` without a route of its own takes the ``staff`` transports
+        with no duty addresses: a department is told at its own addresses only.
+        """
         key = cast(Channel, channel)
-        return self.communities.get(community_id, {}).get(key) or self.default[key]
+        own = self.communities.get(community_id, {}).get(key) or self.default.get(key)
+        if own is None and channel == "department":
+            return Route(via=self.route(community_id, "staff").via)
+        assert own is not None, f"no route for channel {channel!r}"
+        return own
 
 
 def parse_config(text: str, *, origin: str = "<text>") -> NotifyConfig:

@@ -19,6 +19,7 @@ from datetime import datetime
 from twin.notify.config import NotifyConfig
 
 _PHONE_IN_ANGLES = re.compile(r"<\s*(\+?[0-9][0-9 -]*[0-9])\s*>\s*$")
+_IN_ANGLES = re.compile(r"<\s*([^<>\s]+)\s*>\s*$")
 _BARE_PHONE = re.compile(r"^\s*(\+?[0-9][0-9 -]*[0-9])\s*$")
 
 
@@ -86,6 +87,12 @@ def recipient_addresses(channel: str, recipient: str, staff: Mapping[str, Contac
         if contact is None:
             return {}
         return {k: (v,) for k, v in (("phone", contact.phone), ("email", contact.email)) if v}
+    if channel == "department":  # "name <phone>" or "name <e-mail>", from twin.escalation
+        inside = _IN_ANGLES.search(recipient)
+        if inside is None:
+            return {}
+        address = inside.group(1)
+        return {"email": (address,)} if "@" in address else {"phone": (address,)}
     if channel == "broadcast":
         devices = tuple(d.strip() for d in recipient.split(",") if d.strip())
         return {"devices": devices} if devices else {}

@@ -37,11 +37,10 @@ from twin.store import operations as ops
 from twin.store.connection import one_row
 from twin.store.graph import dispatch_staff, walk_routing_graph
 from twin.walkgraph import WalkGraph
-from twin.work_orders import OPEN_STATES, SYSTEM, EscalationPolicy, WorkOrder, escalation_due
+from twin.escalation import climb, config_for, next_retry
+from twin.work_orders import OPEN_STATES, SYSTEM, WorkOrder, escalation_due
 
 log = logging.getLogger("twin.rules")
-#: The dispatcher's escalation policy unless told otherwise (frozen: one instance serves all).
-_ESCALATION = EscalationPolicy()
 
 
 # --- rules -------------------------------------------------------------------------------
@@ -262,15 +261,45 @@ class Outcome:
     not_dispatched: list[tuple[int, str]] = field(default_factory=list)
 
 
-class Dispatcher:
-    """Assigns work orders with `twin.dispatch`, keeping each community's walkway graph."""
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """An order nobody could take: when the clock alone can change that, and what the
+    events that can (positions, declines, finished orders, staff) looked like then."""
 
-    def __init__(self, policy: EscalationPolicy = _ESCALATION) -> None:
+    retry_at: datetime | None
+    seen: tuple[Any, ...]
+
+
+class Dispatcher:
+    """Assigns work orders with `twin.dispatch`, keeping each community's walkway graph.
+
+    An order nobody can take is not retried on every tick. It is retried when
+    something can change the answer: a shift of the staff who could take it
+    starts or ends (:func:`twin.escalation.next_retry`), a position of such a
+    staff member arrives, someone declines, finishes or gives up an order, or
+    the staff change; or when it escalates.
+    """
+
+    def __init__(self) -> None:
         self._graphs: dict[str, WalkGraph] = {}
-        self.policy = policy
         #: order id -> why nobody could be sent, as last logged (the log says each thing once):
         #: the reason and who was passed over, not the clock time the detail mentions
         self._told: dict[int, tuple[str, tuple[str, ...]]] = {}
+        self._waiting: dict[int, _Waiting] = {}
+        #: orders at the top tier whose SLA has passed, already noted
+        self._at_top: set[int] = set()
+        #: how many dispatches were tried (what the retry tests count)
+        self.tries = 0
+
+    def should_retry(self, conn: psycopg.Connection, order: WorkOrder, *,
+                     now: datetime) -> bool:
+        """Whether a waiting order's answer may have changed since it was last tried."""
+        waiting = self._waiting.get(order.id)
+        if waiting is None:
+            return True
+        if waiting.retry_at is not None and now >= waiting.retry_at:
+            return True
+        return _events_seen(conn, order) != waiting.seen
 
     def forget(self) -> None:
         self._graphs.clear()
@@ -284,6 +313,7 @@ class Dispatcher:
             graph = self._graphs[community] = walk_routing_graph(conn, community)
         staff = dispatch_staff(conn, community)
         held = ops.open_orders_by_staff(conn, community)
+        self.tries += 1
         declined = set(order.declined_by)
         choice: Assignment | NoCandidate = dispatch(
             graph, order.spec.location, staff, now=now, role=order.spec.role,
@@ -305,6 +335,10 @@ class Dispatcher:
                                    note=f"nobody can be sent: {choice.detail}",
                                    detail={"reason": choice.reason,
                                            "rejected": [list(r) for r in choice.rejected]})
+            config = config_for(community)
+            retry_at = next_retry(shifts=[s.shift for s in staff if s.role == order.spec.role],
+                                  now=now, tz=config.timezone)
+            self._waiting[order.id] = _Waiting(retry_at, _events_seen(conn, order))
             return order
         assigned = ops.act_on_work_order(
             conn, order.id, "assign", actor=SYSTEM, at=now, note=choice.reason,
@@ -312,6 +346,7 @@ class Dispatcher:
                                   choice.eta_s))
         outcome.assigned.append(order.id)
         self._told.pop(order.id, None)
+        self._waiting.pop(order.id, None)
         return assigned
 
 
@@ -375,12 +410,14 @@ def follow_up(conn: psycopg.Connection, communities: Iterable[str], *, now: date
 
     - an active alarm nobody acknowledged within its rule's ``escalate_after_s``
       escalates one level (and again after as long), and the managers are told;
-    - an order left 'assigned' past the acceptance limit is taken back from that
-      person and goes to the next candidate, as if they had declined it;
-    - an order nobody took, or not on site or not resolved in time, escalates
-      one tier up (`twin.work_orders.ESCALATE_TO`), with the reason recorded;
-    - every order waiting for someone ('created' after a decline, 'escalated')
-      is dispatched again.
+    - an order left 'assigned' past its tier's acceptance limit is taken back
+      from that person and goes to the next candidate, as if they had declined;
+    - an order nobody took within its tier's response time, or not on site or
+      not resolved in time, climbs to the next tier of its community
+      (:mod:`twin.escalation`), with the tier and the reason recorded;
+    - an order waiting for someone ('created' after a decline, 'escalated') is
+      dispatched again when something can have changed the answer
+      (:meth:`Dispatcher.should_retry`).
     """
     communities = list(communities)
     for alarm_id, community, title, limit, since, level in conn.execute(
@@ -399,25 +436,58 @@ def follow_up(conn: psycopg.Connection, communities: Iterable[str], *, now: date
                        message=f"Escalated (level {level + 1}): {title}; {reason}", at=now,
                        alarm_id=alarm_id)
             outcome.notifications += 1
-    rows = conn.execute(
-        """SELECT id, state, updated_at, due_at, eta_s FROM work_order
-           WHERE community_id = ANY(%s) AND state = ANY(%s) ORDER BY id""",
-        (communities, sorted(OPEN_STATES))).fetchall()
-    for order_id, state, updated_at, due_at, eta_s in rows:
-        why = None if state == "escalated" else escalation_due(
-            state, now=now, updated_at=updated_at, due_at=due_at, eta_s=eta_s,
-            policy=dispatcher.policy)
-        if why is not None and state == "assigned" and why.startswith("not accepted"):
+    ids = [r[0] for r in conn.execute(
+        """SELECT id FROM work_order
+           WHERE community_id = ANY(%s) AND state = ANY(%s) AND department IS NULL
+           ORDER BY id""", (communities, sorted(OPEN_STATES))).fetchall()]
+    for order_id in ids:
+        order = ops.get_work_order(conn, order_id, history=False)
+        community, kind = order.spec.community_id, order.spec.kind
+        config = config_for(community)
+        why = escalation_due(order.state, now=now, updated_at=order.updated_at,
+                             due_at=order.due_at, eta_s=order.eta_s, tier_since=order.tier_since,
+                             policy=config.policy(order.escalation_level, kind))
+        if why is not None and order.state == "assigned" and why.startswith("not accepted"):
             order = ops.act_on_work_order(conn, order_id, "decline", actor=SYSTEM, at=now,
                                           note=why)
             dispatcher.assign(conn, order, now=now, outcome=outcome)
-        elif why is not None:
-            order = ops.act_on_work_order(conn, order_id, "escalate", actor=SYSTEM, at=now,
-                                          note=why)
+            continue
+        if why is not None:
+            up = climb(config, level=order.escalation_level, role=order.spec.role,
+                       skill=order.spec.skill, kind=kind, now=now,
+                       staffed=ops.staffed_roles(conn, community))
+            if up is not None:
+                order = ops.act_on_work_order(conn, order_id, "escalate", actor=SYSTEM, at=now,
+                                              note=why, to=up)
+                dispatcher._at_top.discard(order_id)
+                log.info("work order %d escalated %s", order_id, up.note(why))
+                if up.department is None:
+                    dispatcher.assign(conn, order, now=now, outcome=outcome)
+                else:
+                    outcome.notifications += sum(len(c.recipients()) for c in up.contacts)
+                continue
+            if order_id not in dispatcher._at_top:
+                dispatcher._at_top.add(order_id)
+                ops.note_on_work_order(conn, order_id, actor=SYSTEM, at=now,
+                                       note=f"{why}; no tier above {order.tier} can take it now")
+        if order.state in ("created", "escalated") and dispatcher.should_retry(
+                conn, order, now=now):
             dispatcher.assign(conn, order, now=now, outcome=outcome)
-        elif state in ("created", "escalated"):
-            order = ops.get_work_order(conn, order_id, history=False)
-            dispatcher.assign(conn, order, now=now, outcome=outcome)
+
+
+def _events_seen(conn: psycopg.Connection, order: WorkOrder) -> tuple[Any, ...]:
+    """What events that can change who may take the order look like now: the newest
+    position of the staff of its role, those staff, and the last time any order of the
+    community was declined, finished or given up (which frees someone's hands)."""
+    row = conn.execute(
+        """SELECT (SELECT max(position_at) FROM staff WHERE community_id = %(c)s AND role = %(r)s),
+                  (SELECT count(*) FROM staff WHERE community_id = %(c)s AND role = %(r)s),
+                  (SELECT max(e.id) FROM work_order_event e JOIN work_order w
+                          ON w.id = e.work_order_id
+                   WHERE w.community_id = %(c)s
+                     AND e.action IN ('decline', 'resolve', 'close', 'cancel', 'escalate'))""",
+        {"c": order.spec.community_id, "r": order.spec.role}).fetchone()
+    return tuple(row)
 
 
 # --- device commands ---------------------------------------------------------------------

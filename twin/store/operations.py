@@ -20,9 +20,9 @@ from shapely.geometry import LineString
 from twin.alarms import SEVERITIES, Alarm, AlarmSpec, Raised
 from twin.errors import TwinError
 from twin.store.connection import one_row
+from twin.escalation import Climb, climb, config_for
 from twin.work_orders import (
     BUSY_STATES,
-    ESCALATE_TO,
     Actor,
     TransitionError,
     WorkOrder,
@@ -165,7 +165,7 @@ _ORDER_COLUMNS = """
     id, community_id, kind, title, domain, priority, role, state, ST_AsBinary(geom),
     created_at, updated_at, skill, description, alarm_id, rule_id, assignee_id, grid_id,
     building_id, unit_id, resident_id, device_id, ST_AsBinary(route), route_m, eta_s,
-    declined_by, escalation_level, due_at
+    declined_by, escalation_level, due_at, tier, tier_since, department
 """
 
 
@@ -195,16 +195,17 @@ def open_work_order(
             """
             INSERT INTO work_order (community_id, alarm_id, rule_id, kind, title, description,
                                     domain, priority, role, skill, grid_id, building_id, unit_id,
-                                    resident_id, device_id, geom, due_at, created_at, updated_at)
+                                    resident_id, device_id, geom, due_at, created_at, updated_at,
+                                    tier_since)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                    ST_SetSRID(ST_GeomFromWKB(%s), 4326), %s, %s, %s)
+                    ST_SetSRID(ST_GeomFromWKB(%s), 4326), %s, %s, %s, %s)
             RETURNING id
             """,
             (
                 spec.community_id, spec.alarm_id, spec.rule_id, spec.kind, spec.title,
                 spec.description, spec.domain, spec.priority, spec.role, spec.skill,
                 spec.grid_id, spec.building_id, spec.unit_id, spec.resident_id, spec.device_id,
-                spec.location.wkb, due_at, spec.at, spec.at,
+                spec.location.wkb, due_at, spec.at, spec.at, spec.at,
             ),
         ), "opening a work order")
         _order_event(conn, order_id, spec.at, "created", actor, None, "created", None, "", {})
@@ -221,20 +222,24 @@ def act_on_work_order(
     note: str = "",
     assignee: Assignee | None = None,
     photo: Photo | None = None,
+    to: Climb | None = None,
 ) -> WorkOrder:
     """Move an order one lifecycle step, with its history row, or say why it cannot move.
 
     'assign' needs `assignee`; 'decline' remembers who declined so the
-    dispatcher skips them; 'escalate' hands the order one level up (the role
-    in `twin.work_orders.ESCALATE_TO`) and frees it for the next assignment.
+    dispatcher skips them; 'escalate' hands the order to the next tier (`to`,
+    else `twin.escalation.climb` over the community's tiers at `at`), drops a
+    skill that tier does not have, frees it for the next assignment, and for a
+    department outside the twin writes its notifications.
     """
     with conn.transaction():
         row = conn.execute(
-            "SELECT state, assignee_id, role FROM work_order WHERE id = %s FOR UPDATE", (order_id,)
+            """SELECT state, assignee_id, role, escalation_level, skill, kind, community_id
+               FROM work_order WHERE id = %s FOR UPDATE""", (order_id,)
         ).fetchone()
         if row is None:
             raise TwinError(f"there is no work order {order_id}")
-        state, current, role = row
+        state, current, role, level, skill, kind, community = row
         to_state = transition(order_id, state, action, actor, assignee_id=current)
         sets = ["state = %(to)s", "updated_at = %(at)s"]
         detail: dict[str, Any] = {}
@@ -250,10 +255,18 @@ def act_on_work_order(
             sets += ["assignee_id = NULL", "route = NULL", "route_m = NULL", "eta_s = NULL",
                      "declined_by = array_append(declined_by, %(staff)s)"]
         elif action == "escalate":
-            up = ESCALATE_TO[role]
+            if to is None:
+                to = climb(config_for(community), level=level, role=role, skill=skill,
+                           kind=kind, now=at, staffed=staffed_roles(conn, community))
+            if to is None:
+                raise TransitionError(f"work order {order_id} is at its community's top "
+                                      f"escalation tier; there is no tier above")
             sets += ["assignee_id = NULL", "route = NULL", "route_m = NULL", "eta_s = NULL",
-                     "escalation_level = escalation_level + 1", "role = %(up)s"]
-            detail = {"from_role": role, "to_role": up, "previous": current}
+                     "escalation_level = %(level)s", "role = %(up)s", "skill = %(skill)s",
+                     "tier = %(tier)s", "tier_since = %(at)s", "department = %(department)s"]
+            detail = {"from_role": role, "to_role": to.role, "previous": current,
+                      **to.detail(note)}
+            note = to.note(note or "escalated")
         elif action in ("accept", "arrive", "resolve", "close"):
             column = {"accept": "accepted_at", "arrive": "arrived_at",
                       "resolve": "resolved_at", "close": "closed_at"}[action]
@@ -267,10 +280,14 @@ def act_on_work_order(
                 "route_m": assignee.route_m if assignee else None,
                 "eta_s": assignee.eta_s if assignee else None,
                 "route": assignee.route.wkb if assignee and assignee.route is not None else None,
-                "up": ESCALATE_TO.get(role, role),
+                "up": to.role if to else role, "level": to.level if to else level,
+                "skill": to.skill if to else skill, "tier": to.tier if to else None,
+                "department": to.department if to else None,
             },
         )
         event_id = _order_event(conn, order_id, at, action, actor, state, to_state, staff_id, note, detail)
+        if to is not None and to.department is not None:
+            _tell_department(conn, order_id, to, note, at)
         if photo is not None:
             conn.execute(
                 """INSERT INTO work_order_photo (work_order_id, event_id, content_type, data, taken_at)
@@ -366,6 +383,13 @@ def open_orders_by_staff(conn: psycopg.Connection, community_id: str) -> dict[st
     return {staff: int(n) for staff, n in rows}
 
 
+def staffed_roles(conn: psycopg.Connection, community_id: str) -> set[str]:
+    """The staff roles somebody in the community holds: a tier of a role nobody holds is
+    passed over."""
+    return {r for (r,) in conn.execute(
+        "SELECT DISTINCT role FROM staff WHERE community_id = %s", (community_id,))}
+
+
 def work_order_photos(conn: psycopg.Connection, order_id: int) -> list[Photo]:
     rows = conn.execute(
         "SELECT content_type, data FROM work_order_photo WHERE work_order_id = %s ORDER BY id",
@@ -376,7 +400,8 @@ def work_order_photos(conn: psycopg.Connection, order_id: int) -> list[Photo]:
 
 # --- notifications -----------------------------------------------------------------------
 
-NOTIFICATION_CHANNELS: tuple[str, ...] = ("family", "grid_worker", "security_desk", "staff", "broadcast")
+NOTIFICATION_CHANNELS: tuple[str, ...] = (
+    "family", "grid_worker", "security_desk", "staff", "broadcast", "department")
 
 
 def notify(
@@ -404,6 +429,20 @@ def notify(
 
 
 # --- private -----------------------------------------------------------------------------
+
+def _tell_department(conn: psycopg.Connection, order_id: int, to: Climb, note: str,
+                     at: datetime) -> None:
+    """One notification per contact address of the department the order was handed to."""
+    community, title, created_at, lon, lat = one_row(conn.execute(
+        """SELECT community_id, title, created_at, ST_X(geom), ST_Y(geom)
+           FROM work_order WHERE id = %s""", (order_id,)), "reading the escalated order")
+    code = f"WO-{created_at:%Y%m%d}-{order_id}"
+    message = f"{code} {title} ({lon:.6f}, {lat:.6f}): {note}"
+    for contact in to.contacts:
+        for recipient in contact.recipients():
+            notify(conn, community_id=community, channel="department", recipient=recipient,
+                   message=message, at=at, work_order_id=order_id)
+
 
 def _json(value: dict[str, Any]) -> Jsonb:
     return Jsonb(value, dumps=lambda v: orjson.dumps(v, default=str).decode())
@@ -489,7 +528,8 @@ def _alarm(row: tuple) -> Alarm:
 def _order(row: tuple, history: tuple[WorkOrderEvent, ...]) -> WorkOrder:
     (id_, community, kind, title, domain, priority, role, state, geom, created_at, updated_at,
      skill, description, alarm_id, rule_id, assignee_id, grid_id, building_id, unit_id,
-     resident_id, device_id, route, route_m, eta_s, declined_by, level, due_at) = row
+     resident_id, device_id, route, route_m, eta_s, declined_by, level, due_at, tier, tier_since,
+     department) = row
     spec = WorkOrderSpec(
         community_id=community, kind=kind, title=title, domain=domain, role=role,
         location=_point(geom), at=created_at, priority=priority, skill=skill,
@@ -500,5 +540,6 @@ def _order(row: tuple, history: tuple[WorkOrderEvent, ...]) -> WorkOrder:
     return WorkOrder(
         id=id_, spec=spec, state=state, updated_at=updated_at, assignee_id=assignee_id,
         route=_point(route), route_m=route_m, eta_s=eta_s, declined_by=tuple(declined_by or ()),
-        escalation_level=level, history=history,
+        escalation_level=level, history=history, tier=tier,
+        tier_since=tier_since or created_at, department=department,
     )
