@@ -158,8 +158,8 @@ def _broken(old: str, new: str) -> str:
      "key 'tiers.1.role': unknown staff role 'night_porter'"),
     ("calendar: office\n    sla: {response_min: 15",
      "calendar: offfice\n    sla: {response_min: 15",
-     "key 'tiers.2.calendar': there is no calendar 'offfice'; the calendars are "
-     "['duty_24h', 'office']"),
+     ("key 'tiers.2.calendar': there is no calendar 'offfice'; the calendars are "
+      "['duty_24h', 'office']")),
     ("sla: {response_min: 5,", "sla: {response_min: soon,",
      "key 'tiers.1.sla.response_min': Input should be a valid number"),
     ("street_vending: urban_management", "street_vendors: urban_management",

@@ -287,9 +287,10 @@ def test_escalation_after_the_timeouts_with_an_injected_clock(twin_db_url, start
     service.tick_now()
     order = _order(url, "garage_ventilation")
     assert [e.action for e in order.history][-3:] == ["accept", "escalate", "assign"]
-    assert order.history[-2].note.startswith("not on site within ")
+    assert order.history[-2].note.startswith("to 社区居委会 (community_office): not on site within ")
+    assert order.history[-2].detail["reason"].startswith("not on site within ")
     assert order.spec.role == "manager" and order.assignee_id == MANAGER
-    assert order.escalation_level == 1
+    assert order.escalation_level == 2 and order.tier == "community_office"  # no duty officer
     assert service.errors == []
 
 

@@ -225,10 +225,11 @@ class EscalationConfig(_Model):
             if tier.external and "default" not in tier.departments:
                 raise _KeyError(f"tiers.{i}.departments", "say which department takes the "
                                 "other categories: add 'default'")
-        for name, dept in self.departments.items():
-            if dept.calendar not in self.calendars:
+        for name, department in self.departments.items():
+            if department.calendar not in self.calendars:
                 raise _KeyError(f"departments.{name}.calendar", f"there is no calendar "
-                                f"{dept.calendar!r}; the calendars are {sorted(self.calendars)}")
+                                f"{department.calendar!r}; the calendars are "
+                                f"{sorted(self.calendars)}")
         owner: dict[str, str] = {}
         for category, kinds in self.categories.items():
             for kind in kinds:

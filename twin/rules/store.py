@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from twin.alarms import Raised
 from twin.dispatch import Assignment, NoCandidate, dispatch
+from twin.escalation import climb, config_for, next_retry
 from twin.model import DeviceInfo
 from twin.rules import actions as act
 from twin.rules.compile import CompiledRule, RuleError, compile_text
@@ -37,7 +38,6 @@ from twin.store import operations as ops
 from twin.store.connection import one_row
 from twin.store.graph import dispatch_staff, walk_routing_graph
 from twin.walkgraph import WalkGraph
-from twin.escalation import climb, config_for, next_retry
 from twin.work_orders import OPEN_STATES, SYSTEM, WorkOrder, escalation_due
 
 log = logging.getLogger("twin.rules")
@@ -487,6 +487,7 @@ def _events_seen(conn: psycopg.Connection, order: WorkOrder) -> tuple[Any, ...]:
                    WHERE w.community_id = %(c)s
                      AND e.action IN ('decline', 'resolve', 'close', 'cancel', 'escalate'))""",
         {"c": order.spec.community_id, "r": order.spec.role}).fetchone()
+    assert row is not None  # an aggregate query always gives one row
     return tuple(row)
 
 

@@ -19,8 +19,8 @@ from shapely.geometry import LineString
 
 from twin.alarms import SEVERITIES, Alarm, AlarmSpec, Raised
 from twin.errors import TwinError
-from twin.store.connection import one_row
 from twin.escalation import Climb, climb, config_for
+from twin.store.connection import one_row
 from twin.work_orders import (
     BUSY_STATES,
     Actor,
