@@ -106,12 +106,18 @@ class WorkingHours:
         """The hours in a few words: '24 h' or 'mon-fri 09:00-18:00'."""
         if self.always:
             return "24 h"
-        parts = []
+        parts: list[str] = []
+        runs: list[tuple[int, int, tuple[tuple[time, time], ...]]] = []
         for d in range(7):
-            spans = self.days.get(d, ())
-            if spans:
-                parts.append(f"{WEEKDAYS[d]} " + ", ".join(
-                    f"{a:%H:%M}-{'24:00' if b == time(0) else f'{b:%H:%M}'}" for a, b in spans))
+            spans = tuple(self.days.get(d, ()))
+            if spans and runs and runs[-1][1] == d - 1 and runs[-1][2] == spans:
+                runs[-1] = (runs[-1][0], d, spans)
+            elif spans:
+                runs.append((d, d, spans))
+        for first, last, spans in runs:
+            days = WEEKDAYS[first] if first == last else f"{WEEKDAYS[first]}-{WEEKDAYS[last]}"
+            parts.append(f"{days} " + ", ".join(
+                f"{a:%H:%M}-{'24:00' if b == time(0) else f'{b:%H:%M}'}" for a, b in spans))
         return "; ".join(parts) or "never open"
 
     # --- private ---------------------------------------------------------------------------
