@@ -13,10 +13,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 from shapely.geometry import Point
 
+from ingest import contract
+from tests.mqtt_helpers import wait_until
 from twin.calendars import WorkingHours
 from twin.escalation import (
     DEFAULT_PATH,
@@ -29,6 +32,8 @@ from twin.escalation import (
 )
 from twin.notify.config import parse_config as parse_notify
 from twin.notify.routing import recipient_addresses
+from twin.rules import store
+from twin.rules.compile import library_dir, load_directory
 from twin.rules.store import Dispatcher, Outcome, follow_up
 from twin.store import operations as ops
 from twin.store.connection import connect
@@ -309,3 +314,59 @@ def test_the_sample_config_loads() -> None:
                                             "street"]
     assert CONFIG.category_of("street_vending") == "street_vending"
     assert date(2026, 10, 1) in CONFIG.calendar("office").holidays
+
+
+# --- through the broker and the rule service -------------------------------------------------
+
+def _three_at_night() -> datetime:
+    """03:00 in Wuhan, at least an hour ago (device times may not be in the future)."""
+    now = datetime.now(UTC)
+    t = now.replace(hour=19, minute=0, second=0, microsecond=0)
+    return t if t <= now - timedelta(hours=1) else t - timedelta(days=1)
+
+
+class _Clock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_street_vending_at_three_reaches_urban_management_through_the_live_loop(
+        twin_db_url: str, start_rules, publisher) -> None:
+    rule = next(r for r in load_directory(library_dir()) if r.id == "camera-street-vending")
+    clock = _Clock(_three_at_night())
+    with connect(twin_db_url) as conn:
+        store.store_rules(conn, [rule], at=datetime.now(UTC), replace_all=True)
+        officer = _duty_officer(conn, clock.now)
+        (camera,) = conn.execute("SELECT id FROM device WHERE type = 'ai_camera' "
+                                 "AND building_id IS NULL ORDER BY id LIMIT 1").fetchone()
+    service = start_rules(twin_db_url, clock)
+    publisher.send(contract.topic(C, camera, "event"), orjson.dumps({
+        "ts": contract.fmt_time(clock.now), "id": "sv-1", "kind": "detection",
+        "class": "street_vending", "confidence": 0.93}))
+
+    def order():
+        with connect(twin_db_url) as conn:
+            row = conn.execute("SELECT id FROM work_order WHERE kind = 'street_vending'").fetchone()
+            return ops.get_work_order(conn, row[0]) if row else None
+
+    wait_until(lambda: order() is not None, timeout=20)
+    assert order().state == "created"          # the grid workers are on the day shift
+    clock.now += timedelta(minutes=3)
+    service.tick_now()
+    assert (order().tier, order().assignee_id) == ("duty_officer", officer)
+    clock.now += timedelta(minutes=6)           # not accepted: taken back
+    service.tick_now()
+    clock.now += timedelta(minutes=6)           # nobody took it at the duty tier
+    service.tick_now()
+    got = order()
+    assert (got.state, got.tier, got.department) == ("escalated", "street", "urban_management")
+    with connect(twin_db_url) as conn:
+        told = conn.execute("SELECT channel, recipient FROM notification "
+                            "WHERE work_order_id = %s", (got.id,)).fetchall()
+    assert told == [("department", "城管值班 <10012319001>")]
+    assert [e.detail.get("tier") for e in got.history if e.action == "escalate"] == [
+        "duty_officer", "street"]
+    assert service.errors == []
