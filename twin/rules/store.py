@@ -291,15 +291,24 @@ class Dispatcher:
         #: how many dispatches were tried (what the retry tests count)
         self.tries = 0
 
-    def should_retry(self, conn: psycopg.Connection, order: WorkOrder, *,
-                     now: datetime) -> bool:
-        """Whether a waiting order's answer may have changed since it was last tried."""
+    def should_retry(self, conn: psycopg.Connection, order: WorkOrder, *, now: datetime,
+                     seen: dict[tuple[str, str], tuple[Any, ...]] | None = None) -> bool:
+        """Whether a waiting order's answer may have changed since it was last tried.
+
+        ``seen`` caches the events' look per community and role for one round.
+        """
         waiting = self._waiting.get(order.id)
         if waiting is None:
             return True
         if waiting.retry_at is not None and now >= waiting.retry_at:
             return True
-        return _events_seen(conn, order) != waiting.seen
+        key = (order.spec.community_id, order.spec.role)
+        if seen is None or key not in seen:
+            looked = _events_seen(conn, order)
+            if seen is None:
+                return looked != waiting.seen
+            seen[key] = looked
+        return seen[key] != waiting.seen
 
     def forget(self) -> None:
         self._graphs.clear()
@@ -440,6 +449,7 @@ def follow_up(conn: psycopg.Connection, communities: Iterable[str], *, now: date
         """SELECT id FROM work_order
            WHERE community_id = ANY(%s) AND state = ANY(%s) AND department IS NULL
            ORDER BY id""", (communities, sorted(OPEN_STATES))).fetchall()]
+    seen: dict[tuple[str, str], tuple[Any, ...]] = {}
     for order_id in ids:
         order = ops.get_work_order(conn, order_id, history=False)
         community, kind = order.spec.community_id, order.spec.kind
@@ -468,10 +478,12 @@ def follow_up(conn: psycopg.Connection, communities: Iterable[str], *, now: date
                 continue
             if order_id not in dispatcher._at_top:
                 dispatcher._at_top.add(order_id)
+                log.info("work order %d: %s; no tier above %s can take it now", order_id, why,
+                         order.tier)
                 ops.note_on_work_order(conn, order_id, actor=SYSTEM, at=now,
                                        note=f"{why}; no tier above {order.tier} can take it now")
         if order.state in ("created", "escalated") and dispatcher.should_retry(
-                conn, order, now=now):
+                conn, order, now=now, seen=seen):
             dispatcher.assign(conn, order, now=now, outcome=outcome)
 
 
