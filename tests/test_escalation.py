@@ -99,6 +99,8 @@ def test_by_category_fire_goes_to_the_fire_service_and_an_unknown_kind_to_the_st
                      staffed=ALL_ROLES).department
 
     assert dept("fire_lane_parking", SUN_1000) == "fire_service"
+    assert dept("garage_ventilation", MON_0300) == "fire_service"
+    assert dept("empty_bins", MON_0300) == "urban_management"
     assert dept("intrusion_check", SUN_1000) == "police"
     assert dept("water_leak", MON_0300) == "water_utility"
     assert dept("charger_overheat", MON_0300) == "power_utility"
