@@ -29,9 +29,9 @@ Baselines, measured in the same run (ratios travel, absolute times do not):
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -40,8 +40,10 @@ import pyproj
 import shapely
 import typer
 
-from bench.common import bench_database, scratch_dir
+from bench.common import bench_database, scratch_dir, start_run
 from gis_data.generator import generate_district
+
+# The code under test; the walkway graph moves at merge (consolidated into twin/walkgraph.py).
 from gis_data.importer.service import STEPS, import_path
 from gis_data.importer.walkgraph import build_walk_graph
 from twin.store.connection import connect
@@ -51,9 +53,10 @@ from twin.store.loader import copy_csv
 def main(
     buildings: int = typer.Option(5000, help="Buildings in the district."),
     seed: int = typer.Option(7),
-    out: Path = typer.Option(Path("bench/results/import_gis.json"),
-                             help="Where to write the figures."),
+    out: Annotated[Path | None, typer.Option(
+        help="Where to write the figures; default: bench/results/import_gis.json.")] = None,
 ) -> None:
+    run = start_run("import_gis", buildings=buildings, seed=seed)
     district = generate_district(buildings=buildings, devices=0, seed=seed)
     figures: dict[str, object] = {}
     with scratch_dir() as root, bench_database() as url:
@@ -98,10 +101,13 @@ def main(
                 result.report.written["building"]["unchanged"]
 
     figures.update(_graph_in_memory(district))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
     for key, value in figures.items():
         print(f"{key:>40}  {value}")
+    baselines = {k: figures.pop(k) for k in list(figures) if k.startswith("baseline_")}
+    ratios = {k: figures.pop(k) for k in list(figures) if "_vs_" in k}
+    run.write(figures, baselines=baselines, ratios=ratios, out=out, notes=[
+        ("Ratios are baseline time / import time: the share of the import that is "
+        "unavoidable reading, writing or noding.")])
 
 
 def _write_layers(district, path: Path) -> dict[str, pd.DataFrame]:
