@@ -86,7 +86,10 @@ class Run:
 
 def start_run(name: str, **parameters: Any) -> Run:
     """Begin a run of benchmark ``name`` (its JSON will be ``bench/results/<name>.json``)."""
-    argv = [Path(sys.executable).name, "-m", f"bench.{Path(sys.argv[0]).stem}", *sys.argv[1:]]
+    python = sys.executable
+    if python.startswith(os.getcwd() + os.sep):
+        python = os.path.relpath(python)  # .venv/bin/python, as the docs write it
+    argv = [python, "-m", f"bench.{Path(sys.argv[0]).stem}", *sys.argv[1:]]
     return Run(name=name, parameters=parameters, command=shlex.join(argv),
                started=datetime.now(UTC).replace(microsecond=0),
                load_at_start=_load())
