@@ -247,8 +247,14 @@ def _connack(port: int, login: tuple[str, str] | None, *, deadline: float) -> No
                 raise
             time.sleep(0.005)
             continue
+        lost = False
         while not answer and time.perf_counter() < deadline:
-            client.loop(timeout=0.01)
+            if client.loop(timeout=0.01) != mqtt.MQTT_ERR_SUCCESS:
+                lost = True  # closed before its CONNACK (a broker still loading): again
+                break
+        if lost and time.perf_counter() < deadline:
+            time.sleep(0.005)
+            continue
         client.disconnect()
         if not answer:
             raise TimeoutError(f"no CONNACK from the broker on port {port}")
