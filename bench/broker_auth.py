@@ -222,14 +222,14 @@ def _start(directory: Path, *, password_file: Path | None, acl_file: Path | None
     proc = subprocess.Popen([MOSQUITTO, "-c", str(directory / "mosquitto.conf")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _connack(port, login, deadline=began + 3600)
+        _connack(port, login, deadline=began + 3600, broker=proc)
         first = time.perf_counter() - began
         cpu = _cpu_s(proc.pid)
         rss = _rss_mb(proc.pid)
         times = []
         for _ in range(logins):
             t = time.perf_counter()
-            _connack(port, login, deadline=t + 60)
+            _connack(port, login, deadline=t + 60, broker=proc)
             times.append(time.perf_counter() - t)
     finally:
         proc.terminate()
@@ -240,9 +240,12 @@ def _start(directory: Path, *, password_file: Path | None, acl_file: Path | None
             "login_ms_p95": round(times[int(len(times) * 0.95)] * 1000, 2)}
 
 
-def _connack(port: int, login: tuple[str, str] | None, *, deadline: float) -> None:
+def _connack(port: int, login: tuple[str, str] | None, *, deadline: float,
+             broker: subprocess.Popen) -> None:
     """Connect (retrying while the broker is not listening yet) until a successful CONNACK."""
     while True:
+        if broker.poll() is not None:
+            raise RuntimeError(f"the broker on port {port} exited with {broker.returncode}")
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                              client_id=f"bench-{uuid.uuid4().hex[:8]}")
         if login is not None:
