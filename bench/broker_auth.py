@@ -204,9 +204,29 @@ def _bare_acl(accounts: list[DeviceAccount]) -> str:
     return "\n".join(out) + "\n"
 
 
+class _BrokerExited(RuntimeError):
+    """The broker stopped before answering: most often its port was taken meanwhile."""
+
+
 def _start(directory: Path, *, password_file: Path | None, acl_file: Path | None,
            login: tuple[str, str] | None, logins: int = 200) -> dict[str, float]:
-    """Start a broker, time its first CONNACK and then ``logins`` logins one after another."""
+    """Start a broker, time its first CONNACK and then ``logins`` logins one after another.
+
+    Mosquitto binds its listener only after loading the password and ACL files,
+    so on a shared machine another process can take the free port meanwhile;
+    the broker then exits, and the measurement is made again on a new port.
+    """
+    for attempt in range(3):
+        try:
+            return _start_once(directory / f"try-{attempt}", password_file=password_file,
+                               acl_file=acl_file, login=login, logins=logins)
+        except _BrokerExited as exc:
+            print(f"{exc}; again on another port", flush=True)
+    raise RuntimeError(f"the broker in {directory} exited three times")
+
+
+def _start_once(directory: Path, *, password_file: Path | None, acl_file: Path | None,
+                login: tuple[str, str] | None, logins: int) -> dict[str, float]:
     directory.mkdir(parents=True)
     port = free_port()
     conf = [f"listener {port} 127.0.0.1", "per_listener_settings false",
@@ -245,7 +265,7 @@ def _connack(port: int, login: tuple[str, str] | None, *, deadline: float,
     """Connect (retrying while the broker is not listening yet) until a successful CONNACK."""
     while True:
         if broker.poll() is not None:
-            raise RuntimeError(f"the broker on port {port} exited with {broker.returncode}")
+            raise _BrokerExited(f"the broker on port {port} exited with {broker.returncode}")
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                              client_id=f"bench-{uuid.uuid4().hex[:8]}")
         if login is not None:
