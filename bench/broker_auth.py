@@ -212,9 +212,10 @@ def _start(directory: Path, *, password_file: Path | None, acl_file: Path | None
            login: tuple[str, str] | None, logins: int = 200) -> dict[str, float]:
     """Start a broker, time its first CONNACK and then ``logins`` logins one after another.
 
-    Mosquitto binds its listener only after loading the password and ACL files,
-    so on a shared machine another process can take the free port meanwhile;
-    the broker then exits, and the measurement is made again on a new port.
+    Connections are refused while Mosquitto loads the password and ACL files
+    (it binds its listener after them), so on a shared machine another process
+    can take the free port meanwhile; the broker then exits, and the
+    measurement is made again on a new port.
     """
     for attempt in range(3):
         try:
