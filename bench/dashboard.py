@@ -15,6 +15,7 @@ the admin user inside a request of the real app:
 
 Same-run baselines: the JSON of all devices as one point layer (what a screen
 that draws every device would send), and the whole map re-sent on an update.
+Server times have no same-run baseline yet; the result says so.
 Writes bench/results/dashboard.json.
 """
 
@@ -26,16 +27,14 @@ import json
 import random
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import flask
 import plotly
 import shapely
 
-from bench.common import bench_database
-
-RESULTS = Path(__file__).with_name("results") / "dashboard.json"
+from bench.common import bench_database, ratio, start_run
 
 
 def main() -> None:
@@ -45,15 +44,26 @@ def main() -> None:
     parser.add_argument("--alarms", type=int, default=300)
     parser.add_argument("--orders", type=int, default=60)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: bench/results/dashboard.json")
     args = parser.parse_args()
+    run = start_run("dashboard", buildings=args.buildings, devices=args.devices,
+                    alarms=args.alarms, orders=args.orders, repeat=args.repeat)
     with bench_database() as url:
         print(f"loading a district of {args.buildings} buildings, {args.devices} devices ...")
         counts = _load(url, args.buildings, args.devices)
         _live_state(url, alarms=args.alarms, orders=args.orders)
         result = {"district": counts, **measure(url, repeat=args.repeat)}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, default=str))
     _print(result)
+    figures = {k: v for k, v in result.items() if k != "baseline"}
+    base = result["baseline"]
+    run.write(figures, baselines=base, ratios={
+        "first_load_over_all_devices_layer": ratio(result["first_load"]["bytes"],
+                                                   base["all_devices_layer_bytes"], 4),
+        "update_over_whole_map_resent": ratio(result["update"]["bytes"],
+                                              base["whole_map_resent_bytes"], 4),
+    }, out=args.out, notes=[
+        "Ratios are of bytes. Server times are absolute: no same-run baseline yet."])
 
 
 def measure(url: str, *, repeat: int) -> dict:
@@ -141,7 +151,7 @@ def _live_state(url: str, *, alarms: int, orders: int) -> None:
     from twin.store.operations import Assignee, act_on_work_order, open_work_order, raise_alarm
     from twin.work_orders import SYSTEM, Actor, WorkOrderSpec
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rng = random.Random(5)
     with connect(url) as conn:
         conn.execute(
@@ -184,7 +194,7 @@ def _change_something(url: str) -> dict:
     from twin.store.connection import connect
     from twin.store.operations import raise_alarm
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with connect(url) as conn:
         dev, community, building, x, y = conn.execute(
             """SELECT d.id, d.community_id, d.building_id, ST_X(d.geom), ST_Y(d.geom)
@@ -233,6 +243,7 @@ def _size(value) -> dict:
 def _response_size(answer: tuple) -> int:
     """The body Dash would send for the live tick: outputs left as no_update are omitted."""
     from dash import no_update
+
     from dashboard.pages import large_screen
 
     ids = ([(large_screen.MAP, "featureColors"), (large_screen.MAP, "layerData")]

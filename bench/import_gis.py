@@ -29,9 +29,9 @@ Baselines, measured in the same run (ratios travel, absolute times do not):
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -40,11 +40,12 @@ import pyproj
 import shapely
 import typer
 
-from bench.common import bench_database, scratch_dir
+from bench.common import bench_database, scratch_dir, start_run
 from gis_data.generator import generate_district
+
+# The code under test; the walkway graph moves at merge (consolidated into twin/walkgraph.py).
 from gis_data.importer.service import STEPS, import_path
-# renamed; _graph_in_memory still needs crs= and reads .graph.n_nodes (branch 'graph')
-from gis_data.importer.walkgraph import node_walkways as build_walk_graph
+from gis_data.importer.walkgraph import node_walkways
 from twin.store.connection import connect
 from twin.store.loader import copy_csv
 
@@ -52,9 +53,10 @@ from twin.store.loader import copy_csv
 def main(
     buildings: int = typer.Option(5000, help="Buildings in the district."),
     seed: int = typer.Option(7),
-    out: Path = typer.Option(Path("bench/results/import_gis.json"),
-                             help="Where to write the figures."),
+    out: Annotated[Path | None, typer.Option(
+        help="Where to write the figures; default: bench/results/import_gis.json.")] = None,
 ) -> None:
+    run = start_run("import_gis", buildings=buildings, seed=seed)
     district = generate_district(buildings=buildings, devices=0, seed=seed)
     figures: dict[str, object] = {}
     with scratch_dir() as root, bench_database() as url:
@@ -99,10 +101,13 @@ def main(
                 result.report.written["building"]["unchanged"]
 
     figures.update(_graph_in_memory(district))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
     for key, value in figures.items():
         print(f"{key:>40}  {value}")
+    baselines = {k: figures.pop(k) for k in list(figures) if k.startswith("baseline_")}
+    ratios = {k: figures.pop(k) for k in list(figures) if "_vs_" in k}
+    run.write(figures, baselines=baselines, ratios=ratios, out=out, notes=[
+        ("Ratios are baseline time / import time: the share of the import that is "
+        "unavoidable reading, writing or noding.")])
 
 
 def _write_layers(district, path: Path) -> dict[str, pd.DataFrame]:
@@ -152,7 +157,7 @@ def _graph_in_memory(district) -> dict[str, object]:
     })
     places["building_id"] = places["building_id"].where(places["building_id"].notna(), None)
     began = time.perf_counter()
-    graph = build_walk_graph(lines, np.full(len(lines), "road", dtype=object), places)
+    built = node_walkways(lines, np.full(len(lines), "road", dtype=object), places, crs=srid)
     graph_s = time.perf_counter() - began
 
     began = time.perf_counter()
@@ -162,9 +167,9 @@ def _graph_in_memory(district) -> dict[str, object]:
     floor_s = time.perf_counter() - began
     return {
         "graph_in_memory_places": len(places),
-        "graph_in_memory_nodes": len(graph.nodes),
-        "graph_in_memory_edges": len(graph.edges),
-        "graph_in_memory_components": graph.report.components,
+        "graph_in_memory_nodes": built.graph.n_nodes,
+        "graph_in_memory_edges": built.graph.n_edges,
+        "graph_in_memory_components": built.report.components,
         "graph_in_memory_s": round(graph_s, 2),
         "baseline_noding_and_nearest_s": round(floor_s, 2),
         "graph_vs_noding_and_nearest": round(floor_s / graph_s, 3),

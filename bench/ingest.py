@@ -33,17 +33,18 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
+from typing import Annotated
 
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 import typer
 
-from bench.common import bench_database, copy_rate_into, raw_copy_rate, scratch_dir
+from bench.common import bench_database, copy_rate_into, raw_copy_rate, scratch_dir, start_run
 from gis_data import SAMPLE_DIR
 from gis_data.dataset import read_dataset
 from ingest import contract
@@ -58,6 +59,13 @@ TWIN = str(Path(sys.executable).parent / "twin")
 READING_COLUMNS = (("time", "timestamptz"), ("device_id", "text"), ("metric", "text"),
                    ("value", "float8"), ("value_text", "text"), ("received_at", "timestamptz"))
 
+#: Which of the figures are same-run baselines, and which are ratios to them.
+BASELINES = ("raw_receive_msgs_per_s", "raw_copy_same_rows_per_s",
+             "copy_into_reading_hypertable_per_s", "bare_upsert_per_s")
+RATIOS = ("ingest_vs_raw_receive", "ingest_vs_raw_receive_each_round", "ingest_batch_vs_raw_copy",
+          "ingest_batch_vs_copy_into_reading", "ingest_batch_2_processes_vs_copy_into_reading",
+          "latest_state_vs_bare_upsert")
+
 
 def main(
     messages: int = typer.Option(200_000, help="Single-reading messages for phase 1."),
@@ -66,8 +74,11 @@ def main(
     lag_seconds: int = typer.Option(10, help="Length of the lag phase."),
     repeat: int = typer.Option(3, help="Rounds of phase 1 (raw and ingest alternate); "
                                        "medians are reported."),
-    out: Path = typer.Option(Path("bench/results/ingest.json")),
+    out: Annotated[Path | None, typer.Option(
+        help="Default: bench/results/ingest.json.")] = None,
 ) -> None:
+    run = start_run("ingest", messages=messages, batches=batches, lag_rate=lag_rate,
+                    lag_seconds=lag_seconds, repeat=repeat)
     sample = read_dataset(SAMPLE_DIR)
     devices = dict(sample.tables())["device"]
     community = devices["community_id"].iloc[0]
@@ -122,14 +133,16 @@ def main(
     figures |= {"lag_rate_msgs_per_s": lag_rate, "lag_messages": sent,
                 "lag_p50_ms": round(p50 * 1000, 1), "lag_p99_ms": round(p99 * 1000, 1)}
     _print(figures)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
+    baselines = {k: figures.pop(k) for k in BASELINES}
+    ratios = {k: figures.pop(k) for k in RATIOS}
+    run.write(figures, baselines=baselines, ratios=ratios, out=out, notes=[
+        "The lag phase has no same-run baseline yet: its figures are absolute."])
 
 
 # --- messages ----------------------------------------------------------------------
 
 def _single_messages(community: str, sensors: list[str], n: int) -> list[tuple[str, bytes]]:
-    start = datetime.now(timezone.utc) - timedelta(hours=2)
+    start = datetime.now(UTC) - timedelta(hours=2)
     out = []
     for i in range(n):
         device = sensors[i % len(sensors)]
@@ -141,7 +154,7 @@ def _single_messages(community: str, sensors: list[str], n: int) -> list[tuple[s
 
 def _batch_messages(community: str, gateway: str, meters, n: int
                     ) -> tuple[list[tuple[str, bytes]], list[tuple]]:
-    start = datetime.now(timezone.utc) - timedelta(hours=2)
+    start = datetime.now(UTC) - timedelta(hours=2)
     ids, types = meters["id"].tolist(), meters["type"].tolist()
     topic = contract.topic(community, gateway, "batch")
     out, rows = [], []
@@ -292,7 +305,7 @@ def _state_upserts(db_url: str, community: str, n: int) -> tuple[float, float]:
             "SELECT id, %s, 'co_sensor', 'bench', 'cred-' || id, ST_Point(114.41, 30.49, 4326) "
             "FROM unnest(%s::text[]) AS id", (community, ids))
         prepare(conn)
-        t0 = datetime.now(timezone.utc)
+        t0 = datetime.now(UTC)
         for step in range(2):  # the first pass inserts; the second, timed, updates
             ts = t0 + timedelta(seconds=step)
             rows = Decoded()
@@ -393,7 +406,7 @@ def _publish_steadily(url: str, community: str, sensors: list[str], rate: int, s
     while (elapsed := time.perf_counter() - began) < seconds:
         while n < int(elapsed * rate):
             device = sensors[n % len(sensors)]
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             pub.publish(contract.topic(community, device, "telemetry"),
                         orjson.dumps({"ts": contract.fmt_time(now),
                                       "readings": {"co": n % 400}}), qos=1)

@@ -14,13 +14,20 @@ shared and noisy; ratios travel, absolute numbers do not):
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from bench.common import NARROW_COLUMNS, bench_database, narrow_rows, raw_copy_rate
+from bench.common import (
+    NARROW_COLUMNS,
+    bench_database,
+    narrow_rows,
+    ratio,
+    raw_copy_rate,
+    start_run,
+)
 from gis_data.generator import generate_district
 from twin.store.connection import connect
 from twin.store.loader import copy_csv, load_dataset
@@ -30,8 +37,10 @@ def main(
     buildings: int = typer.Option(5000, help="Buildings in the district."),
     devices: int = typer.Option(500_000, help="Devices in the district."),
     seed: int = typer.Option(7),
-    out: Path = typer.Option(Path("bench/results/load.json"), help="Where to write the figures."),
+    out: Annotated[Path | None, typer.Option(
+        help="Where to write the figures; default: bench/results/load.json.")] = None,
 ) -> None:
+    run = start_run("load", buildings=buildings, devices=devices, seed=seed)
     began = time.perf_counter()
     dataset = generate_district(buildings=buildings, devices=devices, seed=seed)
     generate_s = time.perf_counter() - began
@@ -47,21 +56,25 @@ def main(
     load_rate = rows / load_s
     figures = {
         "buildings": counts["building"],
+        "flats": counts.get("unit"),
         "devices": counts["device"],
         "residents": counts["resident"],
         "rows": rows,
         "generate_s": round(generate_s, 1),
         "load_s": round(load_s, 1),
         "load_rows_per_s": round(load_rate),
-        "raw_copy_rows_per_s": round(baseline),
-        "load_vs_raw_copy": round(load_rate / baseline, 3),
-        "bare_tables_rows_per_s": round(rows / bare_s),
-        "load_vs_bare_tables": round(bare_s / load_s, 2),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    for key, value in figures.items():
-        print(f"{key:>22}  {value:,}" if isinstance(value, int) else f"{key:>22}  {value}")
+    baselines = {
+        "raw_copy_narrow_rows_per_s": round(baseline),
+        "bare_tables_rows_per_s": round(rows / bare_s),
+    }
+    ratios = {
+        "load_over_raw_copy": ratio(load_rate, baseline),
+        "load_over_bare_tables": ratio(bare_s, load_s, 2),
+    }
+    for key, value in (figures | baselines | ratios).items():
+        print(f"{key:>26}  {value:,}" if isinstance(value, int) else f"{key:>26}  {value}")
+    run.write(figures, baselines=baselines, ratios=ratios, out=out)
 
 
 def _bare_copy_seconds(conn, dataset) -> float:

@@ -28,17 +28,20 @@ import statistics
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import typer
 
-from bench.common import bench_database
+from bench.common import bench_database, start_run
 from gis_data import SAMPLE_DIR
 from gis_data.dataset import read_dataset
 from twin.rules.compile import library_dir, load_directory
 from twin.store.connection import connect
 from twin.store.loader import load_dataset
+
+# The code under test.
 from twin.store.whatif_queries import replay_rule, threshold_firings
 from twin.whatif.replay import ThresholdSpec, threshold_spec
 
@@ -53,8 +56,11 @@ def main(
     sensors: int = typer.Option(1000, help="CO sensors added to the sample's garages."),
     rounds: int = typer.Option(3, help="Rounds of each measurement; medians are reported."),
     seed: int = typer.Option(5),
-    out: Path = typer.Option(Path("bench/results/whatif_replay.json")),
+    out: Annotated[Path | None, typer.Option(
+        help="Default: bench/results/whatif_replay.json.")] = None,
 ) -> None:
+    run = start_run("whatif_replay", readings=readings, sensors=sensors, rounds=rounds,
+                    seed=seed)
     rule = next(r for r in load_directory(library_dir()) if r.id == "garage-co")
     params = {"high.above": 35}
     spec = threshold_spec(rule, params)
@@ -103,8 +109,12 @@ def main(
         "same_firings_every_day": True,
     }
     _print(figures)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
+    baselines = {k: figures.pop(k) for k in ("scan_count_s", "naive_pandas_s")}
+    ratios = {k: figures.pop(k) for k in ("replay_vs_scan", "naive_vs_replay")}
+    run.write(figures, baselines=baselines, ratios=ratios, out=out, notes=[
+        ("replay_vs_scan = replay time / count(*) scan time; naive_vs_replay = pandas time / "
+        "replay time (above 1: the replay is faster)."),
+        "copy_readings_per_s is the setup's COPY, reported for reference; it has no baseline."])
 
 
 def _add_sensors(conn, n: int) -> list[str]:
