@@ -343,18 +343,19 @@ def test_co_leak_raises_that_garages_co_far_over_50_ppm(small: Community) -> Non
 
 @pytest.mark.parametrize("target", ["南门(主入口)", "fire-lane camera"])
 def test_fire_lane_parking_is_detected_again_and_again(small: Community, target: str) -> None:
+    """One parked car, seen by one camera: the gate's first, or the camera named."""
     d = small.devices
     if target == "fire-lane camera":
         outdoor = d[(d["type"] == "ai_camera") & d["building_id"].isna()
                     & d["facility_id"].isna()]
         target = outdoor["id"].iloc[0]
-        cameras = {target}
+        camera = target
     else:
-        cameras = _at(small, target, "ai_camera")
+        camera = min(_at(small, target, "ai_camera"))
     _, e, *_ = _incident(small, f"fire-lane-parking:{target}", minutes=20)
     parked = e[(e["kind"] == "detection") & (e["class"] == "fire_lane_parking")]
-    assert set(parked["device"]) == cameras
-    assert parked.groupby("device").size().min() >= 10
+    assert set(parked["device"]) == {camera}
+    assert len(parked) >= 10
 
 
 def test_high_altitude_throw_is_seen_by_that_buildings_camera(small: Community) -> None:
@@ -368,14 +369,18 @@ def test_high_altitude_throw_is_seen_by_that_buildings_camera(small: Community) 
     assert throws["attrs"].str.contains("floor_estimate").all()
 
 
-def test_ebike_in_lift_is_seen_by_the_lift_cameras(small: Community) -> None:
-    _, e, *_ = _incident(small, "ebike-in-lift:wh-guanggu-b07", minutes=15)
+@pytest.mark.parametrize("target", ["wh-guanggu-b07", "5栋2号电梯"])
+def test_ebike_in_lift_is_seen_by_one_lift_camera(small: Community, target: str) -> None:
+    """One e-bike, in one lift: the building's first lift, or the lift named."""
+    _, e, *_ = _incident(small, f"ebike-in-lift:{target}", minutes=15)
     ebikes = e[(e["kind"] == "detection") & (e["class"] == "ebike_in_lift")]
     f = small.facilities.set_index("id")
-    lifts = f[(f["kind"] == "elevator") & (f["building_id"] == "wh-guanggu-b07")].index
+    lifts = f[(f["kind"] == "elevator") & (f["building_id"] == "wh-guanggu-b07")]
+    lift = lifts.index.min() if target.startswith("wh-") else \
+        lifts.index[lifts["name"] == target].item()
     d = small.devices.set_index("id")
-    assert set(d.loc[ebikes["device"], "facility_id"]) == set(lifts)
-    assert len(ebikes) >= 2 * len(lifts)
+    assert set(d.loc[ebikes["device"], "facility_id"]) == {lift}
+    assert len(ebikes) >= 5  # every 2 min for 10 min
 
 
 def test_charger_overheat_takes_one_charger_over_80_degrees(small: Community) -> None:
@@ -399,12 +404,15 @@ def test_trash_overflow_fills_the_bins_and_the_camera_sees_it(small: Community) 
     assert len(overflow) >= 2
 
 
-@pytest.mark.parametrize("place", ["1号泵房", "2号地库"])
-def test_water_leak_turns_the_sensors_there_wet(small: Community, place: str) -> None:
-    r, *_ = _incident(small, f"water-leak:{place}", minutes=5)
+@pytest.mark.parametrize("place", ["1号泵房", "2号地库", "sensor"])
+def test_water_leak_turns_one_sensor_there_wet(small: Community, place: str) -> None:
+    """The water reaches one sensor of the place (its first), or the sensor named."""
+    sensor = min(_at(small, "2号地库", "water_leak_sensor")) if place == "sensor" else \
+        min(_at(small, place, "water_leak_sensor"))
+    r, *_ = _incident(small, f"water-leak:{sensor if place == 'sensor' else place}",
+                      minutes=5)
     leak = r[r["metric"] == "leak"]
-    wet = set(leak.loc[leak["text"] == "wet", "device"])
-    assert wet == _at(small, place, "water_leak_sensor")
+    assert set(leak.loc[leak["text"] == "wet", "device"]) == {sensor}
 
 
 def test_device_offline_says_so_then_falls_silent(small: Community) -> None:

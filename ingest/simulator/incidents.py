@@ -26,7 +26,7 @@ INCIDENTS: tuple[str, ...] = (
     "ebike-in-lift",        # a building or an elevator
     "charger-overheat",     # an EV shed or a charger
     "trash-overflow",       # a trash station
-    "water-leak",           # a pump room or a garage
+    "water-leak",           # a pump room or a garage, or a leak sensor
     "device-offline",       # a device
 )
 
@@ -113,15 +113,17 @@ def resolve(world: World, name: str, target: str, *,
         if facility is not None:
             return facility, _cameras(world, lambda i: world.facility[i] == facility, name,
                                       target)
+        # One e-bike, in one lift at a time: the building's first lift.
         building = _place_building(world, name, target)
         return building, _cameras(
             world, lambda i: world.facility_kind.get(world.facility[i]) == "elevator"
-            and world.facility_building.get(world.facility[i]) == building, name, target)
+            and world.facility_building.get(world.facility[i]) == building, name, target)[:1]
     if name == "fire-lane-parking":
+        # One car, seen by one camera: the rule raises one alarm per camera.
         if target in world.index:
             return target, np.array([_device(world, name, target, "ai_camera")])
         gate = _place_facility(world, name, target, ("gate",))
-        return gate, _cameras(world, lambda i: world.facility[i] == gate, name, target)
+        return gate, _cameras(world, lambda i: world.facility[i] == gate, name, target)[:1]
     if name == "charger-overheat":
         if target in world.index:
             return target, np.array([_device(world, name, target, "ev_charger")])
@@ -131,10 +133,18 @@ def resolve(world: World, name: str, target: str, *,
             raise ValueError(f"{name}: {target!r} has no charger")
         busy = chargers[charging[chargers]]
         return shed, (busy if len(busy) else chargers)[:1]
+    if name == "water-leak":
+        # The water reaches one sensor: the rule raises one alarm per wet sensor.
+        if target in world.index:
+            return target, np.array([_device(world, name, target, "water_leak_sensor")])
+        place = _place_facility(world, name, target, ("pump_room", "garage"))
+        sensors = world.at(place, "water_leak_sensor")
+        if not len(sensors):
+            raise ValueError(f"{name}: {target!r} has no water_leak_sensor")
+        return place, sensors[:1]
     kinds, types = {
         "co-leak": (("garage",), ("co_sensor",)),
         "trash-overflow": (("trash_station",), ("trash_bin_sensor", "ai_camera")),
-        "water-leak": (("pump_room", "garage"), ("water_leak_sensor",)),
     }[name]
     place = _place_facility(world, name, target, kinds)
     rows = np.concatenate([world.at(place, code) for code in types])
