@@ -436,6 +436,94 @@ def test_a_resident_not_seen_has_no_access_events(small: Community, day: dict) -
     assert (e["kind"] == "access").sum() > 0.8 * len(access)
 
 
+def test_smoke_in_a_building_sounds_one_detector_until_it_clears(small: Community) -> None:
+    r, e, _, sim = _incident(small, "smoke:5栋", minutes=20)
+    detector = sim.started_incidents[0].devices[0]
+    d = small.devices.set_index("id")
+    floors = d.loc[(d["type"] == "smoke_detector") & (d["building_id"] == "wh-guanggu-b07"),
+                   "floor"].astype(float)
+    assert d.loc[detector, "building_id"] == "wh-guanggu-b07"
+    assert float(d.loc[detector, "floor"]) == sorted(floors)[len(floors) // 2]
+    alarms = e[e["kind"] == "smoke_alarm"]
+    assert set(alarms["device"]) == {detector} and len(alarms) == 5  # every 2 min for 10 min
+    smoke = r[r["metric"] == "smoke_obscuration"]
+    mine = smoke[smoke["device"] == detector].sort_values("time")
+    assert mine["value"].iloc[0] > 10 and mine["value"].iloc[-1] < 1  # then clear again
+    assert smoke.loc[smoke["device"] != detector, "value"].max() < 1
+
+
+def test_smoke_at_an_ev_shed_is_seen_by_its_camera(small: Community) -> None:
+    _, e, *_ = _incident(small, "smoke:1号充电棚", minutes=15)
+    fire = e[(e["kind"] == "detection") & (e["class"] == "smoke_fire")]
+    assert set(fire["device"]) == _at(small, "1号充电棚", "ai_camera")
+    assert len(fire) == 10 and (fire["confidence"] > 0.8).all()  # every minute for 10 min
+    assert not (e["kind"] == "smoke_alarm").any()
+
+
+def test_a_resident_not_back_goes_out_and_is_not_seen_again(small: Community,
+                                                           day: dict) -> None:
+    access = day["events"][day["events"]["kind"] == "access"]
+    door_of = small.devices.set_index("id")["building_id"]
+    at_doors = access[access["type"] == "access_door"]
+    busiest = at_doors["subject"].value_counts().index[0]
+    home = small.residents.set_index("id").loc[busiest, "building_id"]
+    _, e, *_ = _incident(small, f"elderly-not-back:{busiest}", minutes=60)
+    theirs = e[e["subject"] == busiest].sort_values("time")
+    assert list(theirs["direction"]) == ["out", "out"]
+    assert list(theirs["type"]) == ["access_door", "access_gate"]
+    assert door_of[theirs["device"].iloc[0]] == home
+    assert (theirs["time"].diff().dropna() == timedelta(minutes=1)).all()
+    assert (e["kind"] == "access").sum() > 20  # the others still come and go
+
+
+def test_an_intrusion_moves_in_an_armed_flat(small: Community) -> None:
+    hubs = _of(small, "smart_home_hub")
+    unit = small.devices.set_index("id").loc[hubs[0], "unit_id"]
+    r, e, *_ = _incident(small, f"intrusion:{unit}", minutes=30)
+    mode = r[(r["device"] == hubs[0]) & (r["metric"] == "away_mode")].sort_values("time")
+    start = MONDAY + timedelta(hours=10)
+    during = mode[mode["time"] < start + timedelta(minutes=20)]
+    assert len(during) >= 2 and (during["text"] == "on").all()
+    seen = e[e["device"] == hubs[0]].sort_values("time")
+    inside = seen[seen["time"].between(start + timedelta(minutes=5),
+                                       start + timedelta(minutes=20), inclusive="left")]
+    assert list(inside["kind"][:3]) == ["door_contact", "intrusion", "motion"]
+    assert (inside["kind"] == "motion").sum() == 14  # every minute until it ends
+    assert not (e.loc[e["device"] != hubs[0], "kind"] == "intrusion").any()
+    if mode["text"].iloc[-1] == "off":  # not a commuter: the household is back, disarmed
+        back = seen[seen["time"] >= start + timedelta(minutes=20)]
+        assert back["attrs"].iloc[0] == '{"contact":"open","occupants":"return"}'
+
+
+def test_street_vending_is_seen_by_one_gate_camera(small: Community) -> None:
+    _, e, *_ = _incident(small, "street-vending:南门(主入口)", minutes=60)
+    stalls = e[(e["kind"] == "detection") & (e["class"] == "street_vending")]
+    assert set(stalls["device"]) == {min(_at(small, "南门(主入口)", "ai_camera"))}
+    assert len(stalls) >= 11 and (stalls["confidence"] > 0.8).all()  # every 5 min for 1 h
+
+
+def test_charger_full_stops_a_pile_that_then_reads_full(small: Community) -> None:
+    r, e, _, sim = _incident(small, "charger-full:1号充电棚", minutes=20)
+    pile = sim.started_incidents[0].devices[0]
+    assert pile in _at(small, "1号充电棚", "ev_charger")
+    stops = e[(e["device"] == pile) & (e["kind"] == "charge_stop")]
+    assert len(stops) == 1
+    assert stops["time"].iloc[0] <= MONDAY + timedelta(hours=10, minutes=10)
+    status = r[(r["device"] == pile) & (r["metric"] == "status")].sort_values("time")
+    after = status[status["time"] > stops["time"].iloc[0]]
+    assert len(after) >= 1 and (after["text"] == "full").all()
+
+
+def test_dry_soil_dries_that_green_area_under_20_percent(small: Community) -> None:
+    r, *_ = _incident(small, "dry-soil:中心花园西", minutes=45)
+    soil = r[r["metric"] == "soil_moisture"]
+    probes = _at(small, "中心花园西", "soil_sensor")
+    late = soil[soil["time"] >= MONDAY + timedelta(hours=10, minutes=30)]
+    assert set(late["device"]) >= probes
+    assert (late.loc[late["device"].isin(probes), "value"] < 20).all()
+    assert (late.loc[~late["device"].isin(probes), "value"] > 25).all()
+
+
 def test_unknown_incidents_and_targets_are_named(small: Community) -> None:
     sim = Simulation(small, start=MONDAY, seed=1)
     with pytest.raises(ValueError, match=r"unknown incident 'gas-leak'.*co-leak, "
@@ -451,8 +539,16 @@ def test_unknown_incidents_and_targets_are_named(small: Community) -> None:
         sim.inject("high-altitude-throw:99栋")
     with pytest.raises(ValueError, match=r"no device 'nothing'"):
         sim.inject("device-offline:nothing")
+    with pytest.raises(ValueError, match=r"no building, EV shed or garage '99栋'.*1号地库"):
+        sim.inject("smoke:99栋")
+    with pytest.raises(ValueError, match=r"no flat 'u-nowhere' with a smart-home hub"):
+        sim.inject("intrusion:u-nowhere")
+    with pytest.raises(ValueError, match=r"is a co_sensor, not a smoke_detector"):
+        sim.inject(f"smoke:{_of(small, 'co_sensor')[0]}")
+    with pytest.raises(ValueError, match=r"no green area '沙漠'"):
+        sim.inject("dry-soil:沙漠")
     assert sim.incidents == ()
-    assert len(INCIDENTS) == 9
+    assert len(INCIDENTS) == 15
 
 
 def test_the_same_seed_gives_the_same_stream_however_time_is_sliced(small: Community) -> None:

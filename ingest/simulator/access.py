@@ -35,6 +35,8 @@ ANONYMOUS_METHODS = frozenset({"intercom"})
 OPEN_AFTER_PASSAGE_S = 8.0
 #: A propped door is held open this long (s).
 HELD_OPEN_S = 120.0
+#: Someone going out passes their building's door, and the gate this much later (s).
+LEAVING_S = 60.0
 
 
 class Access(Domain):
@@ -88,6 +90,20 @@ class Access(Domain):
                 events.append((t, int(i), "door_held_open", {}))
             else:
                 events.append((t, int(i), "tailgating", {}))
+        return events
+
+    def incident_events(self) -> list[Event]:
+        """A resident who will not come back goes out: their building's door, then the gate."""
+        w = self.world
+        t0, t1 = w.clock.t0, w.clock.t1
+        events: list[Event] = []
+        for a in w.incidents.of("elderly-not-back"):
+            for k, i in enumerate(a.rows):
+                t = a.start + LEAVING_S * (k + 1)
+                if t0 < t <= t1:
+                    self.last_access[i] = t
+                    events.append((t, int(i), "access", {
+                        "method": "face", "direction": "out", "subject": a.incident.place}))
         return events
 
     def read(self, code: str, rows: np.ndarray, t: np.ndarray) -> dict[str, Any]:

@@ -8,12 +8,12 @@ they last. Cameras obey ``snapshot``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from ingest.simulator.clock import DAY_S, local_hour, profile
+from ingest.simulator.incidents import repeats
 from ingest.simulator.people import ACTIVITY
 from ingest.simulator.world import Domain, Event, Outcome, World
 from twin.device_types import CAMERA_CLASSES
@@ -33,9 +33,12 @@ DETECTIONS_PER_DAY: dict[str, dict[str, float]] = {
 }
 ROLES = tuple(DETECTIONS_PER_DAY)
 #: Incidents seen as camera detections repeated every so many seconds.
+#: (``smoke`` is also played by smoke detectors: cameras show only the ones on a camera.)
 REPEATED_DETECTIONS = {"fire-lane-parking": ("fire_lane_parking", 90.0),
                        "ebike-in-lift": ("ebike_in_lift", 120.0),
-                       "high-altitude-throw": ("high_altitude_throw", 300.0)}
+                       "high-altitude-throw": ("high_altitude_throw", 300.0),
+                       "street-vending": ("street_vending", 300.0),
+                       "smoke": ("smoke_fire", 60.0)}
 
 
 class Cameras(Domain):
@@ -85,13 +88,9 @@ class Cameras(Domain):
                 continue
             kind, every = repeated
             for k, i in enumerate(a.rows):
-                # first, first + every, ... that fall in (t0, t1] and before the end
-                first = a.start + 5.0 + 7.0 * k
-                n0 = max(math.floor((t0 - first) / every) + 1, 0)
-                n1 = math.floor((t1 - first) / every)
-                for t in (first + n * every for n in range(n0, n1 + 1)):
-                    if t >= a.end:
-                        break
+                if w.type[i] != "ai_camera":
+                    continue
+                for t in repeats(a.start + 5.0 + 7.0 * k, every, t0, t1, a.end):
                     fields: dict[str, Any] = {"class": kind,
                                               "confidence": confidence(w.rng, high=True)}
                     if kind == "high_altitude_throw":

@@ -3,9 +3,10 @@
 E-bikes are plugged in mostly from 18:00 to 23:00 and charge at 0.2-0.45 kW
 for 2.5-5.5 h; then the pile stops (``charge_stop``) and reads ``full`` until
 the bike is unplugged. A ``charger-overheat`` incident heats one pile that
-does not stop by itself. A pile obeys ``cut_off`` and ``stop`` (the session
-ends, power drops to 0 and an overheated pile cools down) and ``start``
-(charging resumes if a bike is plugged in and not full).
+does not stop by itself; a ``charger-full`` incident fills one pile's battery
+within minutes. A pile obeys ``cut_off`` and ``stop`` (the session ends,
+power drops to 0 and an overheated pile cools down) and ``start`` (charging
+resumes if a bike is plugged in and not full).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ OVERHEAT_C, OVERHEAT_RAMP_S = 88.0, 480.0
 COOL_S = 600.0
 #: A pile's draw once the battery is full (kW): its standby.
 STANDBY_KW = 0.02
+#: A ``charger-full`` battery is full this long after the incident starts (s): the session
+#: in progress tops up, or a bike that was nearly full is plugged in.
+TOP_UP_S, NEARLY_FULL_S = 120.0, 600.0
 
 IDLE, CHARGING, FULL, CUT = 0, 1, 2, 3
 #: What each state reports: a pile that was cut off reads idle, power 0, bike still there.
@@ -58,6 +62,11 @@ class Charging(Domain):
     def charging(self) -> np.ndarray:
         """Which devices have a session in progress."""
         return self.state == CHARGING
+
+    @property
+    def free(self) -> np.ndarray:
+        """Which devices have nothing plugged in."""
+        return self.state == IDLE
 
     def update(self) -> list[Event]:
         w = self.world
@@ -103,11 +112,21 @@ class Charging(Domain):
         return (t, i, "charge_start", fields)
 
     def begin(self, active: Active) -> None:
-        if active.incident.name != "charger-overheat":
+        name = active.incident.name
+        if name not in ("charger-overheat", "charger-full"):
             return
         i = int(active.rows[0])
+        now = self.world.clock.now
+        if name == "charger-full":
+            # The battery is full soon; the pile stops and reads full until unplugged.
+            if self.state[i] == CHARGING:
+                self.charge_end[i] = min(self.charge_end[i], now + TOP_UP_S)
+            else:
+                self.world.outbox.append(self.plug_in(i, now + 1e-3))
+                self.charge_end[i] = now + NEARLY_FULL_S
+            return
         if self.state[i] != CHARGING:
-            self.world.outbox.append(self.plug_in(i, self.world.clock.now + 1e-3))
+            self.world.outbox.append(self.plug_in(i, now + 1e-3))
         self.charge_end[i] = max(self.charge_end[i], active.end + 600.0)
 
     def read(self, code: str, rows: np.ndarray, t: np.ndarray) -> dict[str, Any]:

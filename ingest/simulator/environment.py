@@ -4,8 +4,9 @@ Bins fill faster in the morning and evening and are emptied at about 07:00
 and 19:00; a full bin is filmed by its station's camera. Soil dries through
 the day; each green area is watered in its own 20-minute slot after 06:00
 and after 18:30, and its valves obey ``open`` and ``close`` (the last command
-wins until the next slot starts or ends). The air is warmest at 15:00 and
-dustiest at the rush hours.
+wins until the next slot starts or ends). A ``dry-soil`` incident dries a
+green area's soil (or one probe's) to under 20 % within half an hour. The air
+is warmest at 15:00 and dustiest at the rush hours.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ OVERFLOW_REPEAT_S = 600.0
 SLOT_S, SLOT_GAP_S = 20 * 60.0, 15 * 60.0
 #: Moisture gained while watered (%/h); flow of an open valve (m³/h): mean and spread.
 WATERING_PCT_H, VALVE_FLOW = 12.0, (3.2, 0.15)
+#: Soil in a ``dry-soil`` incident dries to this moisture (%) while the incident lasts.
+DRY_SOIL_PCT = 18.0
 
 
 class Environment(Domain):
@@ -62,6 +65,8 @@ class Environment(Domain):
                        key=str)
         self.water_slot = {a: k * SLOT_GAP_S for k, a in enumerate(areas)}
         self.valves = Override(n)
+        #: Extra drying (%/h) of probes in a dry-soil incident.
+        self.dry_spell = np.zeros(n)
 
     # --- state -----------------------------------------------------------------------------
     def update(self) -> list[Event]:
@@ -105,6 +110,8 @@ class Environment(Domain):
         drying = 0.1 + 0.6 * max(0.0, math.sin(math.pi * (h - 6) / 13)) if 6 <= h <= 19 else 0.1
         watered = self._watered(soil, mid)
         change = np.where(watered, WATERING_PCT_H, 0.0) - drying * self.dry_factor[soil]
+        change -= w.incidents.covering("dry-soil", soil, np.full(len(soil), mid)) \
+            * self.dry_spell[soil]
         self.moisture[soil] = np.clip(self.moisture[soil] + change * w.clock.dt / 3600, 5, 60)
 
     def _watered(self, soil: np.ndarray, t: float) -> np.ndarray:
@@ -132,9 +139,16 @@ class Environment(Domain):
         return ~np.isnan(slot) & (morning | evening)
 
     def begin(self, active: Active) -> None:
+        w = self.world
+        if active.incident.name == "dry-soil":
+            # Dries to DRY_SOIL_PCT by the incident's end, on top of the day's drying.
+            probes = active.rows
+            span_h = (active.end - active.start) / 3600.0
+            self.dry_spell[probes] = np.maximum(self.moisture[probes] - DRY_SOIL_PCT, 0.0) \
+                / span_h
+            return
         if active.incident.name != "trash-overflow":
             return
-        w = self.world
         bins = active.rows[w.type[active.rows] == "trash_bin_sensor"]
         self.fill[bins] = 100.0
         w.report_now[bins] = True

@@ -5,7 +5,8 @@ curve and count up. Six households in ten are commuters: their hub is armed
 away between leaving and coming back on working days, with a door contact at
 each change, and reports motion while someone is at home and awake. Hubs
 obey ``arm_away`` and ``disarm`` (the last command wins until the household
-next leaves or comes back).
+next leaves or comes back). During an ``intrusion`` a flat is armed and
+someone moves in it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ingest.simulator.clock import (
     weekday,
 )
 from ingest.simulator.commands import Override
-from ingest.simulator.incidents import Active
+from ingest.simulator.incidents import Active, repeats
 from ingest.simulator.people import People
 from ingest.simulator.world import Domain, Event, Outcome, World
 
@@ -39,6 +40,9 @@ POWER = daily([0.35, 0.3, 0.28, 0.27, 0.27, 0.3, 0.5, 0.8, 0.7, 0.5, 0.45, 0.5,
 FLATS_PER_MASTER = 70.0
 #: Motion events per hour from a hub while someone is at home and awake.
 MOTION_PER_H = 0.4
+#: An ``intrusion``: the intruder opens the door this long after the flat is armed (s),
+#: then the hub sees movement every so often (s).
+INTRUDER_AFTER_S, INTRUDER_MOTION_S = 300.0, 60.0
 
 
 class Home(Domain):
@@ -93,6 +97,7 @@ class Home(Domain):
                         w.extra_readings.append((t + 30.0, int(i), {"away_mode": "on"}))
                     else:
                         w.extra_readings.append((t - 1e-3, int(i), {"away_mode": "off"}))
+        events += self._intrusions()
         h = local_hour(clock.mid)
         home = ~self.away(rows, np.full(len(rows), clock.mid)) & ~self.no_motion[rows]
         awake = 6.5 <= h < 23.0
@@ -102,15 +107,50 @@ class Home(Domain):
         return events
 
     def begin(self, active: Active) -> None:
-        if active.incident.name != "elderly-not-seen":
+        name, w = active.incident.name, self.world
+        if name == "intrusion":
+            # The household goes out and arms the flat, unless it is away already.
+            i, now = int(active.rows[0]), w.clock.now
+            if self.armed.apply(active.rows, self._commuting(active.rows, np.array([now])))[0]:
+                w.report_now[i] = True
+            else:
+                w.outbox.append((now + 1e-3, i, "door_contact",
+                                 {"attrs": {"contact": "open", "occupants": "leave"}}))
+                w.extra_readings.append((now + 30.0, i, {"away_mode": "on"}))
+            return
+        if name not in ("elderly-not-seen", "elderly-not-back"):
             return
         unit = self.people.unit_of[active.incident.place]
         if unit in self.people.alone:
-            self.no_motion |= np.array([u == unit for u in self.world.unit])
+            self.no_motion |= np.array([u == unit for u in w.unit])
 
     def away(self, rows: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Whether each household is away at t: armed by the hub, by itself or by command."""
-        return self.armed.apply(rows, self._commuting(rows, t))
+        """Whether each household is away at t: armed by the hub, by itself or by command,
+        or for the length of an intrusion."""
+        away = self.armed.apply(rows, self._commuting(rows, t))
+        return away | self.world.incidents.covering("intrusion", rows, np.broadcast_to(
+            np.asarray(t, dtype=float), rows.shape))
+
+    def _intrusions(self) -> list[Event]:
+        """Someone opens the door of an armed flat: the hub's door contact, its intrusion
+        alarm, then movement every minute; at the end the household comes back (disarming
+        first) if its day would not have it away."""
+        w = self.world
+        t0, t1 = w.clock.t0, w.clock.t1
+        events: list[Event] = []
+        for a in w.incidents.of("intrusion"):
+            i = int(a.rows[0])
+            for t in repeats(a.start + INTRUDER_AFTER_S, INTRUDER_MOTION_S, t0, t1, a.end):
+                if t == a.start + INTRUDER_AFTER_S:
+                    events.append((t, i, "door_contact", {"attrs": {"contact": "open"}}))
+                    events.append((t + 1e-3, i, "intrusion", {}))
+                else:
+                    events.append((t, i, "motion", {}))
+            if t0 < a.end <= t1 and not self.away(a.rows, np.array([a.end]))[0]:
+                w.extra_readings.append((a.end - 1e-3, i, {"away_mode": "off"}))
+                events.append((a.end, i, "door_contact",
+                               {"attrs": {"contact": "open", "occupants": "return"}}))
+        return events
 
     def _commuting(self, rows: np.ndarray, t: np.ndarray) -> np.ndarray:
         t = np.broadcast_to(np.asarray(t, dtype=float), rows.shape)

@@ -3,7 +3,7 @@
 Doors, gates and chargers name a resident as the ``subject`` of their events;
 :class:`People` draws one by how active their age band is, from the
 residents of a building (or of the whole community). A resident hidden by
-the ``elderly-not-seen`` incident is never drawn again.
+the ``elderly-not-seen`` or ``elderly-not-back`` incident is never drawn again.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class People(Domain):
         self._build_pools()
 
     def begin(self, active: Active) -> None:
-        if active.incident.name == "elderly-not-seen":
+        if active.incident.name in ("elderly-not-seen", "elderly-not-back"):
             self.hidden.add(active.incident.place)
             self._build_pools()
 

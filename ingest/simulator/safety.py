@@ -1,5 +1,7 @@
 """Life safety in the buildings and garages: smoke, CO, exhaust fans, leaks and speakers.
 
+Smoke detectors are quiet unless a ``smoke`` incident reaches one: it reads a
+thick obscuration and sounds its ``smoke_alarm`` until the smoke has gone.
 Garage CO follows the cars (peaks when everyone drives off or home) and a
 ``co-leak`` incident; the garage's exhaust fans run at the rush hours and
 whenever their garage's CO is over 30 ppm, and obey ``start`` and ``stop``
@@ -15,8 +17,8 @@ import numpy as np
 
 from ingest.simulator.clock import bump, local_hour
 from ingest.simulator.commands import Override, clip_detail, number_arg
-from ingest.simulator.incidents import Active
-from ingest.simulator.world import Domain, Outcome, World
+from ingest.simulator.incidents import Active, repeats
+from ingest.simulator.world import Domain, Event, Outcome, World
 
 #: Garage CO during a leak (ppm), reached after the ramp (s), before the fall (s).
 LEAK_PPM, LEAK_RAMP_S, LEAK_FALL_S = 150.0, 360.0, 300.0
@@ -26,6 +28,8 @@ FAN_CO_PPM = 30.0
 FAN_KW = (5.5, 0.15)
 #: Speaking speed of a broadcast (characters per second), and how often it is repeated.
 BROADCAST_CHARS_S, BROADCAST_REPEATS = 4.0, 3
+#: Obscuration (%/m) at a detector in smoke, and how often it repeats its ``smoke_alarm``.
+SMOKE_PCT_M, SMOKE_ALARM_EVERY_S = 12.0, 120.0
 
 
 class Safety(Domain):
@@ -46,13 +50,33 @@ class Safety(Domain):
         self.playing: dict[int, tuple[str, float]] = {}
 
     def begin(self, active: Active) -> None:
-        if active.incident.name == "water-leak":
-            self.world.report_now[active.rows] = True
+        name, w = active.incident.name, self.world
+        if name == "water-leak":
+            w.report_now[active.rows] = True
+        if name == "smoke":
+            w.report_now[active.rows[w.type[active.rows] == "smoke_detector"]] = True
+
+    def incident_events(self) -> list[Event]:
+        """A detector in smoke sounds at once and says so again every 2 min; when the smoke
+        has gone it reports its clear air."""
+        w = self.world
+        t0, t1 = w.clock.t0, w.clock.t1
+        events: list[Event] = []
+        for a in w.incidents.of("smoke"):
+            for i in a.rows[w.type[a.rows] == "smoke_detector"]:
+                for t in repeats(a.start + 10.0, SMOKE_ALARM_EVERY_S, t0, t1, a.end):
+                    events.append((t, int(i), "smoke_alarm",
+                                   {"attrs": {"obscuration": SMOKE_PCT_M}}))
+                if a.end <= t0 < a.end + w.clock.dt:  # the first tick after it
+                    w.report_now[i] = True
+        return events
 
     def read(self, code: str, rows: np.ndarray, t: np.ndarray) -> dict[str, Any]:
         rng, n = self.world.rng, len(rows)
         if code == "smoke_detector":
-            return {"smoke_obscuration": np.round(np.abs(rng.normal(0.01, 0.01, n)), 3),
+            smoke = np.abs(rng.normal(0.01, 0.01, n)) \
+                + self.world.incidents.covering("smoke", rows, t) * SMOKE_PCT_M
+            return {"smoke_obscuration": np.round(smoke, 3),
                     "battery": np.round(self.battery[rows])}
         if code == "co_sensor":
             return {"co": np.round(self.co(rows, t), 1),

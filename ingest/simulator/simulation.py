@@ -153,7 +153,8 @@ class Simulation:
         name, _, target = spec.partition(":")
         if name.strip() not in INCIDENTS or not target.strip():
             self.inject(spec)  # raises, naming what is wrong
-        resolve(self._world, name.strip(), target.strip(), charging=self._charging.charging)
+        resolve(self._world, name.strip(), target.strip(), charging=self._charging.charging,
+                free=self._charging.free)
         self._scheduled.append((at.timestamp(), spec))
         self._scheduled.sort(key=lambda s: s[0])
 
@@ -187,7 +188,8 @@ class Simulation:
             raise ValueError(f"incident {name!r} needs a target, written {name}:<target> "
                              f"(e.g. co-leak:1号地库)")
         w, now = self._world, self._clock.now
-        place, rows = resolve(w, name, target, charging=self._charging.charging)
+        place, rows = resolve(w, name, target, charging=self._charging.charging,
+                              free=self._charging.free)
         duration = DURATION_S[name]
         end = np.inf if duration is None else now + duration
         incident = Incident(
