@@ -617,14 +617,22 @@ INCIDENT_RULES = {
     "water-leak:1号泵房": "water-leak",
     "high-altitude-throw:5栋": "camera-high-altitude-throw",
     "ebike-in-lift:5栋": "camera-ebike-in-lift",
+    "smoke:5栋": "smoke-detector-alarm",
+    "smoke:2号充电棚": "camera-smoke-fire",
+    "intrusion:wh-guanggu-b01-u0101": "smart-home-intrusion",
+    "street-vending:东门": "camera-street-vending",
 }
+#: Incidents whose rule only sends a command: it fires once.
+INCIDENT_COMMANDS = {"charger-full:3号充电棚": "ev-charger-full"}
 
 
 def _simulate(sample_db_url: str, base: Snapshot, specs: list[str], *, start: datetime,
-              minutes: int, seed: int = 3) -> tuple[list[act.Firing], dict[str, set[str]]]:
+              minutes: int, seed: int = 3, step: int = 1, tick_s: float = 1.0,
+              only: tuple[str, ...] | None = None
+              ) -> tuple[list[act.Firing], dict[str, set[str]]]:
     """The incidents injected at ``start``, the stream decoded as ingest decodes it, and the
-    whole library listening, minute by minute: the firings, and what each incident is about
-    (its place and devices)."""
+    whole library listening, ``step`` minutes at a time: the firings, and what each
+    incident is about (its place and devices). ``only``: simulate these device types."""
     import psycopg
 
     from ingest.decode import Decoded, decode
@@ -633,7 +641,11 @@ def _simulate(sample_db_url: str, base: Snapshot, specs: list[str], *, start: da
 
     with psycopg.connect(sample_db_url) as conn:
         community = load_community(conn, C)
-    sim = Simulation(community, start=start, seed=seed)
+    if only is not None:
+        devices = community.devices
+        community = dataclasses.replace(community, devices=devices[
+            devices["type"].isin(only)].reset_index(drop=True))
+    sim = Simulation(community, start=start, seed=seed, tick_s=tick_s)
     sim.opening()
     about = {}
     for spec in specs:
@@ -643,7 +655,7 @@ def _simulate(sample_db_url: str, base: Snapshot, specs: list[str], *, start: da
     engine = Engine(LIBRARY.values(), snap, started=start)
     directory = snap.devices
     firings: list[act.Firing] = []
-    for minute in range(1, minutes + 1):
+    for minute in range(step, minutes + 1, step):
         now = start + timedelta(minutes=minute)
         rows = Decoded()
         for topic, payload in sim.advance(now):
@@ -653,6 +665,13 @@ def _simulate(sample_db_url: str, base: Snapshot, specs: list[str], *, start: da
             firings += engine.observe(obs)
         firings += engine.tick(now)
     return firings, about
+
+
+def _fired(firings: list[act.Firing], rule_id: str, about: set[str]) -> list[act.Firing]:
+    """The firings of ``rule_id`` about an incident (its key is the incident's place or one
+    of its devices) when its condition was raised."""
+    return [f for f in firings if f.rule_id == rule_id and f.key in about
+            and f.edge == "raised"]
 
 
 def _alarms(firings: list[act.Firing], rule_id: str, about: set[str]) -> list[str]:
@@ -676,15 +695,45 @@ def test_the_simulators_incidents_fire_their_rules(base, sample_db_url) -> None:
     """`twin simulate --inject ...` incidents, decoded as ingest decodes them, fire the
     library's rules for them, once each (the whole library listening, 20 simulated
     minutes): a CO leak is one garage_co alarm, not one per sensor."""
-    firings, about = _simulate(sample_db_url, base, list(INCIDENT_RULES), start=T0,
-                               minutes=20)
+    firings, about = _simulate(sample_db_url, base,
+                               [*INCIDENT_RULES, *INCIDENT_COMMANDS], start=T0, minutes=20)
     for spec, rule_id in INCIDENT_RULES.items():
         assert len(_alarms(firings, rule_id, about[spec])) == 1, (spec, rule_id)
+    for spec, rule_id in INCIDENT_COMMANDS.items():
+        cut = _fired(firings, rule_id, about[spec])
+        assert [i.command for f in cut for i in f.intents] == ["cut_off"], spec
     fans = [i for f in firings if f.rule_id == "garage-co" for i in f.intents
             if isinstance(i, act.SendCommand)]
     assert fans[0].command == "start" and len(fans[0].device_ids) == 4
     assert any(isinstance(i, act.SendCommand) and i.command == "cut_off"
                for f in firings if f.rule_id == "ev-charger-overheat" for i in f.intents)
+
+
+def test_dry_soil_in_the_cool_hours_opens_that_areas_valves_once(base, sample_db_url
+                                                                 ) -> None:
+    """At 07:00 (the rule waters in the cool hours only), a dry green area: one firing."""
+    spec = "dry-soil:中心花园西"
+    firings, about = _simulate(sample_db_url, base, [spec], start=T0 - timedelta(hours=3),
+                               minutes=40, tick_s=5.0)
+    opened = _fired(firings, "irrigation-dry-soil", about[spec])
+    assert len(opened) == 1
+    valves = one(list(opened[0].intents), act.SendCommand, "open").device_ids
+    assert {base.devices[v].facility_id for v in valves} == {"wh-guanggu-f083"}
+
+
+def test_a_resident_not_back_raises_one_alarm_after_their_hours(base, sample_db_url
+                                                                ) -> None:
+    """An elderly resident living alone goes out at 08:00 and is not back: one
+    care_not_back alarm at 20:00, twelve hours later (gates and doors simulated alone)."""
+    person = _cared(Run("special-care-not-back", base), "elderly_alone")
+    spec = f"elderly-not-back:{person.id}"
+    start = T0 - timedelta(hours=2)  # 08:00 in Wuhan
+    firings, about = _simulate(sample_db_url, base, [spec], start=start, minutes=13 * 60,
+                               step=10, tick_s=60.0, only=("access_gate", "access_door"))
+    assert _alarms(firings, "special-care-not-back", about[spec]) == [person.id]
+    raised = next(f for f in _fired(firings, "special-care-not-back", about[spec]))
+    assert timedelta(hours=12) <= raised.at - start <= timedelta(hours=12, minutes=15)
+    assert not _fired(firings, "special-care-not-out", about[spec])
 
 
 def test_the_simulated_world_obeys_what_the_rules_send(base, sample_db_url) -> None:
