@@ -721,6 +721,20 @@ def test_dry_soil_in_the_cool_hours_opens_that_areas_valves_once(base, sample_db
     assert {base.devices[v].facility_id for v in valves} == {"wh-guanggu-f083"}
 
 
+def test_an_intrusion_at_night_raises_one_alarm_when_the_door_opens(base, sample_db_url
+                                                                    ) -> None:
+    """At 02:00 the household goes out and arms the flat (no alarm for their own door),
+    someone opens it 5 min later (the alarm), and they come back disarming first."""
+    spec = "intrusion:wh-guanggu-b01-u0101"
+    start = T0 - timedelta(hours=8)
+    firings, about = _simulate(sample_db_url, base, [spec], start=start, minutes=25,
+                               tick_s=5.0)
+    assert len(_alarms(firings, "smart-home-intrusion", about[spec])) == 1
+    raised = _fired(firings, "smart-home-intrusion", {"wh-guanggu-b01-u0101"})
+    assert raised and raised[0].at == start + timedelta(minutes=5)
+    assert raised[-1].at < start + timedelta(minutes=20)  # not at their return
+
+
 def test_a_resident_not_back_raises_one_alarm_after_their_hours(base, sample_db_url
                                                                 ) -> None:
     """An elderly resident living alone goes out at 08:00 and is not back: one

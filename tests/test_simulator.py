@@ -476,23 +476,38 @@ def test_a_resident_not_back_goes_out_and_is_not_seen_again(small: Community,
     assert (e["kind"] == "access").sum() > 20  # the others still come and go
 
 
-def test_an_intrusion_moves_in_an_armed_flat(small: Community) -> None:
-    hubs = _of(small, "smart_home_hub")
-    unit = small.devices.set_index("id").loc[hubs[0], "unit_id"]
-    r, e, *_ = _incident(small, f"intrusion:{unit}", minutes=30)
-    mode = r[(r["device"] == hubs[0]) & (r["metric"] == "away_mode")].sort_values("time")
-    start = MONDAY + timedelta(hours=10)
-    during = mode[mode["time"] < start + timedelta(minutes=20)]
+@pytest.mark.parametrize("hour", [10, 2])
+def test_an_intrusion_moves_in_an_armed_flat(small: Community, hour: int) -> None:
+    """At 10:00 the household is out at work already; at 02:00 it is at home, so it goes
+    out and arms the flat first, and comes back (disarming first) when the incident ends."""
+    hub = _of(small, "smart_home_hub")[0]
+    unit = small.devices.set_index("id").loc[hub, "unit_id"]
+    start = MONDAY + timedelta(hours=hour)
+    sim = Simulation(small, start=start, seed=11, tick_s=20)
+    sim.inject(f"intrusion:{unit}")
+    end = start + timedelta(minutes=30)
+    decoded = accepted(small, sim.advance(end), received_at=end + timedelta(minutes=1))
+    assert decoded.dead == []
+    r, e = readings_frame(decoded, small), events_frame(decoded, small)
+    mode = r[(r["device"] == hub) & (r["metric"] == "away_mode")].sort_values("time")
+    during = mode[mode["time"] < start + timedelta(minutes=20, seconds=-1)]
     assert len(during) >= 2 and (during["text"] == "on").all()
-    seen = e[e["device"] == hubs[0]].sort_values("time")
+    seen = e[e["device"] == hub].sort_values("time")
     inside = seen[seen["time"].between(start + timedelta(minutes=5),
                                        start + timedelta(minutes=20), inclusive="left")]
     assert list(inside["kind"][:3]) == ["door_contact", "intrusion", "motion"]
     assert (inside["kind"] == "motion").sum() == 14  # every minute until it ends
-    assert not (e.loc[e["device"] != hubs[0], "kind"] == "intrusion").any()
-    if mode["text"].iloc[-1] == "off":  # not a commuter: the household is back, disarmed
-        back = seen[seen["time"] >= start + timedelta(minutes=20)]
-        assert back["attrs"].iloc[0] == '{"contact":"open","occupants":"return"}'
+    assert not (e.loc[e["device"] != hub, "kind"] == "intrusion").any()
+    before = seen[seen["time"] < start + timedelta(minutes=5)]
+    after = seen[seen["time"] >= start + timedelta(minutes=20)]
+    if hour == 10:
+        assert before.empty and after.empty and mode["text"].iloc[-1] == "on"
+        return
+    assert list(before["attrs"]) == ['{"contact":"open","occupants":"leave"}']
+    assert list(after["attrs"]) == ['{"contact":"open","occupants":"return"}']
+    off = mode[mode["text"] == "off"]
+    assert off["time"].min() < after["time"].iloc[0]  # disarmed as they open the door
+    assert mode.loc[mode["time"] > start + timedelta(minutes=20), "text"].eq("off").all()
 
 
 def test_street_vending_is_seen_by_one_gate_camera(small: Community) -> None:
