@@ -721,6 +721,20 @@ def test_dry_soil_in_the_cool_hours_opens_that_areas_valves_once(base, sample_db
     assert {base.devices[v].facility_id for v in valves} == {"wh-guanggu-f083"}
 
 
+def test_a_resident_not_seen_raises_one_alarm_after_their_hours(base, sample_db_url
+                                                                ) -> None:
+    """An elderly resident living alone not seen from Tuesday 10:00: 36 h later it is 22:00,
+    quiet hours, so one care_not_out alarm on Thursday at 07:00 (gates and doors alone)."""
+    person = _cared(Run("special-care-not-out", base), "elderly_alone")
+    spec = f"elderly-not-seen:{person.id}"
+    firings, _ = _simulate(sample_db_url, base, [spec], start=T0, minutes=46 * 60,
+                           step=10, tick_s=60.0, only=("access_gate", "access_door"))
+    assert _alarms(firings, "special-care-not-out", {person.id}) == [person.id]
+    raised = _fired(firings, "special-care-not-out", {person.id})
+    assert [f.at for f in raised] == [T0 + timedelta(hours=45)]
+    assert not _fired(firings, "special-care-not-back", {person.id})
+
+
 def test_an_intrusion_at_night_raises_one_alarm_when_the_door_opens(base, sample_db_url
                                                                     ) -> None:
     """At 02:00 the household goes out and arms the flat (no alarm for their own door),
