@@ -97,7 +97,6 @@ class Home(Domain):
                         w.extra_readings.append((t + 30.0, int(i), {"away_mode": "on"}))
                     else:
                         w.extra_readings.append((t - 1e-3, int(i), {"away_mode": "off"}))
-        events += self._intrusions()
         h = local_hour(clock.mid)
         home = ~self.away(rows, np.full(len(rows), clock.mid)) & ~self.no_motion[rows]
         awake = 6.5 <= h < 23.0
@@ -131,10 +130,10 @@ class Home(Domain):
         return away | self.world.incidents.covering("intrusion", rows, np.broadcast_to(
             np.asarray(t, dtype=float), rows.shape))
 
-    def _intrusions(self) -> list[Event]:
-        """Someone opens the door of an armed flat: the hub's door contact, its intrusion
-        alarm, then movement every minute; at the end the household comes back (disarming
-        first) if its day would not have it away."""
+    def incident_events(self) -> list[Event]:
+        """An intrusion: someone opens the door of the armed flat (the hub's door contact and
+        its intrusion alarm), then moves in it every minute; at the end the household comes
+        back (disarming first) if its day would not have it away."""
         w = self.world
         t0, t1 = w.clock.t0, w.clock.t1
         events: list[Event] = []
