@@ -38,7 +38,9 @@ class Run:
 
     def __init__(self, rule_id: str, base: Snapshot, *, started: datetime = T0) -> None:
         TESTED.add(rule_id)
-        self.snap = dataclasses.replace(base, latest={}, last_seen={}, last_access={})
+        # its own residents too: a test may give one of them their own hours
+        self.snap = dataclasses.replace(base, latest={}, last_seen={}, last_access={},
+                                        residents=dict(base.residents))
         self.engine = Engine([LIBRARY[rule_id]], self.snap, started=started)
 
     def tele(self, device: str, at: datetime, **values) -> list[act.Intent]:
