@@ -60,6 +60,11 @@ class Scripted:
     at: str  # local HH:MM
     rules: tuple[str, ...]
     domain: str
+    #: False for an incident the rules answer with a device command, not an alarm
+    #: (a full charger is cut off, dry soil is watered): it must raise none.
+    alarm: bool = True
+    #: How long after the incident its answer may come (a resident not back: hours).
+    within_h: float = 2.0
 
     def moment(self, day: date) -> datetime:
         hour, minute = (int(x) for x in self.at.split(":"))
@@ -67,14 +72,24 @@ class Scripted:
         return local.astimezone(UTC)
 
 
-#: The scripted day: incidents in the five domains, by night and by day.
+#: The scripted day: incidents in the five domains, by night and by day. (A resident not
+#: seen going out needs 36 hours or more before anyone may worry, so it is not in one day;
+#: tests/test_rules_library.py lives through it.)
 SCRIPT: tuple[Scripted, ...] = (
     Scripted("fire-lane-parking:东门", "01:15", ("camera-fire-lane-parking",), "safety"),
+    Scripted("intrusion:wh-guanggu-b01-u0302", "02:20", ("smart-home-intrusion",), "service"),
     Scripted("co-leak:1号地库", "03:00", ("garage-co",), "safety"),
+    Scripted("elderly-not-back:wh-guanggu-r000047", "06:40", ("special-care-not-back",),
+             "activity", within_h=13.0),
     Scripted("trash-overflow:1号垃圾站", "07:30", ("trash-bin-full", "camera-garbage-overflow"),
              "environment"),
+    Scripted("street-vending:南门(主入口)", "09:10", ("camera-street-vending",), "environment"),
     Scripted("high-altitude-throw:3栋", "10:20", ("camera-high-altitude-throw",), "safety"),
     Scripted("water-leak:1号泵房", "14:10", ("water-leak",), "safety"),
+    Scripted("smoke:5栋", "16:30", ("smoke-detector-alarm", "camera-smoke-fire"), "safety"),
+    Scripted("dry-soil:中心花园西", "17:05", ("irrigation-dry-soil",), "environment",
+             alarm=False),
+    Scripted("charger-full:2号充电棚", "19:45", ("ev-charger-full",), "service", alarm=False),
     Scripted("ebike-in-lift:1栋1号电梯", "21:40", ("camera-ebike-in-lift",), "safety"),
     Scripted("charger-overheat:1号充电棚", "23:10",
              ("ev-charger-overheat", "ev-charger-heating-fast"), "service"),
@@ -101,8 +116,11 @@ class Judged:
     def problems(self) -> list[str]:
         out = []
         for i in self.incidents:
-            if i["alarms"] != 1:
-                out.append(f"{i['spec']} at {i['at']}: {i['alarms']} alarms (want exactly 1)")
+            want = 1 if i["alarm"] else 0
+            if i["alarms"] != want:
+                out.append(f"{i['spec']} at {i['at']}: {i['alarms']} alarms (want {want})")
+            if not i["alarm"] and i["commands"] == 0:
+                out.append(f"{i['spec']} at {i['at']}: the rules sent no command")
             if i["orders"] > 1:
                 out.append(f"{i['spec']} at {i['at']}: {i['orders']} orders (want at most 1)")
         for a in self.false_alarms:
@@ -318,13 +336,18 @@ def judge(db_url: str, *, begin: datetime, end: datetime, script: tuple[Scripted
         for s in script:
             at = s.moment(day)
             mine = [a for a in alarms if a[1] in s.rules and at - timedelta(minutes=1)
-                    <= a[4] <= at + timedelta(hours=2)]
+                    <= a[4] <= at + timedelta(hours=s.within_h)]
             claimed.update(a[0] for a in mine)
             orders = conn.execute(
                 "SELECT count(*) FROM work_order WHERE alarm_id = ANY(%s)",
                 ([a[0] for a in mine],)).fetchone()
+            commands = conn.execute(
+                """SELECT count(*) FROM device_command WHERE issued_by = ANY(%s)
+                   AND sent_at BETWEEN %s AND %s + interval '2 hours'""",
+                ([f"rule:{r}" for r in s.rules], at - timedelta(minutes=1), at)).fetchone()
             judged.incidents.append({
                 "spec": s.spec, "at": s.at, "domain": s.domain, "rules": ", ".join(s.rules),
+                "alarm": s.alarm, "commands": int(commands[0]) if commands else 0,
                 "alarms": len(mine), "orders": int(orders[0]) if orders else 0,
                 "raised": ", ".join(f"{a[2]}@{a[4].astimezone(LOCAL):%H:%M}" for a in mine),
             })
@@ -397,12 +420,12 @@ def markdown(judged: Judged, *, command: str) -> str:
         "",
         "## Incidents",
         "",
-        "| local time | incident | domain | answering rules | alarms | orders | raised |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| local time | incident | domain | answering rules | alarms | orders | commands | raised |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for i in judged.incidents:
         lines.append(f"| {i['at']} | `{i['spec']}` | {i['domain']} | {i['rules']} | "
-                     f"{i['alarms']} | {i['orders']} | {i['raised']} |")
+                     f"{i['alarms']} | {i['orders']} | {i['commands']} | {i['raised']} |")
     lines += ["", "## Alarms nobody scripted (the false-positive budget is zero)", ""]
     lines += [f"- {a['at']} `{a['rule']}` {a['type']} on {a['source']}"
               for a in judged.false_alarms] or ["none"]
