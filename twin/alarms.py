@@ -92,6 +92,11 @@ class Alarm:
     cleared_at: datetime | None = None
     cleared_by: str | None = None
     escalation_level: int = 0
+    #: When the twin learnt of it (the service's clock at raise); escalation counts from it.
+    known_at: datetime | None = None
+    #: Every source that reported this incident, and those still reporting it.
+    sources: tuple[str, ...] = ()
+    active_sources: tuple[str, ...] = ()
 
     @property
     def raised_at(self) -> datetime:
@@ -101,6 +106,20 @@ class Alarm:
     @property
     def is_open(self) -> bool:
         return self.state != "cleared"
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmGroup:
+    """One incident seen by several sources: an open alarm of the same type within
+    ``radius_m`` of a new one, last seen within ``window_s``, takes it as a repeat."""
+
+    radius_m: float
+    window_s: float
+
+    def __post_init__(self) -> None:
+        if not self.radius_m > 0 or not self.window_s > 0:
+            raise ValueError(f"an alarm group needs a positive radius and window, not "
+                             f"{self.radius_m} m and {self.window_s} s")
 
 
 @dataclass(frozen=True, slots=True)

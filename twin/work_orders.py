@@ -10,6 +10,8 @@ the control room and the rule engine obey are written once, here.
     any open state --escalate--> escalated --assign--> assigned (one tier up, twin.escalation)
     escalated --escalate--> escalated (nobody at that tier took it: the next tier)
     any state before closed --cancel--> cancelled
+    any state before closed --settle--> closed (the system only: the alarm that opened
+                                        it cleared, and its rule says the order is done)
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class Transition:
     from_states: frozenset[str]
     to_state: str
     #: 'assignee': only the staff member the order is assigned to (or an operator);
-    #: 'operator': admin, operator or system; 'anyone': the assignee or an operator.
+    #: 'operator': admin, operator or system; 'anyone': the assignee or an operator;
+    #: 'system': the rule engine and its timers only.
     who: str
 
 
@@ -62,6 +65,7 @@ ACTIONS: dict[str, Transition] = {
     ),
     "close": Transition(frozenset({"resolved"}), "closed", "operator"),
     "cancel": Transition(OPEN_STATES | {"resolved"}, "cancelled", "operator"),
+    "settle": Transition(OPEN_STATES | {"resolved"}, "closed", "system"),
 }
 
 class TransitionError(TwinError):
@@ -98,6 +102,9 @@ def transition(
             f"work order {order_id} is {state}; it cannot be {_past(action)} from there"
         )
     is_assignee = actor.staff_id is not None and actor.staff_id == assignee_id
+    if step.who == "system" and actor.role != "system":
+        raise TransitionError(f"work order {order_id}: only the system may {action} it "
+                              "(when the alarm that opened it clears)")
     if step.who == "operator" and not actor.is_operator:
         raise TransitionError(f"work order {order_id}: only an operator may {action} it")
     if step.who in ("assignee", "anyone") and not (is_assignee or actor.is_operator):
@@ -272,7 +279,7 @@ class WorkOrder:
 def _past(action: str) -> str:
     return {"assign": "assigned", "decline": "declined", "accept": "accepted",
             "arrive": "marked arrived", "resolve": "resolved", "escalate": "escalated",
-            "close": "closed", "cancel": "cancelled"}[action]
+            "close": "closed", "cancel": "cancelled", "settle": "settled"}[action]
 
 
 def _counting(policy: EscalationPolicy) -> Callable[[datetime, timedelta], datetime | None]:

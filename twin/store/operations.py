@@ -17,7 +17,7 @@ import shapely
 from psycopg.types.json import Jsonb
 from shapely.geometry import LineString
 
-from twin.alarms import SEVERITIES, Alarm, AlarmSpec, Raised
+from twin.alarms import SEVERITIES, Alarm, AlarmGroup, AlarmSpec, Raised
 from twin.errors import TwinError
 from twin.escalation import Climb, climb, config_for
 from twin.store.connection import one_row
@@ -37,29 +37,46 @@ _ALARM_COLUMNS = """
     id, community_id, type, domain, severity, source_kind, source_id, title, state, count,
     raised_at, last_at, updated_at, rule_id, building_id, floor, unit_id, device_id,
     resident_id, ST_AsBinary(geom), detail, acknowledged_at, acknowledged_by, cleared_at,
-    cleared_by, escalation_level
+    cleared_by, escalation_level, known_at, sources, active_sources
 """
 
 
-def raise_alarm(conn: psycopg.Connection, spec: AlarmSpec, *, actor: str = "system") -> Raised:
+def raise_alarm(
+    conn: psycopg.Connection, spec: AlarmSpec, *, actor: str = "system",
+    known_at: datetime | None = None, group: AlarmGroup | None = None,
+) -> Raised:
     """Open the alarm, or count a repeat of the one already open for this source and type.
 
     A repeat keeps the worse of the two severities and the latest detail.
+    ``known_at`` is when the twin learnt of it (the service's clock; default:
+    the event's own time): escalation counts from it. With ``group``, an open
+    alarm of the same type near ``spec.location`` (within ``group.radius_m``)
+    and seen within ``group.window_s`` is the same incident: the new source is
+    counted on it and recorded among its sources, and no second alarm opens.
     """
     geom = spec.location.wkb if spec.location is not None else None
     with conn.transaction():
+        if group is not None:
+            same = _grouped_with(conn, spec, group)
+            if same is not None:
+                return Raised(alarm=_repeat_on(conn, same, spec, actor), new=False)
         row = one_row(conn.execute(
             f"""
             INSERT INTO alarm (community_id, type, rule_id, domain, severity, source_kind,
                                source_id, building_id, floor, unit_id, device_id, resident_id,
-                               geom, title, detail, raised_at, last_at, updated_at)
+                               geom, title, detail, raised_at, last_at, updated_at, known_at,
+                               sources, active_sources)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                    ST_SetSRID(ST_GeomFromWKB(%s), 4326), %s, %s, %s, %s, %s)
+                    ST_SetSRID(ST_GeomFromWKB(%s), 4326), %s, %s, %s, %s, %s, %s,
+                    ARRAY[%s], ARRAY[%s])
             ON CONFLICT (community_id, source_id, type) WHERE state <> 'cleared' DO UPDATE SET
                 count = alarm.count + 1,
                 last_at = greatest(alarm.last_at, excluded.last_at),
                 updated_at = excluded.updated_at,
                 detail = excluded.detail,
+                active_sources = array_append(array_remove(alarm.active_sources,
+                                                           excluded.source_id),
+                                              excluded.source_id),
                 severity = CASE WHEN array_position(%s::text[], excluded.severity)
                                    < array_position(%s::text[], alarm.severity)
                                 THEN excluded.severity ELSE alarm.severity END
@@ -69,12 +86,46 @@ def raise_alarm(conn: psycopg.Connection, spec: AlarmSpec, *, actor: str = "syst
                 spec.community_id, spec.type, spec.rule_id, spec.domain, spec.severity,
                 spec.source_kind, spec.source_id, spec.building_id, spec.floor, spec.unit_id,
                 spec.device_id, spec.resident_id, geom, spec.title, _json(spec.detail),
-                spec.at, spec.at, spec.at, list(SEVERITIES), list(SEVERITIES),
+                spec.at, spec.at, known_at or spec.at, known_at or spec.at, spec.source_id,
+                spec.source_id, list(SEVERITIES), list(SEVERITIES),
             ),
         ), "raising an alarm")
         alarm, new = _alarm(row[:-1]), bool(row[-1])
         _alarm_log(conn, alarm.id, spec.at, "raised" if new else "repeated", actor, spec.detail)
     return Raised(alarm=alarm, new=new)
+
+
+def clear_source(
+    conn: psycopg.Connection, community_id: str, source_id: str, alarm_type: str, *,
+    actor: str, at: datetime, reason: str = "",
+) -> tuple[Alarm, bool] | None:
+    """One source of an open alarm stopped reporting it: the alarm clears with its last source.
+
+    Returns the alarm and whether it cleared (False: other sources still report it),
+    or None when no open alarm of this type has this source.
+    """
+    with conn.transaction():
+        row = conn.execute(
+            """SELECT id, active_sources FROM alarm
+               WHERE community_id = %s AND type = %s AND state <> 'cleared'
+                 AND (source_id = %s OR %s = ANY(active_sources))
+               ORDER BY id LIMIT 1 FOR UPDATE""",
+            (community_id, alarm_type, source_id, source_id)).fetchone()
+        if row is None:
+            return None
+        alarm_id, active = row
+        remaining = [s for s in active if s != source_id]
+        if remaining:
+            updated = one_row(conn.execute(
+                f"""UPDATE alarm SET active_sources = %s, updated_at = greatest(updated_at, %s)
+                    WHERE id = %s RETURNING {_ALARM_COLUMNS}""",
+                (remaining, at, alarm_id)), f"updating alarm {alarm_id}")
+            _alarm_log(conn, alarm_id, at, "note", actor,
+                       {"source_cleared": source_id, "remaining": remaining,
+                        **({"reason": reason} if reason else {})})
+            return _alarm(updated), False
+        conn.execute("UPDATE alarm SET active_sources = '{}' WHERE id = %s", (alarm_id,))
+        return clear_alarm(conn, alarm_id, actor=actor, at=at, reason=reason), True
 
 
 def acknowledge_alarm(conn: psycopg.Connection, alarm_id: int, *, actor: str, at: datetime) -> Alarm:
@@ -271,7 +322,7 @@ def act_on_work_order(
             column = {"accept": "accepted_at", "arrive": "arrived_at",
                       "resolve": "resolved_at", "close": "closed_at"}[action]
             sets.append(f"{column} = %(at)s")
-        elif action == "cancel":
+        elif action in ("cancel", "settle"):
             sets.append("closed_at = %(at)s")
         conn.execute(
             f"UPDATE work_order SET {', '.join(sets)} WHERE id = %(id)s",
@@ -448,6 +499,53 @@ def _json(value: dict[str, Any]) -> Jsonb:
     return Jsonb(value, dumps=lambda v: orjson.dumps(v, default=str).decode())
 
 
+def _grouped_with(conn: psycopg.Connection, spec: AlarmSpec, group: AlarmGroup) -> int | None:
+    """The open alarm of the same type that this raise is one incident with, if any: the
+    one this source already reports on, else the nearest within the group's radius seen
+    within its window."""
+    row = conn.execute(
+        """SELECT id FROM alarm
+           WHERE community_id = %(c)s AND type = %(t)s AND state <> 'cleared'
+             AND (source_id = %(s)s OR %(s)s = ANY(sources)
+                  OR (geom IS NOT NULL AND %(g)s::bytea IS NOT NULL
+                      AND last_at >= %(at)s - make_interval(secs => %(w)s)
+                      AND ST_DWithin(geom::geography,
+                                     ST_SetSRID(ST_GeomFromWKB(%(g)s), 4326)::geography, %(r)s)))
+           ORDER BY (source_id = %(s)s OR %(s)s = ANY(sources)) DESC,
+                    ST_Distance(geom::geography,
+                                ST_SetSRID(ST_GeomFromWKB(%(g)s), 4326)::geography) NULLS LAST,
+                    id
+           LIMIT 1 FOR UPDATE""",
+        {"c": spec.community_id, "t": spec.type, "s": spec.source_id,
+         "g": spec.location.wkb if spec.location is not None else None,
+         "at": spec.at, "w": group.window_s, "r": group.radius_m}).fetchone()
+    return int(row[0]) if row else None
+
+
+def _repeat_on(conn: psycopg.Connection, alarm_id: int, spec: AlarmSpec, actor: str) -> Alarm:
+    """Count a repeat (from this source or another of the same incident) on an open alarm."""
+    row = one_row(conn.execute(
+        f"""UPDATE alarm SET
+                count = count + 1,
+                last_at = greatest(last_at, %(at)s),
+                updated_at = greatest(updated_at, %(at)s),
+                detail = CASE WHEN source_id = %(s)s THEN %(d)s ELSE detail END,
+                sources = CASE WHEN %(s)s = ANY(sources) THEN sources
+                               ELSE array_append(sources, %(s)s) END,
+                active_sources = array_append(array_remove(active_sources, %(s)s), %(s)s),
+                severity = CASE WHEN array_position(%(order)s::text[], %(sev)s)
+                                   < array_position(%(order)s::text[], severity)
+                                THEN %(sev)s ELSE severity END
+            WHERE id = %(id)s RETURNING {_ALARM_COLUMNS}""",
+        {"id": alarm_id, "at": spec.at, "s": spec.source_id, "d": _json(spec.detail),
+         "order": list(SEVERITIES), "sev": spec.severity}), f"repeating alarm {alarm_id}")
+    alarm = _alarm(row)
+    detail = spec.detail if spec.source_id == alarm.spec.source_id else {
+        **spec.detail, "source": spec.source_id}
+    _alarm_log(conn, alarm_id, spec.at, "repeated", actor, detail)
+    return alarm
+
+
 def _alarm_step(
     conn: psycopg.Connection,
     alarm_id: int,
@@ -511,7 +609,8 @@ def _point(wkb: bytes | None):
 def _alarm(row: tuple) -> Alarm:
     (id_, community, type_, domain, severity, source_kind, source_id, title, state, count,
      raised_at, last_at, updated_at, rule_id, building_id, floor, unit_id, device_id, resident_id,
-     geom, detail, ack_at, ack_by, cleared_at, cleared_by, level) = row
+     geom, detail, ack_at, ack_by, cleared_at, cleared_by, level, known_at, sources,
+     active_sources) = row
     spec = AlarmSpec(
         community_id=community, type=type_, domain=domain, severity=severity,
         source_kind=source_kind, source_id=source_id, title=title, at=raised_at,
@@ -521,7 +620,8 @@ def _alarm(row: tuple) -> Alarm:
     return Alarm(
         id=id_, spec=spec, state=state, count=count, last_at=last_at, updated_at=updated_at,
         acknowledged_at=ack_at, acknowledged_by=ack_by, cleared_at=cleared_at,
-        cleared_by=cleared_by, escalation_level=level,
+        cleared_by=cleared_by, escalation_level=level, known_at=known_at,
+        sources=tuple(sources or ()), active_sources=tuple(active_sources or ()),
     )
 
 
