@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import psycopg
@@ -49,6 +49,8 @@ from twin.rules.engine import Engine, Observation
 
 #: What the rules listen to: everything a device says except command acks.
 RULE_KINDS = ("telemetry", "event", "status", "batch")
+#: How often (on the service's clock) the meter baselines are learnt again.
+BASELINE_EVERY = timedelta(hours=1)
 
 @dataclass(frozen=True, slots=True)
 class RulesOptions(ConsumerOptions):
@@ -92,6 +94,8 @@ class RulesService(Consumer):
         self._owed: list[Firing] = []
         #: The clock's reading at the last tick (a data clock ticks as the data moves).
         self._last_tick_at: datetime | None = None
+        #: The clock's reading when the meter baselines were last learnt.
+        self._seeded_at: datetime | None = None
 
     # --- the consumer's hooks ---------------------------------------------------------------
     def prepare(self) -> None:
@@ -226,6 +230,8 @@ class RulesService(Consumer):
         outcome = store.Outcome()
         # Firings of a tick whose commit failed are owed, not evaluated again: the
         # engine's state has already moved on.
+        if self._seeded_at is None or now - self._seeded_at >= BASELINE_EVERY:
+            self._seed(conn)  # the baselines follow the meters' own history, hour by hour
         self._owed.extend(engine.tick(now))
         with conn.transaction():
             self._act(conn, [(None, f) for f in self._owed], now, outcome, [])
@@ -253,11 +259,20 @@ class RulesService(Consumer):
             with conn.transaction():
                 store.save_engine(conn, old, at=self.clock())
         self.engine = Engine(rules, snapshot, state=state, started=started)
+        self._seed(conn)
         self.dispatcher.forget()
         if revision != self.revision:
             self.log.info("rule set %d: %d rules enabled of %d", revision,
                           len(self.engine.rules), len(rules))
         self.revision = revision
+
+    def _seed(self, conn: psycopg.Connection) -> None:
+        """Meter baselines learnt from the readings so far (cheap: one aggregate per node)."""
+        now = self.clock()
+        with conn.transaction():
+            store.seed_baselines(conn, self._engine(), now=now,
+                                 community_id=self.options.community_id)
+        self._seeded_at = now
 
     def _publish_pending(self) -> None:
         conn = self.db()

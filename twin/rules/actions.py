@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from twin.alarms import AlarmSpec
+from twin.alarms import AlarmGroup, AlarmSpec
 from twin.work_orders import WorkOrderSpec
 
 
@@ -27,6 +27,8 @@ class RaiseAlarm:
     #: Escalate when nobody acknowledged it within this many seconds (None: policy default).
     escalate_after_s: float | None = None
     after_alarm: str | None = None
+    #: Nearby sources within a time window are one incident (None: one alarm per source).
+    group: AlarmGroup | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,8 @@ class ClearAlarm:
     at: datetime
     reason: str = ""
     after_alarm: str | None = None
+    #: The work orders the alarm opened, when it clears: keep, close or cancel.
+    orders: str = "keep"
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,11 +36,11 @@ PLACEHOLDERS: frozenset[str] = frozenset({
     "confidence", "facility", "facility_name", "building", "building_name", "floor", "unit",
     "unit_number", "grid", "resident", "resident_name", "age_band", "care_flags", "hours",
     "direction", "count", "time", "care_residents", "nearby", "rate",
-    "total", "other",
+    "total", "other", "usual", "z", "floor_estimate",
 })
 #: Conditions that hold a level over time (and so can be cleared), not just pass a pulse.
 LEVEL_KINDS = frozenset({"threshold", "for_duration", "no_signal", "count_in_window",
-                         "rate_of_change", "absence"})
+                         "rate_of_change", "baseline", "absence"})
 #: Conditions driven by the clock as well as by messages.
 TIMED_KINDS = frozenset({"for_duration", "no_signal", "count_in_window", "absence"})
 
@@ -140,6 +140,14 @@ def compile_rule(rule: Rule, *, text: str | None = None, origin: str | None = No
     if not any(graph.nodes[n]["kind"] in ACTIONS for n in graph):
         raise RuleError(r, "a rule needs at least one action (raise_alarm, command, broadcast, "
                            "notify, work_order, clear_alarm)")
+    kinds = {graph.nodes[n]["kind"] for n in graph}
+    if rule.group is not None and "raise_alarm" not in kinds:
+        raise RuleError(r, "grouping sources into one incident needs a raise_alarm node",
+                        field="group")
+    if rule.orders_on_clear != "keep" and not {"clear_alarm", "work_order"} <= kinds:
+        raise RuleError(r, f"orders_on_clear: {rule.orders_on_clear} acts on the work orders "
+                           "an alarm opened when it clears: the rule needs a work_order and a "
+                           "clear_alarm node", field="orders_on_clear")
     order = tuple(nx.lexicographical_topological_sort(graph))
     return CompiledRule(rule=rule, graph=graph, order=order, sources=tuple(sources),
                         device_types=frozenset(types), text=text,
@@ -215,8 +223,10 @@ def _check_node(rule: Rule, graph: nx.DiGraph, node: Node) -> None:
                                f"({', '.join(sorted(LEVEL_KINDS))}) before it", node=n,
                             field="when")
     spec = node.spec
-    if isinstance(spec, (schema.Threshold, schema.RateOfChange)):
+    if isinstance(spec, (schema.Threshold, schema.RateOfChange, schema.Baseline)):
         _check_metric(r, n, f"{kind}.metric", types, spec.metric, upstream, graph)
+        if isinstance(spec, schema.Baseline):
+            _check_baseline(r, n, spec, types)
     elif isinstance(spec, schema.StateOf):
         _check_type(r, n, "state_of.device_type", spec.device_type)
         _check_metric(r, n, "state_of.metric", {spec.device_type}, spec.metric, set(), graph)
@@ -272,6 +282,20 @@ def _check_node(rule: Rule, graph: nx.DiGraph, node: Node) -> None:
         _check_template(r, n, "broadcast.message", spec.message)
     elif isinstance(spec, schema.TimeWindow) and spec.start == spec.end:
         raise RuleError(r, "start and end are the same time", node=n, field="time_window.end")
+
+
+def _check_baseline(r: str, n: str, spec: schema.Baseline, types: set[str]) -> None:
+    for code in sorted(types):
+        metric = DEVICE_TYPES[code].metrics.get(spec.metric)
+        if metric is not None and metric.choices:
+            raise RuleError(r, f"{code}'s {spec.metric!r} is a state ({list(metric.choices)}), "
+                               "not a number a baseline can learn", node=n,
+                            field="baseline.metric")
+    if spec.min_deviation == 0 and spec.min_ratio == 0:
+        raise RuleError(r, "say how far from its usual a reading must be to matter "
+                           "(min_deviation in the metric's units, or min_ratio of the median): "
+                           "a meter that is always steady would otherwise fire on a crumb",
+                        node=n, field="baseline.min_deviation")
 
 
 def _check_source(r: str, n: str, source: schema.Source) -> None:

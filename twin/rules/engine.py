@@ -32,7 +32,7 @@ from typing import Any
 
 from shapely.geometry import Point, Polygon
 
-from twin.alarms import AlarmSpec
+from twin.alarms import AlarmGroup, AlarmSpec
 from twin.model import DeviceInfo
 from twin.rules import actions as act
 from twin.rules import schema
@@ -50,6 +50,10 @@ _FILTERS = (schema.TimeWindow, schema.Geofence, schema.StateOf, schema.Enrich)
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: A rule's own entry in the state (cooldowns), beside its nodes'.
 RULE_ENTRY = "_rule"
+#: The MAD of a normal distribution is this fraction of its standard deviation.
+MAD_SCALE = 1.4826
+#: A learnt baseline: per device, per bucket (hour of the week or day): median, MAD, samples.
+Baselines = dict[str, dict[int, tuple[float, float, int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,8 @@ class Engine:
         #: (rule, node, key) changed since the last `take_dirty`
         self._dirty: set[tuple[str, str, str]] = set()
         self.started = started or datetime.now(UTC)
+        #: (rule, node) -> the baselines of a baseline node, learnt by the store (`seed`)
+        self.baselines: dict[tuple[str, str], Baselines] = {}
         for rule in rules:
             self.add(rule)
         for (rule_id, node_id, key), value in (state or {}).items():
@@ -155,6 +161,10 @@ class Engine:
                     if firing is not None:
                         firings.append(firing)
         return firings
+
+    def seed(self, rule_id: str, node_id: str, baselines: Baselines) -> None:
+        """The learnt baselines of one baseline node (from the readings, by the store)."""
+        self.baselines[(rule_id, node_id)] = baselines
 
     # --- state -----------------------------------------------------------------------------
     def take_dirty(self) -> dict[tuple[str, str, str], dict | None]:
@@ -273,6 +283,30 @@ class Engine:
             if st != self.state[rule.id][node.id].get(key, {}):
                 self._store(rule.id, node.id, key, st)
             return self._edge(rule, node.id, key, bool(devs))
+        if isinstance(spec, schema.Baseline):
+            value = obs.values.get(spec.metric)
+            if value is None or device is None or isinstance(value, (str, bool)):
+                return None if true else self._edge(rule, node.id, key, False)
+            st = self._get(rule.id, node.id, key)
+            hits = dict(st.get("hits", {}))
+            usual = self.baselines.get((rule.id, node.id), {}).get(device.id, {}).get(
+                bucket_of(spec.bucket, obs.at, rule.rule.utc_offset_h))
+            z = None
+            if true and usual is not None and usual[2] >= spec.min_samples:
+                z = robust_z(spec, float(value), usual[0], usual[1])
+            if z is not None and usual is not None:
+                hits[device.id] = hits.get(device.id, 0) + 1
+                st["z"], st["usual"] = round(min(z, 999.0), 1), usual[0]
+            else:
+                hits.pop(device.id, None)
+            if hits:
+                st["hits"] = hits
+            else:
+                st.pop("hits", None)
+            level = any(n >= spec.consecutive for n in hits.values())
+            if st != self.state[rule.id][node.id].get(key, {}):
+                self._store(rule.id, node.id, key, st, keep_on=True)
+            return self._edge(rule, node.id, key, level)
         if isinstance(spec, schema.ForDuration):
             st = self._get(rule.id, node.id, key)
             if true:
@@ -422,6 +456,10 @@ class Engine:
         if obs.event:
             c.update(event=obs.event, **{"class": obs.cls or ""},
                      confidence=obs.confidence)
+        floor = obs.attrs.get("floor_estimate")
+        if isinstance(floor, int) and not isinstance(floor, bool):
+            # a camera's estimate of the floor it saw (a throw from a window) is the alarm's
+            c.update(floor=floor, floor_estimate=floor)
         if resident is not None:
             unit, building = snap.resident_place(resident.id)
             c.update(resident=resident.id, resident_name=resident.name,
@@ -443,6 +481,13 @@ class Engine:
             c["unit_number"] = unit.number
         for node_id in rule.order:
             spec = rule.node(node_id).spec
+            if isinstance(spec, schema.Baseline):
+                # what the meter usually reads, also when the clock fires what follows it
+                st = self.state[rule.id].get(node_id, {}).get(key, {})
+                if spec.metric in obs.values:
+                    c.update(metric=spec.metric, value=_fmt(obs.values[spec.metric]))
+                if "usual" in st:
+                    c.update(usual=_fmt(float(st["usual"])), z=st["z"])
             if node_id not in signals:
                 continue
             if isinstance(spec, schema.Enrich):
@@ -494,8 +539,10 @@ class Engine:
             source_kind, source_id = self._source(rule, spec.source, key, c)
             where = self._where(c, device)
             detail = {k: v for k, v in c.items() if k not in ("rule",) and v is not None}
+            group = AlarmGroup(r.group.radius_m, r.group.window_s) if r.group else None
             return [act.RaiseAlarm(
                 node=node.id, after_alarm=after_alarm, escalate_after_s=spec.escalate_after_s,
+                group=group,
                 spec=AlarmSpec(
                     community_id=community, type=spec.type, domain=r.domain,
                     severity=spec.severity, source_kind=source_kind, source_id=source_id,
@@ -507,7 +554,8 @@ class Engine:
             _, source_id = self._source(rule, spec.source, key, c)
             return [act.ClearAlarm(node=node.id, community_id=community, source_id=source_id,
                                    type=spec.type, at=obs.at, reason=spec.reason or
-                                   f"rule {r.id}: condition cleared", after_alarm=after_alarm)]
+                                   f"rule {r.id}: condition cleared", after_alarm=after_alarm,
+                                   orders=r.orders_on_clear)]
         if isinstance(spec, schema.Command):
             ids = self._targets(spec.target, c, device)
             return [act.SendCommand(node=node.id, community_id=community, device_ids=ids,
@@ -816,6 +864,25 @@ def _compare(spec: schema.Comparison, value: Any) -> bool:
         return False
     return (spec.above is not None and value > spec.above) or \
         (spec.below is not None and value < spec.below)
+
+
+def bucket_of(kind: str, at: datetime, offset_h: float) -> int:
+    """The baseline bucket of a time: the local hour of the week (0: Monday 00:00-01:00)
+    or of the day."""
+    local = at.astimezone(UTC) + timedelta(hours=offset_h)
+    return local.weekday() * 24 + local.hour if kind == "hour_of_week" else local.hour
+
+
+def robust_z(spec: schema.Baseline, value: float, median: float, mad: float) -> float | None:
+    """The robust z of a reading against its bucket's median and MAD, when it is a hit
+    (past ``z`` the rule's way, and far enough from the median to matter); else None."""
+    deviation = value - median if spec.direction == "above" else median - value
+    if deviation < max(spec.min_deviation, spec.min_ratio * abs(median)):
+        return None
+    # A perfectly steady meter (MAD 0) has no spread to measure by: any deviation past the
+    # minimum counts, as infinitely unusual.
+    z = deviation / (MAD_SCALE * mad) if mad > 0 else math.inf
+    return z if z >= spec.z else None
 
 
 def _minutes(hhmm: str) -> int:

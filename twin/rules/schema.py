@@ -175,6 +175,29 @@ class StateOf(_Compare):
     metric: str
 
 
+class Baseline(_Strict):
+    """A meter against its own usual, not one fixed threshold.
+
+    Per device and hour of the week (or of the day, local), the median and the
+    MAD of its readings over a trailing window, learnt from the readings
+    hypertable when the rules load. A reading is a hit when its robust z
+    ((x - median) / (1.4826 MAD)) passes ``z`` and it is at least
+    ``min_deviation`` (metric units) and ``min_ratio`` (of the median) away from
+    the median; the condition holds after ``consecutive`` hits in a row of one
+    device. A bucket with fewer than ``min_samples`` learnt values says nothing.
+    """
+
+    metric: str
+    bucket: Literal["hour_of_week", "hour_of_day"] = "hour_of_week"
+    window_days: float = Field(28.0, gt=0, le=366)
+    z: float = Field(4.0, gt=0)
+    direction: Literal["above", "below"] = "above"
+    min_deviation: float = Field(0.0, ge=0)
+    min_ratio: float = Field(0.0, ge=0)
+    consecutive: int = Field(3, ge=1, le=100)
+    min_samples: int = Field(4, ge=2)
+
+
 class Absence(_Strict):
     """Special care: a resident not seen going out (``out``) or not back (``in``) for hours."""
 
@@ -244,6 +267,14 @@ class Target(_Strict):
         return self
 
 
+class Group(_Strict):
+    """One incident seen by several sources: within ``radius_m`` and ``window_s`` of an open
+    alarm of the same type, a new raise counts on that alarm instead of opening another."""
+
+    radius_m: float = Field(gt=0, le=2000)
+    window_s: float = Field(gt=0, le=86_400)
+
+
 class RaiseAlarm(_Strict):
     type: Id
     severity: Severity
@@ -287,14 +318,14 @@ class WorkOrder(_Strict):
 
 
 #: What one node says: one of these, by its kind.
-Spec = (Source | Threshold | ForDuration | NoSignal | CountInWindow | RateOfChange | TimeWindow
-        | Geofence | StateOf | Absence | Enrich | RaiseAlarm | ClearAlarm | Command | Broadcast
+Spec = (Source | Threshold | ForDuration | NoSignal | CountInWindow | RateOfChange | Baseline
+        | TimeWindow | Geofence | StateOf | Absence | Enrich | RaiseAlarm | ClearAlarm | Command | Broadcast
         | Notify | WorkOrder)
 #: The conditions that compare a value (above, below, equals, not_equals).
 Comparison = Threshold | RateOfChange | StateOf
 
 CONDITIONS = ("threshold", "for_duration", "no_signal", "count_in_window", "rate_of_change",
-              "time_window", "geofence", "state_of", "absence")
+              "baseline", "time_window", "geofence", "state_of", "absence")
 ACTIONS = ("raise_alarm", "clear_alarm", "command", "broadcast", "notify", "work_order")
 KINDS = ("source", *CONDITIONS, "enrich", *ACTIONS)
 
@@ -310,6 +341,7 @@ class Node(_Strict):
     no_signal: NoSignal | None = None
     count_in_window: CountInWindow | None = None
     rate_of_change: RateOfChange | None = None
+    baseline: Baseline | None = None
     time_window: TimeWindow | None = None
     geofence: Geofence | None = None
     state_of: StateOf | None = None
@@ -357,4 +389,10 @@ class Rule(_Strict):
     utc_offset_h: float = Field(8.0, ge=-12, le=14)
     #: After firing, the same key does not fire again for this long (pulses only).
     cooldown_s: float = Field(0.0, ge=0)
+    #: Several sources (cameras, sensors) near each other within a time window are one
+    #: incident: one alarm (the others counted on it) and one order.
+    group: Group | None = None
+    #: What becomes of the work orders an alarm of the rule opened when the rule clears it:
+    #: left as they are (keep), closed as done (close) or cancelled (cancel), with the reason.
+    orders_on_clear: Literal["keep", "close", "cancel"] = "keep"
     nodes: list[Node] = Field(min_length=2)

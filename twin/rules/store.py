@@ -12,9 +12,10 @@ import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import networkx as nx
 import psycopg
 import shapely
 from psycopg.types.json import Jsonb
@@ -24,6 +25,7 @@ from twin.dispatch import Assignment, NoCandidate, dispatch
 from twin.escalation import climb, config_for, next_retry
 from twin.model import DeviceInfo
 from twin.rules import actions as act
+from twin.rules import schema
 from twin.rules.compile import CompiledRule, RuleError, compile_text
 from twin.rules.engine import Engine
 from twin.rules.snapshot import (
@@ -380,14 +382,17 @@ def execute(conn: psycopg.Connection, firing: act.Firing, *, now: datetime,
             detail = dict(intent.spec.detail)
             if intent.escalate_after_s is not None:
                 detail["escalate_after_s"] = intent.escalate_after_s
+            # escalation counts from when the twin learnt of it, not the device's time
             raised[intent.node] = got = ops.raise_alarm(conn, replace(intent.spec, detail=detail),
-                                                        actor=who)
+                                                        actor=who, known_at=now,
+                                                        group=intent.group)
             if got.new:
                 outcome.alarms.append(got.alarm.id)
         elif isinstance(intent, act.ClearAlarm):
-            alarm = ops.open_alarm_for(conn, intent.community_id, intent.source_id, intent.type)
-            if alarm is not None:
-                ops.clear_alarm(conn, alarm.id, actor=who, at=intent.at, reason=intent.reason)
+            cleared = ops.clear_source(conn, intent.community_id, intent.source_id, intent.type,
+                                       actor=who, at=intent.at, reason=intent.reason)
+            if cleared is not None and cleared[1] and intent.orders != "keep":
+                _settle_orders(conn, cleared[0].id, intent, now=now)
         elif isinstance(intent, act.SendCommand):
             for device_id in intent.device_ids:
                 outcome.outbox.append(_command(conn, device_id, intent.command, intent.args,
@@ -407,7 +412,8 @@ def execute(conn: psycopg.Connection, firing: act.Firing, *, now: datetime,
                            alarm_id=alarm_id, rule_id=firing.rule_id)
                 outcome.notifications += 1
         elif isinstance(intent, act.OpenWorkOrder):
-            order = ops.open_work_order(conn, replace(intent.spec, alarm_id=alarm_id),
+            # opened when the twin learnt of it: its clock (escalation, due time) starts now
+            order = ops.open_work_order(conn, replace(intent.spec, alarm_id=alarm_id, at=now),
                                         actor=SYSTEM)
             outcome.orders.append(order.id)
             dispatcher.assign(conn, order, now=now, outcome=outcome)
@@ -431,7 +437,7 @@ def follow_up(conn: psycopg.Connection, communities: Iterable[str], *, now: date
     communities = list(communities)
     for alarm_id, community, title, limit, since, level in conn.execute(
             """SELECT id, community_id, title, (detail->>'escalate_after_s')::float,
-                      coalesce(escalated_at, raised_at), escalation_level
+                      coalesce(escalated_at, known_at, raised_at), escalation_level
                FROM alarm WHERE state = 'active' AND detail ? 'escalate_after_s'
                  AND community_id = ANY(%s)""", (communities,)).fetchall():
         if (now - since).total_seconds() <= limit:
@@ -497,10 +503,88 @@ def _events_seen(conn: psycopg.Connection, order: WorkOrder) -> tuple[Any, ...]:
                   (SELECT max(e.id) FROM work_order_event e JOIN work_order w
                           ON w.id = e.work_order_id
                    WHERE w.community_id = %(c)s
-                     AND e.action IN ('decline', 'resolve', 'close', 'cancel', 'escalate'))""",
+                     AND e.action IN ('decline', 'resolve', 'close', 'cancel', 'settle',
+                                      'escalate'))""",
         {"c": order.spec.community_id, "r": order.spec.role}).fetchone()
     assert row is not None  # an aggregate query always gives one row
     return tuple(row)
+
+
+def _settle_orders(conn: psycopg.Connection, alarm_id: int, intent: act.ClearAlarm, *,
+                   now: datetime) -> None:
+    """The alarm that opened these orders cleared: close or cancel them, as the rule says,
+    with the reason in their history."""
+    action = "settle" if intent.orders == "close" else "cancel"
+    for (order_id,) in conn.execute(
+            """SELECT id FROM work_order WHERE alarm_id = %s AND state = ANY(%s) ORDER BY id""",
+            (alarm_id, sorted(OPEN_STATES | {"resolved"}))).fetchall():
+        ops.act_on_work_order(conn, order_id, action, actor=SYSTEM, at=now,
+                              note=f"alarm {alarm_id} cleared: {intent.reason}")
+
+
+# --- meter baselines ---------------------------------------------------------------------
+
+def seed_baselines(conn: psycopg.Connection, engine: Engine, *, now: datetime,
+                   community_id: str | None = None) -> int:
+    """Learn every baseline node's baselines from the readings hypertable: per device and
+    bucket (local hour of the week or day), the median and MAD of its 15-minute means over
+    the node's trailing window. One aggregate query per node; returns the devices seeded."""
+    seeded = 0
+    for rule in engine.rules.values():
+        for node_id in rule.order:
+            spec = rule.node(node_id).spec
+            if not isinstance(spec, schema.Baseline):
+                continue
+            table = meter_baselines(
+                conn, device_types=sorted(_upstream_types(rule, node_id)), metric=spec.metric,
+                bucket=spec.bucket, since=now - timedelta(days=spec.window_days), until=now,
+                utc_offset_h=rule.rule.utc_offset_h, community_id=community_id)
+            engine.seed(rule.id, node_id, table)
+            seeded += len(table)
+    return seeded
+
+
+def meter_baselines(conn: psycopg.Connection, *, device_types: list[str], metric: str,
+                    bucket: str, since: datetime, until: datetime, utc_offset_h: float,
+                    community_id: str | None = None) -> dict[str, dict[int, tuple[float, float,
+                                                                                 int]]]:
+    """Median, MAD and sample count of one metric per device and local hour of the week
+    (``hour_of_week``) or of the day (``hour_of_day``), from 15-minute means."""
+    rows = conn.execute(
+        """WITH s AS (
+               SELECT r.device_id,
+                      CASE WHEN %(bucket)s = 'hour_of_week'
+                           THEN (extract(isodow FROM b.local) - 1) * 24 + extract(hour FROM b.local)
+                           ELSE extract(hour FROM b.local) END::int AS h,
+                      avg(r.value) AS v
+                 FROM reading r
+                 JOIN device d ON d.id = r.device_id
+                 CROSS JOIN LATERAL (SELECT time_bucket('15 minutes', r.time) AT TIME ZONE 'UTC'
+                                            + make_interval(secs => %(off)s) AS local) b
+                WHERE d.type = ANY(%(types)s) AND r.metric = %(metric)s
+                  AND r.value IS NOT NULL AND r.time >= %(since)s AND r.time < %(until)s
+                  AND (%(c)s::text IS NULL OR d.community_id = %(c)s)
+                GROUP BY r.device_id, b.local
+           ), m AS (
+               SELECT device_id, h, percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS med,
+                      count(*) AS n
+                 FROM s GROUP BY device_id, h
+           )
+           SELECT m.device_id, m.h, m.med,
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(s.v - m.med)), m.n
+             FROM m JOIN s USING (device_id, h)
+            GROUP BY m.device_id, m.h, m.med, m.n""",
+        {"bucket": bucket, "off": utc_offset_h * 3600, "types": device_types, "metric": metric,
+         "since": since, "until": until, "c": community_id}).fetchall()
+    out: dict[str, dict[int, tuple[float, float, int]]] = {}
+    for device_id, h, med, mad, n in rows:
+        out.setdefault(device_id, {})[int(h)] = (float(med), float(mad), int(n))
+    return out
+
+
+def _upstream_types(rule: CompiledRule, node_id: str) -> set[str]:
+    return {code for u in nx.ancestors(rule.graph, node_id) if u in rule.sources
+            for code in rule.source(u).device_types}
 
 
 # --- device commands ---------------------------------------------------------------------
