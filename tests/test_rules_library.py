@@ -198,7 +198,11 @@ def test_camera_fire_lane_parking(base) -> None:
     got = run.detect(cam, T0 + s(240), "fire_lane_parking")  # standing for 3 min and more
     assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "guard")]
     assert one(got, act.OpenWorkOrder).spec.role == "security"
-    assert shape(run.tick(T0 + s(240 + 151))) == [("ClearAlarm", "gone")]
+    group = one(got, act.RaiseAlarm).group  # a second camera on the same car: one incident
+    assert group is not None and (group.radius_m, group.window_s) == (100, 600)
+    gone = run.tick(T0 + s(240 + 151))
+    assert shape(gone) == [("ClearAlarm", "gone")]
+    assert one(gone, act.ClearAlarm).orders == "close"  # the car left: the guard's order too
 
 
 def test_camera_smoke_fire(base) -> None:
@@ -274,10 +278,14 @@ def test_trash_bin_full(base) -> None:
 def test_camera_unleashed_dog(base) -> None:
     run = Run("camera-unleashed-dog", base)
     cam = run.device("ai_camera", facility_kind="playground")
-    got = run.detect(cam, T0, "unleashed_dog")
+    assert run.detect(cam, T0, "unleashed_dog") == []  # one sighting is a guess
+    assert run.detect(cam, T0 + s(120), "unleashed_dog") == []
+    got = run.detect(cam, T0 + s(240), "unleashed_dog")  # three in ten minutes: loose
     assert shape(got) == [("RaiseAlarm", "alarm"), ("Broadcast", "announce"), ("Notify", "grid")]
     assert len(one(got, act.Broadcast).speaker_ids) == 1
     assert one(got, act.Notify).channel == "grid_worker"
+    assert run.detect(cam, T0 + s(300), "unleashed_dog") == []  # still the same dog
+    assert shape(run.tick(T0 + s(300 + 601))) == [("ClearAlarm", "gone")]
 
 
 def test_camera_street_vending(base) -> None:
@@ -383,29 +391,74 @@ def test_smart_home_intrusion(base) -> None:
     assert run.event(hub, T0 + s(40), "door_contact") == []
 
 
+def _usual(run: Run, rule_id: str, node: str, meters: dict[str, tuple[float, float]]) -> None:
+    """Seed a baseline node as the store would: every hour of the week of each meter has
+    this median and MAD, learnt from four weeks (16 fifteen-minute means)."""
+    run.engine.seed(rule_id, node, {m: {h: (med, mad, 16) for h in range(168)}
+                                    for m, (med, mad) in meters.items()})
+
+
+def _master(run: Run, code: str, building: str) -> str:
+    return next(d for d in sorted(run.snap.of_type(code))
+                if run.snap.devices[d].building_id == building
+                and run.snap.devices[d].unit_id is None)
+
+
 def test_water_meter_night_flow(base) -> None:
     run = Run("water-meter-night-flow", base)
     meter = run.device("water_meter", unit=True)
+    building = run.snap.devices[meter].building_id
+    master = _master(run, "water_meter", building)
+    _usual(run, "water-meter-night-flow", "flowing",
+           {meter: (0.008, 0.002), master: (0.45, 0.05)})
     night = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)  # 02:00 local
-    assert run.tele(meter, night, flow=0.6) == []
-    assert run.tele(meter, night + s(1800), flow=0.6) == []
-    got = run.tele(meter, night + s(3600), flow=0.6)
+    for k in range(6):  # a building's master meter at its own usual night flow: nothing
+        assert run.tele(master, night + s(900 * k), flow=0.5) == []
+    got = []
+    for k in range(6):  # the flat draws 0.6 m³/h all night: two readings, then an hour
+        got += run.tele(meter, night + s(900 * k + 10), flow=0.6)
     assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "grid")]
+    alarm = one(got, act.RaiseAlarm).spec
+    assert (alarm.source_kind, alarm.source_id, alarm.unit_id) == (
+        "building", building, run.snap.devices[meter].unit_id)
     assert one(got, act.Notify).channel == "grid_worker"
-    assert shape(run.tele(meter, night + s(4000), flow=0.0)) == [("ClearAlarm", "stopped")]
+    assert shape(run.tele(meter, night + s(6000), flow=0.01)) == [("ClearAlarm", "stopped")]
     day = Run("water-meter-night-flow", base)
-    day.tele(meter, T0, flow=0.6)
-    assert day.tick(T0 + s(7200)) == []  # in the day a running tap is normal
+    _usual(day, "water-meter-night-flow", "flowing", {meter: (0.008, 0.002)})
+    for k in range(10):
+        day.tele(meter, T0 + s(900 * k), flow=0.6)
+    assert day.tick(T0 + s(9000)) == []  # in the day a running tap is normal
 
 
 def test_power_meter_abnormal(base) -> None:
     run = Run("power-meter-abnormal", base)
     meter = run.device("power_meter", unit=True)
-    run.tele(meter, T0, power=14.0)
-    got = run.tick(T0 + s(901))
+    building = run.snap.devices[meter].building_id
+    master = _master(run, "power_meter", building)
+    _usual(run, "power-meter-abnormal", "high", {meter: (0.5, 0.08), master: (30.0, 3.0)})
+    for k in range(4):  # the master meter draws 40 kW: a lot for a flat, normal for 70
+        assert run.tele(master, T0 + s(900 * k), power=40.0) == []
+    assert run.tele(meter, T0, power=4.5) == []
+    assert run.tele(meter, T0 + s(900), power=4.5) == []  # two in a row: unusual ...
+    got = run.tick(T0 + s(1801))                          # ... for 15 minutes
     assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "grid")]
+    alarm = one(got, act.RaiseAlarm).spec
+    assert (alarm.source_kind, alarm.source_id) == ("building", building)
+    assert alarm.detail["usual"] == "0.5" and alarm.detail["z"] > 5
     assert "special-care residents" in one(got, act.Notify).message
-    assert shape(run.tele(meter, T0 + s(1000), power=1.0)) == [("ClearAlarm", "normal")]
+    assert shape(run.tele(meter, T0 + s(2700), power=0.6)) == [("ClearAlarm", "normal")]
+    # the master meter far above its own usual is abnormal too, on the same building
+    for k in range(3):
+        got = run.tele(master, T0 + s(3600 + 900 * k), power=95.0)
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "grid")]
+
+
+def test_a_meter_with_no_history_raises_nothing(base) -> None:
+    run = Run("power-meter-abnormal", base)
+    meter = run.device("power_meter", unit=True)
+    for k in range(8):
+        assert run.tele(meter, T0 + s(900 * k), power=14.0) == []
+    assert run.tick(T0 + s(9000)) == []
 
 
 # --- activity ----------------------------------------------------------------------------
@@ -469,6 +522,7 @@ def test_special_care_not_back(base) -> None:
     assert one(got, act.RaiseAlarm).spec.type == "care_not_back"
     got = run.event(gate, T0 + timedelta(hours=7), "access", direction="in", subject=child.id)
     assert shape(got) == [("ClearAlarm", "back")]
+    assert one(got, act.ClearAlarm).orders == "close"  # back home: nobody searches on
 
 
 def test_camera_person_fall(base) -> None:
