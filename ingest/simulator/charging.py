@@ -33,6 +33,9 @@ STANDBY_KW = 0.02
 #: A ``charger-full`` battery is full this long after the incident starts (s): the session
 #: in progress tops up, or a bike that was nearly full is plugged in.
 TOP_UP_S, NEARLY_FULL_S = 120.0, 600.0
+#: A pile's casing warms to its charging temperature, and cools back, with this time
+#: constant (s): a real pile takes tens of minutes, it does not jump between two reports.
+THERMAL_S = 1200.0
 
 IDLE, CHARGING, FULL, CUT = 0, 1, 2, 3
 #: What each state reports: a pile that was cut off reads idle, power 0, bike still there.
@@ -134,7 +137,15 @@ class Charging(Domain):
         state = self.state[rows]
         charging = state == CHARGING
         power = np.where(charging, self.power[rows], np.where(state == FULL, STANDBY_KW, 0.0))
-        heat = np.where(charging, 6.0 + 20.0 * self.power[rows], 1.0)
+        # Warming since the session began; cooling since it ended (the bike full or cut off).
+        warm = 5.0 + 20.0 * self.power[rows]
+        ended = np.minimum(self.charge_end[rows], self.cut_at[rows])
+        since = np.maximum(np.where(charging, t, np.minimum(t, ended))
+                           - self.charge_start[rows], 0.0)
+        after = np.where(charging, 0.0, np.maximum(t - ended, 0.0))
+        reached = warm * (1.0 - np.exp(-since / THERMAL_S))
+        heat = 1.0 + np.where(charging, reached, np.where(
+            self.charge_start[rows] > 0, reached * np.exp(-after / THERMAL_S), 0.0))
         temperature = outdoor_temperature(t) + heat + w.rng.normal(0, 0.4, len(rows))
         for k, i in enumerate(rows):
             a = w.incidents.covering_one("charger-overheat", i, t[k])
