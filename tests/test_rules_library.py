@@ -358,6 +358,10 @@ def test_ev_charger_heating_fast(base) -> None:
     assert shape(got) == [("RaiseAlarm", "alarm")]
     assert "24 °C per 10 min" in one(got, act.RaiseAlarm).spec.title
     assert shape(run.tele(pile, T0 + s(600), temperature=43.0)) == [("ClearAlarm", "steady")]
+    # a report off schedule seconds later (a pile answering a command) is not compared:
+    # its sensor's noise of 1 °C over 10 s is no 60 °C per 10 min
+    assert run.tele(pile, T0 + s(610), temperature=44.0) == []
+    assert run.tele(pile, T0 + s(900), temperature=44.5) == []
 
 
 def test_ev_shed_no_free_pile(base) -> None:
@@ -963,3 +967,52 @@ def test_a_quiet_weekday_evening_raises_no_intrusion(base, sample_db_url) -> Non
             fired += [f.rule_id for f in engine.observe(obs)]
     assert returns > 50, "the evening should bring commuters home"
     assert "smart-home-intrusion" not in fired
+
+
+def test_a_normal_night_raises_no_alarm(base, sample_db_url) -> None:
+    """The simulator's ordinary night (00:30-04:30, no incident), the whole library
+    listening and every command carried back to the simulated devices: not one alarm.
+    The meters have no learnt baseline here (a fresh twin), and the chargers plugged in
+    and cut off when full do not trip the early over-temperature warning."""
+    import orjson
+    import psycopg
+
+    from ingest import contract
+    from ingest.decode import Decoded, decode
+    from ingest.rules import observations
+    from ingest.simulator import Simulation, load_community
+
+    start = datetime(2026, 11, 24, 16, 30, tzinfo=UTC)  # Wednesday 00:30 in Wuhan
+    with psycopg.connect(sample_db_url) as conn:
+        community = load_community(conn, C)
+    sim = Simulation(community, start=start, seed=11)
+    sim.opening()
+    snap = dataclasses.replace(base, latest={}, last_seen={}, last_access={})
+    engine = Engine(LIBRARY.values(), snap, started=start)
+    directory = snap.devices
+    raised: list[tuple[str, str]] = []
+    sent = 0
+
+    def carry_out(intents: tuple[act.Intent, ...]) -> None:
+        nonlocal sent
+        for intent in intents:
+            if isinstance(intent, act.RaiseAlarm):
+                raised.append((intent.spec.rule_id or "", intent.spec.source_id))
+            if isinstance(intent, act.SendCommand):
+                for device in intent.device_ids:
+                    sent += 1
+                    sim.obey(contract.topic(C, device, "cmd"), orjson.dumps(
+                        {"id": f"c{sent}", "ts": contract.fmt_time(sim.clock),
+                         "command": intent.command, "args": intent.args}))
+
+    for minute in range(1, 241):
+        now = start + timedelta(minutes=minute)
+        rows = Decoded()
+        for topic, payload in sim.advance(now):
+            decode(topic, payload, now, directory.get, rows)
+        for obs in observations(rows, directory.get):
+            for f in engine.observe(obs):
+                carry_out(f.intents)
+        for f in engine.tick(now):
+            carry_out(f.intents)
+    assert raised == []

@@ -269,6 +269,8 @@ class Engine:
                 hit = true and _compare(spec, value)
             else:
                 last = st.setdefault("last", {}).get(device.id)
+                if last is not None and 0 <= t - last[0] < spec.min_interval_s:
+                    return self._edge(rule, node.id, key, bool(devs))  # too soon to tell
                 st["last"][device.id] = [t, value]
                 hit = False
                 if last is not None and isinstance(value, (int, float)) and t > last[0]:

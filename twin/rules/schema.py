@@ -133,6 +133,10 @@ class RateOfChange(_Compare):
     metric: str
     #: The rate is per this many seconds (3600: per hour).
     per_seconds: float = Field(3600, gt=0)
+    #: A reading sooner than this after the one it is compared with is not compared (a
+    #: report off schedule, seconds after the last, would scale the sensor's noise into a
+    #: rate); the older reading stays the reference.
+    min_interval_s: float = Field(0.0, ge=0)
 
 
 class TimeWindow(_Strict):
