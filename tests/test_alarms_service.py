@@ -16,10 +16,10 @@ import psycopg
 
 from tests.mqtt_helpers import wait_until
 from tests.test_rules_service import (
-    C,
     CO,
     GARAGE,
     LIBRARY,
+    C,
     FakeClock,
     _day_shift_moment,
     _event,
