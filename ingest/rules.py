@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import orjson
 import psycopg
@@ -49,8 +49,6 @@ from twin.rules.engine import Engine, Observation
 
 #: What the rules listen to: everything a device says except command acks.
 RULE_KINDS = ("telemetry", "event", "status", "batch")
-#: How often (on the service's clock) the meter baselines are learnt again.
-BASELINE_EVERY = timedelta(hours=1)
 
 @dataclass(frozen=True, slots=True)
 class RulesOptions(ConsumerOptions):
@@ -230,8 +228,8 @@ class RulesService(Consumer):
         outcome = store.Outcome()
         # Firings of a tick whose commit failed are owed, not evaluated again: the
         # engine's state has already moved on.
-        if self._seeded_at is None or now - self._seeded_at >= BASELINE_EVERY:
-            self._seed(conn)  # the baselines follow the meters' own history, hour by hour
+        if self._seeded_at is None or _hour(now) != _hour(self._seeded_at):
+            self._seed(conn, hours=(0, 1))  # each hour, the baselines of this hour and next
         self._owed.extend(engine.tick(now))
         with conn.transaction():
             self._act(conn, [(None, f) for f in self._owed], now, outcome, [])
@@ -266,11 +264,11 @@ class RulesService(Consumer):
                           len(self.engine.rules), len(rules))
         self.revision = revision
 
-    def _seed(self, conn: psycopg.Connection) -> None:
-        """Meter baselines learnt from the readings so far (cheap: one aggregate per node)."""
+    def _seed(self, conn: psycopg.Connection, *, hours: tuple[int, ...] = (-1, 0, 1)) -> None:
+        """Meter baselines of the hours around now, learnt from the readings so far."""
         now = self.clock()
         with conn.transaction():
-            store.seed_baselines(conn, self._engine(), now=now,
+            store.seed_baselines(conn, self._engine(), now=now, hours=hours,
                                  community_id=self.options.community_id)
         self._seeded_at = now
 
@@ -294,6 +292,10 @@ class RulesService(Consumer):
                 done.append(outbox_id)
         with conn.transaction():
             store.mark_published(conn, done, at=self.clock())
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
 
 
 def observations(rows: Decoded, directory: Callable[[str], DeviceInfo | None]

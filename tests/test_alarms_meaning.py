@@ -18,7 +18,7 @@ from twin.model import DeviceInfo
 from twin.rules import actions as act
 from twin.rules import schema
 from twin.rules.compile import RuleError, compile_text
-from twin.rules.engine import Engine, Observation, bucket_of, robust_z
+from twin.rules.engine import Engine, Observation, bucket_hours, bucket_of, robust_z
 from twin.rules.snapshot import BuildingInfo, Snapshot
 from twin.work_orders import SYSTEM, Actor, TransitionError, transition
 
@@ -91,6 +91,18 @@ def test_buckets_are_local_hours_of_the_week_or_day() -> None:
     assert bucket_of("hour_of_week", NIGHT, 8.0) == 2 * 24 + 2   # Wednesday 02:00 local
     assert bucket_of("hour_of_day", NIGHT, 8.0) == 2
     assert bucket_of("hour_of_week", NIGHT + timedelta(days=4, hours=22), 8.0) == 0  # Mon 00h
+
+
+def test_a_buckets_past_hours_are_the_same_local_hour_a_week_or_a_day_before() -> None:
+    at = NIGHT + timedelta(minutes=20)  # 02:20 local
+    since, until = NIGHT - timedelta(days=28), NIGHT + timedelta(minutes=20)
+    weekly = bucket_hours("hour_of_week", at, offset_h=8.0, since=since, until=until)
+    assert weekly == [(NIGHT - timedelta(days=7 * k), NIGHT - timedelta(days=7 * k, hours=-1))
+                      for k in (1, 2, 3, 4)]
+    assert len(bucket_hours("hour_of_day", at, offset_h=8.0, since=since, until=until)) == 28
+    # India (+5:30): local hours begin on the half hour in UTC
+    (first, *_) = bucket_hours("hour_of_day", at, offset_h=5.5, since=since, until=until)
+    assert first == (NIGHT - timedelta(days=1, minutes=30), NIGHT - timedelta(days=1, minutes=-30))
 
 
 def test_a_meter_is_measured_by_its_own_usual_after_k_readings_in_a_row() -> None:

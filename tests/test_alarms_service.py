@@ -29,6 +29,7 @@ from tests.test_rules_service import (
     _telemetry,
 )
 from twin.rules import store
+from twin.rules.engine import bucket_hours, bucket_of
 from twin.store import operations as ops
 
 
@@ -150,16 +151,22 @@ def test_meter_baselines_are_learnt_from_the_readings(twin_db_url, start_rules,
                    FROM generate_series(%s - interval '14 days', %s - interval '15 minutes',
                                         interval '15 minutes') t""",
                 (device, usual, spread, clock.now, clock.now))
-        table = store.meter_baselines(
-            conn, device_types=["power_meter"], metric="power", bucket="hour_of_week",
-            since=clock.now - timedelta(days=28), until=clock.now, utc_offset_h=8.0)
-    assert set(table) == {flat, master} and len(table[flat]) == 168
-    median, mad, n = table[master][0]
+    ranges = bucket_hours("hour_of_week", clock.now, offset_h=8.0,
+                          since=clock.now - timedelta(days=28), until=clock.now)
+    assert len(ranges) == 4  # this hour 1-4 weeks ago (the history holds the last two)
+    with psycopg.connect(url) as conn:
+        table = store.meter_baselines(conn, device_types=["power_meter"], metric="power",
+                                      ranges=ranges)
+    assert set(table) == {flat, master}
+    median, mad, n = table[master]
     assert abs(median - 30.0) < 1.5 and 0 < mad < 2.0 and n == 8  # 2 weeks x 4 quarters
     _store(url, LIBRARY["power-meter-abnormal"])
     service = start_rules(url, clock)
     assert service.engine is not None
-    assert service.engine.baselines[("power-meter-abnormal", "high")] == table
+    learnt = service.engine.baselines[("power-meter-abnormal", "high")]
+    bucket = bucket_of("hour_of_week", clock.now, 8.0)
+    assert learnt[master][bucket] == table[master]  # and the hours before and after
+    assert set(learnt[flat]) == {(bucket - 1) % 168, bucket, (bucket + 1) % 168}
     t = clock.now
     for k in range(4):  # the master meter at 34 kW: its own usual, whatever a flat draws
         publisher.send(*_telemetry(master, t + timedelta(minutes=15 * k), power=34.0))

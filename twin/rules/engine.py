@@ -163,8 +163,11 @@ class Engine:
         return firings
 
     def seed(self, rule_id: str, node_id: str, baselines: Baselines) -> None:
-        """The learnt baselines of one baseline node (from the readings, by the store)."""
-        self.baselines[(rule_id, node_id)] = baselines
+        """Learnt baselines of one baseline node (from the readings, by the store): these
+        devices' buckets are replaced, the others kept."""
+        known = self.baselines.setdefault((rule_id, node_id), {})
+        for device_id, buckets in baselines.items():
+            known.setdefault(device_id, {}).update(buckets)
 
     # --- state -----------------------------------------------------------------------------
     def take_dirty(self) -> dict[tuple[str, str, str], dict | None]:
@@ -873,6 +876,23 @@ def bucket_of(kind: str, at: datetime, offset_h: float) -> int:
     or of the day."""
     local = at.astimezone(UTC) + timedelta(hours=offset_h)
     return local.weekday() * 24 + local.hour if kind == "hour_of_week" else local.hour
+
+
+def bucket_hours(kind: str, at: datetime, *, offset_h: float, since: datetime,
+                 until: datetime) -> list[tuple[datetime, datetime]]:
+    """The past hours (UTC ranges) in [since, until) of the same bucket as ``at``'s local
+    hour, newest first: the same hour a week (``hour_of_week``) or a day before, and so on."""
+    offset = timedelta(hours=offset_h)
+    local = at.astimezone(UTC) + offset
+    start = local.replace(minute=0, second=0, microsecond=0) - offset
+    step = timedelta(days=7 if kind == "hour_of_week" else 1)
+    out = []
+    lo = start - step
+    while lo >= since:
+        if lo + timedelta(hours=1) <= until:
+            out.append((lo, lo + timedelta(hours=1)))
+        lo -= step
+    return out
 
 
 def robust_z(spec: schema.Baseline, value: float, median: float, mad: float) -> float | None:

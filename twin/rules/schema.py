@@ -199,7 +199,7 @@ class Baseline(_Strict):
     min_deviation: float = Field(0.0, ge=0)
     min_ratio: float = Field(0.0, ge=0)
     consecutive: int = Field(3, ge=1, le=100)
-    min_samples: int = Field(4, ge=2)
+    min_samples: int = Field(8, ge=2)
 
 
 class Absence(_Strict):

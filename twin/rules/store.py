@@ -18,6 +18,7 @@ from typing import Any
 import networkx as nx
 import psycopg
 import shapely
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from twin.alarms import Raised
@@ -27,7 +28,7 @@ from twin.model import DeviceInfo
 from twin.rules import actions as act
 from twin.rules import schema
 from twin.rules.compile import CompiledRule, RuleError, compile_text
-from twin.rules.engine import Engine
+from twin.rules.engine import Engine, bucket_hours, bucket_of
 from twin.rules.snapshot import (
     BuildingInfo,
     FacilityInfo,
@@ -525,61 +526,69 @@ def _settle_orders(conn: psycopg.Connection, alarm_id: int, intent: act.ClearAla
 # --- meter baselines ---------------------------------------------------------------------
 
 def seed_baselines(conn: psycopg.Connection, engine: Engine, *, now: datetime,
-                   community_id: str | None = None) -> int:
-    """Learn every baseline node's baselines from the readings hypertable: per device and
-    bucket (local hour of the week or day), the median and MAD of its 15-minute means over
-    the node's trailing window. One aggregate query per node; returns the devices seeded."""
+                   hours: tuple[int, ...] = (-1, 0, 1), community_id: str | None = None) -> int:
+    """Learn the baselines every baseline node needs now from the readings hypertable.
+
+    Only the buckets of the hours around ``now`` (``hours``: offsets from the
+    current hour) are learnt, each from its own past occurrences in the node's
+    trailing window (four hours for four weeks of ``hour_of_week``): small index
+    range scans, cheap enough to run at every load and every hour of the clock.
+    Buckets learnt before are kept, so a late reading of an earlier hour still
+    finds its baseline. Returns the (device, bucket) baselines learnt.
+    """
     seeded = 0
     for rule in engine.rules.values():
+        offset_h = rule.rule.utc_offset_h
         for node_id in rule.order:
             spec = rule.node(node_id).spec
             if not isinstance(spec, schema.Baseline):
                 continue
-            table = meter_baselines(
-                conn, device_types=sorted(_upstream_types(rule, node_id)), metric=spec.metric,
-                bucket=spec.bucket, since=now - timedelta(days=spec.window_days), until=now,
-                utc_offset_h=rule.rule.utc_offset_h, community_id=community_id)
-            engine.seed(rule.id, node_id, table)
-            seeded += len(table)
+            types = sorted(_upstream_types(rule, node_id))
+            for h in hours:
+                at = now + timedelta(hours=h)
+                ranges = bucket_hours(spec.bucket, at, offset_h=offset_h,
+                                      since=now - timedelta(days=spec.window_days), until=now)
+                table = meter_baselines(conn, device_types=types, metric=spec.metric,
+                                        ranges=ranges, community_id=community_id)
+                bucket = bucket_of(spec.bucket, at, offset_h)
+                engine.seed(rule.id, node_id, {d: {bucket: v} for d, v in table.items()})
+                seeded += len(table)
     return seeded
 
 
 def meter_baselines(conn: psycopg.Connection, *, device_types: list[str], metric: str,
-                    bucket: str, since: datetime, until: datetime, utc_offset_h: float,
-                    community_id: str | None = None) -> dict[str, dict[int, tuple[float, float,
-                                                                                 int]]]:
-    """Median, MAD and sample count of one metric per device and local hour of the week
-    (``hour_of_week``) or of the day (``hour_of_day``), from 15-minute means."""
-    rows = conn.execute(
+                    ranges: list[tuple[datetime, datetime]], community_id: str | None = None
+                    ) -> dict[str, tuple[float, float, int]]:
+    """Per device of these types: the median and MAD of its 15-minute means of one metric
+    over these time ranges (the past occurrences of one hour of the week or day), and how
+    many means there were."""
+    if not ranges:
+        return {}
+    # One branch per hour, each with its own constant range: TimescaleDB excludes every
+    # chunk but that hour's and reads it by the time index (a join on a list of ranges
+    # would scan the whole window).
+    hour = sql.SQL("SELECT device_id, time, value FROM reading WHERE metric = %(metric)s "
+                   "AND value IS NOT NULL AND time >= {} AND time < {}")
+    hours = sql.SQL(" UNION ALL ").join(
+        hour.format(sql.Literal(lo), sql.Literal(hi)) for lo, hi in ranges)
+    rows = conn.execute(sql.SQL(
         """WITH s AS (
-               SELECT r.device_id,
-                      CASE WHEN %(bucket)s = 'hour_of_week'
-                           THEN (extract(isodow FROM b.local) - 1) * 24 + extract(hour FROM b.local)
-                           ELSE extract(hour FROM b.local) END::int AS h,
-                      avg(r.value) AS v
-                 FROM reading r
+               SELECT r.device_id, avg(r.value) AS v
+                 FROM ({}) r
                  JOIN device d ON d.id = r.device_id
-                 CROSS JOIN LATERAL (SELECT time_bucket('15 minutes', r.time) AT TIME ZONE 'UTC'
-                                            + make_interval(secs => %(off)s) AS local) b
-                WHERE d.type = ANY(%(types)s) AND r.metric = %(metric)s
-                  AND r.value IS NOT NULL AND r.time >= %(since)s AND r.time < %(until)s
-                  AND (%(c)s::text IS NULL OR d.community_id = %(c)s)
-                GROUP BY r.device_id, b.local
+                WHERE d.type = ANY(%(types)s) AND (%(c)s::text IS NULL OR d.community_id = %(c)s)
+                GROUP BY r.device_id, time_bucket('15 minutes', r.time)
            ), m AS (
-               SELECT device_id, h, percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS med,
+               SELECT device_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS med,
                       count(*) AS n
-                 FROM s GROUP BY device_id, h
+                 FROM s GROUP BY device_id
            )
-           SELECT m.device_id, m.h, m.med,
+           SELECT m.device_id, m.med,
                   percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(s.v - m.med)), m.n
-             FROM m JOIN s USING (device_id, h)
-            GROUP BY m.device_id, m.h, m.med, m.n""",
-        {"bucket": bucket, "off": utc_offset_h * 3600, "types": device_types, "metric": metric,
-         "since": since, "until": until, "c": community_id}).fetchall()
-    out: dict[str, dict[int, tuple[float, float, int]]] = {}
-    for device_id, h, med, mad, n in rows:
-        out.setdefault(device_id, {})[int(h)] = (float(med), float(mad), int(n))
-    return out
+             FROM m JOIN s USING (device_id)
+            GROUP BY m.device_id, m.med, m.n""").format(hours),
+        {"types": device_types, "metric": metric, "c": community_id}).fetchall()
+    return {device_id: (float(med), float(mad), int(n)) for device_id, med, mad, n in rows}
 
 
 def _upstream_types(rule: CompiledRule, node_id: str) -> set[str]:
