@@ -16,10 +16,6 @@ from tests.day_in_the_life import LOCAL, SCRIPT, markdown, run_day
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 12 is not done: meter rules compare with fixed thresholds (false alarms at night), "
-    "one incident seen by two cameras gives two alarms, and nobody on the night shift can "
-    "take the orders; the report names each. Strict: remove this mark when it passes."))
 def test_a_night_in_the_life(twin_db_url: str, broker) -> None:
     yesterday = (datetime.now(UTC).astimezone(LOCAL) - timedelta(days=1)).date()
     judged = run_day(twin_db_url, broker.url, day=yesterday, start="00:30", hours=3.5,
