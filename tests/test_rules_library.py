@@ -250,6 +250,8 @@ def test_water_leak(base) -> None:
     got = run.tele(sensor, T0, leak="wet")
     assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "plumber")]
     assert one(got, act.OpenWorkOrder).spec.skill == "plumbing"
+    group = one(got, act.RaiseAlarm).group  # the room's other sensors: the same leak
+    assert group is not None and (group.radius_m, group.window_s) == (50, 3600)
     assert run.tele(sensor, T0 + s(60), leak="wet") == []
     assert shape(run.tele(sensor, T0 + s(600), leak="dry")) == [("ClearAlarm", "dry")]
 
