@@ -186,6 +186,8 @@ def test_camera_ebike_in_lift(base) -> None:
     assert 1 <= len(one(got, act.Broadcast).speaker_ids) <= 2
     assert run.detect(cam, T0 + s(30), "ebike_in_lift") == []  # cooldown of 2 minutes
     assert run.detect(cam, T0 + s(130), "ebike_in_lift") != []
+    # ten minutes without an e-bike: the alarm clears, and the next one is a new alarm
+    assert shape(run.tick(T0 + s(130 + 601))) == [("ClearAlarm", "gone")]
     outdoor = run.device("ai_camera", facility_kind="gate")
     assert run.detect(outdoor, T0, "ebike_in_lift") == []  # not a lift camera
 
