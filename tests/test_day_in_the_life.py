@@ -2,8 +2,9 @@
 dispatch and notification worker (tests/day_in_the_life.py judges it).
 
 The suite lives through the small hours, when the staff is thinnest: fire-lane
-parking at 01:15 and a CO leak in the garage at 03:00. `scripts/day_in_the_life.py`
-lives through the whole day and writes docs/day-in-the-life.md.
+parking at 01:15, an away-mode intrusion at 02:20 and a CO leak in the garage at
+03:00. `scripts/day_in_the_life.py` lives through the whole day and writes
+docs/day-in-the-life.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def test_a_night_in_the_life(twin_db_url: str, broker) -> None:
     judged = run_day(twin_db_url, broker.url, day=yesterday, start="00:30", hours=3.5,
                      speed=900.0, script=SCRIPT)
     report = markdown(judged, command="pytest tests/test_day_in_the_life.py")
-    assert [i["spec"] for i in judged.incidents] == ["fire-lane-parking:东门", "co-leak:1号地库"]
+    assert [i["spec"] for i in judged.incidents] == [
+        "fire-lane-parking:东门", "intrusion:wh-guanggu-b01-u0302", "co-leak:1号地库"]
     # the live loop itself holds: every command obeyed, every notification delivered,
     # the screen agrees with SQL, nothing dead-lettered
     assert judged.commands["sent"] > 0 and judged.commands["unacknowledged"] == 0, report
