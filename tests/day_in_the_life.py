@@ -284,7 +284,18 @@ def live_loop(db_url: str, mqtt_url: str) -> Iterator[LiveLoop]:
         delivering.start()
         stack.callback(delivering.join)
         stack.callback(stop.set)
+        stack.callback(_clear_statuses, db_url, mqtt_url)
         yield LiveLoop(db_url, mqtt_url, ingest, rules, clock)
+
+
+def _clear_statuses(db_url: str, mqtt_url: str) -> None:
+    """The simulator's retained statuses would greet whoever subscribes next (other tests)."""
+    from ingest.contract import topic
+    from tests.mqtt_helpers import clear_retained
+
+    with psycopg.connect(db_url) as conn:
+        devices = conn.execute("SELECT community_id, id FROM device").fetchall()
+    clear_retained(mqtt_url, [topic(c, d, "status") for c, d in devices])
 
 
 def run_day(db_url: str, mqtt_url: str, *, day: date, start: str = "00:00",
