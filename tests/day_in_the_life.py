@@ -263,6 +263,8 @@ def live_loop(db_url: str, mqtt_url: str) -> Iterator[LiveLoop]:
     clock = Watermark()
     stop = threading.Event()
     with ExitStack() as stack, receivers() as (config_text, _posts, _mails):
+        # Registered first, so it runs last: once nobody consumes any more.
+        stack.callback(_clear_statuses, db_url, mqtt_url)
         ingest = IngestService(db_url, mqtt_url, ingest_opts)
         ingest.start()
         stack.callback(ingest.stop)
@@ -284,7 +286,6 @@ def live_loop(db_url: str, mqtt_url: str) -> Iterator[LiveLoop]:
         delivering.start()
         stack.callback(delivering.join)
         stack.callback(stop.set)
-        stack.callback(_clear_statuses, db_url, mqtt_url)
         yield LiveLoop(db_url, mqtt_url, ingest, rules, clock)
 
 
