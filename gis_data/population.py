@@ -54,7 +54,15 @@ _ROSTER: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("engineer", "day", ("plumbing", "hvac"), False),
     ("engineer", "night", ("electrical", "elevator"), False),
     ("manager", "office", ("first_aid",), False),
+    # Nights: every role and skill the rule library asks for can be reached at 03:00.
+    ("engineer", "night", ("plumbing", "hvac"), False),   # the engineer on call
+    ("grid_worker", "night", ("first_aid",), False),      # the night duty officer, all grids
+    ("cleaning", "night", (), False),
 )
+#: Where each role waits when nobody knows where they are (a facility kind of the layout).
+POST_KIND: dict[str, str] = {"security": "security_room", "cleaning": "property_office",
+                             "engineer": "property_office", "manager": "property_office",
+                             "grid_worker": "property_office"}
 
 
 def plan_units(buildings: pd.DataFrame) -> pd.DataFrame:
@@ -152,8 +160,10 @@ def draw_residents(rng: np.random.Generator, *, unit_ids: np.ndarray, occupancy:
 def plan_staff(grid_ids: np.ndarray) -> pd.DataFrame:
     """The staff roster of one community: one grid worker per grid, then the rest.
 
-    Returns id suffix ('-s01'), role, skills, grid_id (suffix or None) and shift;
-    names, phones and positions are drawn per community by the generator.
+    Returns id suffix ('-s01'), role, skills, grid_id (suffix or None), shift, the
+    facility kind of their post, and whether they wear a position badge (everyone but
+    the day grid workers, whose phone page reports where they are); names, phones and
+    positions are drawn per community by the generator.
     """
     grid_ids = np.asarray(grid_ids, dtype=object)
     rows: list[tuple[str, str, tuple[str, ...], str | None]] = [
@@ -171,6 +181,8 @@ def plan_staff(grid_ids: np.ndarray) -> pd.DataFrame:
         "skills": pd.Series([list(s) for _, _, s, _ in rows], dtype=object),
         "grid_id": pd.Series([g for _, _, _, g in rows], dtype=object),
         "shift": [s for _, s, _, _ in rows],
+        "post_kind": [POST_KIND[r] for r, _, _, _ in rows],
+        "badge": [not (r == "grid_worker" and g is not None) for r, _, _, g in rows],
     })
 
 

@@ -58,14 +58,15 @@ def test_counts_are_those_of_a_real_high_rise_community(community: Dataset) -> N
 
 def test_every_grid_has_exactly_one_grid_worker(community: Dataset) -> None:
     grid, staff = community.grid, community.staff
-    workers = staff[staff["role"] == "grid_worker"]
+    # the night duty officer is a grid worker of every grid, so of none in particular
+    workers = staff[(staff["role"] == "grid_worker") & staff["grid_id"].notna()]
     assert 5 <= len(grid) <= 10
     assert len(workers) == len(grid)
     assert sorted(workers["grid_id"]) == sorted(grid["id"])
     assert dict(zip(grid["id"], grid["grid_worker_id"])) == dict(zip(workers["grid_id"],
                                                                       workers["id"]))
     assert (workers["shift"] == "day").all()
-    others = staff[staff["role"] != "grid_worker"]
+    others = staff[staff["grid_id"].isna() | (staff["role"] != "grid_worker")]
     assert 15 <= len(others) <= 25
     assert (staff["role"] == "manager").sum() == 1
     assert set(staff.loc[staff["role"] == "security", "shift"]) == {"day", "night"}
@@ -436,3 +437,41 @@ def test_names_and_phones_are_synthetic() -> None:
     assert len(set(names)) > 5_000
     phones = phone_numbers(rng, 20_000)
     assert pd.Series(phones).str.fullmatch(r"100\d{8}").all()
+
+
+def _asked_of_staff(node: object) -> list[tuple[str | None, str | None]]:
+    """(role, skill) of every work order in a rule file, wherever it is nested."""
+    found: list[tuple[str | None, str | None]] = []
+    if isinstance(node, dict):
+        order = node.get("work_order")
+        if isinstance(order, dict):
+            found.append((order.get("role"), order.get("skill")))
+        for value in node.values():
+            found += _asked_of_staff(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _asked_of_staff(value)
+    return found
+
+
+def test_every_role_and_skill_the_rules_ask_for_is_on_shift_at_3am(community: Dataset) -> None:
+    import yaml
+
+    from twin.dispatch import on_shift
+    from twin.rules.compile import library_dir
+
+    asked = {pair for path in sorted(library_dir().rglob("*.yaml"))
+             for pair in _asked_of_staff(yaml.safe_load(path.read_text(encoding="utf-8")))}
+    assert asked, "the rule library asks for no staff at all"
+    at_3am = pd.Timestamp("2026-11-25T03:00:00+08:00").to_pydatetime()  # a Wednesday
+    staff = community.staff
+    night = staff[[on_shift(s, at_3am) for s in staff["shift"]]]
+    for role, skill in sorted(asked, key=str):
+        who = night[(night["role"] == role) if role else np.ones(len(night), dtype=bool)]
+        if skill:
+            who = who[[skill in s for s in who["skills"]]]
+        assert len(who), f"nobody on shift at 03:00 is {role} with {skill}"
+    # whoever is on at night can be found: a badge to report fixes, a post to fall back to
+    assert night["badge_id"].notna().all() and night["post_id"].notna().all()
+    badges = community.device.set_index("id").loc[night["badge_id"], "type"]
+    assert (badges == "staff_badge").all()
