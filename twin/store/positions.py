@@ -91,3 +91,10 @@ def latest_fix(conn: psycopg.Connection, staff_id: str) -> tuple[float, float, d
         "SELECT ST_X(position), ST_Y(position), position_at FROM staff "
         "WHERE id = %s AND position IS NOT NULL", (staff_id,)).fetchone()
     return None if row is None else (row[0], row[1], row[2])
+
+
+def staff_on_record(conn: psycopg.Connection, staff_id: str) -> tuple[str, str] | None:
+    """(community_id, shift) of a staff member, or None when there is no such staff member."""
+    row = conn.execute("SELECT community_id, shift FROM staff WHERE id = %s",
+                       (staff_id,)).fetchone()
+    return None if row is None else (row[0], row[1])
