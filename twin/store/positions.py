@@ -53,8 +53,8 @@ def record_fixes(conn: psycopg.Connection, fixes: Sequence[Fix]) -> int:
     """
     if not fixes:
         return 0
-    columns = list(zip(*((f.time, f.staff_id, f.lon, f.lat, f.accuracy_m, f.floor, f.source,
-                          f.device_id, f.received_at) for f in fixes)))
+    columns = [list(c) for c in zip(*((f.time, f.staff_id, f.lon, f.lat, f.accuracy_m, f.floor,
+                                        f.source, f.device_id, f.received_at) for f in fixes))]
     with conn.cursor() as cur:
         cur.execute(
             """
@@ -80,7 +80,7 @@ def record_fixes(conn: psycopg.Connection, fixes: Sequence[Fix]) -> int:
                      ORDER BY s, t DESC) AS n
              WHERE st.id = n.s AND (st.position_at IS NULL OR st.position_at < n.t)
             """,
-            (list(columns[1]), list(columns[0]), list(columns[2]), list(columns[3])),
+            (columns[1], columns[0], columns[2], columns[3]),
         )
     return added
 
