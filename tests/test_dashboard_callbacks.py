@@ -398,7 +398,7 @@ def test_the_phone_page_stores_my_position_and_refuses_anyone_elses(room) -> Non
 
 
 def test_the_phone_sends_nothing_off_duty(room) -> None:
-    app, users, _ids, url = room
+    _app, users, _ids, url = room
     with connect(url) as conn:
         me = auth.get_user(conn, users.worker).staff_id
         user = auth.get_user(conn, users.worker)

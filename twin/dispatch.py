@@ -195,11 +195,11 @@ def dispatch(
     local = now.astimezone(ZoneInfo(tz))
     wanted = _describe(role, skill)
 
-    pool = sorted((located(s, now, max_fix_age) for s in staff
-                   if (role is None or s.role == role) and (skill is None or skill in s.skills)),
-                  key=lambda s: s.id)
-    origins = {s.id: (s.origin, s.fix_age_s) for s in pool}
-    pool = [s.member for s in pool]
+    found = sorted((located(s, now, max_fix_age) for s in staff
+                    if (role is None or s.role == role) and (skill is None or skill in s.skills)),
+                   key=lambda s: s.id)
+    origins = {s.id: (s.origin, s.fix_age_s) for s in found}
+    pool = [s.member for s in found]
     if not pool:
         return NoCandidate("no_such_staff", f"nobody on the staff list is {wanted}")
     passed_over: list[tuple[str, NoCandidateReason, str]] = []
@@ -237,11 +237,11 @@ def dispatch(
     runner_up = next((k for k in order[1:] if pool[k].id not in tied
                       and float(total[k]) <= radius), None)
     reason = _why(pool, held, winner, tied, runner_up, total, wanted, radius=radius)
-    origin, age = origins[pool[winner].id]
+    start, age = origins[pool[winner].id]
     return Assignment(
         staff_id=pool[winner].id, distance_m=route.length_m, eta_s=route.eta_s,
         route=route.line, candidates_considered=len(pool), reason=reason, tied_with=tied,
-        origin=origin, fix_age_s=age,
+        origin=start, fix_age_s=age,
     )
 
 

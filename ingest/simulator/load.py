@@ -81,9 +81,9 @@ def community_buildings(conn: psycopg.Connection, community_id: str) -> pd.DataF
 
 def _walkway(conn: psycopg.Connection, community_id: str) -> WalkGraph | None:
     """The walkways staff patrol on; None for a community imported without any."""
-    (edges,) = conn.execute("SELECT count(*) FROM walk_edge WHERE community_id = %s",
-                            (community_id,)).fetchone()
-    return walk_routing_graph(conn, community_id) if edges else None
+    edge = conn.execute("SELECT 1 FROM walk_edge WHERE community_id = %s LIMIT 1",
+                        (community_id,)).fetchone()
+    return walk_routing_graph(conn, community_id) if edge is not None else None
 
 
 def _frame(conn: psycopg.Connection, sql: str, *params: object) -> pd.DataFrame:

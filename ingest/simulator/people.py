@@ -11,6 +11,7 @@ badges' fixes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -173,7 +174,7 @@ def patrol_round(graph: WalkGraph, stops: list[Point]) -> LineString | None:
     """The walk through ``stops`` (EPSG:4326) in order along the walkways, in metric
     coordinates; None when a stop cannot be reached from the one before."""
     pieces: list[np.ndarray] = []
-    for a, b in zip(stops[:-1], stops[1:]):
+    for a, b in pairwise(stops):
         route = walk_route(graph, a, b)
         if route is None:
             return None
