@@ -265,8 +265,9 @@ def located(member: StaffMember, now: datetime,
     A fix with no time counts as fresh only when ``max_fix_age`` is None.
     """
     has_fix = member.position is not None and not member.position.is_empty
+    # a fix stamped after `now` (a data clock behind the badges' stream) is as fresh as can be
     age = (None if member.position_at is None or not has_fix
-           else (now - member.position_at).total_seconds())
+           else max(0.0, (now - member.position_at).total_seconds()))
     fresh = has_fix and (max_fix_age is None or (
         age is not None and age <= max_fix_age.total_seconds()))
     if fresh:
