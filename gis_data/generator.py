@@ -339,8 +339,22 @@ def _post_facility(layout: Layout, kinds: pd.Series) -> np.ndarray:
 def _staff(plan: _Plan, stamp: _Stamp, rng: np.random.Generator,
            badge_of: dict[str, str]) -> pd.DataFrame:
     """The roster of every community, with names, phones, on-duty positions on roads, their
-    posts and badges (``badge_of``: staff id -> badge device id)."""
+    posts and badges (``badge_of``: staff id -> badge device id).
+
+    The night cover is drawn after the rest of the roster, so that adding it left the
+    others' names, phones and positions as the seed made them.
+    """
     s = plan.staff
+    cover = s["night_cover"].to_numpy(dtype=bool)
+    parts = [_people(plan, stamp, rng, s[~cover]), _people(plan, stamp, rng, s[cover])]
+    people = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    people["badge_id"] = [badge_of.get(i) for i in people["id"]]
+    return people
+
+
+def _people(plan: _Plan, stamp: _Stamp, rng: np.random.Generator,
+            s: pd.DataFrame) -> pd.DataFrame:
+    """Staff rows of ``s`` (plan rows) for every community, drawn from ``rng``."""
     n = len(s) * len(stamp.sites)
     gender = np.where(rng.random(n) < 0.5, "F", "M")
     on_duty = stamp.tile(s["shift"]) != "night"
@@ -360,7 +374,6 @@ def _staff(plan: _Plan, stamp: _Stamp, rng: np.random.Generator,
         "geometry": np.where(on_duty, where, np.array(None)),  # None when off duty
         "position_at": pd.Series(at).where(on_duty),
         "post_id": stamp.ids(pd.Series(_post_facility(plan.layout, s["post_kind"]))),
-        "badge_id": [badge_of.get(i) for i in stamp.ids(s["id"])],
     })
 
 
