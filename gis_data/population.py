@@ -55,12 +55,14 @@ _ROSTER: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("engineer", "night", ("electrical", "elevator"), False),
     ("manager", "office", ("first_aid",), False),
 )
-#: Nights, added after the roster (whose people keep their names and places): with the
-#: night security, every role and skill the rule library asks for is reached at 03:00,
-#: directly or through the duty officer, the escalation's next tier (twin/escalation.yaml).
+#: Added after the roster (whose people keep their names and places): the engineer on call
+#: and the property's duty officers round the clock (the escalation's duty_officer tier is a
+#: 24-hour duty line, twin/escalation.yaml). With the night security, every role and skill
+#: the rule library asks for is reached at 03:00, directly or through the duty officer.
 _NIGHT_COVER: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("engineer", "night", ("plumbing", "hvac"), False),        # the engineer on call
     ("duty_officer", "night", ("first_aid", "fire"), False),   # the night duty officer
+    ("duty_officer", "day", ("first_aid", "fire"), False),     # and the day one
 )
 #: Where each role waits when nobody knows where they are (a facility kind of the layout).
 POST_KIND: dict[str, str] = {"security": "security_room", "cleaning": "property_office",
