@@ -151,6 +151,11 @@ LABELS: dict[str, tuple[str, str]] = {
     "w.my_grid": ("我的网格", "My grid"),
     "w.not_found": ("在您的网格内未找到", "Nothing found in your grid"),
     "w.search": ("查询", "Search"),
+    "w.walk": ("步行", "Walk"),
+    "w.no_fix": ("尚无定位，无法规划路线", "No position yet: no route"),
+    "w.fix_sent": ("已上报位置", "Position sent"),
+    "w.off_duty": ("不在班，未上报位置", "Off duty: position not sent"),
+    "w.fix_age": ("定位于", "position from"),
     # planner
     "p.title": ("规划与推演", "Planning and what-if"),
     "p.grids": ("各网格汇总", "By grid"),

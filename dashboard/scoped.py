@@ -16,11 +16,13 @@ from typing import Any
 import psycopg
 
 from dashboard import audit
-from dashboard.auth import User, require_grid, sees_residents_whole
+from dashboard.auth import AccessDenied, User, require_grid, require_page, sees_residents_whole
+from twin.dispatch import COMMUNITY_TIMEZONE, on_shift
 from twin.errors import TwinError
 from twin.privacy import mask_name, mask_phone
 from twin.store import queries
 from twin.store.operations import get_work_order
+from twin.store.positions import Fix, record_fixes, staff_on_record
 from twin.store.reads import buildings, devices, telemetry, work_orders
 from twin.store.reads import residents as people
 from twin.work_orders import WorkOrder
@@ -115,3 +117,39 @@ def _require_building(conn: psycopg.Connection, user: User, building_id: str) ->
     """Refuse a building outside the user's scope (TwinError if there is no such building)."""
     require_grid(user, queries.building(conn, building_id).grid_id,
                  what=f"building {building_id}")
+
+
+#: The worst accuracy a phone fix may claim and still be stored (metres).
+PHONE_FIX_MAX_ACCURACY_M = 500.0
+
+
+def record_my_position(conn: psycopg.Connection, user: User, staff_id: str | None, *,
+                       lon: float, lat: float, accuracy_m: float | None, at: datetime,
+                       tz: str = COMMUNITY_TIMEZONE) -> bool:
+    """Store the browser's geolocation as a phone fix of the logged-in staff member.
+
+    ``staff_id`` is what the page says it is reporting for; it must be the user's own
+    staff record (the session decides, never the browser): anything else is refused
+    with AccessDenied, for the caller to audit. Off shift nothing is stored (False):
+    the phone reports only while its owner is on duty. ``at`` is the server's time.
+    """
+    require_page(user, "worker")
+    if user.staff_id is None:
+        raise AccessDenied(f"{user.name} is not a staff member and has no position to report")
+    if staff_id != user.staff_id:
+        raise AccessDenied(f"{user.name} may report only their own position, "
+                           f"not that of {staff_id!r}")
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise TwinError(f"not a position: lon {lon}, lat {lat}")
+    if accuracy_m is not None and not 0 <= accuracy_m <= PHONE_FIX_MAX_ACCURACY_M:
+        raise TwinError(f"a fix {accuracy_m:.0f} m wide says too little to be stored "
+                        f"(at most {PHONE_FIX_MAX_ACCURACY_M:.0f} m)")
+    record = staff_on_record(conn, staff_id)
+    if record is None:
+        raise TwinError(f"there is no staff member {staff_id!r}")
+    if not on_shift(record[1], at, tz=tz):
+        return False
+    with conn.transaction():
+        record_fixes(conn, [Fix(staff_id=staff_id, time=at, lon=lon, lat=lat,
+                                accuracy_m=accuracy_m, source="phone", received_at=at)])
+    return True

@@ -77,7 +77,7 @@ COLUMNS: dict[str, dict[str, Kind]] = {
     "staff": {
         "id": "text", "community_id": "text", "name": "text", "phone": "text", "role": "text",
         "skills": "list", "grid_id": "opt_text", "shift": "text", "geometry": "geometry",
-        "position_at": "time",
+        "position_at": "time", "post_id": "opt_text", "badge_id": "opt_text",
     },
     "walk_node": {
         "id": "text", "community_id": "text", "kind": "text", "ref_id": "opt_text",

@@ -34,6 +34,7 @@ from gis_data.population import (
     plan_units,
 )
 from gis_data.walkway import build_walkway
+from twin.device_types import BADGE_TYPE
 from twin.walkgraph import WalkGraph, walk_frames
 
 if TYPE_CHECKING:
@@ -250,11 +251,13 @@ def _assemble(plan: _Plan, sites: _Sites, rng: np.random.Generator, *, hub_rate:
         "geometry": stamp.points(f["x"], f["y"]), "area": stamp.geometry(f["area"]),
     }))
     steps.done("facilities")
-    device = conform("device", _devices(plan, stamp, rng, flats, flat_community,
-                                        occupied=occupancy != "vacant", hub_rate=hub_rate,
-                                        meter_rate=meter_rate))
+    devices = _devices(plan, stamp, rng, flats, flat_community, occupied=occupancy != "vacant",
+                       hub_rate=hub_rate, meter_rate=meter_rate)
+    worn = devices["wearer"].notna().to_numpy()
+    badge_of = dict(zip(devices["wearer"].to_numpy()[worn], devices["id"].to_numpy()[worn]))
+    device = conform("device", devices)
     steps.done("devices")
-    staff = conform("staff", _staff(plan, stamp, rng))
+    staff = conform("staff", _staff(plan, stamp, rng, badge_of))
     steps.done("staff")
     n, w = walk_frames(plan.walkway)
     walk_node = conform("walk_node", pd.DataFrame({
@@ -296,7 +299,19 @@ def _devices(plan: _Plan, stamp: _Stamp, rng: np.random.Generator, flats: pd.Dat
     inside = draw_unit_devices(rng, flats, occupied=occupied, hub_rate=hub_rate,
                                meter_rate=meter_rate)
     inside["c"] = flat_community[inside.pop("flat").to_numpy()]
-    both = pd.concat([fixed, inside], ignore_index=True)
+    # Staff badges last, so that adding them left every other device's id as it was.
+    wearers = plan.staff[plan.staff["badge"]]
+    post = _post_facility(plan.layout, wearers["post_kind"])
+    f = plan.layout.facilities.set_index("id")
+    badges = pd.DataFrame({
+        "type": BADGE_TYPE, "name": stamp.tile("工牌" + wearers["id"].str.removeprefix("-")),
+        "building_id": None, "floor": np.nan, "unit_id": None, "facility_id": None,
+        "x": stamp.tile(f.loc[post, "x"].to_numpy(dtype=float)),
+        "y": stamp.tile(f.loc[post, "y"].to_numpy(dtype=float)),
+        "c": stamp.community_index(len(wearers)), "wearer": stamp.ids(wearers["id"]),
+    })
+    both = pd.concat([fixed.assign(wearer=None), inside.assign(wearer=None), badges],
+                     ignore_index=True)
     both = both.iloc[np.argsort(both["c"].to_numpy(), kind="stable")].reset_index(drop=True)
     c = both["c"].to_numpy()
     seq = np.arange(len(c)) - np.searchsorted(c, c) + 1
@@ -310,12 +325,36 @@ def _devices(plan: _Plan, stamp: _Stamp, rng: np.random.Generator, flats: pd.Dat
         "unit_id": both["unit_id"].to_numpy(), "facility_id": both["facility_id"].to_numpy(),
         "credentials_id": np.strings.add("cred-", ids),
         "geometry": stamp.points(both["x"].to_numpy(), both["y"].to_numpy(), community=c),
+        "wearer": both["wearer"].to_numpy(),
     })
 
 
-def _staff(plan: _Plan, stamp: _Stamp, rng: np.random.Generator) -> pd.DataFrame:
-    """The roster of every community, with names, phones and on-duty positions on roads."""
+def _post_facility(layout: Layout, kinds: pd.Series) -> np.ndarray:
+    """The plan id of the first facility of each kind: a staff member's post."""
+    f = layout.facilities
+    first = f.drop_duplicates("kind").set_index("kind")["id"]
+    return first.loc[kinds.to_numpy()].to_numpy()
+
+
+def _staff(plan: _Plan, stamp: _Stamp, rng: np.random.Generator,
+           badge_of: dict[str, str]) -> pd.DataFrame:
+    """The roster of every community, with names, phones, on-duty positions on roads, their
+    posts and badges (``badge_of``: staff id -> badge device id).
+
+    The night cover is drawn after the rest of the roster, so that adding it left the
+    others' names, phones and positions as the seed made them.
+    """
     s = plan.staff
+    cover = s["night_cover"].to_numpy(dtype=bool)
+    parts = [_people(plan, stamp, rng, s[~cover]), _people(plan, stamp, rng, s[cover])]
+    people = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    people["badge_id"] = [badge_of.get(i) for i in people["id"]]
+    return people
+
+
+def _people(plan: _Plan, stamp: _Stamp, rng: np.random.Generator,
+            s: pd.DataFrame) -> pd.DataFrame:
+    """Staff rows of ``s`` (plan rows) for every community, drawn from ``rng``."""
     n = len(s) * len(stamp.sites)
     gender = np.where(rng.random(n) < 0.5, "F", "M")
     on_duty = stamp.tile(s["shift"]) != "night"
@@ -334,6 +373,7 @@ def _staff(plan: _Plan, stamp: _Stamp, rng: np.random.Generator) -> pd.DataFrame
         "grid_id": stamp.ids(s["grid_id"]), "shift": stamp.tile(s["shift"]),
         "geometry": np.where(on_duty, where, np.array(None)),  # None when off duty
         "position_at": pd.Series(at).where(on_duty),
+        "post_id": stamp.ids(pd.Series(_post_facility(plan.layout, s["post_kind"]))),
     })
 
 

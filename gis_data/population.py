@@ -55,6 +55,19 @@ _ROSTER: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("engineer", "night", ("electrical", "elevator"), False),
     ("manager", "office", ("first_aid",), False),
 )
+#: Added after the roster (whose people keep their names and places): the engineer on call
+#: and the property's duty officers round the clock (the escalation's duty_officer tier is a
+#: 24-hour duty line, twin/escalation.yaml). With the night security, every role and skill
+#: the rule library asks for is reached at 03:00, directly or through the duty officer.
+_NIGHT_COVER: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
+    ("engineer", "night", ("plumbing", "hvac"), False),        # the engineer on call
+    ("duty_officer", "night", ("first_aid", "fire"), False),   # the night duty officer
+    ("duty_officer", "day", ("first_aid", "fire"), False),     # and the day one
+)
+#: Where each role waits when nobody knows where they are (a facility kind of the layout).
+POST_KIND: dict[str, str] = {"security": "security_room", "cleaning": "property_office",
+                             "engineer": "property_office", "manager": "property_office",
+                             "grid_worker": "property_office", "duty_officer": "property_office"}
 
 
 def plan_units(buildings: pd.DataFrame) -> pd.DataFrame:
@@ -152,14 +165,17 @@ def draw_residents(rng: np.random.Generator, *, unit_ids: np.ndarray, occupancy:
 def plan_staff(grid_ids: np.ndarray) -> pd.DataFrame:
     """The staff roster of one community: one grid worker per grid, then the rest.
 
-    Returns id suffix ('-s01'), role, skills, grid_id (suffix or None) and shift;
-    names, phones and positions are drawn per community by the generator.
+    Returns id suffix ('-s01'), role, skills, grid_id (suffix or None), shift, the
+    facility kind of their post, whether they wear a position badge (everyone but the
+    grid workers of a grid, whose phone page reports where they are) and whether they
+    are the night cover added last; names, phones and positions are drawn per community
+    by the generator.
     """
     grid_ids = np.asarray(grid_ids, dtype=object)
     rows: list[tuple[str, str, tuple[str, ...], str | None]] = [
         ("grid_worker", "day", (), g) for g in grid_ids]
     cleaning = 0
-    for role, shift, skills, in_grid in _ROSTER:
+    for role, shift, skills, in_grid in _ROSTER + _NIGHT_COVER:
         grid = None
         if in_grid:
             grid = grid_ids[cleaning % len(grid_ids)]
@@ -171,6 +187,10 @@ def plan_staff(grid_ids: np.ndarray) -> pd.DataFrame:
         "skills": pd.Series([list(s) for _, _, s, _ in rows], dtype=object),
         "grid_id": pd.Series([g for _, _, _, g in rows], dtype=object),
         "shift": [s for _, s, _, _ in rows],
+        "post_kind": [POST_KIND[r] for r, _, _, _ in rows],
+        "badge": [not (r == "grid_worker" and g is not None) for r, _, _, g in rows],
+        # drawn after the others, so that adding them left everyone else as they were
+        "night_cover": np.arange(len(rows)) >= len(rows) - len(_NIGHT_COVER),
     })
 
 

@@ -45,7 +45,7 @@ from rich.table import Table
 
 from ingest import contract
 from twin.config import Settings, load_settings
-from twin.device_types import GATEWAY_TYPE
+from twin.device_types import DEVICE_TYPES, GATEWAY_TYPE
 from twin.errors import TwinError
 from twin.services import stack
 from twin.services.mosquitto import AUTH_CONF
@@ -71,10 +71,12 @@ PASSWORD_CHARS = 32
 USERNAME_ENV = "TWIN_MQTT_USERNAME"
 PASSWORD_ENV = "TWIN_MQTT_PASSWORD"
 
-#: What a device publishes; a gateway may also publish ``batch``.
+#: What a device publishes; a gateway may also publish ``batch``, a staff badge ``position``
+#: (only its own: whose fix it is follows from the topic).
 DEVICE_WRITES: tuple[contract.Kind, ...] = tuple(
-    k for k in contract.DEVICE_TO_TWIN if k != "batch")
-GATEWAY_WRITES: tuple[contract.Kind, ...] = contract.DEVICE_TO_TWIN
+    k for k in contract.DEVICE_TO_TWIN if k not in ("batch", "position"))
+GATEWAY_WRITES: tuple[contract.Kind, ...] = (*DEVICE_WRITES, "batch")
+BADGE_WRITES: tuple[contract.Kind, ...] = (*DEVICE_WRITES, "position")
 _ALL = f"{contract.ROOT}/{contract.VERSION}/#"
 SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
     INGEST: (("read", _ALL), ("write", contract.topic("+", "+", "cmd"))),
@@ -103,6 +105,14 @@ class DeviceAccount:
     @property
     def is_gateway(self) -> bool:
         return self.type == GATEWAY_TYPE
+
+    @property
+    def writes(self) -> tuple[contract.Kind, ...]:
+        """The kinds this device may publish on its own topics."""
+        if self.type == GATEWAY_TYPE:
+            return GATEWAY_WRITES
+        known = DEVICE_TYPES.get(self.type)
+        return BADGE_WRITES if known is not None and known.positions else DEVICE_WRITES
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,9 +274,8 @@ def acl_text(devices: Iterable[DeviceAccount], *,
         out.extend(f"topic {access} {pattern}" for access, pattern in SERVICE_ACL[name])
     for d in devices:
         out.append(f"\nuser {d.credentials_id}")
-        writes = GATEWAY_WRITES if d.is_gateway else DEVICE_WRITES
         out.extend(f"topic write {contract.topic(d.community_id, d.device_id, k)}"
-                   for k in writes)
+                   for k in d.writes)
         out.extend(f"topic read {contract.topic(d.community_id, d.device_id, k)}"
                    for k in contract.TWIN_TO_DEVICE)
     return "\n".join(out) + "\n"

@@ -72,6 +72,9 @@ def rules_run(
                                                "escalation).")] = 5.0,
     metrics_port: Annotated[int | None, typer.Option(
         help="Serve Prometheus /metrics here (0: a free port).")] = None,
+    max_fix_age_s: Annotated[float, typer.Option(
+        help="Dispatch uses a staff member's newest position fix up to this age (seconds); "
+             "older, it starts them from their post.")] = 600.0,
     clock: Annotated[str, typer.Option(
         help="'wall' to live through the day; 'data' (the newest device time seen) while "
              "`twin simulate --speed` or a replay feeds the past at speed.")] = "wall",
@@ -93,7 +96,8 @@ def rules_run(
     RulesService(url, mqtt_url, RulesOptions(
         group=group, client_id=client_id or (f"twin-rules-{community}" if community
                                              else "twin-rules-1"),
-        community_id=community, tick_s=tick_s, metrics_port=metrics_port),
+        community_id=community, tick_s=tick_s, metrics_port=metrics_port,
+        max_fix_age_s=max_fix_age_s),
         clock=Watermark() if clock == "data" else wall_clock).run_forever()
 
 

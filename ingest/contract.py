@@ -12,6 +12,7 @@ event           device -> twin     Event
 status          device -> twin     Status (retained; also the device's last will)
 ack             device -> twin     Ack (of a command)
 batch           gateway -> twin    Batch (readings and events of many devices)
+position        badge -> twin      Position (a staff badge's or tracker's fix of its wearer)
 cmd             twin -> device     Command
 
 The pydantic models below are the single source of the schemas: ingest
@@ -31,11 +32,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from twin.device_types import AccessMethod
 
-Kind = Literal["telemetry", "event", "status", "ack", "batch", "cmd"]
+Kind = Literal["telemetry", "event", "status", "ack", "batch", "position", "cmd"]
 
 VERSION = "v1"
 ROOT = "twin"
-DEVICE_TO_TWIN: tuple[Kind, ...] = ("telemetry", "event", "status", "ack", "batch")
+DEVICE_TO_TWIN: tuple[Kind, ...] = ("telemetry", "event", "status", "ack", "batch", "position")
 TWIN_TO_DEVICE: tuple[Kind, ...] = ("cmd",)
 #: Largest payload ingest accepts; anything bigger is dead-lettered unread.
 MAX_PAYLOAD_BYTES = 1 << 20
@@ -138,6 +139,23 @@ class BatchItem(Message):
         return self
 
 
+class Position(Message):
+    """Where the wearer of a staff badge or tracker is: one fix.
+
+    Who it is comes from the topic (the badge's device id, which its broker
+    credentials alone may publish under) and the staff member the badge is
+    issued to, never from the payload.
+    """
+
+    ts: Timestamp = Field(description="Device time of the fix")
+    lon: float = Field(ge=-180, le=180, description="Longitude, WGS 84 (EPSG:4326)")
+    lat: float = Field(ge=-90, le=90, description="Latitude, WGS 84 (EPSG:4326)")
+    accuracy_m: float = Field(ge=0, le=10_000,
+                              description="Radius of 68 % confidence, in metres")
+    floor: int | None = Field(None, ge=-10, le=200,
+                              description="Floor, when the tracker knows it (indoor positioning)")
+
+
 class Batch(Message):
     """Many readings and events of many devices, sent by a gateway of the same community."""
 
@@ -150,6 +168,7 @@ PAYLOADS: dict[str, type[Message]] = {
     "status": Status,
     "ack": Ack,
     "batch": Batch,
+    "position": Position,
     "cmd": Command,
 }
 

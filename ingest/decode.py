@@ -71,6 +71,9 @@ class Decoded:
     last_seen: dict[str, datetime] = field(default_factory=dict)
     # (command_id, device_id, ok, detail, time, received_at, topic, payload)
     acks: list[tuple] = field(default_factory=list)
+    # (time, badge device_id, lon, lat, accuracy_m, floor, received_at, topic, payload):
+    # whose fix it is, the writer looks up when it commits (the badge's current holder)
+    positions: list[tuple] = field(default_factory=list)
     # (received_at, topic, payload, reason, detail, item)
     dead: list[tuple] = field(default_factory=list)
     # device time of each message with accepted rows (a batch: its oldest item), for lag
@@ -116,6 +119,16 @@ def _decode(topic: str, payload: bytes, received_at: datetime, directory: Direct
         _not_future(ack.ts, received_at)
         into.acks.append((ack.id, device_id, ack.ok, ack.detail, ack.ts,
                           received_at, topic, payload))
+    elif kind == "position":
+        if not DEVICE_TYPES[device.type].positions:
+            raise Refused("not_a_badge",
+                          f"{device_id} is a {device.type}, which sends no staff positions")
+        fix = _parse(contract.Position, payload)
+        _not_future(fix.ts, received_at)
+        into.positions.append((fix.ts, device_id, fix.lon, fix.lat, fix.accuracy_m, fix.floor,
+                               received_at, topic, payload))
+        _seen(into, device_id, fix.ts)
+        into.device_times.append(fix.ts)
     else:  # batch
         if device.type != GATEWAY_TYPE:
             raise Refused("not_a_gateway", f"{device_id} is a {device.type}, not a gateway")

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import psycopg
@@ -42,6 +42,7 @@ from ingest.decode import Decoded
 from ingest.metrics import RulesMetrics
 from ingest.writer import write_dead_letters
 from twin.clock import Clock, Watermark, wall_clock
+from twin.dispatch import MAX_FIX_AGE
 from twin.model import DeviceInfo
 from twin.rules import store
 from twin.rules.actions import Firing
@@ -57,6 +58,8 @@ class RulesOptions(ConsumerOptions):
     flush_interval_s: float = 0.05
     tick_s: float = 5.0
     reload_s: float = 1.0
+    #: Dispatch trusts a staff member's newest fix up to this age, then uses their post.
+    max_fix_age_s: float = MAX_FIX_AGE.total_seconds()
 
 
 @dataclass(slots=True)
@@ -80,7 +83,8 @@ class RulesService(Consumer):
         self.clock = clock
         self.engine: Engine | None = None
         self.revision = -1
-        self.dispatcher = store.Dispatcher()
+        self.dispatcher = store.Dispatcher(
+            max_fix_age=timedelta(seconds=options.max_fix_age_s))
         #: Firings that failed to execute (a bug, not an outage), with the error; logged too.
         self.errors: list[str] = []
         self.processed = 0

@@ -51,6 +51,7 @@ class IngestService(Consumer):
             self.metrics.duplicates.labels(table).inc(offered - added)
         self.metrics.written.labels("device_state").inc(written.states)
         self.metrics.written.labels("device_command").inc(written.acks)
+        self.metrics.written.labels("staff_position").inc(written.positions)
         for reason, n in written.dead.items():
             self.metrics.rejected.labels(reason).inc(n)
         for ts in rows.device_times:

@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from ingest.contract import fmt_time
 from ingest.decode import Decoded
+from twin.store.positions import Fix, badge_holders, record_fixes
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS in_reading (LIKE reading) ON COMMIT DELETE ROWS;
@@ -36,6 +37,8 @@ class Written:
     events: int
     states: int
     acks: int
+    #: staff_position rows added (fixes of issued badges)
+    positions: int
     #: dead letters written, by reason (the decoder's and the writer's own)
     dead: dict[str, int]
 
@@ -58,9 +61,10 @@ def write(conn: psycopg.Connection, rows: Decoded) -> Written:
                        "subject_id, value, attrs, received_at")
         states = _merge_state(conn, rows)
         acks, unmatched = _record_acks(conn, rows)
-        dead = rows.dead + unmatched
+        positions, unissued = _record_positions(conn, rows)
+        dead = rows.dead + unmatched + unissued
         reasons = write_dead_letters(conn, dead)
-    return Written(readings, events, states, acks, reasons)
+    return Written(readings, events, states, acks, positions, reasons)
 
 
 def write_dead_letters(conn: psycopg.Connection, dead: list[tuple], *,
@@ -154,6 +158,25 @@ def _merge_state(conn: psycopg.Connection, rows: Decoded) -> int:
             (devices, online, status_at, last_seen, metrics),
         )
         return cur.rowcount
+
+
+def _record_positions(conn: psycopg.Connection, rows: Decoded) -> tuple[int, list[tuple]]:
+    """Store badge fixes for the staff members the badges are issued to now; a fix of a
+    badge issued to nobody comes back as a dead letter."""
+    if not rows.positions:
+        return 0, []
+    holder = badge_holders(conn, (p[1] for p in rows.positions))
+    fixes = [Fix(staff_id=holder[device_id], time=ts, lon=lon, lat=lat, accuracy_m=accuracy,
+                 floor=floor, source="badge", device_id=device_id, received_at=received_at)
+             for ts, device_id, lon, lat, accuracy, floor, received_at, *_ in rows.positions
+             if device_id in holder]
+    unissued = [
+        (received_at, topic, payload, "unissued_badge",
+         f"badge {device_id} is not issued to any staff member", None)
+        for _, device_id, *_, received_at, topic, payload in rows.positions
+        if device_id not in holder
+    ]
+    return record_fixes(conn, fixes), unissued
 
 
 def _record_acks(conn: psycopg.Connection, rows: Decoded) -> tuple[int, list[tuple]]:

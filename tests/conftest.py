@@ -21,6 +21,7 @@ import pytest
 
 from ingest.broker import forget_session
 from ingest.rules import RulesOptions, RulesService
+from ingest.service import IngestOptions, IngestService
 from tests.mqtt_helpers import Publisher
 from twin.clock import Clock
 from twin.services.mosquitto import EmbeddedMosquitto
@@ -173,3 +174,24 @@ def browser() -> Iterator[Any]:
             "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"])
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def start_ingest() -> Iterator[Callable[..., IngestService]]:
+    """Start in-process ingest services; stop them and drop their sessions afterwards."""
+    started: list[tuple[IngestService, str]] = []
+    group = f"g{uuid.uuid4().hex[:6]}"
+
+    def start(database_url: str, mqtt_url: str, **options: object) -> IngestService:
+        client_id = str(options.pop("client_id", f"ingest-{uuid.uuid4().hex[:6]}"))
+        service = IngestService(database_url, mqtt_url, IngestOptions(
+            group=str(options.pop("group", group)), client_id=client_id,
+            flush_interval_s=0.05, **options))
+        service.start()
+        started.append((service, mqtt_url))
+        return service
+
+    yield start
+    for service, url in started:
+        service.stop()
+        forget_session(url, service.options.client_id)

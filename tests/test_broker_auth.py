@@ -43,6 +43,7 @@ from ingest.broker_auth import (
     verify_password,
     write_broker_config,
 )
+from twin.device_types import BADGE_TYPE
 from twin.errors import TwinError
 from twin.services.mosquitto import EmbeddedMosquitto
 from twin.store.connection import connect
@@ -109,6 +110,9 @@ def test_acl_gives_each_device_its_own_topics_and_gateways_batch() -> None:
         "topic read twin/v1/c1/m/cmd",
     ]
     assert "topic write twin/v1/c1/g/batch" in blocks["user cred-g"]
+    assert not any(ln.endswith("/position") for ln in blocks["user cred-m"] + blocks["user cred-g"])
+    badge = acl_text([DeviceAccount("cred-b", "c1", "b", "staff_badge")])
+    assert "topic write twin/v1/c1/b/position" in badge.splitlines()
     # Nothing before the first user: anonymous clients have no topics.
     assert all(ln.startswith("#") for ln in text.split("\n\n")[0].splitlines())
     assert f"user {SIMULATOR}" not in text
@@ -314,6 +318,26 @@ def test_only_gateways_publish_batches(auth_broker: EmbeddedMosquitto,
             topic = contract.topic(gateway.community_id, gateway.device_id, "batch")
             assert peer.publish(topic, b"batch") == 0
         assert ingest.next_message() == (topic, b"batch")
+
+
+def test_a_badge_publishes_only_its_own_position(auth_broker: EmbeddedMosquitto,
+                                                 registry: Registry) -> None:
+    """Whose fix it is follows from the topic, so a badge may not speak for another badge,
+    and nothing but a badge publishes positions."""
+    badges = [d for d in registry.devices if d.type == BADGE_TYPE]
+    mine, other = badges[0], badges[1]
+    meter = next(d for d in registry.plain if d.type != BADGE_TYPE)
+    with _ingest(auth_broker, "position") as ingest:
+        with _device(auth_broker, mine) as peer:
+            forged = contract.topic(other.community_id, other.device_id, "position")
+            assert peer.publish(forged, b"forged") == NOT_AUTHORIZED
+            own = contract.topic(mine.community_id, mine.device_id, "position")
+            assert peer.publish(own, b"fix") == 0
+        assert ingest.next_message() == (own, b"fix")  # the forged one would have come first
+        with _device(auth_broker, meter) as peer:
+            topic = contract.topic(meter.community_id, meter.device_id, "position")
+            assert peer.publish(topic, b"not a badge") == NOT_AUTHORIZED
+        assert ingest.no_more_messages()
 
 
 def test_rotating_the_secret_replaces_every_password(auth_broker: EmbeddedMosquitto,

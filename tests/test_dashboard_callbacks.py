@@ -351,3 +351,66 @@ def test_an_operator_acknowledges_an_alarm_from_the_feed(room) -> None:
 def _feed_row(alarm_id: int) -> dict:
     return {"id": alarm_id, "severity": "critical", "building_id": None, "title": "Smoke alarm",
             "count": 1, "building": "", "domain": "safety", "last_at": None}
+
+
+def test_the_phone_page_stores_my_position_and_refuses_anyone_elses(room) -> None:
+    """The position write takes a staff id from the browser: only the session's own counts,
+    whoever calls the service (as an attacker would, without the page)."""
+    from twin.dispatch import on_shift
+
+    app, users, _ids, url = room
+    with connect(url) as conn:
+        me = auth.get_user(conn, users.worker).staff_id
+        other = auth.get_user(conn, users.worker2).staff_id
+        # on duty now, whatever the hour the suite runs at
+        shift = "day" if on_shift("day", datetime.now(UTC)) else "night"
+        conn.execute("UPDATE staff SET shift = %s WHERE id = %s", (shift, me))
+        conn.commit()
+        before = conn.execute("SELECT ST_AsText(position), position_at FROM staff WHERE id = %s",
+                              (other,)).fetchone()
+        (lon, lat) = conn.execute(
+            "SELECT ST_X(geom), ST_Y(geom) FROM walk_node ORDER BY id LIMIT 1").fetchone()
+    fix = {"lon": lon, "lat": lat, "accuracy_m": 12.0, "why": "accept"}
+    with as_user(app, users.worker):
+        assert worker.report_position(other, fix).startswith("✗")
+        assert worker.report_position(None, fix).startswith("✗")
+        assert worker.report_position(me, fix).startswith("✓")
+        # and the way to each of my tasks now starts where I am
+        cards, layer_data = worker.task_cards()
+        text = json.dumps(cards, default=lambda c: c.to_plotly_json(), ensure_ascii=False)
+        assert layer_data["target"]["me"]["position"][:2] == [lon, lat]
+        assert layer_data["route"] and "步行" in text
+        first = next(iter(layer_data["route"].values()))["path"][0]
+        assert first == pytest.approx([lon, lat], abs=2e-4)  # from my fix (a metre's leg aside)
+    with as_user(app, users.operator):  # not a staff member, and not a phone page user
+        assert worker.report_position(me, fix).startswith("✗")
+    with connect(url) as conn:
+        stored = conn.execute("SELECT staff_id, source, accuracy_m, device_id FROM staff_position "
+                              "WHERE source = 'phone'").fetchall()
+        after = conn.execute("SELECT ST_AsText(position), position_at FROM staff WHERE id = %s",
+                             (other,)).fetchone()
+        refusals = conn.execute("SELECT user_name, subject_kind, subject_id FROM audit_log "
+                                "WHERE action = 'denied' ORDER BY id").fetchall()
+    assert stored == [(me, "phone", 12.0, None)]
+    assert after == before
+    assert refusals == [(users.worker, "staff", other), (users.worker, "staff", "None"),
+                        (users.operator, "staff", me)]
+
+
+def test_the_phone_sends_nothing_off_duty(room) -> None:
+    _app, users, _ids, url = room
+    with connect(url) as conn:
+        me = auth.get_user(conn, users.worker).staff_id
+        user = auth.get_user(conn, users.worker)
+        day, night = datetime(2026, 11, 25, 3, tzinfo=UTC), datetime(2026, 11, 25, 15, tzinfo=UTC)
+        # 11:00 and 23:00 in Wuhan: the day-shift grid worker is on, then off
+        assert scoped.record_my_position(conn, user, me, lon=114.41, lat=30.49, accuracy_m=5.0,
+                                         at=day) is True
+        assert scoped.record_my_position(conn, user, me, lon=114.42, lat=30.49, accuracy_m=5.0,
+                                         at=night) is False
+        with pytest.raises(Exception, match="too little"):
+            scoped.record_my_position(conn, user, me, lon=114.41, lat=30.49, accuracy_m=5000.0,
+                                      at=day)
+        rows = conn.execute("SELECT time FROM staff_position WHERE staff_id = %s",
+                            (me,)).fetchall()
+    assert rows == [(day,)]

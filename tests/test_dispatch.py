@@ -16,7 +16,8 @@ From b, a guard at e is 60 m away in a straight line but 260 m on foot
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import geopandas as gpd
 import networkx as nx
@@ -26,7 +27,15 @@ import pytest
 import shapely
 from shapely.geometry import LineString, Point
 
-from twin.dispatch import Assignment, NoCandidate, StaffMember, dispatch, on_shift
+from twin.dispatch import (
+    Assignment,
+    NoCandidate,
+    StaffMember,
+    dispatch,
+    located,
+    on_shift,
+    started_from,
+)
 from twin.store.graph import dispatch_staff, walk_routing_graph
 from twin.walkgraph import (
     WALK_SPEED_M_S,
@@ -371,3 +380,31 @@ def test_sample_community_guard_to_an_entrance_matches_networkx(sample_conn):
                      role="security")
     assert again.staff_id == result.staff_id
     assert again.distance_m == pytest.approx(result.distance_m, abs=1e-3)
+
+
+def test_a_stale_fix_gives_way_to_the_post_and_the_choice_says_which(river):
+    """With max_fix_age, a fix older than it is not used: the staff member starts from their
+    post, or is passed over without one; without max_fix_age any fix is used."""
+    fresh, stale = DAY - timedelta(minutes=2), DAY - timedelta(minutes=30)
+    near = replace(guard("near", 0, 60), position_at=stale, post=at(-150, 0))
+    far = replace(guard("far", 100, 120), position_at=fresh)
+    ten = timedelta(minutes=10)
+    assert located(near, DAY, ten).origin == "post"
+    assert located(near, DAY, ten).member.position == at(-150, 0)
+    assert located(far, DAY, ten).origin == "fix"
+    assert located(near, DAY, None).origin == "fix"  # any fix, however old
+    # the stale one walks from the post at (-150, 0): 150 m, nearer than far's 100+60+120+...
+    chosen = dispatch(river, at(0, 0), [near, far], now=DAY, role="security", max_fix_age=ten)
+    assert isinstance(chosen, Assignment)
+    assert (chosen.staff_id, chosen.origin, chosen.fix_age_s) == ("near", "post", 1800.0)
+    assert chosen.distance_m == pytest.approx(150.0, abs=0.5)
+    assert started_from(chosen) == "from their post (newest fix 30 min old)"
+    # without a post a stale fix is no position at all
+    lost = replace(near, post=None)
+    nobody = dispatch(river, at(0, 0), [lost], now=DAY, role="security", max_fix_age=ten)
+    assert isinstance(nobody, NoCandidate) and nobody.reason == "no_position"
+    # never seen, but at their post
+    unseen = StaffMember(id="new", role="security", shift="day", post=at(100, 0))
+    first = dispatch(river, at(0, 0), [unseen], now=DAY, role="security", max_fix_age=ten)
+    assert isinstance(first, Assignment) and (first.origin, first.fix_age_s) == ("post", None)
+    assert started_from(first) == "from their post (no fix)"

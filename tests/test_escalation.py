@@ -205,14 +205,12 @@ def test_departments_are_routed_by_the_notify_config_to_their_own_addresses() ->
 # --- against the database -------------------------------------------------------------------
 
 def _duty_officer(conn: psycopg.Connection, at: datetime) -> str:
-    """A night duty officer at the first grid worker's post (the sample gets its own)."""
+    """The sample's night duty officer, seen at ``at`` where the first grid worker is."""
     conn.execute(
-        """INSERT INTO staff (id, community_id, name, phone, role, skills, shift, position,
-                              position_at)
-           SELECT 'wh-guanggu-s90', community_id, '值班经理', '10000000090', 'duty_officer',
-                  '{first_aid,fire}', 'night', position, %s
-           FROM staff WHERE id = 'wh-guanggu-s01'""", (at,))
-    return "wh-guanggu-s90"
+        """UPDATE staff SET position = (SELECT position FROM staff WHERE id = 'wh-guanggu-s01'),
+                            position_at = %s
+           WHERE id = 'wh-guanggu-s28' AND role = 'duty_officer' AND shift = 'night'""", (at,))
+    return "wh-guanggu-s28"
 
 
 def _order(conn: psycopg.Connection, kind: str, role: str, at: datetime,
@@ -266,6 +264,8 @@ def test_an_hvac_order_handed_up_drops_the_skill(twin_db_url: str) -> None:
     dispatcher = Dispatcher()
     with connect(twin_db_url) as conn:
         officer = _duty_officer(conn, MON_0300)
+        # the night engineers (the one on call has hvac) are away tonight
+        conn.execute("UPDATE staff SET shift = 'day' WHERE role = 'engineer' AND shift = 'night'")
         order_id = _order(conn, "garage_ventilation", "engineer", MON_0300, skill="hvac")
         _tick(conn, dispatcher, MON_0300)
         _tick(conn, dispatcher, MON_0300 + timedelta(minutes=3))

@@ -58,14 +58,15 @@ def test_counts_are_those_of_a_real_high_rise_community(community: Dataset) -> N
 
 def test_every_grid_has_exactly_one_grid_worker(community: Dataset) -> None:
     grid, staff = community.grid, community.staff
-    workers = staff[staff["role"] == "grid_worker"]
+    # the night duty officer is a grid worker of every grid, so of none in particular
+    workers = staff[(staff["role"] == "grid_worker") & staff["grid_id"].notna()]
     assert 5 <= len(grid) <= 10
     assert len(workers) == len(grid)
     assert sorted(workers["grid_id"]) == sorted(grid["id"])
     assert dict(zip(grid["id"], grid["grid_worker_id"])) == dict(zip(workers["grid_id"],
                                                                       workers["id"]))
     assert (workers["shift"] == "day").all()
-    others = staff[staff["role"] != "grid_worker"]
+    others = staff[staff["grid_id"].isna() | (staff["role"] != "grid_worker")]
     assert 15 <= len(others) <= 25
     assert (staff["role"] == "manager").sum() == 1
     assert set(staff.loc[staff["role"] == "security", "shift"]) == {"day", "night"}
@@ -233,7 +234,8 @@ def test_check_constraint_values(community: Dataset) -> None:
     assert set(community.unit["occupancy"]) == {"owner", "tenant", "vacant"}
     assert set(community.facility["kind"]) <= FACILITY_KINDS
     assert set(community.device["type"]) <= set(DEVICE_TYPES)
-    assert set(s["role"]) == {"grid_worker", "security", "cleaning", "engineer", "manager"}
+    assert set(s["role"]) == {"grid_worker", "security", "cleaning", "engineer", "manager",
+                              "duty_officer"}
     assert set(s["shift"]) <= {"day", "night", "office"}
     assert set(community.walk_node["kind"]) <= {"junction", "entrance", "facility", "device"}
     assert set(community.walk_edge["kind"]) == {"road", "footway", "ramp", "steps", "link"}
@@ -436,3 +438,55 @@ def test_names_and_phones_are_synthetic() -> None:
     assert len(set(names)) > 5_000
     phones = phone_numbers(rng, 20_000)
     assert pd.Series(phones).str.fullmatch(r"100\d{8}").all()
+
+
+def _asked_of_staff(node: object) -> list[tuple[str, str | None, str]]:
+    """(role, skill, kind) of every work order in a rule file, wherever it is nested."""
+    found: list[tuple[str, str | None, str]] = []
+    if isinstance(node, dict):
+        order = node.get("work_order")
+        if isinstance(order, dict):
+            found.append((order["role"], order.get("skill"), order["kind"]))
+        for value in node.values():
+            found += _asked_of_staff(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _asked_of_staff(value)
+    return found
+
+
+def test_every_order_the_rules_open_reaches_someone_on_shift_at_3am(community: Dataset) -> None:
+    """Directly (night security, the night engineer and the engineer on call), or, for a role
+    nobody holds at night, through the escalation's first tier of the twin's own staff: the
+    night duty officer."""
+    import yaml
+
+    from twin.dispatch import on_shift
+    from twin.escalation import climb, config_for
+    from twin.rules.compile import library_dir
+
+    asked = {found for path in sorted(library_dir().rglob("*.yaml"))
+             for found in _asked_of_staff(yaml.safe_load(path.read_text(encoding="utf-8")))}
+    assert asked, "the rule library asks for no staff at all"
+    at_3am = pd.Timestamp("2026-11-25T03:00:00+08:00").to_pydatetime()  # a Wednesday
+    staff = community.staff
+    night = staff[[on_shift(s, at_3am) for s in staff["shift"]]]
+
+    def reached(role: str, skill: str | None) -> bool:
+        who = night[night["role"] == role]
+        return bool(len(who[[skill in s for s in who["skills"]]] if skill else who))
+
+    config = config_for(str(community.community["id"].iloc[0]))
+    for role, skill, kind in sorted(asked, key=str):
+        if reached(role, skill) or reached(role, None):  # no one with the skill: the role goes
+            continue
+        up = climb(config, level=0, role=role, skill=skill, kind=kind, now=at_3am,
+                   staffed=set(staff["role"]))
+        assert up is not None and up.department is None, (role, skill, kind)
+        assert reached(up.role, up.skill), f"{kind}: nobody on shift at 03:00 is {role}, " \
+            f"nor {up.role} at the next tier"
+    assert {"security", "engineer", "duty_officer"} <= set(night["role"])
+    # whoever is on at night can be found: a badge to report fixes, a post to fall back to
+    assert night["badge_id"].notna().all() and night["post_id"].notna().all()
+    badges = community.device.set_index("id").loc[night["badge_id"], "type"]
+    assert (badges == "staff_badge").all()

@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +24,6 @@ import pytest
 
 from ingest import contract
 from ingest.broker import forget_session
-from ingest.service import IngestOptions, IngestService
 from tests.mqtt_helpers import Publisher, wait_until
 from twin.services.mosquitto import EmbeddedMosquitto
 from twin.services.postgres import EmbeddedPostgres
@@ -49,27 +48,6 @@ def _telemetry(device: str, ts: datetime, **readings: float | str) -> tuple[str,
 def _count(url: str, sql: str, *params: object) -> int:
     with psycopg.connect(url) as conn:
         return conn.execute(sql, params).fetchone()[0]
-
-
-@pytest.fixture
-def start_ingest() -> Iterator[Callable[..., IngestService]]:
-    """Start in-process ingest services; stop them and drop their sessions afterwards."""
-    started: list[tuple[IngestService, str]] = []
-    group = f"g{uuid.uuid4().hex[:6]}"
-
-    def start(database_url: str, mqtt_url: str, **options: object) -> IngestService:
-        client_id = str(options.pop("client_id", f"ingest-{uuid.uuid4().hex[:6]}"))
-        service = IngestService(database_url, mqtt_url, IngestOptions(
-            group=str(options.pop("group", group)), client_id=client_id,
-            flush_interval_s=0.05, **options))
-        service.start()
-        started.append((service, mqtt_url))
-        return service
-
-    yield start
-    for service, url in started:
-        service.stop()
-        forget_session(url, service.options.client_id)
 
 
 @pytest.fixture

@@ -146,9 +146,9 @@ def test_decline_and_escalate_free_the_order_for_the_next_one(db) -> None:
     assert order.state == "created" and order.assignee_id is None
     assert order.declined_by == (grid_worker,)
     order = ops.act_on_work_order(db, order.id, "escalate", actor=SYSTEM, at=T0)
-    # the next tier open at 16:00 on a Tuesday: the community office (no duty officer here)
-    assert order.state == "escalated" and order.spec.role == "manager" and order.escalation_level == 2
-    assert order.tier == "community_office"
+    # the next tier open at 16:00 on a Tuesday: the sample's duty officers, round the clock
+    assert order.state == "escalated" and order.spec.role == "duty_officer"
+    assert order.escalation_level == 1 and order.tier == "duty_officer"
     with pytest.raises(TransitionError, match="cannot be accepted"):
         ops.act_on_work_order(db, order.id, "accept", actor=me, at=T0)
     # a failed step writes nothing

@@ -37,6 +37,7 @@ FANS = {f"wh-guanggu-d0128{i}" for i in (1, 2, 3, 4)}
 SPEAKERS = {f"wh-guanggu-d0128{i}" for i in (5, 6, 7)}
 NEAR_IN_LINE, NEAR_BY_PATH = "wh-guanggu-s21", "wh-guanggu-s24"  # the two day-shift HVAC engineers
 MANAGER = "wh-guanggu-s26"
+DAY_DUTY_OFFICER = "wh-guanggu-s29"
 LIBRARY = {r.id: r for r in load_directory(library_dir())}
 
 
@@ -276,7 +277,8 @@ def test_escalation_after_the_timeouts_with_an_injected_clock(twin_db_url, start
     assert order.history[-1].note.startswith("no hvac skill available")
     assert order.declined_by == (NEAR_BY_PATH, NEAR_IN_LINE)
     # they accept but are not on site within their ETA plus 10 minutes: the order escalates
-    # one tier up, to the community office (the manager), with the reason on record
+    # one tier up, to the duty officer of the day (the sample's 24-hour duty line), with the
+    # reason on record
     with psycopg.connect(url) as conn:
         ops.act_on_work_order(conn, order.id, "accept", at=clock.now,
                               actor=Actor(name=other, role="engineer", staff_id=other))
@@ -287,10 +289,10 @@ def test_escalation_after_the_timeouts_with_an_injected_clock(twin_db_url, start
     service.tick_now()
     order = _order(url, "garage_ventilation")
     assert [e.action for e in order.history][-3:] == ["accept", "escalate", "assign"]
-    assert order.history[-2].note.startswith("to 社区居委会 (community_office): not on site within ")
+    assert order.history[-2].note.startswith("to 物业值班经理 (duty_officer): not on site within ")
     assert order.history[-2].detail["reason"].startswith("not on site within ")
-    assert order.spec.role == "manager" and order.assignee_id == MANAGER
-    assert order.escalation_level == 2 and order.tier == "community_office"  # no duty officer
+    assert order.spec.role == "duty_officer" and order.assignee_id == DAY_DUTY_OFFICER
+    assert order.escalation_level == 1 and order.tier == "duty_officer"
     assert service.errors == []
 
 

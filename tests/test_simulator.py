@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 import pandas as pd
 import psycopg
 import pytest
+import shapely
 
 from gis_data.dataset import Dataset
 from ingest import contract
@@ -35,8 +36,9 @@ from ingest.simulator import (
 )
 from ingest.simulator.simulation import DOMAINS
 from tests.mqtt_helpers import Publisher, clear_retained, wait_until
-from twin.device_types import ACCESS_METHODS, CAMERA_CLASSES, DEVICE_TYPES
+from twin.device_types import ACCESS_METHODS, BADGE_TYPE, CAMERA_CLASSES, DEVICE_TYPES
 from twin.model import DeviceInfo
+from twin.walkgraph import WalkGraph, from_rows
 
 SHANGHAI = timezone(timedelta(hours=8))
 #: Monday 2 June 2025, local midnight.
@@ -49,10 +51,14 @@ LEFT_OUT = ("2号充电棚", "3号充电棚", "4号垃圾站", "5号垃圾站", 
 
 
 def community_of(dataset: Dataset, *, buildings: tuple[str, ...] | None = None,
-                 left_out: tuple[str, ...] = ()) -> Community:
-    """The simulator's frames from a dataset, optionally only some buildings and facilities."""
+                 left_out: tuple[str, ...] = (), staff: bool = False) -> Community:
+    """The simulator's frames from a dataset, optionally only some buildings and facilities;
+    with ``staff``, the staff, their badges and the walkways they patrol (without, no badges:
+    the other domains' streams stay as their seeds made them)."""
     tables = dict(dataset.tables())
     device = pd.DataFrame(tables["device"].drop(columns="geometry"))
+    if not staff:
+        device = device[device["type"] != BADGE_TYPE]
     facility = pd.DataFrame(tables["facility"][["id", "kind", "name", "building_id"]])
     if buildings is not None:
         device = device[device["building_id"].isna() | device["building_id"].isin(buildings)]
@@ -64,9 +70,27 @@ def community_of(dataset: Dataset, *, buildings: tuple[str, ...] | None = None,
         "id": r["id"], "unit_id": r["unit_id"], "building_id": r["unit_id"].map(unit_building),
         "care_flags": r["care_flags"], "age_band": r["age_band"],
     })
+    roster, walkway = (_staff_frame(tables), _walkway(tables)) if staff else (None, None)
     return Community(devices=device.reset_index(drop=True), residents=residents,
                      facilities=facility,
-                     buildings=pd.DataFrame(tables["building"][["id", "name"]]))
+                     buildings=pd.DataFrame(tables["building"][["id", "name"]]),
+                     staff=roster, walkway=walkway)
+
+
+def _staff_frame(tables: dict) -> pd.DataFrame:
+    s, posts = tables["staff"], tables["facility"].set_index("id").geometry
+    where = posts.reindex(s["post_id"]).to_numpy()
+    return pd.DataFrame({"id": s["id"], "shift": s["shift"], "badge_id": s["badge_id"],
+                         "post_lon": shapely.get_x(where), "post_lat": shapely.get_y(where)})
+
+
+def _walkway(tables: dict) -> WalkGraph:
+    srid = int(tables["community"]["local_srid"].iloc[0])
+    n, e = tables["walk_node"].to_crs(srid), tables["walk_edge"].to_crs(srid)
+    return from_rows(
+        list(zip(n["id"], n["kind"], n["ref_id"], n.geometry.x, n.geometry.y)),
+        list(zip(e["id"], e["source"], e["target"], e["kind"], e["length_m"],
+                 shapely.to_wkb(e.geometry.to_numpy()))), crs=srid)
 
 
 def accepted(community: Community, messages: list[Message], *,
@@ -144,14 +168,18 @@ def test_each_device_type_is_played_by_one_domain_module_of_its_registry_domain(
 
 
 def test_every_device_of_every_type_speaks_in_a_day(day: dict, small: Community) -> None:
-    assert set(small.devices["type"]) == set(DEVICE_TYPES)
+    # staff badges walk with their wearers: see the patrol tests at the end
+    types = set(DEVICE_TYPES) - {BADGE_TYPE}
+    assert set(small.devices["type"]) == types
     r = day["readings"]
-    assert set(r["type"]) == set(DEVICE_TYPES)
+    assert set(r["type"]) == types
     assert set(r["device"]) == set(small.devices["id"])
     statuses = day["decoded"].statuses
     assert set(statuses) == set(small.devices["id"])
     assert all(online for online, _ in statuses.values())
     for code, spec in DEVICE_TYPES.items():
+        if code == BADGE_TYPE:
+            continue
         assert set(r.loc[r["type"] == code, "metric"]) == set(spec.metrics), code
 
 
@@ -873,3 +901,45 @@ def test_an_incident_scheduled_for_a_local_time_starts_then(small: Community) ->
     sim.advance(at + timedelta(seconds=5))
     assert [i.name for i in sim.incidents] == ["co-leak"]
     assert sim.incidents[0].start == at and sim.scheduled == ()
+
+
+# --- staff on patrol ------------------------------------------------------------------------
+
+def test_night_staff_patrol_the_walkways_and_their_badges_report_fixes(sample) -> None:
+    community = community_of(sample, buildings=BUILDINGS, left_out=LEFT_OUT, staff=True)
+    start = MONDAY + timedelta(days=1, hours=3)  # Tuesday 03:00 local
+    sim = Simulation(community, start=start, seed=5, tick_s=5)
+    messages = sim.advance(start + timedelta(minutes=10))
+    fixes = [(topic.split("/")[3], orjson.loads(payload)) for topic, payload in messages
+             if topic.endswith("/position")]
+    roster = community.staff
+    night = set(roster.loc[roster["shift"] == "night", "badge_id"])
+    assert {badge for badge, _ in fixes} == night  # the day shift's badges are in the locker
+    # every fix is one ingest accepts, and nothing else is refused either
+    rows = accepted(community, messages, received_at=start + timedelta(minutes=10))
+    assert rows.dead == [] and len(rows.positions) == len(fixes)
+    # one fix every 30 s each, walking the walkways at a patrol's pace
+    per_badge: dict[str, list[dict]] = {}
+    for badge, fix in fixes:
+        per_badge.setdefault(badge, []).append(fix)
+    assert all(19 <= len(f) <= 21 for f in per_badge.values())
+    graph = community.walkway
+    assert graph is not None
+    lines = shapely.MultiLineString(list(graph.edge_lines))
+    for badge, track in per_badge.items():
+        xy = graph.to_metric([shapely.Point(f["lon"], f["lat"]) for f in track])
+        off = [lines.distance(shapely.Point(x, y)) for x, y in xy]
+        assert max(off) < 1.0, badge  # on the walkway (or its straight leg from the post)
+        steps = np.hypot(*np.diff(xy, axis=0).T)
+        assert steps.max() <= 30.5 and steps.mean() > 15, badge  # 1 m/s, corners cut
+
+
+def test_a_patrol_is_the_same_however_the_time_is_sliced(sample) -> None:
+    community = community_of(sample, buildings=BUILDINGS, left_out=LEFT_OUT, staff=True)
+    start = MONDAY + timedelta(hours=21)
+    whole = Simulation(community, start=start, seed=2).advance(start + timedelta(minutes=3))
+    sliced = Simulation(community, start=start, seed=2)
+    parts = [m for k in range(1, 7)
+             for m in sliced.advance(start + timedelta(seconds=30 * k))]
+    assert [m for m in whole if m[0].endswith("/position")] == \
+        [m for m in parts if m[0].endswith("/position")]

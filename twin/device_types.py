@@ -16,6 +16,8 @@ DOMAINS: tuple[Domain, ...] = ("safety", "environment", "service", "activity", "
 
 #: The device type that may relay other devices' readings in a batch.
 GATEWAY_TYPE = "iot_gateway"
+#: The device type a staff member wears: it publishes ``position`` fixes for its wearer.
+BADGE_TYPE = "staff_badge"
 
 #: How an access gate or door can be opened.
 AccessMethod = Literal["face", "card", "qr", "remote", "voice", "intercom", "password"]
@@ -67,12 +69,16 @@ class DeviceType:
     metrics: dict[str, Metric] = field(default_factory=dict)
     events: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()
+    #: Publishes position fixes of the staff member it is issued to (``position`` kind).
+    positions: bool = False
 
     @property
     def capabilities(self) -> tuple[str, ...]:
         caps = []
         if self.metrics:
             caps.append("telemetry")
+        if self.positions:
+            caps.append("positions")
         if self.events:
             caps.append("events")
         if self.commands:
@@ -200,6 +206,11 @@ DEVICE_TYPES: dict[str, DeviceType] = {
             },
             events=("fault",),
             commands=("start", "stop"),
+        ),
+        DeviceType(
+            BADGE_TYPE, "activity", "Staff badge or tracker with GNSS/UWB positioning (工牌定位)",
+            metrics={"battery": Metric("%", 0, 100)},
+            positions=True,
         ),
     )
 }

@@ -11,7 +11,9 @@ reason they are passed over):
 1. they have the needed ``role`` and ``skill`` (either may be left open);
 2. their shift covers ``now`` in the community's local time (:data:`SHIFTS`);
 3. they have not declined this order (``exclude``);
-4. their last position is known;
+4. their position is known: their newest fix, if it is younger than
+   ``max_fix_age``, or else their post (the security room, the property
+   office), where a staff member nobody has seen lately is assumed to be;
 5. they hold fewer than ``max_open_orders`` open orders;
 6. their position snaps onto the incident's connected part of the walkway.
 
@@ -31,8 +33,8 @@ same inputs always give the same person.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, time
+from dataclasses import dataclass, replace
+from datetime import datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -45,6 +47,11 @@ from twin.walkgraph import Reach, Snap, WalkGraph, reach_from, route_to, snap, w
 COMMUNITY_TIMEZONE = "Asia/Shanghai"
 #: Open orders (assigned, accepted, arrived) a staff member may hold before being passed over.
 MAX_OPEN_ORDERS = 3
+#: A fix older than this says little about where someone is now: their post is used instead.
+MAX_FIX_AGE = timedelta(minutes=10)
+
+#: Where a staff member was taken to start from: their newest fix, or their post.
+Origin = Literal["fix", "post"]
 _ALL_WEEK = frozenset(range(7))
 
 
@@ -88,6 +95,9 @@ class StaffMember:
     position: Point | None = None
     position_at: datetime | None = None
     grid_id: str | None = None
+    #: Where they wait when nobody knows where they are (security room, property office).
+    post: Point | None = None
+    post_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.shift not in SHIFTS:
@@ -106,6 +116,10 @@ class Assignment:
     candidates_considered: int
     reason: str
     tied_with: tuple[str, ...] = ()
+    #: Where the walk starts: the staff member's newest fix, or their post.
+    origin: Origin = "fix"
+    #: Age of the fix in seconds at ``now`` (also when the post was used because it was stale).
+    fix_age_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +155,7 @@ def dispatch(
     max_open_orders: int = MAX_OPEN_ORDERS,
     exclude: Collection[str] = frozenset(),
     tz: str = COMMUNITY_TIMEZONE,
+    max_fix_age: timedelta | None = None,
 ) -> Assignment | NoCandidate:
     """Choose who goes to ``incident`` (an EPSG:4326 point).
 
@@ -164,6 +179,9 @@ def dispatch(
         Staff ids who declined this order: the next nearest goes instead.
     tz
         The community's time zone.
+    max_fix_age
+        Fixes older than this (at ``now``) are not used: the staff member starts from
+        their post, or has no position without one. None: any fix is used, however old.
 
     Returns
     -------
@@ -177,8 +195,11 @@ def dispatch(
     local = now.astimezone(ZoneInfo(tz))
     wanted = _describe(role, skill)
 
-    pool = sorted((s for s in staff if (role is None or s.role == role)
-                   and (skill is None or skill in s.skills)), key=lambda s: s.id)
+    found = sorted((located(s, now, max_fix_age) for s in staff
+                    if (role is None or s.role == role) and (skill is None or skill in s.skills)),
+                   key=lambda s: s.id)
+    origins = {s.id: (s.origin, s.fix_age_s) for s in found}
+    pool = [s.member for s in found]
     if not pool:
         return NoCandidate("no_such_staff", f"nobody on the staff list is {wanted}")
     passed_over: list[tuple[str, NoCandidateReason, str]] = []
@@ -216,10 +237,61 @@ def dispatch(
     runner_up = next((k for k in order[1:] if pool[k].id not in tied
                       and float(total[k]) <= radius), None)
     reason = _why(pool, held, winner, tied, runner_up, total, wanted, radius=radius)
+    start, age = origins[pool[winner].id]
     return Assignment(
         staff_id=pool[winner].id, distance_m=route.length_m, eta_s=route.eta_s,
         route=route.line, candidates_considered=len(pool), reason=reason, tied_with=tied,
+        origin=start, fix_age_s=age,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """A staff member with the position dispatch starts them from, and where it came from."""
+
+    member: StaffMember
+    origin: Origin
+    fix_age_s: float | None
+
+    @property
+    def id(self) -> str:
+        return self.member.id
+
+
+def located(member: StaffMember, now: datetime,
+            max_fix_age: timedelta | None = MAX_FIX_AGE) -> Located:
+    """Where ``member`` is taken to be at ``now``: a fresh fix, else their post, else nowhere.
+
+    A fix with no time counts as fresh only when ``max_fix_age`` is None.
+    """
+    has_fix = member.position is not None and not member.position.is_empty
+    # a fix stamped after `now` (a data clock behind the badges' stream) is as fresh as can be
+    age = (None if member.position_at is None or not has_fix
+           else max(0.0, (now - member.position_at).total_seconds()))
+    fresh = has_fix and (max_fix_age is None or (
+        age is not None and age <= max_fix_age.total_seconds()))
+    if fresh:
+        return Located(member, "fix", age)
+    return Located(replace(member, position=member.post), "post", age)
+
+
+def started_from(choice: Assignment) -> str:
+    """Where the chosen one's walk starts, in words: their fix and its age, or their post."""
+    origin, age = choice.origin, choice.fix_age_s
+    if origin == "fix":
+        return "from their position fix" + ("" if age is None else f" {_age(age)} old")
+    if age is None:
+        return "from their post (no fix)"
+    return f"from their post (newest fix {_age(age)} old)"
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _search(

@@ -569,6 +569,17 @@ def route_to(graph: WalkGraph, reach: Reach, target: Snap) -> Route:
                  eta_s=float(eta), nodes=tuple(graph.node_ids[nodes]))
 
 
+def walk_route(graph: WalkGraph, start: Point, end: Point) -> Route | None:
+    """The shortest walk from ``start`` to ``end`` (EPSG:4326) along the walkways.
+
+    Returns None when the two snap onto parts of the walkway that do not meet.
+    """
+    a, b = snap(graph, [start, end])
+    if graph.component[graph.edge_u[a.edge]] != graph.component[graph.edge_u[b.edge]]:
+        return None
+    return route_to(graph, reach_from(graph, b), a)
+
+
 # --- variants: what-if's closures and added paths ------------------------------------------
 
 def variant(

@@ -1,22 +1,34 @@
-"""The grid worker's phone view: my open tasks nearest first, accept / arrive / resolve
-with a note and a photo, and a look-up of a building or household in my grid."""
+"""The grid worker's phone view: my open tasks nearest first, each with the walk there
+from where I am; accept / arrive / resolve with a note and a photo; a look-up of a
+building or household in my grid. While I am on duty the page sends the phone's
+position (on accept, on arrive and every minute) as a staff position fix."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import dash
 from dash import ALL, MATCH, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
+from shapely.geometry import Point
 
-from dashboard import audit, scoped
+from dashboard import audit, maps, scoped
 from dashboard.auth import AccessDenied, can_open
 from dashboard.components import badge, denied
 from dashboard.context import ctx, current_user, lang, tr
+from dashboard.deck import TwinDeck
 from dashboard.i18n import t
 from dashboard.pages.work_orders import allowed_actions, perform
+from twin.dispatch import COMMUNITY_TIMEZONE
 from twin.errors import TwinError
+from twin.store.graph import walk_routing_graph
 from twin.store.operations import Photo, get_work_order
+from twin.store.positions import latest_fix, staff_on_record
+from twin.walkgraph import Route, WalkGraph, walk_route
 
 PATH = "/worker"
 PATH_TEMPLATE = None
@@ -29,6 +41,39 @@ LOOKUP = "w-lookup"
 LOOKUP_GO = "w-lookup-go"
 FOUND = "w-found"
 HOUSEHOLD = "w-household"
+ME = "w-me"            # the staff id the page reports for: the session's, checked again on write
+FIX = "w-fix"          # the browser's geolocation, written by the clientside callback
+FIX_TICK = "w-fix-tick"
+FIX_STATE = "w-fix-state"
+ROUTE_MAP = "w-map"
+#: The phone reports its position this often while the page is open (and on accept/arrive).
+FIX_INTERVAL_MS = 60_000
+
+#: Asks the browser where it is on accept, on arrive, on opening and every minute; the
+#: answer (or nothing, if the user refuses or the phone cannot tell) goes to FIX.
+GEOLOCATE_JS = """
+function(_n, clicks) {
+    const dc = window.dash_clientside;
+    const trig = dc.callback_context.triggered_id;
+    let why = "interval";
+    if (trig && typeof trig === "object") {
+        if (!["accept", "arrive"].includes(trig.action) || !(clicks || []).some(Boolean)) {
+            return dc.no_update;
+        }
+        why = trig.action;
+    }
+    if (!navigator.geolocation) { return dc.no_update; }
+    return new Promise(function(resolve) {
+        navigator.geolocation.getCurrentPosition(
+            function(p) {
+                resolve({lon: p.coords.longitude, lat: p.coords.latitude,
+                         accuracy_m: p.coords.accuracy, why: why});
+            },
+            function() { resolve(dc.no_update); },
+            {enableHighAccuracy: true, timeout: 20000, maximumAge: 30000});
+    });
+}
+"""
 
 WORKER_ACTIONS = ("accept", "arrive", "resolve", "decline", "escalate")
 PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp"}
@@ -38,12 +83,23 @@ def layout(**_query) -> html.Div:
     user = current_user()
     if not can_open(user, "worker"):
         return denied()
+    c = ctx()
+    base = c.cached(f"base:{c.scope_key}", c.settings.base_map_ttl_s, lambda: _base(c))
     return html.Div(className="worker", children=[
         dcc.Interval(id=REFRESH, interval=5000),
+        dcc.Interval(id=FIX_TICK, interval=FIX_INTERVAL_MS),
         dcc.Store(id=DONE),
+        dcc.Store(id=ME, data=user.staff_id),
+        dcc.Store(id=FIX),
         html.Div(className="w-head", children=[
             html.Div(f"{tr('w.my_grid')}: {user.grid_id or '—'}", className="w-grid"),
+            html.Div(id=FIX_STATE, className="hint"),
         ]),
+        html.Div(className="w-map", children=[TwinDeck(
+            id=ROUTE_MAP, layers=maps.order_map_layers(base["frames"]),
+            layerData={"route": {}, "target": {}}, featureColors={"buildings": {}},
+            tooltips=maps.tooltips(lang()), initialViewState=base["view"],
+            tileUrl=c.settings.tile_url)]),
         html.H2(tr("w.my_tasks"), className="w-title"),
         html.Div(id=TASKS, className="w-tasks"),
         html.H2(tr("w.lookup"), className="w-title"),
@@ -58,9 +114,18 @@ def layout(**_query) -> html.Div:
 
 
 def register_callbacks(app: dash.Dash) -> None:
-    @app.callback(Output(TASKS, "children"), Input(REFRESH, "n_intervals"), Input(DONE, "data"))
+    @app.callback(Output(TASKS, "children"), Output(ROUTE_MAP, "layerData"),
+                  Input(REFRESH, "n_intervals"), Input(DONE, "data"))
     def tasks(_n, _done):
         return task_cards()
+
+    app.clientside_callback(GEOLOCATE_JS, Output(FIX, "data"), Input(FIX_TICK, "n_intervals"),
+                            Input({"type": "w-act", "order": ALL, "action": ALL}, "n_clicks"))
+
+    @app.callback(Output(FIX_STATE, "children"), Input(FIX, "data"), State(ME, "data"),
+                  prevent_initial_call=True)
+    def fix(position, staff_id):
+        return report_position(staff_id, position)
 
     @app.callback(Output(DONE, "data"),
                   Input({"type": "w-act", "order": ALL, "action": ALL}, "n_clicks"),
@@ -109,16 +174,94 @@ def decode_photo(contents: str | None) -> Photo | None:
     return Photo(content_type=content_type, data=base64.b64decode(payload))
 
 
-def task_cards() -> list:
+def report_position(staff_id: str | None, position: Mapping[str, Any] | None) -> str:
+    """Store the browser's geolocation as the logged-in staff member's fix; what to show.
+
+    ``staff_id`` comes from the browser, so it is only a claim: `scoped.record_my_position`
+    holds it to the session's own staff record, and a refusal is audited.
+    """
+    user = current_user()
+    lg = lang()
+    if not isinstance(position, Mapping):
+        return ""
+    try:
+        lon, lat = float(position["lon"]), float(position["lat"])
+        accuracy = position.get("accuracy_m")
+        accuracy_m = None if accuracy is None else float(accuracy)
+    except (KeyError, TypeError, ValueError):
+        return "✗ not a position"
+    now = datetime.now(UTC)
+    try:
+        with ctx().pool.connection() as conn:
+            stored = scoped.record_my_position(conn, user, staff_id, lon=lon, lat=lat,
+                                               accuracy_m=accuracy_m, at=now)
+    except AccessDenied as e:
+        with ctx().pool.connection() as conn:
+            audit.refused(conn, user, e, subject_kind="staff", subject_id=str(staff_id))
+        return f"✗ {e}"
+    except TwinError as e:
+        return f"✗ {e}"
+    return f"✓ {t('w.fix_sent', lg)} {_local(now)}" if stored else t("w.off_duty", lg)
+
+
+def task_routes(graph: WalkGraph, here: Point, tasks: list[dict[str, Any]]
+                ) -> dict[int, Route | None]:
+    """The walk from ``here`` to each task (None where the walkways do not lead there)."""
+    return {task["id"]: walk_route(graph, here, Point(task["lon"], task["lat"]))
+            for task in tasks if task["lon"] is not None}
+
+
+def _my_way(conn, staff_id: str | None, tasks: list[dict[str, Any]]
+            ) -> tuple[tuple[float, float, datetime] | None, dict[int, Route | None]]:
+    """My newest fix and the walk from it to each task."""
+    if staff_id is None or not tasks:
+        return None, {}
+    fix = latest_fix(conn, staff_id)
+    record = staff_on_record(conn, staff_id)
+    if fix is None or record is None:
+        return fix, {}
+    c = ctx()
+    community = record[0]
+
+    def build() -> WalkGraph:
+        with c.pool.connection() as graph_conn:
+            return walk_routing_graph(graph_conn, community)
+
+    try:
+        graph = c.cached(f"walkgraph:{community}", c.settings.base_map_ttl_s, build)
+    except TwinError:
+        return fix, {}
+    return fix, task_routes(graph, Point(fix[0], fix[1]), tasks)
+
+
+def task_cards() -> tuple[list, dict[str, Any]]:
     user = current_user()
     lg = lang()
     with ctx().pool.connection() as conn:
         tasks = scoped.my_tasks(conn, user)
         orders = {task["id"]: get_work_order(conn, task["id"], history=False) for task in tasks}
+        fix, routes = _my_way(conn, user.staff_id, tasks)
+    layer_data: dict[str, Any] = {"route": {}, "target": {}}
+    if fix is not None:
+        layer_data["target"]["me"] = {"id": "me", "position": [fix[0], fix[1], 2],
+                                      "color": [90, 200, 255, 255]}
     if not tasks:
-        return [html.Div(t("w.no_tasks", lg), className="empty")]
+        return [html.Div(t("w.no_tasks", lg), className="empty")], layer_data
     cards = []
     for task in tasks:
+        route = routes.get(task["id"])
+        if task["lon"] is not None:
+            layer_data["target"][str(task["id"])] = {
+                "id": task["id"], "position": [task["lon"], task["lat"], 2],
+                "color": [255, 70, 90, 255]}
+        if route is not None:
+            layer_data["route"][str(task["id"])] = {
+                "id": task["id"], "code": task["code"], "title": task["title"],
+                "state": task["state"], "color": [90, 200, 255, 255],
+                "path": [list(p) for p in route.line.coords]}
+        way = (t("w.no_fix", lg) if fix is None else "—" if route is None else
+               f"{t('w.walk', lg)} {_metres(route.length_m)} · {route.eta_s / 60:.0f} min "
+               f"({t('w.fix_age', lg)} {_local(fix[2])})")
         actions = [a for a in allowed_actions(orders[task["id"]], user) if a in WORKER_ACTIONS]
         dist = ("" if task["distance_m"] is None else
                 f"{task['distance_m']:.0f} m" if task["distance_m"] < 1000 else
@@ -133,6 +276,7 @@ def task_cards() -> list:
             html.Div(" · ".join(x for x in (task["code"], task["building"], task["unit"],
                                              t(f"wo.{task['state']}", lg)) if x),
                      className="card-sub", id=f"task-state-{task['id']}"),
+            html.Div(way, className="card-way", id=f"task-way-{task['id']}"),
             html.Div(task["description"], className="card-desc") if task["description"] else None,
             dcc.Textarea(id={"type": "w-note", "order": task["id"]}, placeholder=t("wo.note", lg),
                          className="input note"),
@@ -143,7 +287,22 @@ def task_cards() -> list:
                                   id={"type": "w-act", "order": task["id"], "action": a})
                       for a in actions], className="btn-row"),
         ]))
-    return cards
+    return cards, layer_data
+
+
+def _local(at: datetime) -> str:
+    """Wall-clock time in the community's time zone (the dispatcher's shifts use the same)."""
+    return at.astimezone(ZoneInfo(COMMUNITY_TIMEZONE)).strftime("%H:%M")
+
+
+def _metres(m: float) -> str:
+    return f"{m:.0f} m" if m < 1000 else f"{m / 1000:.1f} km"
+
+
+def _base(c) -> dict:
+    from dashboard.pages.large_screen import _base_map
+
+    return _base_map(c)
 
 
 def found_list(query: str) -> list:

@@ -12,6 +12,8 @@ import psycopg
 from ingest.simulator.world import Community
 from twin.errors import TwinError
 from twin.store import queries
+from twin.store.graph import walk_routing_graph
+from twin.walkgraph import WalkGraph
 
 
 def load_community(conn: psycopg.Connection, community_id: str | None) -> Community:
@@ -32,7 +34,9 @@ def load_community(conn: psycopg.Connection, community_id: str | None) -> Commun
         raise TwinError(f"community {community_id} has no devices")
     return Community(devices=devices, residents=community_residents(conn, community_id),
                      facilities=community_facilities(conn, community_id),
-                     buildings=community_buildings(conn, community_id))
+                     buildings=community_buildings(conn, community_id),
+                     staff=community_staff(conn, community_id),
+                     walkway=_walkway(conn, community_id))
 
 
 def community_devices(conn: psycopg.Connection, community_id: str) -> pd.DataFrame:
@@ -59,9 +63,27 @@ def community_facilities(conn: psycopg.Connection, community_id: str) -> pd.Data
     """, community_id)
 
 
+def community_staff(conn: psycopg.Connection, community_id: str) -> pd.DataFrame:
+    """The staff with their badges and where their posts are (EPSG:4326)."""
+    return _frame(conn, """
+        SELECT s.id, s.role, s.shift, s.badge_id, ST_X(f.geom) AS post_lon,
+               ST_Y(f.geom) AS post_lat
+          FROM staff s LEFT JOIN facility f ON f.id = s.post_id
+         WHERE s.community_id = %s
+         ORDER BY s.id
+    """, community_id)
+
+
 def community_buildings(conn: psycopg.Connection, community_id: str) -> pd.DataFrame:
     return _frame(conn, "SELECT id, name FROM building WHERE community_id = %s ORDER BY id",
                   community_id)
+
+
+def _walkway(conn: psycopg.Connection, community_id: str) -> WalkGraph | None:
+    """The walkways staff patrol on; None for a community imported without any."""
+    edge = conn.execute("SELECT 1 FROM walk_edge WHERE community_id = %s LIMIT 1",
+                        (community_id,)).fetchone()
+    return walk_routing_graph(conn, community_id) if edge is not None else None
 
 
 def _frame(conn: psycopg.Connection, sql: str, *params: object) -> pd.DataFrame:

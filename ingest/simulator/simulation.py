@@ -31,7 +31,7 @@ from ingest.simulator.equipment import Equipment
 from ingest.simulator.gateways import Gateways, Message
 from ingest.simulator.home import Home
 from ingest.simulator.incidents import DURATION_S, INCIDENTS, Active, Incident, Incidents, resolve
-from ingest.simulator.people import People
+from ingest.simulator.people import Patrols, People
 from ingest.simulator.safety import Safety
 from ingest.simulator.world import (
     CODES,
@@ -46,7 +46,7 @@ from ingest.simulator.world import (
 
 #: The domains, in the order they draw from the random generator and act in a tick.
 DOMAINS: tuple[type[Domain], ...] = (People, Access, Cameras, Safety, Environment, Home,
-                                     Charging, Equipment)
+                                     Charging, Equipment, Patrols)
 #: State before the start is built by running this long in coarse steps.
 WARM_UP_S, WARM_UP_STEP_S = 12 * 3600.0, 600.0
 
@@ -100,7 +100,8 @@ class Simulation:
         # Built left to right: the order in which they draw from the generator.
         self._domains: tuple[Domain, ...] = (
             people, Access(world, people), Cameras(world), Safety(world), Environment(world),
-            Home(world, people), self._charging, Equipment(world, self._gateways))
+            Home(world, people), self._charging, Equipment(world, self._gateways),
+            Patrols(world))
         assert tuple(map(type, self._domains)) == DOMAINS
         self._scheduled: list[tuple[float, str]] = []
         self._started: list[Incident] = []

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ingest.simulator.clock import Clock
 from twin.device_types import DEVICE_TYPES
+from twin.walkgraph import WalkGraph
 
 if TYPE_CHECKING:
     from ingest.simulator.incidents import Active, Incidents
@@ -35,6 +36,7 @@ REPORT_INTERVAL_S: dict[str, float] = {
     "trash_bin_sensor": 600, "soil_sensor": 900, "irrigation_valve": 300,
     "air_quality_sensor": 300, "ev_charger": 300, "water_meter": 900, "power_meter": 900,
     "smart_home_hub": 900, "elevator_monitor": 60, "iot_gateway": 300, "pump_monitor": 60,
+    "staff_badge": 900,
 }
 CODES: tuple[str, ...] = tuple(DEVICE_TYPES)
 
@@ -46,13 +48,16 @@ class Community:
     devices: id, community_id, type, building_id, floor, unit_id, facility_id;
     residents: id, unit_id, building_id, care_flags, age_band;
     facilities: id, kind, name, building_id; buildings: id, name.
-    Missing references are None (or NA).
+    Optional, for staff on patrol: staff (id, shift, badge_id, post_lon, post_lat) and
+    the walkway graph. Missing references are None (or NA).
     """
 
     devices: pd.DataFrame
     residents: pd.DataFrame
     facilities: pd.DataFrame
     buildings: pd.DataFrame
+    staff: pd.DataFrame | None = None
+    walkway: WalkGraph | None = None
 
     def __post_init__(self) -> None:
         _require(self.devices, "devices", ("id", "community_id", "type", "building_id", "floor",
@@ -61,6 +66,8 @@ class Community:
                                                "age_band"))
         _require(self.facilities, "facilities", ("id", "kind", "name", "building_id"))
         _require(self.buildings, "buildings", ("id", "name"))
+        if self.staff is not None:
+            _require(self.staff, "staff", ("id", "shift", "badge_id", "post_lon", "post_lat"))
         communities = self.devices["community_id"].unique()
         if len(communities) != 1:
             raise ValueError(f"the devices must belong to one community, not {len(communities)}"

@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from twin.alarms import Raised
-from twin.dispatch import Assignment, NoCandidate, dispatch
+from twin.dispatch import MAX_FIX_AGE, Assignment, NoCandidate, dispatch, started_from
 from twin.escalation import climb, config_for, next_retry
 from twin.model import DeviceInfo
 from twin.rules import actions as act
@@ -283,8 +283,10 @@ class Dispatcher:
     the staff change; or when it escalates.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_fix_age: timedelta = MAX_FIX_AGE) -> None:
         self._graphs: dict[str, WalkGraph] = {}
+        #: fixes older than this are not trusted: the staff member's post is used instead
+        self.max_fix_age = max_fix_age
         #: order id -> why nobody could be sent, as last logged (the log says each thing once):
         #: the reason and who was passed over, not the clock time the detail mentions
         self._told: dict[int, tuple[str, tuple[str, ...]]] = {}
@@ -329,11 +331,12 @@ class Dispatcher:
         declined = set(order.declined_by)
         choice: Assignment | NoCandidate = dispatch(
             graph, order.spec.location, staff, now=now, role=order.spec.role,
-            skill=order.spec.skill, open_orders=held, exclude=declined)
+            skill=order.spec.skill, open_orders=held, exclude=declined,
+            max_fix_age=self.max_fix_age)
         if isinstance(choice, NoCandidate) and order.spec.skill is not None:
             # Nobody with the skill can go: the nearest of the role goes, and says so.
             plain = dispatch(graph, order.spec.location, staff, now=now, role=order.spec.role,
-                             open_orders=held, exclude=declined)
+                             open_orders=held, exclude=declined, max_fix_age=self.max_fix_age)
             if isinstance(plain, Assignment):
                 choice = replace(plain, reason=f"no {order.spec.skill} skill available "
                                                f"({choice.reason}); {plain.reason}")
@@ -353,9 +356,11 @@ class Dispatcher:
             self._waiting[order.id] = _Waiting(retry_at, _events_seen(conn, order))
             return order
         assigned = ops.act_on_work_order(
-            conn, order.id, "assign", actor=SYSTEM, at=now, note=choice.reason,
+            conn, order.id, "assign", actor=SYSTEM, at=now,
+            note=f"{choice.reason}; {started_from(choice)}",
             assignee=ops.Assignee(choice.staff_id, choice.route, choice.distance_m,
-                                  choice.eta_s))
+                                  choice.eta_s, origin=choice.origin,
+                                  fix_age_s=choice.fix_age_s))
         outcome.assigned.append(order.id)
         self._told.pop(order.id, None)
         self._waiting.pop(order.id, None)

@@ -45,15 +45,18 @@ def walk_routing_graph(conn: psycopg.Connection, community_id: str) -> WalkGraph
 
 
 def dispatch_staff(conn: psycopg.Connection, community_id: str) -> list[StaffMember]:
-    """Every staff member of the community with their last known position, for dispatch."""
+    """Every staff member of the community with their newest fix and their post, for dispatch."""
     rows = conn.execute(
-        """SELECT id, role, shift, skills, ST_X(position), ST_Y(position), position_at, grid_id
-           FROM staff WHERE community_id = %s ORDER BY id""",
+        """SELECT s.id, s.role, s.shift, s.skills, ST_X(s.position), ST_Y(s.position),
+                  s.position_at, s.grid_id, s.post_id, ST_X(f.geom), ST_Y(f.geom)
+           FROM staff s LEFT JOIN facility f ON f.id = s.post_id
+           WHERE s.community_id = %s ORDER BY s.id""",
         (community_id,),
     ).fetchall()
     return [
         StaffMember(id=sid, role=role, shift=shift, skills=frozenset(skills or ()),
                     position=Point(x, y) if x is not None else None, position_at=at,
-                    grid_id=grid)
-        for sid, role, shift, skills, x, y, at, grid in rows
+                    grid_id=grid, post_id=post_id,
+                    post=Point(px, py) if px is not None else None)
+        for sid, role, shift, skills, x, y, at, grid, post_id, px, py in rows
     ]

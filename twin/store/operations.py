@@ -228,6 +228,10 @@ class Assignee:
     route: LineString | None = None
     route_m: float | None = None
     eta_s: float | None = None
+    #: where the walk starts: 'fix' (their newest position fix) or 'post'; None by hand
+    origin: str | None = None
+    #: the age of their newest fix at the assignment, in seconds (None: no fix)
+    fix_age_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +306,8 @@ def act_on_work_order(
             sets += ["assignee_id = %(staff)s", "assigned_at = %(at)s", "route_m = %(route_m)s",
                      "eta_s = %(eta_s)s", "route = ST_SetSRID(ST_GeomFromWKB(%(route)s), 4326)"]
             detail = {"route_m": assignee.route_m, "eta_s": assignee.eta_s, "previous": current}
+            if assignee.origin is not None:
+                detail |= {"origin": assignee.origin, "fix_age_s": assignee.fix_age_s}
         elif action == "decline":
             sets += ["assignee_id = NULL", "route = NULL", "route_m = NULL", "eta_s = NULL",
                      "declined_by = array_append(declined_by, %(staff)s)"]
