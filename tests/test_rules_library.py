@@ -17,6 +17,8 @@ from twin.rules.compile import library_dir, load_directory
 from twin.rules.engine import Engine, Observation
 from twin.rules.snapshot import Snapshot
 from twin.rules.store import load_snapshot
+from twin.privacy import mask_name
+from twin.texts import Viewer, render
 
 C = "wh-guanggu"
 #: Tuesday 10:00 in Wuhan.
@@ -109,7 +111,10 @@ def test_garage_co(base) -> None:
     alarm = one(got, act.RaiseAlarm).spec
     assert (alarm.type, alarm.severity, alarm.source_kind, alarm.source_id) == (
         "garage_co", "critical", "facility", garage)
-    assert alarm.title == "CO 86 ppm in 1号地库"
+    assert en(run, one(got, act.RaiseAlarm)) == "CO 86 ppm in 1号地库"
+    assert alarm.title == "1号地库 一氧化碳 86 ppm"
+    assert alarm.text_key == "garage-co/alarm"
+    assert one(got, act.Broadcast).message == "1号地库一氧化碳超标，请立即离开地库。"
     assert one(got, act.RaiseAlarm).escalate_after_s == 300
     order = one(got, act.OpenWorkOrder)
     assert order.after_alarm == "alarm"
@@ -135,7 +140,7 @@ def test_access_tailgating(base) -> None:
     got = run.event(gate, T0 + s(120), "tailgating")
     assert ("OpenWorkOrder", "guard") in shape(got)
     assert one(got, act.OpenWorkOrder).spec.role == "security"
-    assert one(got, act.OpenWorkOrder).spec.title.endswith("(3 in 10 min)")
+    assert en(run, one(got, act.OpenWorkOrder)).endswith("(3 in 10 min)")
     # cameras count too
     cam = run.device("ai_camera", facility_kind="gate")
     assert shape(run.detect(cam, T0, "tailgating")) == [("RaiseAlarm", "alarm"),
@@ -235,7 +240,7 @@ def test_smoke_detector_alarm(base) -> None:
     family = one(got, act.Notify, "family")
     assert family.channel == "family"
     assert family.recipients[0].endswith(f"<{cared.family_contacts[0]['phone']}>")
-    assert "special-care residents there" in next(i for i in got if i.node == "tell").message
+    assert "special-care residents there" in en(run, next(i for i in got if i.node == "tell"))
 
 
 def test_camera_no_helmet(base) -> None:
@@ -275,7 +280,7 @@ def test_trash_bin_full(base) -> None:
     assert run.tele(b, T0, fill=40.0) == []
     got = run.tele(b, T0 + s(600), fill=96.0)
     assert shape(got) == [("RaiseAlarm", "alarm"), ("OpenWorkOrder", "cleaner")]
-    assert one(got, act.RaiseAlarm).spec.title.endswith("(96 %)")
+    assert en(run, one(got, act.RaiseAlarm)).endswith("(96 %)")
     assert shape(run.tele(b, T0 + s(1200), fill=5.0)) == [("ClearAlarm", "emptied")]
 
 
@@ -360,7 +365,7 @@ def test_ev_charger_heating_fast(base) -> None:
     assert run.tele(pile, T0, temperature=30.0) == []
     got = run.tele(pile, T0 + s(300), temperature=42.0)  # 24 °C per 10 min
     assert shape(got) == [("RaiseAlarm", "alarm")]
-    assert "24 °C per 10 min" in one(got, act.RaiseAlarm).spec.title
+    assert "24 °C per 10 min" in en(run, one(got, act.RaiseAlarm))
     assert shape(run.tele(pile, T0 + s(600), temperature=43.0)) == [("ClearAlarm", "steady")]
     # a report off schedule seconds later (a pile answering a command) is not compared:
     # its sensor's noise of 1 °C over 10 s is no 60 °C per 10 min
@@ -379,7 +384,7 @@ def test_ev_shed_no_free_pile(base) -> None:
         if k < len(piles) - 1:
             assert got == []
     assert shape(got) == [("RaiseAlarm", "alarm")]
-    assert one(got, act.RaiseAlarm).spec.title == f"3号充电棚: 0 of {len(piles)} piles free"
+    assert en(run, one(got, act.RaiseAlarm)) == f"3号充电棚: 0 of {len(piles)} piles free"
     got = run.tele(piles[0], T0 + s(600), status="idle")
     assert shape(got) == [("ClearAlarm", "free-again")]
 
@@ -453,7 +458,7 @@ def test_power_meter_abnormal(base) -> None:
     alarm = one(got, act.RaiseAlarm).spec
     assert (alarm.source_kind, alarm.source_id) == ("building", building)
     assert alarm.detail["usual"] == "0.5" and alarm.detail["z"] > 5
-    assert "special-care residents" in one(got, act.Notify).message
+    assert "special-care residents" in en(run, one(got, act.Notify))
     assert shape(run.tele(meter, T0 + s(2700), power=0.6)) == [("ClearAlarm", "normal")]
     # the master meter far above its own usual is abnormal too, on the same building
     for k in range(3):
@@ -492,7 +497,14 @@ def test_special_care_not_out(base) -> None:
     alarm = one(got, act.RaiseAlarm).spec
     assert (alarm.source_kind, alarm.source_id, alarm.type) == ("resident", person.id,
                                                                  "care_not_out")
-    assert "not seen going out for 36 h" in alarm.title
+    assert "not seen going out for 36 h" in en(run, one(got, act.RaiseAlarm))
+    assert en(run, one(got, act.RaiseAlarm)).startswith(person.name)
+    # kept as a key and ids: the resident's name is in no text, parameter or detail
+    for intent in got:
+        kept = repr(getattr(intent, "spec", intent))
+        assert person.name not in kept, intent.node
+    assert alarm.text_params["resident"] == person.id
+    assert alarm.title.startswith(mask_name(person.name))
     tell = {i.channel: i for i in got if isinstance(i, act.Notify)}
     assert tell["family"].recipients == tuple(
         f"{c['name']} <{c['phone']}>" for c in person.family_contacts)
@@ -514,7 +526,7 @@ def test_special_care_own_hours_win(base) -> None:
     person = _cared(run, "elderly_alone")
     run.snap.residents[person.id] = dataclasses.replace(person, care_hours={"out": 4.0})
     got = [i for i in run.tick(T0 + timedelta(hours=4, minutes=1)) if _about(run, i, person.id)]
-    assert "for 4 h" in one(got, act.RaiseAlarm).spec.title
+    assert "for 4 h" in en(run, one(got, act.RaiseAlarm))
 
 
 def test_special_care_not_back(base) -> None:
@@ -549,8 +561,8 @@ def test_gate_night_traffic(base) -> None:
     for k in range(30):
         got = run.event(gate, night + s(10 * k), "access", direction="in")
     assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "desk")]
-    assert one(got, act.Notify).message.startswith("Unusual night traffic at ")
-    assert "30 passes" in one(got, act.Notify).message
+    assert en(run, one(got, act.Notify)).startswith("Unusual night traffic at ")
+    assert "30 passes" in en(run, one(got, act.Notify))
     assert shape(run.tick(night + s(1200))) == [("ClearAlarm", "quiet")]
     day = Run("gate-night-traffic", base)
     assert all(day.event(gate, T0 + s(k), "access", direction="in") == [] for k in range(40))
@@ -665,8 +677,18 @@ def _about(run: Run, intent: act.Intent, resident: str) -> bool:
         return spec.resident_id == resident
     if isinstance(intent, act.ClearAlarm):
         return intent.source_id == resident
-    name = run.snap.residents[resident].name
-    return name in getattr(intent, "message", "")
+    return getattr(intent, "text_params", {}).get("resident") == resident
+
+
+def en(run: Run, intent: act.Intent) -> str:
+    """The intent's text as an admin reading English sees it (names whole)."""
+    spec = getattr(intent, "spec", None)
+    key = spec.text_key if spec is not None else getattr(intent, "text_key", None)
+    params = spec.text_params if spec is not None else getattr(intent, "text_params", {})
+    assert key is not None
+    rule_id, _, _ = key.partition("/")
+    return render(LIBRARY[rule_id].texts()[key], params, viewer=Viewer("en", whole=True),
+                  names=run.engine.names(params))
 
 
 # --- the simulator's incidents ----------------------------------------------------------
@@ -919,7 +941,7 @@ nodes:
     time_window: {start: "08:00", end: "17:00", days: [mon, tue, wed, thu, fri]}
   - id: alarm
     after: school
-    raise_alarm: {type: dog_in_playground, severity: info, title: "Dog at {device_name}"}
+    raise_alarm: {type: dog_in_playground, severity: info, title: {zh-CN: "{device_name} 有狗", en: "Dog at {device_name}"}}
 """)
     snap = dataclasses.replace(base, latest={}, last_seen={}, last_access={})
     engine = Engine([rule], snap, started=T0)

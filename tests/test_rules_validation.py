@@ -68,7 +68,7 @@ def test_a_cycle_is_refused_with_its_path() -> None:
     text = text.replace("command: {target: {device_type: exhaust_fan, same: facility}, "
                         "command: start}", "threshold: {metric: co, above: 60}")
     text += ("  - id: act\n    after: high\n    raise_alarm: {type: co, severity: major, "
-             "title: x}\n")
+             "title: {zh-CN: x, en: x}}\n")
     assert "the nodes form a cycle: " in _refused(text)
     assert "high -> fans -> high" in _refused(text) or "fans -> high -> fans" in _refused(text)
 
@@ -106,13 +106,44 @@ def test_a_node_has_exactly_one_kind() -> None:
 
 def test_unknown_placeholder_in_a_title() -> None:
     text = GOOD + ("  - id: alarm\n    after: high\n    raise_alarm: {type: co, "
-                   "severity: major, title: 'CO {valeu}'}\n")
+                   "severity: major, title: {zh-CN: 'CO {value}', en: 'CO {valeu}'}}\n")
     assert _refused(text).startswith(
-        "rule garage-co: node 'alarm' field 'raise_alarm.title': unknown placeholder {valeu}")
+        "rule garage-co: node 'alarm' field 'raise_alarm.title.en': unknown placeholder {valeu}")
+
+
+def test_a_text_missing_a_language_is_refused_naming_rule_node_and_field() -> None:
+    text = GOOD + ("  - id: alarm\n    after: high\n    raise_alarm: {type: co, "
+                   "severity: major, title: {zh-CN: '一氧化碳 {value} ppm'}}\n")
+    assert _refused(text) == (
+        "rule garage-co: node 'alarm' field 'raise_alarm.title.en': the en text is missing; "
+        "rule texts are written in zh-CN and en")
+    text = GOOD + ("  - id: order\n    after: high\n    work_order: {kind: co, role: engineer, "
+                   "title: {en: 'Check the fans'}}\n")
+    assert _refused(text) == (
+        "rule garage-co: node 'order' field 'work_order.title.zh-CN': the zh-CN text is "
+        "missing; rule texts are written in zh-CN and en")
+
+
+def test_a_text_in_one_language_only_is_refused() -> None:
+    text = GOOD + ("  - id: tell\n    after: high\n    notify: {to: [security_desk], "
+                   "message: 'CO is high'}\n")
+    assert _refused(text) == (
+        "rule garage-co: node 'tell' field 'notify.message': write the text in every "
+        "language: {zh-CN: '...', en: '...'}")
+
+
+def test_every_library_text_is_in_both_languages_with_the_same_placeholders() -> None:
+    import string
+    for rule in load_directory(library_dir()):
+        for key, by_lang in rule.texts().items():
+            assert set(by_lang) == {"zh-CN", "en"}, key
+            names = [{n for _, n, _, _ in string.Formatter().parse(t) if n}
+                     for t in by_lang.values()]
+            assert names[0] == names[1], key
 
 
 def test_family_needs_a_resident() -> None:
-    text = GOOD + "  - id: tell\n    after: high\n    notify: {to: [family], message: hi}\n"
+    text = GOOD + "  - id: tell\n    after: high\n    notify: {to: [family], message: {zh-CN: 你好, en: hi}}\n"
     assert _refused(text) == (
         "rule garage-co: node 'tell' field 'notify.to': notifying the family needs residents: "
         "key the rule by resident, or enrich with residents before it")
@@ -144,7 +175,7 @@ def test_unknown_detection_class_and_event() -> None:
         source: {device_types: [ai_camera], classes: [ufo]}
       - id: a
         after: cam
-        raise_alarm: {type: x, severity: info, title: x}
+        raise_alarm: {type: x, severity: info, title: {zh-CN: x, en: x}}
     """
     assert "node 'cam' field 'source.classes.0': unknown detection class 'ufo'" in \
         _refused(text)

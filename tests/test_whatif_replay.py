@@ -35,8 +35,8 @@ nodes:
   - {id: co, source: {device_types: [co_sensor], metrics: [co]}}
   - {id: high, after: co, threshold: {metric: co, above: 50}}
   - {id: lasting, after: high, for_duration: {seconds: 1800}}
-  - {id: alarm, after: lasting, raise_alarm: {type: co_lasting, severity: major, title: CO}}
-  - {id: order, after: alarm, work_order: {kind: co, title: CO, role: engineer}}
+  - {id: alarm, after: lasting, raise_alarm: {type: co_lasting, severity: major, title: {zh-CN: 一氧化碳, en: CO}}}
+  - {id: order, after: alarm, work_order: {kind: co, title: {zh-CN: 一氧化碳, en: CO}, role: engineer}}
   - {id: clear, after: lasting, when: cleared, clear_alarm: {type: co_lasting}}
 """
 

@@ -59,6 +59,11 @@ class AlarmSpec:
     resident_id: str | None = None
     location: Point | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    #: The rule text this alarm's title is rendered from (`twin.texts`), and its
+    #: parameters: ids and values, never a name. ``title`` is then the zh-CN text with
+    #: residents masked, kept for readers that do not render.
+    text_key: str | None = None
+    text_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.domain not in DOMAINS:

@@ -206,6 +206,9 @@ class WorkOrderSpec:
     resident_id: str | None = None
     device_id: str | None = None
     due_in: timedelta | None = None
+    #: The rule text the title is rendered from and its parameters (ids, never names).
+    text_key: str | None = None
+    text_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.role not in STAFF_ROLES:

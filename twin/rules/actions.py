@@ -1,8 +1,9 @@
 """What a rule asks for when it fires: intents, executed by an adapter (`twin.rules.store`).
 
-Pure data. Targets are already resolved (device ids, staff ids, phone numbers)
-and texts already written, so the adapter only writes and publishes, and a
-test can check every action of a rule without a database.
+Pure data. Targets are already resolved (device ids, staff ids, phone numbers);
+texts travel as a key and parameters (ids, never names) beside a zh-CN
+rendering with residents masked, so the adapter only writes and publishes,
+and a test can check every action of a rule without a database.
 
 ``after_alarm`` names the raise_alarm node an intent follows in the rule's
 graph: the adapter runs such an intent only when that alarm is new, so a
@@ -62,9 +63,12 @@ class Broadcast:
     node: str
     community_id: str
     speaker_ids: tuple[str, ...]
+    #: What the speakers say: the zh-CN text (a speaker plays one language).
     message: str
     at: datetime
     after_alarm: str | None = None
+    text_key: str | None = None
+    text_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +78,13 @@ class Notify:
     #: family, grid_worker, security_desk or staff (twin.store.operations channels)
     channel: str
     recipients: tuple[str, ...]
+    #: The zh-CN text with residents masked; the worker renders it per recipient.
     message: str
     at: datetime
     after_alarm: str | None = None
+    #: The rule text and its parameters (ids, never names), rendered for each recipient.
+    text_key: str | None = None
+    text_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,22 @@ LEVEL_KINDS = frozenset({"threshold", "for_duration", "no_signal", "count_in_win
 TIMED_KINDS = frozenset({"for_duration", "no_signal", "count_in_window", "absence"})
 
 
+#: The text field of each node kind that has one (the key of its texts is ``rule/node``).
+TEXT_FIELDS: dict[str, str] = {"raise_alarm": "title", "work_order": "title",
+                               "notify": "message", "broadcast": "message"}
+
+
+def node_text(node: Node) -> schema.Localized | None:
+    """The one text a node says (an alarm's or order's title, a message), if it has one."""
+    field = TEXT_FIELDS.get(node.kind)
+    return getattr(node.spec, field) if field else None
+
+
+def text_key(rule_id: str, node_id: str) -> str:
+    """The key a node's text is stored and rendered under: ``garage-co/alarm``."""
+    return f"{rule_id}/{node_id}"
+
+
 class RuleError(TwinError):
     """A rule that cannot be loaded, and exactly where it is wrong."""
 
@@ -80,6 +96,15 @@ class CompiledRule:
 
     def node(self, node_id: str) -> Node:
         return self.graph.nodes[node_id]["node"]
+
+    def texts(self) -> dict[str, dict[str, str]]:
+        """Every text of the rule by its key, each in every language (`schema.LANGS`)."""
+        found = {}
+        for node in self.rule.nodes:
+            text = node_text(node)
+            if text is not None:
+                found[text_key(self.id, node.id)] = text.by_lang()
+        return found
 
     def source(self, node_id: str) -> schema.Source:
         """What a source node (one of `sources`) listens to."""
@@ -273,14 +298,11 @@ def _check_node(rule: Rule, graph: nx.DiGraph, node: Node) -> None:
             raise RuleError(r, "notifying the family needs residents: key the rule by "
                                "resident, or enrich with residents before it", node=n,
                             field="notify.to")
-        _check_template(r, n, "notify.message", spec.message)
-    elif isinstance(spec, schema.WorkOrder):
-        _check_template(r, n, "work_order.title", spec.title)
-    if isinstance(spec, schema.RaiseAlarm):
-        _check_template(r, n, "raise_alarm.title", spec.title)
-    elif isinstance(spec, schema.Broadcast):
-        _check_template(r, n, "broadcast.message", spec.message)
-    elif isinstance(spec, schema.TimeWindow) and spec.start == spec.end:
+    text = node_text(node)
+    if text is not None:
+        for lang, template in text.by_lang().items():
+            _check_template(r, n, f"{kind}.{TEXT_FIELDS[kind]}.{lang}", template)
+    if isinstance(spec, schema.TimeWindow) and spec.start == spec.end:
         raise RuleError(r, "start and end are the same time", node=n, field="time_window.end")
 
 
@@ -374,6 +396,9 @@ def _located(rule: str, data: dict[str, Any], error: ErrorDetails) -> RuleError:
     """A pydantic error as a RuleError that names the node (by its id) and the field."""
     loc = list(error["loc"])
     message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing" and loc and loc[-1] in schema.LANGS:
+        message = (f"the {loc[-1]} text is missing; rule texts are written in "
+                   f"{' and '.join(schema.LANGS)}")
     if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
         nodes = data.get("nodes") or []
         raw = nodes[loc[1]] if loc[1] < len(nodes) else None

@@ -36,9 +36,10 @@ from twin.alarms import AlarmGroup, AlarmSpec
 from twin.model import DeviceInfo
 from twin.rules import actions as act
 from twin.rules import schema
-from twin.rules.compile import CompiledRule
+from twin.rules.compile import CompiledRule, node_text, text_key
 from twin.rules.schema import ACTIONS, Node
 from twin.rules.snapshot import ResidentInfo, Snapshot
+from twin.texts import DEFAULT_LANG, Names, Viewer, ids_in, params_of, render
 from twin.work_orders import WorkOrderSpec
 
 RISE, HOLD, FALL, PULSE = "rise", "hold", "fall", "pulse"
@@ -539,11 +540,17 @@ class Engine:
                  ) -> list[act.Intent]:
         spec, r = node.spec, rule.rule
         community = obs.community_id
-        text = _Template(c)
+        # Texts are kept as a key and parameters (ids and values, never a name); the
+        # rendering beside them is zh-CN with residents masked, for readers that do not render.
+        params = params_of(c)
+        params.pop("rule", None)
+        key_of = text_key(r.id, node.id)
+        node_text_ = node_text(node)
+        zh = render(node_text_.by_lang(), params, viewer=Viewer(DEFAULT_LANG),
+                    names=self.names(params)) if node_text_ is not None else ""
         if isinstance(spec, schema.RaiseAlarm):
             source_kind, source_id = self._source(rule, spec.source, key, c)
             where = self._where(c, device)
-            detail = {k: v for k, v in c.items() if k not in ("rule",) and v is not None}
             group = AlarmGroup(r.group.radius_m, r.group.window_s) if r.group else None
             return [act.RaiseAlarm(
                 node=node.id, after_alarm=after_alarm, escalate_after_s=spec.escalate_after_s,
@@ -551,10 +558,11 @@ class Engine:
                 spec=AlarmSpec(
                     community_id=community, type=spec.type, domain=r.domain,
                     severity=spec.severity, source_kind=source_kind, source_id=source_id,
-                    title=spec.title.format_map(text), at=obs.at, rule_id=r.id,
+                    title=zh, at=obs.at, rule_id=r.id,
                     building_id=c.get("building"), floor=c.get("floor"), unit_id=c.get("unit"),
                     device_id=c.get("device"), resident_id=c.get("resident"),
-                    location=Point(*where) if where else None, detail=detail))]
+                    location=Point(*where) if where else None, detail=dict(params),
+                    text_key=key_of, text_params=params))]
         if isinstance(spec, schema.ClearAlarm):
             _, source_id = self._source(rule, spec.source, key, c)
             return [act.ClearAlarm(node=node.id, community_id=community, source_id=source_id,
@@ -571,8 +579,8 @@ class Engine:
                 if spec.target.device_type is None else spec.target
             ids = self._targets(target, c, device)
             return [act.Broadcast(node=node.id, community_id=community, speaker_ids=ids,
-                                  message=spec.message.format_map(text), at=obs.at,
-                                  after_alarm=after_alarm)] if ids else []
+                                  message=zh, at=obs.at, after_alarm=after_alarm,
+                                  text_key=key_of, text_params=params)] if ids else []
         if isinstance(spec, schema.Notify):
             intents: list[act.Intent] = []
             for channel in spec.to:
@@ -581,21 +589,36 @@ class Engine:
                     intents.append(act.Notify(
                         node=node.id, community_id=community,
                         channel="staff" if channel == "manager" else channel,
-                        recipients=recipients, message=spec.message.format_map(text),
-                        at=obs.at, after_alarm=after_alarm))
+                        recipients=recipients, message=zh, at=obs.at,
+                        after_alarm=after_alarm, text_key=key_of, text_params=params))
             return intents
         if isinstance(spec, schema.WorkOrder):
             where = self._where(c, device)
             if where is None:
                 return []
             return [act.OpenWorkOrder(node=node.id, after_alarm=after_alarm, spec=WorkOrderSpec(
-                community_id=community, kind=spec.kind, title=spec.title.format_map(text),
+                community_id=community, kind=spec.kind, title=zh,
+                text_key=key_of, text_params=params,
                 domain=r.domain, role=spec.role, location=Point(*where), at=obs.at,
                 priority=spec.priority, skill=spec.skill, description=r.title, rule_id=r.id,
                 grid_id=c.get("grid"), building_id=c.get("building"), unit_id=c.get("unit"),
                 resident_id=c.get("resident"), device_id=c.get("device"),
                 due_in=timedelta(minutes=spec.due_min) if spec.due_min else None))]
         raise AssertionError(f"no intent for {node.kind}")
+
+    def names(self, params: dict[str, Any]) -> Names:
+        """The names the snapshot knows for the ids of one firing's texts."""
+        snap = self.snapshot
+        wanted = ids_in([params])
+
+        def found(table: dict[str, Any], kind: str, attr: str) -> dict[str, str]:
+            return {i: getattr(table[i], attr) for i in wanted[kind] if i in table}
+
+        return Names(resident=found(snap.residents, "resident", "name"),
+                     building=found(snap.buildings, "building", "name"),
+                     facility=found(snap.facilities, "facility", "name"),
+                     device=found(snap.devices, "device", "name"),
+                     unit=found(snap.units, "unit", "number"))
 
     def _source(self, rule: CompiledRule, source: str | None, key: str, c: dict[str, Any]
                 ) -> tuple[str, str]:
@@ -783,14 +806,6 @@ class Engine:
             if value is not None and _compare(spec, value):
                 return True
         return False
-
-
-class _Template(dict[str, Any]):
-    """Names for str.format_map; a name without a value reads '?'."""
-
-    def __getitem__(self, key: str) -> Any:
-        value = dict.get(self, key)
-        return "?" if value is None else value
 
 
 def _matches(source: schema.Source, obs: Observation, device: DeviceInfo, snap: Snapshot) -> bool:

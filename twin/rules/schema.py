@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from twin.alarms import Severity
 from twin.device_types import Domain
 from twin.model import CARE_FLAGS
+from twin.texts import LANGS  # noqa: F401  (re-exported: the languages of rule texts)
 from twin.work_orders import Priority, StaffRole
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_\-]*$")]
@@ -279,10 +280,34 @@ class Group(_Strict):
     window_s: float = Field(gt=0, le=86_400)
 
 
+class Localized(_Strict):
+    """One text of a rule in every language: ``{zh-CN: "...", en: "..."}``.
+
+    Both are required: a rule missing one is refused on load, naming the node and the
+    field (``raise_alarm.title.en``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    zh_CN: str = Field(alias="zh-CN", min_length=1, max_length=500)
+    en: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("write the text in every language: {zh-CN: '...', en: '...'}")
+        return value
+
+    def by_lang(self) -> dict[str, str]:
+        """``{"zh-CN": ..., "en": ...}``: what `twin.texts.render` reads."""
+        return {"zh-CN": self.zh_CN, "en": self.en}
+
+
 class RaiseAlarm(_Strict):
     type: Id
     severity: Severity
-    title: str = Field(min_length=1, max_length=200)
+    title: Localized
     #: What the alarm is about; by default what the rule is keyed by.
     source: Literal["device", "resident", "facility", "building", "community"] | None = None
     #: Escalate when nobody acknowledged it within this many seconds.
@@ -302,19 +327,21 @@ class Command(_Strict):
 
 
 class Broadcast(_Strict):
+    """Spoken in zh-CN (a speaker plays one language); the en text is for the screens."""
+
     target: Target
-    message: str = Field(min_length=1, max_length=500)
+    message: Localized
 
 
 class Notify(_Strict):
     to: list[Literal["family", "grid_worker", "security_desk", "manager"]] = Field(
         min_length=1)
-    message: str = Field(min_length=1, max_length=500)
+    message: Localized
 
 
 class WorkOrder(_Strict):
     kind: Id
-    title: str = Field(min_length=1, max_length=200)
+    title: Localized
     role: StaffRole
     skill: str | None = None
     priority: Priority = "normal"

@@ -84,9 +84,21 @@ def store_rules(conn: psycopg.Connection, rules: Iterable[CompiledRule], *, at: 
             )
             conn.execute("INSERT INTO rule_counter (rule_id) VALUES (%s) ON CONFLICT DO NOTHING",
                          (rule.id,))
+            _store_texts(conn, rule)
         if replace_all:
             conn.execute("DELETE FROM rule WHERE NOT (id = ANY(%s))", ([r.id for r in rules],))
         return _bump(conn, at)
+
+
+def _store_texts(conn: psycopg.Connection, rule: CompiledRule) -> None:
+    """The rule's texts by key, every language (what `twin.texts.render` reads)."""
+    texts = rule.texts()
+    if texts:
+        conn.cursor().executemany(
+            """INSERT INTO rule_text (key, rule_id, texts) VALUES (%s, %s, %s)
+               ON CONFLICT (key) DO UPDATE SET rule_id = excluded.rule_id,
+                   texts = excluded.texts""",
+            [(key, rule.id, Jsonb(by_lang)) for key, by_lang in texts.items()])
 
 
 def set_enabled(conn: psycopg.Connection, rule_id: str, enabled: bool, *, at: datetime) -> int:
@@ -409,13 +421,15 @@ def execute(conn: psycopg.Connection, firing: act.Firing, *, now: datetime,
                                                {"text": intent.message}, who, intent.at))
             ops.notify(conn, community_id=intent.community_id, channel="broadcast",
                        recipient=",".join(intent.speaker_ids), message=intent.message,
-                       at=intent.at, alarm_id=alarm_id, rule_id=firing.rule_id)
+                       at=intent.at, alarm_id=alarm_id, rule_id=firing.rule_id,
+                       text_key=intent.text_key, text_params=intent.text_params)
             outcome.notifications += 1
         elif isinstance(intent, act.Notify):
             for recipient in intent.recipients:
                 ops.notify(conn, community_id=intent.community_id, channel=intent.channel,
                            recipient=recipient, message=intent.message, at=intent.at,
-                           alarm_id=alarm_id, rule_id=firing.rule_id)
+                           alarm_id=alarm_id, rule_id=firing.rule_id,
+                           text_key=intent.text_key, text_params=intent.text_params)
                 outcome.notifications += 1
         elif isinstance(intent, act.OpenWorkOrder):
             # opened when the twin learnt of it: its clock (escalation, due time) starts now
