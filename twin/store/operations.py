@@ -37,7 +37,8 @@ _ALARM_COLUMNS = """
     id, community_id, type, domain, severity, source_kind, source_id, title, state, count,
     raised_at, last_at, updated_at, rule_id, building_id, floor, unit_id, device_id,
     resident_id, ST_AsBinary(geom), detail, acknowledged_at, acknowledged_by, cleared_at,
-    cleared_by, escalation_level, known_at, sources, active_sources
+    cleared_by, escalation_level, known_at, sources, active_sources,
+    text_key, text_params
 """
 
 
@@ -65,10 +66,10 @@ def raise_alarm(
             INSERT INTO alarm (community_id, type, rule_id, domain, severity, source_kind,
                                source_id, building_id, floor, unit_id, device_id, resident_id,
                                geom, title, detail, raised_at, last_at, updated_at, known_at,
-                               sources, active_sources)
+                               sources, active_sources, text_key, text_params)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
                     ST_SetSRID(ST_GeomFromWKB(%s), 4326), %s, %s, %s, %s, %s, %s,
-                    ARRAY[%s], ARRAY[%s])
+                    ARRAY[%s], ARRAY[%s], %s, %s)
             ON CONFLICT (community_id, source_id, type) WHERE state <> 'cleared' DO UPDATE SET
                 count = alarm.count + 1,
                 last_at = greatest(alarm.last_at, excluded.last_at),
@@ -77,6 +78,7 @@ def raise_alarm(
                 active_sources = array_append(array_remove(alarm.active_sources,
                                                            excluded.source_id),
                                               excluded.source_id),
+                text_params = excluded.text_params,
                 severity = CASE WHEN array_position(%s::text[], excluded.severity)
                                    < array_position(%s::text[], alarm.severity)
                                 THEN excluded.severity ELSE alarm.severity END
@@ -87,7 +89,8 @@ def raise_alarm(
                 spec.source_kind, spec.source_id, spec.building_id, spec.floor, spec.unit_id,
                 spec.device_id, spec.resident_id, geom, spec.title, _json(spec.detail),
                 spec.at, spec.at, known_at or spec.at, known_at or spec.at, spec.source_id,
-                spec.source_id, list(SEVERITIES), list(SEVERITIES),
+                spec.source_id, spec.text_key, _json(spec.text_params),
+                list(SEVERITIES), list(SEVERITIES),
             ),
         ), "raising an alarm")
         alarm, new = _alarm(row[:-1]), bool(row[-1])
@@ -216,7 +219,7 @@ _ORDER_COLUMNS = """
     id, community_id, kind, title, domain, priority, role, state, ST_AsBinary(geom),
     created_at, updated_at, skill, description, alarm_id, rule_id, assignee_id, grid_id,
     building_id, unit_id, resident_id, device_id, ST_AsBinary(route), route_m, eta_s,
-    declined_by, escalation_level, due_at, tier, tier_since, department
+    declined_by, escalation_level, due_at, tier, tier_since, department, text_key, text_params
 """
 
 
@@ -251,16 +254,17 @@ def open_work_order(
             INSERT INTO work_order (community_id, alarm_id, rule_id, kind, title, description,
                                     domain, priority, role, skill, grid_id, building_id, unit_id,
                                     resident_id, device_id, geom, due_at, created_at, updated_at,
-                                    tier_since)
+                                    tier_since, text_key, text_params)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                    ST_SetSRID(ST_GeomFromWKB(%s), 4326), %s, %s, %s, %s)
+                    ST_SetSRID(ST_GeomFromWKB(%s), 4326), %s, %s, %s, %s, %s, %s)
             RETURNING id
             """,
             (
                 spec.community_id, spec.alarm_id, spec.rule_id, spec.kind, spec.title,
                 spec.description, spec.domain, spec.priority, spec.role, spec.skill,
                 spec.grid_id, spec.building_id, spec.unit_id, spec.resident_id, spec.device_id,
-                spec.location.wkb, due_at, spec.at, spec.at, spec.at,
+                spec.location.wkb, due_at, spec.at, spec.at, spec.at, spec.text_key,
+                _json(spec.text_params),
             ),
         ), "opening a work order")
         _order_event(conn, order_id, spec.at, "created", actor, None, "created", None, "", {})
@@ -472,15 +476,22 @@ def notify(
     alarm_id: int | None = None,
     work_order_id: int | None = None,
     rule_id: str | None = None,
+    text_key: str | None = None,
+    text_params: dict[str, Any] | None = None,
 ) -> int:
-    """Put a message in the outbox; a delivery adapter (SMS, push) sends it later."""
+    """Put a message in the outbox; a delivery adapter (SMS, push) sends it later.
+
+    ``message`` is what a reader that does not render sees; with ``text_key`` the
+    worker renders the text for each recipient (`twin.texts`).
+    """
     if channel not in NOTIFICATION_CHANNELS:
         raise ValueError(f"unknown notification channel {channel!r}; expected one of {NOTIFICATION_CHANNELS}")
     (nid,) = one_row(conn.execute(
         """INSERT INTO notification (community_id, time, channel, recipient, message,
-                                     alarm_id, work_order_id, rule_id)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-        (community_id, at, channel, recipient, message, alarm_id, work_order_id, rule_id),
+                                     alarm_id, work_order_id, rule_id, text_key, text_params)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (community_id, at, channel, recipient, message, alarm_id, work_order_id, rule_id,
+         text_key, _json(text_params or {})),
     ), "queueing a notification")
     return int(nid)
 
@@ -616,12 +627,13 @@ def _alarm(row: tuple) -> Alarm:
     (id_, community, type_, domain, severity, source_kind, source_id, title, state, count,
      raised_at, last_at, updated_at, rule_id, building_id, floor, unit_id, device_id, resident_id,
      geom, detail, ack_at, ack_by, cleared_at, cleared_by, level, known_at, sources,
-     active_sources) = row
+     active_sources, text_key, text_params) = row
     spec = AlarmSpec(
         community_id=community, type=type_, domain=domain, severity=severity,
         source_kind=source_kind, source_id=source_id, title=title, at=raised_at,
         rule_id=rule_id, building_id=building_id, floor=floor, unit_id=unit_id,
         device_id=device_id, resident_id=resident_id, location=_point(geom), detail=detail or {},
+        text_key=text_key, text_params=text_params or {},
     )
     return Alarm(
         id=id_, spec=spec, state=state, count=count, last_at=last_at, updated_at=updated_at,
@@ -635,13 +647,14 @@ def _order(row: tuple, history: tuple[WorkOrderEvent, ...]) -> WorkOrder:
     (id_, community, kind, title, domain, priority, role, state, geom, created_at, updated_at,
      skill, description, alarm_id, rule_id, assignee_id, grid_id, building_id, unit_id,
      resident_id, device_id, route, route_m, eta_s, declined_by, level, due_at, tier, tier_since,
-     department) = row
+     department, text_key, text_params) = row
     spec = WorkOrderSpec(
         community_id=community, kind=kind, title=title, domain=domain, role=role,
         location=_point(geom), at=created_at, priority=priority, skill=skill,
         description=description, alarm_id=alarm_id, rule_id=rule_id, grid_id=grid_id,
         building_id=building_id, unit_id=unit_id, resident_id=resident_id, device_id=device_id,
         due_in=due_at - created_at if due_at is not None else None,
+        text_key=text_key, text_params=text_params or {},
     )
     return WorkOrder(
         id=id_, spec=spec, state=state, updated_at=updated_at, assignee_id=assignee_id,
