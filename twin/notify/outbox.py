@@ -45,11 +45,13 @@ def claim(conn: psycopg.Connection, *, now: datetime, batch: int, lease: timedel
                RETURNING n.id, n.community_id, n.channel, n.recipient, n.message, n.time,
                          n.rule_id, n.attempts,
                          array(SELECT DISTINCT a.transport FROM notification_attempt a
-                               WHERE a.notification_id = n.id AND a.ok)""",
+                               WHERE a.notification_id = n.id AND a.ok),
+                         n.text_key, n.text_params""",
             {"now": now, "batch": batch, "until": now + lease, "token": token},
         ).fetchall()
     pending = [Pending(id=r[0], community_id=r[1], channel=r[2], recipient=r[3], message=r[4],
-                       time=r[5], rule_id=r[6], attempt=r[7], done=frozenset(r[8]))
+                       time=r[5], rule_id=r[6], attempt=r[7], done=frozenset(r[8]),
+                       text_key=r[9], text_params=r[10] or {})
                for r in sorted(rows)]
     return Claim(token, pending)
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from twin.notify.config import NotifyConfig
+from twin.texts import DEFAULT_LANG, Viewer
 
 _PHONE_IN_ANGLES = re.compile(r"<\s*(\+?[0-9][0-9 -]*[0-9])\s*>\s*$")
 _IN_ANGLES = re.compile(r"<\s*([^<>\s]+)\s*>\s*$")
@@ -46,6 +48,27 @@ class Pending:
     attempt: int
     #: Transports that already took it on an earlier try (not sent again).
     done: frozenset[str] = frozenset()
+    #: The rule text it is rendered from (`twin.texts`) and its parameters (ids, no names).
+    text_key: str | None = None
+    text_params: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: Who reads a notification of each channel. A family contact and the grid worker (who
+#: visits) and the managers (the community office) may read a resident's name; the
+#: security desk and the speakers may not. All in zh-CN: the people and speakers the
+#: community reaches read Chinese.
+READERS: dict[str, Viewer] = {
+    "family": Viewer(DEFAULT_LANG, whole=True),
+    "grid_worker": Viewer(DEFAULT_LANG, whole=True),
+    "staff": Viewer(DEFAULT_LANG, whole=True),
+    "security_desk": Viewer(DEFAULT_LANG, whole=False),
+    "broadcast": Viewer(DEFAULT_LANG, whole=False),
+}
+
+
+def reader(channel: str) -> Viewer:
+    """Who reads a notification of this channel (masked when in doubt)."""
+    return READERS.get(channel, Viewer(DEFAULT_LANG, whole=False))
 
 
 @dataclass(frozen=True, slots=True)

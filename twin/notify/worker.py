@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -31,7 +31,8 @@ import psycopg
 from twin.notify import outbox
 from twin.notify.config import NotifyConfig
 from twin.notify.retry import backoff, exhausted
-from twin.notify.routing import Contact, Delivery, Pending, Unroutable, route
+from twin.notify.routing import Contact, Delivery, Pending, Unroutable, reader, route
+from twin.store.reads.texts import wording
 from twin.notify.transport import DeliveryError, Transport
 
 log = logging.getLogger(__name__)
@@ -91,9 +92,17 @@ class Worker:
             return tally
         staff = outbox.staff_contacts(self.conn, (n.recipient for n in got.notifications
                                                   if n.channel in STAFF_CHANNELS))
-        for n in got.notifications:
+        for n in self._rendered(got.notifications):
             tally.add(self._deliver(got.token, n, staff))
         return tally
+
+    def _rendered(self, pending: list[Pending]) -> list[Pending]:
+        """Each text rendered for who reads its channel (`routing.reader`): a family
+        contact gets the resident's name, the security desk a masked one."""
+        words = wording(self.conn, ((n.text_key, n.text_params) for n in pending))
+        return [replace(n, message=words.render(n.text_key, n.text_params,
+                                                viewer=reader(n.channel), fallback=n.message))
+                for n in pending]
 
     def run_forever(self, *, batch: int = 50, interval_s: float = 2.0,
                     stop: threading.Event | None = None,
