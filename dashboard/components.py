@@ -7,7 +7,7 @@ from typing import Any
 
 from dash import html
 
-from dashboard.context import tr
+from dashboard.context import tr, zone
 
 
 def panel(title: str, *children: Any, id: str | None = None, className: str = "") -> html.Section:
@@ -36,4 +36,5 @@ def denied(reason_key: str = "denied") -> html.Div:
 
 
 def when(value: datetime | None, fmt: str = "%m-%d %H:%M:%S") -> str:
-    return value.astimezone().strftime(fmt) if value else ""
+    """A time on the community's clock (`dashboard.context.zone`), '' for none."""
+    return value.astimezone(zone()).strftime(fmt) if value else ""

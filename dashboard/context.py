@@ -6,7 +6,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import flask
 from psycopg_pool import ConnectionPool
@@ -14,6 +16,10 @@ from psycopg_pool import ConnectionPool
 from dashboard.auth import SessionPolicy, User
 from dashboard.i18n import DEFAULT_LANG, t
 from dashboard.live import LiveCache
+from twin.store.reads.texts import community_timezone
+
+#: The zone of a page with no community (the sample's).
+DEFAULT_ZONE = "Asia/Shanghai"
 
 
 @dataclass
@@ -47,6 +53,15 @@ class Context:
     _cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
     _refreshing: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The community's time zone (the first shown, for a district), read once a
+        minute at most."""
+        def read() -> ZoneInfo:
+            with self.pool.connection() as conn:
+                return ZoneInfo(community_timezone(conn, self.communities[0]))
+        return self.cached("zone", 60.0, read) if self.communities else ZoneInfo(DEFAULT_ZONE)
 
     @property
     def scope_key(self) -> str:
@@ -91,6 +106,17 @@ def current_user() -> User:
     if user is None:  # before_request lets no request without a session reach a page
         flask.abort(401)
     return user
+
+
+def zone() -> ZoneInfo:
+    """The time zone every time on a page is shown in: the community's."""
+    return ctx().zone if flask.has_app_context() and "TWIN" in flask.current_app.config \
+        else ZoneInfo(DEFAULT_ZONE)
+
+
+def local_now() -> datetime:
+    """Now, on the community's clock."""
+    return datetime.now(zone())
 
 
 def lang() -> str:

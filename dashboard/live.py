@@ -27,6 +27,8 @@ from layers.twin_layers import (
     severity_colors,
     staff_records,
 )
+from dashboard.auth import User
+from dashboard.words import retitle
 from twin.store.connection import snapshot
 from twin.store.reads import alarms, kpis, staff, work_orders
 from twin.store.reads.devices import attention_devices
@@ -47,22 +49,36 @@ class LiveState:
 
 
 def read_live(conn: psycopg.Connection, scope: Scope, *, now: datetime,
-              devices: dict[str, int] | None = None) -> LiveState:
+              devices: dict[str, int] | None = None, user: User | None = None,
+              audit: bool = False) -> LiveState:
     """Everything the large screen shows that changes, in one read-only transaction
-    (`devices`: the shared answer of `kpis.device_counts`, read now when not given)."""
+    (`devices`: the shared answer of `kpis.device_counts`, read now when not given).
+
+    With ``user``, the titles of alarms and orders are rendered for them
+    (`dashboard.words.retitle`: their language, residents masked unless they may see
+    them whole); ``audit`` writes the audit row when somebody was shown whole.
+    """
     with snapshot(conn):
-        return LiveState(
-            building_colors=severity_colors(alarms.building_severity(conn, scope)),
-            layers={
-                "attention": device_records(attention_devices(conn, scope)),
-                "staff": staff_records(staff.staff_positions(conn, scope, now=now)),
-                "routes": route_records(work_orders.active_routes(conn, scope)),
-                "incidents": incident_records(alarms.camera_incidents(conn, scope)),
-            },
-            kpis=kpis.kpis(conn, scope, now=now, devices=devices),
-            feed=alarms.alarm_feed(conn, scope),
-            board=work_orders.order_board(conn, scope),
-        )
+        colors = severity_colors(alarms.building_severity(conn, scope))
+        attention = device_records(attention_devices(conn, scope))
+        positions = staff_records(staff.staff_positions(conn, scope, now=now))
+        routes = work_orders.active_routes(conn, scope)
+        incidents = alarms.camera_incidents(conn, scope)
+        counts = kpis.kpis(conn, scope, now=now, devices=devices)
+        feed = alarms.alarm_feed(conn, scope)
+        board = work_orders.order_board(conn, scope)
+    if user is not None:
+        feed = retitle(conn, user, feed, audit=audit)
+        incidents = retitle(conn, user, incidents, audit=False)
+        routes = retitle(conn, user, routes, what="work_order", audit=False)
+        board = {**board, "orders": retitle(conn, user, board["orders"], what="work_order",
+                                            audit=audit)}
+    return LiveState(
+        building_colors=colors,
+        layers={"attention": attention, "staff": positions, "routes": route_records(routes),
+                "incidents": incident_records(incidents)},
+        kpis=counts, feed=feed, board=board,
+    )
 
 
 @dataclass(frozen=True)

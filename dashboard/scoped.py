@@ -18,6 +18,7 @@ import psycopg
 from dashboard import audit
 from dashboard.auth import AccessDenied, User, require_grid, require_page, sees_residents_whole
 from twin.dispatch import COMMUNITY_TIMEZONE, on_shift
+from dashboard.words import retitle
 from twin.errors import TwinError
 from twin.privacy import mask_name, mask_phone
 from twin.store import queries
@@ -85,10 +86,11 @@ def residents(conn: psycopg.Connection, user: User, *, building_id: str | None =
 
 
 def my_tasks(conn: psycopg.Connection, user: User) -> list[dict[str, Any]]:
-    """The user's open orders, nearest first; none for a login that is not a staff member."""
+    """The user's open orders, nearest first, titled for them (`dashboard.words`); none for a
+    login that is not a staff member."""
     if user.staff_id is None:
         return []
-    return work_orders.staff_tasks(conn, user.staff_id)
+    return retitle(conn, user, work_orders.staff_tasks(conn, user.staff_id), what="work_order")
 
 
 def lookup(conn: psycopg.Connection, user: User, query: str, *, limit: int = 20

@@ -7,7 +7,7 @@ import flask
 from dash import dcc, html
 
 from dashboard.auth import can_open
-from dashboard.context import current_user, tr
+from dashboard.context import current_user, tr, zone
 
 _NAV = (
     ("large_screen", "/", "nav.large_screen"),
@@ -45,12 +45,19 @@ def shell() -> html.Div:
         ]),
         html.Main(dash.page_container, className="page"),
         dcc.Interval(id="clock-tick", interval=1000),
+        # the clock shows the community's time, wherever the browser is
+        dcc.Store(id="clock-zone", data={"tz": zone().key, "lang": user.lang}),
     ])
 
 
 def register_callbacks(app) -> None:
     """The clock ticks in the browser: no server round trip for it."""
     app.clientside_callback(
-        "function(n) { return new Date().toLocaleString(); }",
+        """function(n, z) {
+            z = z || {};
+            return new Date().toLocaleString(z.lang || 'zh-CN',
+                                             {timeZone: z.tz || 'Asia/Shanghai', hour12: false});
+        }""",
         dash.Output("clock", "children"), dash.Input("clock-tick", "n_intervals"),
+        dash.State("clock-zone", "data"),
     )

@@ -13,9 +13,10 @@ from dash import Input, Output, State, dcc, html, no_update
 from dashboard import audit, scoped
 from dashboard.auth import AccessDenied, can_open
 from dashboard.components import badge, denied, panel, when
-from dashboard.context import ctx, current_user, lang, tr
+from dashboard.context import ctx, current_user, lang, tr, zone
 from dashboard.i18n import t
 from dashboard.pages.large_screen import _dark
+from dashboard.words import titles
 from twin.device_types import DEVICE_TYPES
 from twin.errors import TwinError
 from twin.store.operations import work_orders
@@ -53,6 +54,7 @@ def layout(building_id: str | None = None, **_query) -> html.Div:
             orders = work_orders(conn, info["community_id"], building_id=building_id,
                                  states=BOARD_STATES)
             names = staff_names(conn, info["community_id"])
+            shown = titles(conn, user, orders)
     except AccessDenied as e:
         with c.pool.connection() as conn:
             audit.refused(conn, user, e, subject_kind="building", subject_id=building_id)
@@ -95,7 +97,7 @@ def layout(building_id: str | None = None, **_query) -> html.Div:
                       className="bd-history"),
             ]),
             html.Div(className="bd-col", children=[
-                panel(tr("b.orders"), _orders(orders, names, lg), className="bd-orders"),
+                panel(tr("b.orders"), _orders(orders, names, shown, lg), className="bd-orders"),
                 panel(tr("b.residents"), _residents(people, lg), id=RESIDENTS,
                       className="bd-residents"),
             ]),
@@ -143,7 +145,9 @@ def history_figure(device_id: str | None, metric: str | None, range_key: str) ->
         with ctx().pool.connection() as conn:
             rows = scoped.device_history(conn, current_user(), device_id, metric, range_key,
                                          now=datetime.now(UTC))
-        xs = [r[0] for r in rows]
+        # on the community's clock (plotly draws a time as the wall time it is written in)
+        tz = zone()
+        xs = [r[0].astimezone(tz) for r in rows]
         fig.add_scatter(x=xs, y=[r[3] for r in rows], mode="lines", line={"width": 0},
                         showlegend=False, hoverinfo="skip")
         fig.add_scatter(x=xs, y=[r[2] for r in rows], mode="lines", line={"width": 0},
@@ -215,12 +219,12 @@ def _device_table(devices: list[dict], lg: str) -> html.Table:
     return html.Table([html.Thead(head), html.Tbody(body)], className="table")
 
 
-def _orders(orders, names: dict[str, str], lg: str) -> html.Div:
+def _orders(orders, names: dict[str, str], shown: dict[int, str], lg: str) -> html.Div:
     if not orders:
         return html.Div(t("b.no_orders", lg), className="empty")
     return html.Div([
         html.A(href=f"/work-orders?id={o.id}", className=f"board-row prio-{o.spec.priority}", children=[
-            badge(t(f"prio.{o.spec.priority}", lg), o.spec.priority), html.Span(o.spec.title, className="board-title"),
+            badge(t(f"prio.{o.spec.priority}", lg), o.spec.priority), html.Span(shown.get(o.id, o.spec.title), className="board-title"),
             html.Span(t(f"wo.{o.state}", lg), className=f"board-state wo-{o.state}"),
             html.Span(names.get(o.assignee_id or "", "—"), className="board-who"),
         ]) for o in orders

@@ -17,9 +17,10 @@ from dash import ALL, Input, Output, State, dcc, html, no_update
 from dashboard import live, maps
 from dashboard.auth import can_open, require_page
 from dashboard.components import badge, denied, panel, tile, when
-from dashboard.context import ctx, current_user, lang, tr
+from dashboard.context import ctx, current_user, lang, local_now, tr, zone
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
+from dashboard.words import titles
 from layers.twin_layers import LIVE_COLORS
 from twin.alarms import DOMAINS, SEVERITIES
 from twin.store.reads import base_map, kpis, telemetry
@@ -57,7 +58,8 @@ def layout(**_query) -> html.Div:
     frames_key = f"base:{c.scope_key}"
     base = c.cached(frames_key, c.settings.base_map_ttl_s, lambda: _base_map(c))
     with c.pool.connection() as conn:
-        state = live.read_live(conn, c.communities, now=_now(), devices=_device_counts(c))
+        state = live.read_live(conn, c.communities, now=_now(), devices=_device_counts(c),
+                               user=user, audit=True)
     token = secrets.token_urlsafe(12)
     c.live.put(token, state)
     the_map = TwinDeck(
@@ -164,9 +166,10 @@ def acknowledge(alarm_id: int) -> str:
         with c.pool.connection() as conn:
             alarm = acknowledge_alarm(conn, alarm_id, actor=user.name,
                                       at=datetime.now(UTC))
+            title = titles(conn, user, [alarm])[alarm.id]
     except TwinError as e:
         return str(e)
-    return f"{tr('ls.acknowledged')}: {alarm.spec.title}"
+    return f"{tr('ls.acknowledged')}: {title}"
 
 
 # --- services the callbacks call (tested directly) --------------------------------------
@@ -178,12 +181,13 @@ def live_update(token: str | None) -> tuple:
         raise dash.exceptions.PreventUpdate
     c = ctx()
     with c.pool.connection() as conn:
-        new = live.read_live(conn, c.communities, now=_now(), devices=_device_counts(c))
+        new = live.read_live(conn, c.communities, now=_now(), devices=_device_counts(c),
+                             user=user)
     old = c.live.get(token) if token else None
     if token:
         c.live.put(token, new)
     diff = live.diff_live(old, new)
-    stamp = f"{tr('ls.updated')} {datetime.now().astimezone():%H:%M:%S}"
+    stamp = f"{tr('ls.updated')} {local_now():%H:%M:%S}"
     colours = live.color_patch(diff.buildings) if not diff.buildings.empty else no_update
     layer_diffs = {k: d for k, d in diff.layers.items() if not d.empty}
     layer_data = live.data_patch(layer_diffs) if layer_diffs else no_update
@@ -228,9 +232,10 @@ def chart_figures() -> tuple[go.Figure, go.Figure]:
         events = telemetry.events_per_hour(conn, c.communities, now=now)
         trends = telemetry.key_trends(conn, c.communities, now=now)
     lg = lang()
+    tz = zone()  # the axes on the community's clock
     ev = go.Figure()
     for domain in DOMAINS:
-        hours = [h for h, d, _ in events if d == domain]
+        hours = [h.astimezone(tz) for h, d, _ in events if d == domain]
         counts = [n for _, d, n in events if d == domain]
         ev.add_bar(x=hours, y=counts, name=t(f"dom.{domain}", lg), marker_color=DOMAIN_COLORS[domain])
     ev.update_layout(barmode="stack")
@@ -240,7 +245,7 @@ def chart_figures() -> tuple[go.Figure, go.Figure]:
     colours = {"air_quality_sensor.pm25": "#4da3ff", "co_sensor.co": "#eb4048",
                "air_quality_sensor.noise": "#f6b73c"}
     for key, label in names.items():
-        times = [b for b, k, _ in trends if k == key]
+        times = [b.astimezone(tz) for b, k, _ in trends if k == key]
         values = [v for _, k, v in trends if k == key]
         tr_fig.add_scatter(x=times, y=values, name=label, mode="lines",
                            line={"color": colours[key], "width": 2})

@@ -3,7 +3,7 @@ history, and the lifecycle actions, each one call to twin.store.operations."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 import dash
 from dash import ALL, Input, Output, State, dcc, html, no_update
@@ -12,9 +12,10 @@ from dash import ctx as dash_ctx
 from dashboard import maps, scoped
 from dashboard.auth import AccessDenied, User, can_open, require_page
 from dashboard.components import badge, denied, when
-from dashboard.context import ctx, current_user, lang, tr
+from dashboard.context import ctx, current_user, lang, tr, zone
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
+from dashboard.words import titles
 from twin.alarms import DOMAINS
 from twin.errors import TwinError
 from twin.store.operations import Assignee, act_on_work_order, work_orders
@@ -125,19 +126,24 @@ def list_orders(states, priorities, domains, grid) -> list[dict]:
                                        states=tuple(states) if states else None)]
         orders.sort(key=lambda o: (o.created_at, o.id), reverse=True)
         names = staff_names(conn, c.communities)
-    orders = [o for o in orders if (not priorities or o.spec.priority in priorities)
-              and (not domains or o.spec.domain in domains)]
-    return order_rows(orders, names)
+        orders = [o for o in orders if (not priorities or o.spec.priority in priorities)
+                  and (not domains or o.spec.domain in domains)]
+        shown = titles(conn, current_user(), orders)
+    return order_rows(orders, names, shown, zone())
 
 
-def order_rows(orders: list[WorkOrder], names: dict[str, str]) -> list[dict]:
-    """Work orders as the list shows them (pure)."""
+def order_rows(orders: list[WorkOrder], names: dict[str, str],
+               shown: dict[int, str] | None = None, tz: tzinfo | None = None) -> list[dict]:
+    """Work orders as the list shows them (pure): titles as rendered for the user
+    (``shown``, by id; else as stored), times on the community's clock (``tz``)."""
+    shown = shown or {}
     return [
-        {"id": o.id, "code": o.code, "title": o.spec.title, "kind": o.spec.kind, "state": o.state,
-         "priority": o.spec.priority, "domain": o.spec.domain, "grid": o.spec.grid_id or "",
-         "building": o.spec.building_id or "", "assignee": names.get(o.assignee_id or "", ""),
-         "created": f"{o.created_at.astimezone():%m-%d %H:%M}",
-         "due": f"{o.due_at.astimezone():%m-%d %H:%M}" if o.due_at else ""}
+        {"id": o.id, "code": o.code, "title": shown.get(o.id, o.spec.title), "kind": o.spec.kind,
+         "state": o.state, "priority": o.spec.priority, "domain": o.spec.domain,
+         "grid": o.spec.grid_id or "", "building": o.spec.building_id or "",
+         "assignee": names.get(o.assignee_id or "", ""),
+         "created": f"{o.created_at.astimezone(tz):%m-%d %H:%M}",
+         "due": f"{o.due_at.astimezone(tz):%m-%d %H:%M}" if o.due_at else ""}
         for o in orders
     ]
 
@@ -200,10 +206,11 @@ def detail_view(order_id: int | None):
                                            near=(order.spec.location.x, order.spec.location.y)),
                              key=lambda s: s["role"] != order.spec.role)
             photos = photo_count(conn, order.id)
+            title = titles(conn, user, [order])[order.id]
     except (AccessDenied, TwinError) as e:
         return html.Div(str(e), className="denied"), no_update, no_update
     layer_data = {
-        "route": ({str(order.id): {"id": order.id, "code": order.code, "title": order.spec.title,
+        "route": ({str(order.id): {"id": order.id, "code": order.code, "title": title,
                                    "state": order.state, "color": [90, 200, 255, 255],
                                    "path": [list(p) for p in order.route.coords]}}
                   if order.route is not None else {}),
@@ -226,7 +233,7 @@ def detail_view(order_id: int | None):
     ])
     body = html.Div([
         html.Div(className="wo-head", children=[
-            html.H2(f"{order.code} · {order.spec.title}", id="wo-title"),
+            html.H2(f"{order.code} · {title}", id="wo-title"),
             badge(t(f"prio.{order.spec.priority}", lg), order.spec.priority),
             html.Span(t(f"wo.{order.state}", lg), className=f"board-state wo-{order.state}",
                       id="wo-state"),

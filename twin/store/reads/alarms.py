@@ -30,17 +30,18 @@ def building_severity(conn: psycopg.Connection, community_id: Scope) -> dict[str
 
 def alarm_feed(conn: psycopg.Connection, community_id: Scope, *, limit: int = 14
                ) -> list[dict[str, Any]]:
-    """The newest open alarms, with where they are."""
+    """The newest open alarms, with where they are (titles rendered by the caller from
+    ``text_key`` and ``text_params``, `twin.texts`)."""
     rows = conn.execute(
         """SELECT a.id, a.severity, a.domain, a.title, a.state, a.count, a.last_at,
-                  a.building_id, b.name, a.floor, a.type
+                  a.building_id, b.name, a.floor, a.type, a.text_key, a.text_params, b.grid_id
            FROM alarm a LEFT JOIN building b ON b.id = a.building_id
            WHERE (%(c)s::text[] IS NULL OR a.community_id = ANY(%(c)s)) AND a.state <> 'cleared'
            ORDER BY a.last_at DESC, a.id DESC LIMIT %(n)s""",
         {"c": named(community_id), "n": limit},
     ).fetchall()
     keys = ("id", "severity", "domain", "title", "state", "count", "last_at", "building_id",
-            "building", "floor", "type")
+            "building", "floor", "type", "text_key", "text_params", "grid_id")
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
@@ -48,13 +49,15 @@ def camera_incidents(conn: psycopg.Connection, community_id: Scope, *, limit: in
                      ) -> list[dict[str, Any]]:
     """Open alarms raised on cameras, where they are: what pulses on the map."""
     rows = conn.execute(
-        """SELECT a.id, a.title, ST_X(coalesce(a.geom, d.geom)), ST_Y(coalesce(a.geom, d.geom))
+        """SELECT a.id, a.title, ST_X(coalesce(a.geom, d.geom)), ST_Y(coalesce(a.geom, d.geom)),
+                  a.text_key, a.text_params
            FROM alarm a JOIN device d ON d.id = a.device_id
            WHERE a.community_id = ANY(%s) AND a.state <> 'cleared' AND d.type = ANY(%s)
            ORDER BY a.id DESC LIMIT %s""",
         (ids(community_id), list(CAMERA_TYPES), limit),
     ).fetchall()
-    return [{"id": i, "title": t, "lon": x, "lat": y} for i, t, x, y in rows]
+    return [{"id": i, "title": t, "lon": x, "lat": y, "text_key": k, "text_params": p}
+            for i, t, x, y, k, p in rows]
 
 
 def alarms_by_domain(conn: psycopg.Connection, community_id: Scope, *, now: datetime,

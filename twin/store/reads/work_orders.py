@@ -22,15 +22,17 @@ def active_routes(conn: psycopg.Connection, community_id: Scope, *, limit: int =
                   ) -> list[dict[str, Any]]:
     """Routes of open work orders that have one (assigned, accepted, on the way)."""
     rows = conn.execute(
-        """SELECT id, created_at, title, state, priority, ST_AsBinary(route) FROM work_order
+        """SELECT id, created_at, title, state, priority, ST_AsBinary(route), text_key,
+                  text_params, grid_id FROM work_order
            WHERE community_id = ANY(%s) AND state = ANY(%s) AND route IS NOT NULL
            ORDER BY id DESC LIMIT %s""",
         (ids(community_id), sorted(OPEN_STATES), limit),
     ).fetchall()
     return [
         {"id": i, "code": f"WO-{at:%Y%m%d}-{i}", "title": t, "state": s, "priority": p,
-         "path": list(shapely.from_wkb(g).coords)}
-        for i, at, t, s, p, g in rows
+         "path": list(shapely.from_wkb(g).coords), "text_key": k, "text_params": tp,
+         "grid_id": grid}
+        for i, at, t, s, p, g, k, tp, grid in rows
     ]
 
 
@@ -43,7 +45,8 @@ def order_board(conn: psycopg.Connection, community_id: Scope, *, limit: int = 1
         (ids(community_id), sorted(OPEN_STATES)),
     ).fetchall())
     rows = conn.execute(
-        """SELECT w.id, w.created_at, w.title, w.state, w.priority, s.name, w.due_at
+        """SELECT w.id, w.created_at, w.title, w.state, w.priority, s.name, w.due_at,
+                  w.text_key, w.text_params, w.grid_id
            FROM work_order w LEFT JOIN staff s ON s.id = w.assignee_id
            WHERE w.community_id = ANY(%s) AND w.state = ANY(%s)
            ORDER BY array_position(%s::text[], w.priority), w.created_at DESC LIMIT %s""",
@@ -52,8 +55,9 @@ def order_board(conn: psycopg.Connection, community_id: Scope, *, limit: int = 1
     return {
         "counts": {s: int(counts.get(s, 0)) for s in BOARD_STATES},
         "orders": [{"id": i, "code": f"WO-{at:%Y%m%d}-{i}", "title": t, "state": s,
-                    "priority": p, "assignee": who, "due_at": due}
-                   for i, at, t, s, p, who, due in rows],
+                    "priority": p, "assignee": who, "due_at": due, "text_key": k,
+                    "text_params": tp, "grid_id": grid}
+                   for i, at, t, s, p, who, due, k, tp, grid in rows],
     }
 
 
@@ -65,7 +69,7 @@ def staff_tasks(conn: psycopg.Connection, staff_id: str) -> list[dict[str, Any]]
         SELECT w.id, w.created_at, w.title, w.state, w.priority, w.building_id, b.name,
                u.number, w.description,
                ST_Distance(w.geom::geography, s.position::geography) AS distance,
-               ST_X(w.geom), ST_Y(w.geom)
+               ST_X(w.geom), ST_Y(w.geom), w.text_key, w.text_params, w.grid_id
         FROM work_order w
         JOIN staff s ON s.id = %(me)s
         LEFT JOIN building b ON b.id = w.building_id
@@ -78,8 +82,9 @@ def staff_tasks(conn: psycopg.Connection, staff_id: str) -> list[dict[str, Any]]
     return [
         {"id": i, "code": f"WO-{at:%Y%m%d}-{i}", "title": t, "state": s, "priority": p,
          "building_id": b, "building": bn or "", "unit": un or "", "description": d or "",
-         "distance_m": None if dist is None else float(dist), "lon": x, "lat": y}
-        for i, at, t, s, p, b, bn, un, d, dist, x, y in rows
+         "distance_m": None if dist is None else float(dist), "lon": x, "lat": y,
+         "text_key": k, "text_params": tp, "grid_id": grid}
+        for i, at, t, s, p, b, bn, un, d, dist, x, y, k, tp, grid in rows
     ]
 
 
