@@ -20,6 +20,8 @@ from typing import Any
 
 import psycopg
 
+from dashboard.auth import User
+from dashboard.words import retitle
 from layers.twin_layers import (
     device_records,
     incident_records,
@@ -27,8 +29,6 @@ from layers.twin_layers import (
     severity_colors,
     staff_records,
 )
-from dashboard.auth import User
-from dashboard.words import retitle
 from twin.store.connection import snapshot
 from twin.store.reads import alarms, kpis, staff, work_orders
 from twin.store.reads.devices import attention_devices

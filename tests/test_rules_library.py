@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from twin.privacy import mask_name
 from twin.rules import actions as act
 from twin.rules.compile import library_dir, load_directory
 from twin.rules.engine import Engine, Observation
 from twin.rules.snapshot import Snapshot
 from twin.rules.store import load_snapshot
-from twin.privacy import mask_name
 from twin.texts import Viewer, render
 
 C = "wh-guanggu"

@@ -83,9 +83,9 @@ def ids_in(params: Iterable[Mapping[str, Any]]) -> dict[str, set[str]]:
     """The ids of every kind that `Names` needs to render these texts."""
     wanted: dict[str, set[str]] = {kind: set() for kind in NAME_OF.values()}
     for p in params:
-        for kind in wanted:
+        for kind, found in wanted.items():
             if p.get(kind):
-                wanted[kind].add(str(p[kind]))
+                found.add(str(p[kind]))
     return wanted
 
 

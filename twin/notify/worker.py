@@ -32,8 +32,8 @@ from twin.notify import outbox
 from twin.notify.config import NotifyConfig
 from twin.notify.retry import backoff, exhausted
 from twin.notify.routing import Contact, Delivery, Pending, Unroutable, reader, route
-from twin.store.reads.texts import wording
 from twin.notify.transport import DeliveryError, Transport
+from twin.store.reads.texts import wording
 
 log = logging.getLogger(__name__)
 

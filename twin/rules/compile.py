@@ -292,12 +292,11 @@ def _check_node(rule: Rule, graph: nx.DiGraph, node: Node) -> None:
         if target.same == "device" and target.device_type and target.device_type not in types:
             raise RuleError(r, f"'same: device' targets the triggering device, which is never "
                                f"a {target.device_type}", node=n, field=f"{kind}.target.same")
-    elif isinstance(spec, schema.Notify):
-        if "family" in spec.to and rule.key != "resident" and not _enriched_residents(
-                graph, upstream):
-            raise RuleError(r, "notifying the family needs residents: key the rule by "
-                               "resident, or enrich with residents before it", node=n,
-                            field="notify.to")
+    elif isinstance(spec, schema.Notify) and "family" in spec.to and rule.key != "resident" \
+            and not _enriched_residents(graph, upstream):
+        raise RuleError(r, "notifying the family needs residents: key the rule by "
+                           "resident, or enrich with residents before it", node=n,
+                        field="notify.to")
     text = node_text(node)
     if text is not None:
         for lang, template in text.by_lang().items():

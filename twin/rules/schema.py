@@ -296,7 +296,9 @@ class Localized(_Strict):
     @classmethod
     def _mapping(cls, value: Any) -> Any:
         if isinstance(value, str):
-            raise ValueError("write the text in every language: {zh-CN: '...', en: '...'}")
+            # pydantic reports a ValueError with the field's location; a TypeError it does not
+            raise ValueError(  # noqa: TRY004
+                "write the text in every language: {zh-CN: '...', en: '...'}")
         return value
 
     def by_lang(self) -> dict[str, str]:
