@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, timezone
 
 import flask
 import pytest
@@ -414,3 +414,161 @@ def test_the_phone_sends_nothing_off_duty(room) -> None:
         rows = conn.execute("SELECT time FROM staff_position WHERE staff_id = %s",
                             (me,)).fetchall()
     assert rows == [(day,)]
+
+
+# --- words per viewer ----------------------------------------------------------------------
+
+def _care_alarm(url: str) -> tuple[str, str, str, int]:
+    """A library rule fires for real: special-care-not-out for a resident living alone,
+    written through the rules' store. Returns (resident id, name, their grid, alarm id)."""
+    from twin.rules.compile import library_dir, load_directory
+    from twin.rules.engine import Engine
+    from twin.rules.store import Dispatcher, Outcome, execute, load_snapshot, store_rules
+
+    t0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)  # a Tuesday, 10:00 in Wuhan
+    library = load_directory(library_dir())
+    with connect(url) as conn:
+        store_rules(conn, library, at=t0)
+        snap = load_snapshot(conn, "wh-guanggu")
+        engine = Engine([r for r in library if r.id == "special-care-not-out"], snap, started=t0)
+        at = t0 + timedelta(hours=45, minutes=5)
+        outcome = Outcome()
+        for firing in engine.tick(at):
+            execute(conn, firing, now=at, dispatcher=Dispatcher(), outcome=outcome)
+        conn.commit()
+        # every resident living alone fired; the newest alarm tops the feed
+        alarm_id = max(outcome.alarms)
+        (resident,) = conn.execute("SELECT resident_id FROM alarm WHERE id = %s",
+                                   (alarm_id,)).fetchone()
+    person = snap.residents[resident]
+    _, building_ = snap.resident_place(person.id)
+    assert building_ is not None
+    return person.id, person.name, building_.grid_id, alarm_id
+
+
+def test_a_library_alarm_keeps_a_key_and_ids_and_each_viewer_reads_it_in_their_words(room
+                                                                                  ) -> None:
+    from twin.privacy import mask_name
+
+    app, users, _, url = room
+    resident, name, _, alarm_id = _care_alarm(url)
+    with connect(url) as conn:
+        title, key, params, detail = conn.execute(
+            "SELECT title, text_key, text_params, detail FROM alarm WHERE id = %s",
+            (alarm_id,)).fetchone()
+        order_title, order_params = conn.execute(
+            "SELECT title, text_params FROM work_order WHERE alarm_id = %s", (alarm_id,)
+        ).fetchone()
+        messages = conn.execute("SELECT channel, message, text_key FROM notification "
+                                "WHERE alarm_id = %s", (alarm_id,)).fetchall()
+        auth.set_language(conn, users.admin, "en")
+        conn.commit()
+    # stored: the key and the resident's id, the name nowhere
+    assert key == "special-care-not-out/alarm" and params["resident"] == resident
+    assert params["hours"] == "36"
+    stored = json.dumps([title, params, detail, order_title, order_params,
+                         [m[1] for m in messages]], ensure_ascii=False)
+    assert name not in stored
+    assert title == f"{mask_name(name)}（{params['age_band']}）已 36 小时未出门"
+    assert {m[2] for m in messages} == {"special-care-not-out/tell"}
+
+    # the operator (zh-CN): Chinese, masked, on the feed, the board and the order page
+    with as_user(app, users.operator):
+        page = _dump(large_screen.layout())
+        assert f"{mask_name(name)}（" in page and "已 36 小时未出门" in page
+        assert name not in page
+        rows = work_orders.list_orders(None, None, None, None)
+        visit = next(r for r in rows if r["kind"] == "welfare_check")
+        assert visit["title"].startswith(f"上门探访：{mask_name(name)}，")
+        assert name not in json.dumps(rows, ensure_ascii=False)
+        detail_page = _dump(work_orders.detail_view(visit["id"])[0])
+        assert "上门探访" in detail_page and name not in detail_page
+    # the admin, who reads English: whole, and audited
+    with as_user(app, users.admin):
+        page = _dump(large_screen.layout())
+        assert f"{name} (" in page and "not seen going out for 36 h" in page
+    with connect(url) as conn:
+        audited = conn.execute("SELECT detail FROM audit_log WHERE user_name = %s AND action = "
+                               "'view_residents_unmasked'", (users.admin,)).fetchall()
+    assert any(resident in d[0]["residents"] for d in audited)
+
+
+def test_live_ticks_and_the_phone_render_for_their_reader(room) -> None:
+    from twin.privacy import mask_name
+
+    app, users, _, url = room
+    with as_user(app, users.operator):
+        token = _find(large_screen.layout(), large_screen.TOKEN).data
+    resident, name, grid, alarm_id = _care_alarm(url)
+    with as_user(app, users.operator):
+        *_, feed, board, _stamp = large_screen.live_update(token)
+        sent = _dump([feed, board])
+        assert "未出门" in sent and mask_name(name) in sent and name not in sent
+    # the visit on the phones: whole for the grid worker of the resident's grid, masked for
+    # a grid worker of another grid it was handed to
+    from twin.store.operations import Assignee, act_on_work_order
+    from twin.work_orders import SYSTEM
+
+    with connect(url) as conn:
+        (order_id,) = conn.execute("SELECT id FROM work_order WHERE alarm_id = %s",
+                                   (alarm_id,)).fetchone()
+        grids = dict(conn.execute("SELECT id, grid_worker_id FROM grid").fetchall())
+        other = next(g for g in sorted(grids) if g != grid)
+        for login, g in (("phone-own", grid), ("phone-other", other)):
+            auth.add_user(conn, login, DEMO_PASSWORD, "grid_worker", grid_id=g)
+        conn.commit()
+    for login, g, shown in (("phone-own", grid, name), ("phone-other", other, mask_name(name))):
+        with connect(url) as conn:
+            act_on_work_order(conn, order_id, "assign", actor=SYSTEM, at=datetime.now(UTC),
+                              assignee=Assignee(grids[g]))
+            conn.commit()
+        with as_user(app, login) as user, connect(url) as conn:
+            tasks = {t["id"]: t for t in scoped.my_tasks(conn, user)}
+            conn.commit()
+        assert tasks[order_id]["title"].startswith(f"上门探访：{shown}，"), login
+
+
+def test_every_time_on_the_building_page_is_on_the_communitys_clock(room) -> None:
+    app, users, _, url = room
+    now = datetime.now(UTC)
+    seen = datetime(2026, 11, 29, 3, 4, 5, tzinfo=UTC)  # 11:04:05 in Wuhan
+    with connect(url) as conn:
+        assert conn.execute("SELECT timezone FROM community").fetchone()[0] == "Asia/Shanghai"
+        from twin.device_types import DEVICE_TYPES
+
+        building_id, device_id, metric = next(
+            (b, d, m) for b, d, kind in conn.execute(
+                "SELECT building_id, id, type FROM device WHERE building_id IS NOT NULL "
+                "ORDER BY id")
+            for m, spec in DEVICE_TYPES[kind].metrics.items() if not spec.is_text)
+        conn.execute("INSERT INTO device_state (device_id, online, last_seen) "
+                     "VALUES (%s, true, %s)", (device_id, seen))
+        with conn.cursor().copy("COPY reading (time, device_id, metric, value) FROM STDIN") as copy:
+            for m in range(120):
+                copy.write_row((now - timedelta(minutes=m), device_id, metric, 5.0))
+        conn.commit()
+    plus8 = timezone(timedelta(hours=8))
+    with as_user(app, users.operator):
+        text = _dump(building.layout(building_id=building_id))
+        # the device table: the last message at Wuhan's time, not UTC's
+        assert "11:04:05" in text and "03:04:05" not in text
+        # the history chart's axis
+        fig = building.history_figure(device_id, metric, "6h")
+        xs = [x for trace in fig.data for x in (trace.x or ())]
+        assert xs and all(x.utcoffset() == timedelta(hours=8) for x in xs)
+        # the large screen's "updated" stamp
+        stamp = large_screen.live_update(None)[-1].split()[-1]
+        now = datetime.now(plus8)
+        shown = datetime.combine(now.date(), time.fromisoformat(stamp), plus8)
+        assert abs((now - shown).total_seconds()) % 86400 < 120
+
+
+def _dump(component) -> str:
+    """A layout as the JSON the browser gets (pre-encoded layers included)."""
+    import orjson
+
+    return orjson.dumps(component, default=_plotly).decode()
+
+
+def _plotly(c):
+    return c.to_plotly_json() if hasattr(c, "to_plotly_json") else str(c)
