@@ -499,7 +499,7 @@ def test_live_ticks_and_the_phone_render_for_their_reader(room) -> None:
     app, users, _, url = room
     with as_user(app, users.operator):
         token = _find(large_screen.layout(), large_screen.TOKEN).data
-    resident, name, grid, alarm_id = _care_alarm(url)
+    _, name, grid, alarm_id = _care_alarm(url)
     with as_user(app, users.operator):
         *_, feed, board, _stamp = large_screen.live_update(token)
         sent = _dump([feed, board])
