@@ -33,7 +33,7 @@ nodes:
     threshold: {metric: temperature, above: 30}
   - id: alarm
     after: warm
-    raise_alarm: {type: device_warm, severity: info, title: {zh-CN: "{device_name}：{value} °C", en: "{device_name}: {value} °C"}}
+    raise_alarm: {type: device_warm, severity: info, title: {zh-CN: "{device_name}: {value} °C", en: "{device_name} is warm: {value} °C"}}
 """)
 
 

@@ -208,8 +208,9 @@ def test_co_reading_starts_fans_broadcasts_alarms_and_sends_the_nearest_by_path(
                                  "WHERE channel = 'broadcast'").fetchall()
         counter = conn.execute("SELECT evaluated, fired FROM rule_counter "
                                "WHERE rule_id = 'garage-co'").fetchone()
+    # kept as the zh-CN text (what a reader that does not render sees) and its key
     assert alarm is not None and alarm.spec.severity == "critical" and alarm.spec.title == \
-        "CO 120 ppm in 1号地库"
+        "1号地库 一氧化碳 120 ppm" and alarm.spec.text_key == "garage-co/alarm"
     assert [(set(r.split(",")), a) for r, a in broadcast] == [(SPEAKERS, alarm.id)]
     assert counter == (2, 1)
     # the work order: the engineer nearest by path, with the route over the small walkway
@@ -260,7 +261,7 @@ def test_escalation_after_the_timeouts_with_an_injected_clock(twin_db_url, start
         told = conn.execute("SELECT recipient, message FROM notification WHERE channel = 'staff' "
                             "AND alarm_id = %s", (alarm.id,)).fetchall()
     assert alarm.escalation_level == 1
-    assert told == [(MANAGER, ("Escalated (level 1): CO 120 ppm in 1号地库; not acknowledged "
+    assert told == [(MANAGER, ("Escalated (level 1): 1号地库 一氧化碳 120 ppm; not acknowledged "
                                "within 5 min"))]
     order = _order(url, "garage_ventilation")
     assert order.assignee_id == NEAR_IN_LINE  # the timed-out assignment went to the next one
@@ -324,7 +325,8 @@ def test_special_care_absence_raises_and_a_later_access_clears(twin_db_url, star
         told = conn.execute("SELECT channel, recipient FROM notification WHERE alarm_id = %s "
                             "ORDER BY id", (alarm.id,)).fetchall()
         assert conn.execute("SELECT count(*) FROM alarm").fetchone()[0] == 1  # only them
-    assert alarm.spec.severity == "major" and "not seen going out for 4 h" in alarm.spec.title
+    assert alarm.spec.severity == "major" and "已 4 小时未出门" in alarm.spec.title
+    assert alarm.spec.text_params["resident"] == person
     assert [c for c, _ in told] == ["family"] * len(family) + ["grid_worker"]
     assert [r for c, r in told if c == "family"] == [f"{f['name']} <{f['phone']}>"
                                                      for f in family]
@@ -356,7 +358,7 @@ nodes:
     threshold: {metric: temperature, above: 30}
   - id: alarm
     after: warm
-    raise_alarm: {type: garage_warm, severity: info, title: {zh-CN: "{device_name}：{value} °C", en: "{device_name}: {value} °C"}}
+    raise_alarm: {type: garage_warm, severity: info, title: {zh-CN: "{device_name}: {value} °C", en: "{device_name} is warm: {value} °C"}}
 """)
     revision = service.revision
     with psycopg.connect(url) as conn:
