@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import shapely
@@ -14,17 +15,21 @@ import shapely
 from dashboard.auth import add_user
 from twin.alarms import AlarmSpec
 from twin.errors import TwinError
+from twin.rules.compile import library_dir, load_directory
+from twin.rules.store import store_texts
 from twin.store.operations import (
     Assignee,
     act_on_work_order,
     open_work_order,
     raise_alarm,
 )
-from twin.store.queries import communities
+from twin.store.queries import care_residents, communities, devices_within
 from twin.store.reads.devices import PlacedDevice, first_device
 from twin.store.reads.grids import grid_ids, grid_owner
 from twin.store.reads.residents import first_with_care_flag
 from twin.store.reads.staff import staff_position
+from twin.store.reads.texts import wording
+from twin.texts import Viewer
 from twin.work_orders import SYSTEM, Actor, WorkOrderSpec
 
 DEMO_PASSWORD = "twin-demo-2026"
@@ -68,32 +73,53 @@ def seed_operations(conn: psycopg.Connection, *, now: datetime | None = None) ->
             raise TwinError(f"the demo needs a {kind} in {community}")
         return found
 
-    def alarm(name, kind, type_, domain, severity, title, minutes, resident=None, **where):
+    # the library's texts, so that every reader sees the seeded alarms in their words
+    library = load_directory(library_dir())
+    store_texts(conn, library)
+
+    def text(key: str, dev: PlacedDevice, **params: Any) -> tuple[str, dict[str, Any]]:
+        """The zh-CN text with residents masked (the stored title) and the parameters."""
+        facility = next((n.device.facility_id for n in devices_within(conn, dev.lon, dev.lat,
+                                                                      1.0)
+                         if n.device.id == dev.id), None)
+        params = {k: v for k, v in {"device": dev.id, "building": dev.building_id,
+                                     "floor": dev.floor, "unit": dev.unit_id,
+                                     "facility": facility, **params}.items()
+                  if v is not None}
+        return wording(conn, [(key, params)]).render(key, params, viewer=Viewer()), params
+
+    def alarm(name, kind, type_, domain, severity, key, minutes, resident=None, values=None,
+              **where):
         dev = device(kind, **where)
+        title, params = text(key, dev, resident=resident, **(values or {}))
         spec = AlarmSpec(
             community_id=community, type=type_, domain=domain, severity=severity,
             source_kind="device", source_id=dev.id, title=title,
             at=now - timedelta(minutes=minutes), building_id=dev.building_id, floor=dev.floor,
             unit_id=dev.unit_id, device_id=dev.id, resident_id=resident,
-            location=shapely.Point(dev.lon, dev.lat), rule_id="demo")
+            location=shapely.Point(dev.lon, dev.lat), rule_id="demo",
+            text_key=key, text_params=params)
         ids[name] = raise_alarm(conn, spec).alarm.id
         return dev
 
     smoke = alarm("smoke", "smoke_detector", "smoke", "safety", "critical",
-                  "烟感报警 Smoke alarm", 3, above_floor=10)
-    alarm("co", "co_sensor", "co_high", "safety", "major", "地库CO超标 CO high in garage", 9)
+                  "smoke-detector-alarm/alarm", 3, above_floor=10)
+    alarm("co", "co_sensor", "co_high", "safety", "major", "garage-co/alarm", 9,
+          values={"value": "86"})
     alarm("camera", "ai_camera", "ebike_in_lift", "safety", "major",
-          "电梯内电动车 E-bike in lift", 2, indoors=True)
+          "camera-ebike-in-lift/alarm", 2, indoors=True)
     alarm("charger", "ev_charger", "charger_overheat", "service", "minor",
-          "充电桩过温 Charger overheating", 22)
+          "ev-charger-overheat/alarm", 22, values={"value": "74"})
     alarm("bin", "trash_bin_sensor", "bin_full", "environment", "info",
-          "垃圾桶满溢 Bin full", 41)
+          "trash-bin-full/alarm", 41, values={"value": "96"})
     care = first_with_care_flag(conn, smoke.grid_id, "elderly_alone")
     if care is not None:
         resident_id, _unit_id, care_building = care
+        (age_band,) = [r.age_band for r in care_residents(conn, unit_id=_unit_id)
+                       if r.id == resident_id]
         alarm("care", "access_door", "no_activity", "activity", "major",
-              "独居老人24小时无出入 Elderly resident not seen for 24 h", 15,
-              resident=resident_id, building_id=care_building)
+              "special-care-not-out/alarm", 15, resident=resident_id,
+              building_id=care_building, values={"hours": "24", "age_band": age_band})
 
     worker = grid_owner(conn, smoke.grid_id).grid_worker_id
     if worker is None:
@@ -101,9 +127,12 @@ def seed_operations(conn: psycopg.Connection, *, now: datetime | None = None) ->
     operator = Actor(name="operator", role="operator")
     staff_actor = Actor(name="worker1", role="grid_worker", staff_id=worker)
 
-    def order(name, title, kind, priority, dev_row, minutes, *, role="grid_worker", alarm_id=None):
+    def order(name, key, kind, priority, dev_row, minutes, *, role="grid_worker", alarm_id=None,
+              values=None):
+        title, params = text(key, dev_row, **(values or {}))
         spec = WorkOrderSpec(
             community_id=community, kind=kind, title=title, domain="safety", role=role,
+            text_key=key, text_params=params,
             location=shapely.Point(dev_row.lon, dev_row.lat), at=now - timedelta(minutes=minutes),
             priority=priority, alarm_id=alarm_id, grid_id=dev_row.grid_id,
             building_id=dev_row.building_id, unit_id=dev_row.unit_id, device_id=dev_row.id,
@@ -121,21 +150,21 @@ def seed_operations(conn: psycopg.Connection, *, now: datetime | None = None) ->
         return Assignee(staff_id=staff_id, route=line, route_m=float(line.length * 111_000),
                         eta_s=float(line.length * 111_000 / 1.2))
 
-    o1 = order("order_smoke", "核查烟感报警 Check smoke alarm", "smoke_check", "urgent", smoke, 3,
+    o1 = order("order_smoke", "smoke-detector-alarm/guard", "smoke_check", "urgent", smoke, 3,
                alarm_id=ids["smoke"])
     act_on_work_order(conn, o1, "assign", actor=operator, at=now - timedelta(minutes=2),
                       assignee=route_to(worker, smoke.lon, smoke.lat))
     charger = device("ev_charger")
-    o2 = order("order_charger", "充电桩过温检修 Inspect hot charger", "charger_check", "high",
+    o2 = order("order_charger", "ev-charger-overheat/engineer", "charger_check", "high",
                charger, 20)
     act_on_work_order(conn, o2, "assign", actor=operator, at=now - timedelta(minutes=18),
                       assignee=route_to(worker, charger.lon, charger.lat))
     act_on_work_order(conn, o2, "accept", actor=staff_actor, at=now - timedelta(minutes=16))
     bin_ = device("trash_bin_sensor")
-    order("order_bin", "清运满溢垃圾桶 Empty the full bin", "bin_empty", "normal", bin_, 40,
+    order("order_bin", "trash-bin-full/cleaner", "bin_empty", "normal", bin_, 40,
           role="cleaning")
     leak = device("water_leak_sensor")
-    o4 = order("order_leak", "水浸处置 Water leak", "leak_check", "high", leak, 90)
+    o4 = order("order_leak", "water-leak/plumber", "leak_check", "high", leak, 90)
     act_on_work_order(conn, o4, "assign", actor=operator, at=now - timedelta(minutes=85),
                       assignee=route_to(worker, leak.lon, leak.lat))
     act_on_work_order(conn, o4, "accept", actor=staff_actor, at=now - timedelta(minutes=80))

@@ -572,3 +572,16 @@ def _dump(component) -> str:
 
 def _plotly(c):
     return c.to_plotly_json() if hasattr(c, "to_plotly_json") else str(c)
+
+
+def test_the_demos_alarms_are_in_the_readers_language(room) -> None:
+    app, users, _, url = room
+    with as_user(app, users.operator):
+        feed = _dump(_find(large_screen.layout(), large_screen.FEED))
+    assert "层烟感报警" in feed and "Smoke alarm" not in feed
+    with connect(url) as conn:
+        auth.set_language(conn, users.operator, "en")
+        conn.commit()
+    with as_user(app, users.operator):
+        feed = _dump(_find(large_screen.layout(), large_screen.FEED))
+    assert "Smoke alarm in " in feed and "烟感报警" not in feed

@@ -84,21 +84,21 @@ def store_rules(conn: psycopg.Connection, rules: Iterable[CompiledRule], *, at: 
             )
             conn.execute("INSERT INTO rule_counter (rule_id) VALUES (%s) ON CONFLICT DO NOTHING",
                          (rule.id,))
-            _store_texts(conn, rule)
+            store_texts(conn, [rule])
         if replace_all:
             conn.execute("DELETE FROM rule WHERE NOT (id = ANY(%s))", ([r.id for r in rules],))
         return _bump(conn, at)
 
 
-def _store_texts(conn: psycopg.Connection, rule: CompiledRule) -> None:
-    """The rule's texts by key, every language (what `twin.texts.render` reads)."""
-    texts = rule.texts()
-    if texts:
+def store_texts(conn: psycopg.Connection, rules: Iterable[CompiledRule]) -> None:
+    """The rules' texts by key, every language (what `twin.texts.render` reads)."""
+    rows = [(key, rule.id, Jsonb(by_lang)) for rule in rules
+            for key, by_lang in rule.texts().items()]
+    if rows:
         conn.cursor().executemany(
             """INSERT INTO rule_text (key, rule_id, texts) VALUES (%s, %s, %s)
                ON CONFLICT (key) DO UPDATE SET rule_id = excluded.rule_id,
-                   texts = excluded.texts""",
-            [(key, rule.id, Jsonb(by_lang)) for key, by_lang in texts.items()])
+                   texts = excluded.texts""", rows)
 
 
 def set_enabled(conn: psycopg.Connection, rule_id: str, enabled: bool, *, at: datetime) -> int:
