@@ -16,19 +16,21 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import dash
 import flask
 from psycopg_pool import ConnectionPool
 
 from dashboard import audit, auth
-from dashboard.context import Context, Settings, ctx
+from dashboard.context import DEFAULT_ZONE, Context, Settings, ctx
 from dashboard.i18n import DEFAULT_LANG, t
 from dashboard.pages import PAGES
 from dashboard.shell import register_callbacks as register_shell_callbacks
 from dashboard.shell import shell
 from twin.store.connection import open_pool
 from twin.store.reads.scope import communities_of
+from twin.store.reads.texts import community_timezone
 
 _ASSETS = Path(__file__).with_name("assets")
 _OPEN_PREFIXES = ("/login", "/_dash-component-suites/", "/assets/", "/_favicon.ico",
@@ -49,6 +51,9 @@ def create_app(
     pool = pool or open_pool(database_url, min_size=2, max_size=12)
     with pool.connection() as conn:
         communities = communities_of(conn, settings.community_id)
+        # every time on a page is on the community's clock (the first shown, for a district)
+        zone = ZoneInfo(community_timezone(conn, communities[0]) if communities
+                        else DEFAULT_ZONE)
 
     server = flask.Flask(__name__)
     server.config.update(
@@ -57,7 +62,7 @@ def create_app(
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="twin_dashboard",
         PERMANENT_SESSION_LIFETIME=settings.session.lifetime,
-        TWIN=Context(pool=pool, communities=communities, settings=settings),
+        TWIN=Context(pool=pool, communities=communities, settings=settings, zone=zone),
     )
     _add_auth_routes(server)
 

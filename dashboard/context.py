@@ -16,7 +16,6 @@ from psycopg_pool import ConnectionPool
 from dashboard.auth import SessionPolicy, User
 from dashboard.i18n import DEFAULT_LANG, t
 from dashboard.live import LiveCache
-from twin.store.reads.texts import community_timezone
 
 #: The zone of a page with no community (the sample's).
 DEFAULT_ZONE = "Asia/Shanghai"
@@ -49,19 +48,12 @@ class Context:
     #: The communities shown: one, or every one loaded (a district).
     communities: list[str]
     settings: Settings
+    #: The community's time zone (`community.timezone`), read when the app starts.
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo(DEFAULT_ZONE))
     live: LiveCache = field(default_factory=LiveCache)
     _cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
     _refreshing: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def zone(self) -> ZoneInfo:
-        """The community's time zone (the first shown, for a district), read once a
-        minute at most."""
-        def read() -> ZoneInfo:
-            with self.pool.connection() as conn:
-                return ZoneInfo(community_timezone(conn, self.communities[0]))
-        return self.cached("zone", 60.0, read) if self.communities else ZoneInfo(DEFAULT_ZONE)
 
     @property
     def scope_key(self) -> str:
