@@ -39,7 +39,7 @@ nodes:
     baseline: {metric: power, z: 5, min_deviation: 2, min_ratio: 0.5, consecutive: 2}
   - id: alarm
     after: high
-    raise_alarm: {type: power_abnormal, severity: minor, title: "{value} kW, usually {usual}"}
+    raise_alarm: {type: power_abnormal, severity: minor, title: {zh-CN: "{value} kW，平时 {usual}", en: "{value} kW, usually {usual}"}}
   - id: normal
     after: high
     when: cleared
@@ -115,7 +115,7 @@ def test_a_meter_is_measured_by_its_own_usual_after_k_readings_in_a_row() -> Non
     got = _power(engine, "flat", NIGHT + timedelta(minutes=45), 5.0)
     alarm = next(i for i in got if isinstance(i, act.RaiseAlarm)).spec
     assert (alarm.source_kind, alarm.source_id, alarm.title) == ("building", "b1",
-                                                                 "5 kW, usually 0.4")
+                                                                 "5 kW，平时 0.4")
     # another flat of the building is unusual too: the same key, no second alarm
     assert _power(engine, "flat2", NIGHT + timedelta(minutes=46), 0.3) == []
     # the alarm clears when every meter of the building is back to its usual
@@ -194,10 +194,10 @@ nodes:
     for_duration: {seconds: 180, gap_s: 150}
   - id: alarm
     after: standing
-    raise_alarm: {type: fire_lane_parking, severity: major, title: "Fire lane"}
+    raise_alarm: {type: fire_lane_parking, severity: major, title: {zh-CN: 消防通道被占, en: Fire lane}}
   - id: guard
     after: alarm
-    work_order: {kind: fire_lane_parking, title: "Move the car", role: security}
+    work_order: {kind: fire_lane_parking, title: {zh-CN: 移车, en: Move the car}, role: security}
   - id: gone
     after: standing
     when: cleared
@@ -232,7 +232,7 @@ def test_a_cameras_floor_estimate_is_the_alarms_floor() -> None:
             source: {device_types: [ai_camera], classes: [high_altitude_throw]}
           - id: alarm
             after: camera
-            raise_alarm: {type: throw, severity: major, title: "from floor {floor_estimate}"}
+            raise_alarm: {type: throw, severity: major, title: {zh-CN: "{floor_estimate} 层抛物", en: "from floor {floor_estimate}"}}
         """.replace("\n        ", "\n"))
     engine = Engine([rule], _snapshot(), started=NIGHT)
     obs = Observation(C, "cam-a", NIGHT, "event", event="detection", cls="high_altitude_throw",
@@ -240,7 +240,7 @@ def test_a_cameras_floor_estimate_is_the_alarms_floor() -> None:
     (intent,) = [i for f in engine.observe(obs) for i in f.intents]
     assert isinstance(intent, act.RaiseAlarm)
     assert intent.spec.floor == 12 and intent.spec.detail["floor_estimate"] == 12
-    assert intent.spec.title == "from floor 12"
+    assert intent.spec.title == "12 层抛物"
 
 
 # --- the lifecycle ---------------------------------------------------------------------------
