@@ -17,8 +17,8 @@ import psycopg
 
 from dashboard import audit
 from dashboard.auth import AccessDenied, User, require_grid, require_page, sees_residents_whole
-from twin.dispatch import COMMUNITY_TIMEZONE, on_shift
 from dashboard.words import retitle
+from twin.dispatch import COMMUNITY_TIMEZONE, on_shift
 from twin.errors import TwinError
 from twin.privacy import mask_name, mask_phone
 from twin.store import queries
