@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -51,8 +50,8 @@ from pydantic import (
 from twin.calendars import WEEKDAYS, WorkingHours
 from twin.dispatch import SHIFTS
 from twin.errors import TwinError
-from twin.rules.compile import _Loader as _Yaml12Loader  # the rules' YAML 1.2 booleans
 from twin.work_orders import STAFF_ROLES, EscalationPolicy
+from twin.yaml12 import load_mapping
 
 #: The sample's tiers, shipped with the package.
 DEFAULT_PATH = Path(__file__).with_name("escalation.yaml")
@@ -358,13 +357,8 @@ def next_retry(*, shifts: Iterable[str], now: datetime, tz: str,
 
 def parse_config(text: str, *, origin: str = "<text>") -> EscalationConfig:
     """The tiers in a YAML text, or an EscalationConfigError naming ``origin`` and the key."""
-    try:
-        data = yaml.load(text, Loader=_Yaml12Loader)
-    except yaml.YAMLError as e:
-        raise EscalationConfigError(f"{origin}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise EscalationConfigError(f"{origin}: the file holds one mapping (timezone, "
-                                    f"calendars, categories, departments, tiers)")
+    data = load_mapping(text, origin=origin, error=EscalationConfigError,
+                        holds="timezone, calendars, categories, departments, tiers")
     try:
         return EscalationConfig.model_validate(data)
     except ValidationError as e:

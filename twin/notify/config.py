@@ -16,12 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from twin.errors import TwinError
 from twin.notify.retry import RetryPolicy
-from twin.rules.compile import _Loader as _Yaml12Loader  # the rules' YAML 1.2 booleans
+from twin.yaml12 import load_mapping
 
 CHANNELS: tuple[str, ...] = ("family", "grid_worker", "security_desk", "staff", "broadcast")
 #: Channels a file may route but need not: without a route of its own, ``department``
@@ -183,13 +182,8 @@ class NotifyConfig(_Model):
 
 def parse_config(text: str, *, origin: str = "<text>") -> NotifyConfig:
     """The configuration in a YAML text, or a NotifyConfigError naming ``origin`` and the key."""
-    try:
-        data = yaml.load(text, Loader=_Yaml12Loader)
-    except yaml.YAMLError as e:
-        raise NotifyConfigError(f"{origin}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise NotifyConfigError(f"{origin}: the file holds one mapping (transports, retry, "
-                                f"default, communities)")
+    data = load_mapping(text, origin=origin, error=NotifyConfigError,
+                        holds="transports, retry, default, communities")
     try:
         return NotifyConfig.model_validate(data)
     except ValidationError as e:

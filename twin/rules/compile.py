@@ -12,7 +12,6 @@ the networkx DiGraph the engine walks. Nothing here does I/O except
 from __future__ import annotations
 
 import hashlib
-import re
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from twin.errors import TwinError
 from twin.model import CARE_FLAGS
 from twin.rules import schema
 from twin.rules.schema import ACTIONS, CONDITIONS, Node, Rule
+from twin.yaml12 import Yaml12Loader
 
 #: Placeholders a title or message may use; unknown ones are refused on load.
 PLACEHOLDERS: frozenset[str] = frozenset({
@@ -117,7 +117,7 @@ class CompiledRule:
 def parse_rule(text: str, *, origin: str = "<text>") -> Rule:
     """One YAML document as a Rule, or a RuleError naming the node and field."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+        data = yaml.load(text, Loader=Yaml12Loader)  # a SafeLoader
     except yaml.YAMLError as e:
         raise RuleError(origin, f"not valid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -203,20 +203,6 @@ def load_directory(directory: Path | str) -> list[CompiledRule]:
 def library_dir() -> Path:
     """The scenario library shipped with the twin: ``twin/rules/library/<domain>/*.yaml``."""
     return Path(__file__).parent / "library"
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false. PyYAML's YAML 1.1 reads on/off/yes/no as booleans,
-    which turns a node named ``off`` or a state ``equals: on`` into true/false."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"))
 
 
 # --- checks ------------------------------------------------------------------------------
