@@ -121,9 +121,12 @@ def _store_library_if_empty(conn: psycopg.Connection) -> None:
     from twin.rules import store
     from twin.rules.compile import library_dir, load_directory
 
+    library = load_directory(library_dir())
     if not store.rule_table(conn):
-        store.store_rules(conn, load_directory(library_dir()), at=datetime.now(UTC))
-        conn.commit()
+        store.store_rules(conn, library, at=datetime.now(UTC))
+    else:  # a twin whose rules predate their texts in two languages
+        store.store_texts(conn, library)
+    conn.commit()
 
 
 def _twin_command() -> str:
