@@ -238,7 +238,9 @@ def chart_figures() -> tuple[go.Figure, go.Figure]:
         hours = [h.astimezone(tz) for h, d, _ in events if d == domain]
         counts = [n for _, d, n in events if d == domain]
         ev.add_bar(x=hours, y=counts, name=t(f"dom.{domain}", lg), marker_color=DOMAIN_COLORS[domain])
-    ev.update_layout(barmode="stack")
+    # Whole hours on the axis, even when one hour alone has data (plotly would otherwise
+    # zoom into that instant and label fractions of a second).
+    ev.update_layout(barmode="stack", xaxis={"tickformat": "%H:%M", "dtick": 3_600_000})
     tr_fig = go.Figure()
     names = {"air_quality_sensor.pm25": "PM2.5 µg/m³", "co_sensor.co": "CO ppm",
              "air_quality_sensor.noise": "dB(A)"}
@@ -249,6 +251,7 @@ def chart_figures() -> tuple[go.Figure, go.Figure]:
         values = [v for _, k, v in trends if k == key]
         tr_fig.add_scatter(x=times, y=values, name=label, mode="lines",
                            line={"color": colours[key], "width": 2})
+    tr_fig.update_layout(xaxis={"tickformat": "%H:%M"})
     for fig in (ev, tr_fig):
         _dark(fig)
     return ev, tr_fig
