@@ -47,6 +47,7 @@ from twin.notify.config import parse_config
 from twin.notify.worker import Worker
 from twin.rules import store
 from twin.rules.compile import library_dir, load_directory
+from twin.services.ports import free_port
 
 LOCAL = timezone(timedelta(hours=8))
 WEBHOOK_SECRET = "day-in-the-life"
@@ -140,14 +141,6 @@ class Judged:
             if screen != sql:
                 out.append(f"KPI {name}: the screen says {screen}, SQL says {sql}")
         return out
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import tempfile
 import threading
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import shapely
+
+from twin.services.ports import free_port
 
 #: The seeded pages are photographed for review only; the README's screenshots come
 #: from the live pipeline (tests/test_live_screens.py).
@@ -64,7 +65,7 @@ def served(pg, sample_template, broker):
     simulator = threading.Thread(target=simulate, daemon=True)
     simulator.start()
     app = create_app(url, secret_key="e2e")
-    port = _free_port()
+    port = free_port()
     server = make_server("127.0.0.1", port, app.server, threaded=True)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
@@ -354,12 +355,6 @@ def test_planner_runs_a_scenario_and_shows_the_comparison(served, browser) -> No
     page.wait_for_timeout(800)
     shot(page, "planner")
     page.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_data(url: str, timeout: float = 60) -> None:

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.day_in_the_life import live_loop
-from tests.test_dashboard_e2e import FULL_HD, PHONE, _free_port, login
+from tests.test_dashboard_e2e import FULL_HD, PHONE, login
+from twin.services.ports import free_port
 
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 INCIDENTS = ("co-leak:1号地库@+10m", "fire-lane-parking:东门@+20m",
@@ -43,7 +44,7 @@ def live(pg, sample_template, broker) -> Iterator[tuple[str, str]]:
     with live_loop(url, broker.url) as loop:
         loop.live_through(end - timedelta(minutes=60), end, speed=120.0, inject=list(INCIDENTS))
         app = create_app(url, secret_key="live-screens")
-        server = make_server("127.0.0.1", _free_port(), app.server, threaded=True)
+        server = make_server("127.0.0.1", free_port(), app.server, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         yield f"http://127.0.0.1:{server.server_port}", url
         server.shutdown()

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from twin.notify.config import NotifyConfig, NotifyConfigError, load_config, par
 from twin.notify.retry import RetryPolicy, backoff, exhausted
 from twin.notify.routing import Contact, Delivery, Pending, Unroutable, route
 from twin.notify.worker import Worker
+from twin.services.ports import free_port
 from twin.store import operations as ops
 from twin.store.connection import connect
 
@@ -168,12 +168,6 @@ def test_signature_covers_timestamp_and_body() -> None:
 
 # --- real servers ---------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _Inbox:
     def __init__(self) -> None:
         self.mails: list[tuple[list[str], bytes]] = []
@@ -207,7 +201,7 @@ def smtp(tmp_path_factory) -> Iterator[Smtp]:
         return AuthResult(success=ok)
 
     inbox = _Inbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port, tls_context=tls,
                             require_starttls=True, auth_required=True, authenticator=login)
     controller.start()
