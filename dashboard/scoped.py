@@ -18,7 +18,7 @@ import psycopg
 from dashboard import audit
 from dashboard.auth import AccessDenied, User, require_grid, require_page, sees_residents_whole
 from dashboard.words import retitle
-from twin.dispatch import COMMUNITY_TIMEZONE, on_shift
+from twin.dispatch import on_shift
 from twin.errors import TwinError
 from twin.privacy import mask_name, mask_phone
 from twin.store import queries
@@ -26,6 +26,7 @@ from twin.store.operations import get_work_order
 from twin.store.positions import Fix, record_fixes, staff_on_record
 from twin.store.reads import buildings, devices, telemetry, work_orders
 from twin.store.reads import residents as people
+from twin.store.reads.texts import community_timezone
 from twin.work_orders import WorkOrder
 
 
@@ -62,8 +63,7 @@ def residents(conn: psycopg.Connection, user: User, *, building_id: str | None =
         building_id = buildings.unit_building(conn, unit_id)
     if building_id is None:
         raise TwinError("residents needs a building or a unit")
-    require_grid(user, queries.building(conn, building_id).grid_id,
-                 what=f"the households of building {building_id}")
+    _require_building(conn, user, building_id)
     whole = sees_residents_whole(user)
     with conn.transaction():
         rows = people.residents_of(conn, building_id, unit_id=unit_id)
@@ -126,8 +126,8 @@ PHONE_FIX_MAX_ACCURACY_M = 500.0
 
 
 def record_my_position(conn: psycopg.Connection, user: User, staff_id: str | None, *,
-                       lon: float, lat: float, accuracy_m: float | None, at: datetime,
-                       tz: str = COMMUNITY_TIMEZONE) -> bool:
+                       lon: float, lat: float, accuracy_m: float | None, at: datetime
+                       ) -> bool:
     """Store the browser's geolocation as a phone fix of the logged-in staff member.
 
     ``staff_id`` is what the page says it is reporting for; it must be the user's own
@@ -149,7 +149,9 @@ def record_my_position(conn: psycopg.Connection, user: User, staff_id: str | Non
     record = staff_on_record(conn, staff_id)
     if record is None:
         raise TwinError(f"there is no staff member {staff_id!r}")
-    if not on_shift(record[1], at, tz=tz):
+    community_id, shift = record
+    # the shift in the community's own time zone, not a default one
+    if not on_shift(shift, at, tz=community_timezone(conn, community_id)):
         return False
     with conn.transaction():
         record_fixes(conn, [Fix(staff_id=staff_id, time=at, lon=lon, lat=lat,

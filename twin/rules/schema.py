@@ -42,7 +42,6 @@ KEYS = ("device", "facility", "building", "unit", "grid", "resident", "community
 SAME = ("device", "unit", "building", "facility", "grid", "community")
 CHANNELS = ("family", "grid_worker", "security_desk", "manager")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class _Strict(BaseModel):

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from twin.dispatch import COMMUNITY_TIMEZONE
 from twin.texts import Names, Wording, ids_in
 
 #: kind -> (table, the column the name is in)
@@ -55,4 +56,4 @@ def community_timezone(conn: psycopg.Connection, community_id: str) -> str:
     """The community's IANA time zone (every time on a page is shown in it)."""
     row = conn.execute("SELECT timezone FROM community WHERE id = %s", (community_id,)
                        ).fetchone()
-    return str(row[0]) if row else "Asia/Shanghai"
+    return str(row[0]) if row else COMMUNITY_TIMEZONE
