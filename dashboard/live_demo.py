@@ -18,10 +18,10 @@ import secrets
 import shlex
 import shutil
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
-import psycopg
 import typer
 from honcho.manager import Manager
 from honcho.printer import Printer
@@ -30,6 +30,7 @@ from dashboard.demo import seed_users
 from gis_data.cli import setup_sample
 from twin.config import Settings, load_settings
 from twin.console import command_connection, console
+from twin.rules.store import store_library_if_empty
 from twin.services import stack
 
 #: What the simulator injects at start, so the screen has something to show in minutes.
@@ -57,7 +58,8 @@ def demo_command(
     setup_sample(reload=False)
     password = password or secrets.token_urlsafe(9)
     with command_connection() as conn:
-        _store_library_if_empty(conn)
+        store_library_if_empty(conn, at=datetime.now(UTC))
+        conn.commit()
         users = seed_users(conn, password=password)
     _open_sessions()
     twin = _twin_command()
@@ -113,20 +115,6 @@ def _open_sessions() -> None:
     url = stack.mqtt_url(load_settings())
     open_session(with_service_credentials(url, INGEST), IngestOptions())
     open_session(with_service_credentials(url, RULES), RulesOptions(), RULE_KINDS)
-
-
-def _store_library_if_empty(conn: psycopg.Connection) -> None:
-    from datetime import UTC, datetime
-
-    from twin.rules import store
-    from twin.rules.compile import library_dir, load_directory
-
-    library = load_directory(library_dir())
-    if not store.rule_table(conn):
-        store.store_rules(conn, library, at=datetime.now(UTC))
-    else:  # a twin whose rules predate their texts in two languages
-        store.store_texts(conn, library)
-    conn.commit()
 
 
 def _twin_command() -> str:

@@ -84,6 +84,8 @@ class Consumer:
     service: ClassVar[str]
     #: Which device-to-twin kinds it listens to.
     kinds: ClassVar[tuple[str, ...]] = contract.DEVICE_TO_TWIN
+    #: Whether it asks the directory which devices joined the twin since start.
+    tracks_new_devices: ClassVar[bool] = False
 
     def __init__(self, database_url: str, mqtt_url: str, options: ConsumerOptions,
                  metrics: ConsumerMetrics) -> None:
@@ -93,7 +95,8 @@ class Consumer:
         self.metrics = metrics
         self.metrics_port: int | None = None
         self.log = logging.getLogger(f"twin.{self.service}")
-        self.directory = DeviceDirectory(self._lookup_db, community_id=options.community_id)
+        self.directory = DeviceDirectory(self._lookup_db, community_id=options.community_id,
+                                         track_discovered=self.tracks_new_devices)
         self._commit_conn: psycopg.Connection | None = None
         self._lookup_conn: psycopg.Connection | None = None
         self._decoded: queue.Queue[tuple[list[Received], Any] | None] = queue.Queue(maxsize=2)
@@ -241,7 +244,8 @@ class Consumer:
             if batch:
                 self.metrics.received.inc(len(batch))
                 self.metrics.pending.inc(len(batch))
-                rows = self.retrying(partial(self._decode, batch), len(batch), "_lookup_conn")
+                rows = self.retrying(partial(self.decode_batch, batch), len(batch),
+                                     "_lookup_conn")
                 if rows is None:  # stopping with the database down: the broker redelivers
                     self.metrics.pending.dec(len(batch))
                     continue
@@ -249,9 +253,6 @@ class Consumer:
             elif self._stopping.is_set():
                 self._decoded.put(None)
                 return
-
-    def _decode(self, batch: list[Received]) -> Any:
-        return self.decode_batch(batch)
 
     def decode_batch(self, batch: list[Received]) -> Any:
         """A flush as :meth:`stage` takes it: by default all messages in one :class:`Decoded`."""
@@ -314,10 +315,13 @@ class Consumer:
     def _write_dead(self, dead: list[DeadLetter]) -> bool:
         conn = self.db()
         with conn.transaction():
-            reasons = write_dead_letters(conn, dead, consumer=self.service)
-        for reason, n in reasons.items():
-            self.metrics.rejected.labels(reason).inc(n)
+            self.store_dead(conn, dead)
         return True
+
+    def store_dead(self, conn: psycopg.Connection, dead: list[DeadLetter]) -> None:
+        """Dead letters under this consumer's name, in the caller's transaction; counted."""
+        for reason, n in write_dead_letters(conn, dead, consumer=self.service).items():
+            self.metrics.rejected.labels(reason).inc(n)
 
     def _guarded(self, work: Callable[[], T], what: str) -> T | object:
         try:

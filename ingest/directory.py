@@ -26,12 +26,15 @@ _ONE = """SELECT id, type, community_id FROM device
 
 class DeviceDirectory:
     def __init__(self, connection: Callable[[], psycopg.Connection], *,
-                 community_id: str | None = None, unknown_ttl_s: float = 30.0) -> None:
+                 community_id: str | None = None, unknown_ttl_s: float = 30.0,
+                 track_discovered: bool = False) -> None:
         self._connection = connection
         self.community_id = community_id
         self._known: dict[str, DeviceInfo] = {}
         self._unknown: dict[str, float] = {}
         self._ttl = unknown_ttl_s
+        #: Only a consumer that drains them (take_discovered) keeps the devices it learns of.
+        self._track = track_discovered
         self._discovered: list[DeviceInfo] = []
         self._lock = threading.Lock()
 
@@ -63,8 +66,9 @@ class DeviceDirectory:
             return None
         info = self._known[device_id] = DeviceInfo(*row)
         self._unknown.pop(device_id, None)
-        with self._lock:
-            self._discovered.append(info)
+        if self._track:
+            with self._lock:
+                self._discovered.append(info)
         return info
 
     def get(self, device_id: str) -> DeviceInfo | None:

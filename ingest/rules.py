@@ -40,7 +40,6 @@ from ingest.broker import Received
 from ingest.consumer import DB_ERRORS, Consumer, ConsumerOptions, DeadLetter
 from ingest.decode import Decoded
 from ingest.metrics import RulesMetrics
-from ingest.writer import write_dead_letters
 from twin.clock import Clock, Watermark, wall_clock
 from twin.dispatch import MAX_FIX_AGE
 from twin.model import DeviceInfo
@@ -74,6 +73,7 @@ class Staged:
 class RulesService(Consumer):
     service = "rules"
     kinds = RULE_KINDS
+    tracks_new_devices = True
     metrics: RulesMetrics
     options: RulesOptions
 
@@ -81,6 +81,10 @@ class RulesService(Consumer):
                  *, clock: Clock = wall_clock) -> None:
         super().__init__(database_url, mqtt_url, options, RulesMetrics())
         self.clock = clock
+        #: The data's clock, when the service runs on one (checked once, not per message).
+        self._watermark = clock if isinstance(clock, Watermark) else None
+        #: The communities of the rules' snapshot, set when it is (re)loaded.
+        self._communities: list[str] = []
         self.engine: Engine | None = None
         self.revision = -1
         self.dispatcher = store.Dispatcher(
@@ -141,9 +145,7 @@ class RulesService(Consumer):
         with conn.transaction():
             self._act(conn, [(batch[i], f) for i, f in staged.firings], now, outcome, dead)
             store.save_engine(conn, engine, at=now)
-            reasons = write_dead_letters(conn, dead, consumer=self.service)
-        for reason, n in reasons.items():
-            self.metrics.rejected.labels(reason).inc(n)
+            self.store_dead(conn, dead)
         self.metrics.firings.inc(len(staged.firings))
         self.processed += len(batch)
         if outcome.outbox:
@@ -155,7 +157,7 @@ class RulesService(Consumer):
         if asked or now - self._last_reload >= self.options.reload_s:
             self._reload()
             self._last_reload = now
-        data_moved = (isinstance(self.clock, Watermark) and self._last_tick_at is not None
+        data_moved = (self._watermark is not None and self._last_tick_at is not None
                       and (self.clock() - self._last_tick_at).total_seconds()
                       >= self.options.tick_s)
         if asked or data_moved or now - self._last_tick >= self.options.tick_s:
@@ -208,9 +210,9 @@ class RulesService(Consumer):
 
     def _keep_time(self, engine: Engine, at: datetime) -> None:
         """On the data's clock, time is what the data says; the engine began with the data."""
-        if isinstance(self.clock, Watermark):
-            first = not self.clock.started
-            now = self.clock.advance(at)
+        if self._watermark is not None:
+            first = not self._watermark.started
+            now = self._watermark.advance(at)
             if first:
                 engine.started = min(engine.started, now)
                 self._last_tick_at = now
@@ -237,8 +239,7 @@ class RulesService(Consumer):
         self._owed.extend(engine.tick(now))
         with conn.transaction():
             self._act(conn, [(None, f) for f in self._owed], now, outcome, [])
-            communities = sorted({d.community_id for d in engine.snapshot.devices.values()})
-            store.follow_up(conn, communities, now=now, dispatcher=self.dispatcher,
+            store.follow_up(conn, self._communities, now=now, dispatcher=self.dispatcher,
                             outcome=outcome)
             store.save_engine(conn, engine, at=now)
         self._owed = []
@@ -261,6 +262,7 @@ class RulesService(Consumer):
             with conn.transaction():
                 store.save_engine(conn, old, at=self.clock())
         self.engine = Engine(rules, snapshot, state=state, started=started)
+        self._communities = sorted({d.community_id for d in snapshot.devices.values()})
         self._seed(conn)
         self.dispatcher.forget()
         if revision != self.revision:

@@ -46,7 +46,6 @@ from twin.clock import Watermark
 from twin.notify.config import parse_config
 from twin.notify.worker import Worker
 from twin.rules import store
-from twin.rules.compile import library_dir, load_directory
 from twin.services.ports import free_port
 
 LOCAL = timezone(timedelta(hours=8))
@@ -245,8 +244,7 @@ def live_loop(db_url: str, mqtt_url: str) -> Iterator[LiveLoop]:
 
     os.environ.setdefault("TWIN_DAY_WEBHOOK_SECRET", WEBHOOK_SECRET)
     with psycopg.connect(db_url) as conn:
-        if not store.rule_table(conn):
-            store.store_rules(conn, load_directory(library_dir()), at=datetime.now(UTC))
+        store.store_library_if_empty(conn, at=datetime.now(UTC))
     tag = uuid.uuid4().hex[:6]
     ingest_opts = IngestOptions(group=f"day-ingest-{tag}", client_id=f"day-ingest-{tag}")
     rules_opts = RulesOptions(group=f"day-rules-{tag}", client_id=f"day-rules-{tag}",

@@ -665,3 +665,16 @@ def _bump(conn: psycopg.Connection, at: datetime) -> int:
     conn.execute("NOTIFY twin_rules")
     return int(revision)
 
+
+
+def store_library_if_empty(conn: psycopg.Connection, *, at: datetime) -> None:
+    """The shipped library when no rule is stored yet; else its texts only (a twin whose
+    rules predate their texts in two languages). What `twin demo` and the live tests start
+    from."""
+    from twin.rules.compile import library_dir, load_directory
+
+    library = load_directory(library_dir())
+    if not rule_table(conn):
+        store_rules(conn, library, at=at)
+    else:
+        store_texts(conn, library)
