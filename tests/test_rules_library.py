@@ -133,18 +133,18 @@ def test_garage_co(base) -> None:
 def test_access_tailgating(base) -> None:
     run = Run("access-tailgating", base)
     gate = run.device("access_gate")
-    got = run.event(gate, T0, "tailgating")
-    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "desk")]
-    assert one(got, act.Notify).channel == "security_desk"
+    # one slip at a busy gate is everyday life
+    assert run.event(gate, T0, "tailgating") == []
     run.event(gate, T0 + s(60), "tailgating")
     got = run.event(gate, T0 + s(120), "tailgating")
-    assert ("OpenWorkOrder", "guard") in shape(got)
+    assert shape(got) == [("RaiseAlarm", "alarm"), ("Notify", "desk"),
+                          ("OpenWorkOrder", "guard")]
+    assert one(got, act.Notify).channel == "security_desk"
     assert one(got, act.OpenWorkOrder).spec.role == "security"
     assert en(run, one(got, act.OpenWorkOrder)).endswith("(3 in 10 min)")
-    # cameras count too
+    # cameras count too: the fourth report, from the gate's camera, only counts
     cam = run.device("ai_camera", facility_kind="gate")
-    assert shape(run.detect(cam, T0, "tailgating")) == [("RaiseAlarm", "alarm"),
-                                                        ("Notify", "desk")]
+    assert run.detect(cam, T0 + s(130), "tailgating") == []
     # ten quiet minutes later the window empties and the alarm clears
     assert shape(run.tick(T0 + s(800))) == [("ClearAlarm", "calm")]
 

@@ -81,7 +81,7 @@ def test_bad_parameters_name_the_rule_and_the_field() -> None:
     ("camera-smoke-fire", None, "source", "not events, detections or status"),
     ("device-silent", "silent", "no_signal", "does not replay in SQL"),
     ("ev-charger-heating-fast", "rising", "rate_of_change", "does not replay in SQL"),
-    ("access-tailgating", "alarm", "raise_alarm", "either suffices"),
+    ("access-tailgating", "repeated", "count_in_window", "either suffices"),
 ])
 def test_rules_that_do_not_replay_say_which_node_and_why(rule_id, node, kind, why) -> None:
     got = threshold_spec(LIBRARY[rule_id])

@@ -33,8 +33,9 @@ PASSAGES_PER_DAY = {"access_door": 180.0, "access_gate": 450.0}
 ANONYMOUS_METHODS = frozenset({"intercom"})
 #: A door reads ``open`` this long after a passage (s).
 OPEN_AFTER_PASSAGE_S = 8.0
-#: A propped door is held open this long (s).
-HELD_OPEN_S = 120.0
+#: Somebody carrying shopping or a pram props a door open this long (s): under the
+#: two minutes after which the door-held-open rule calls it a problem.
+HELD_OPEN_S = (40.0, 100.0)
 #: Someone going out passes their building's door, and the gate this much later (s).
 LEAVING_S = 60.0
 
@@ -69,28 +70,57 @@ class Access(Domain):
         count = rng.poisson(lam)
         events: list[Event] = []
         out_share = profile(OUT_SHARE, h)
-        for i in np.repeat(rows, count):
-            t = clock.random_time(rng)
+        passing = np.repeat(rows, count)
+        times = np.array([clock.random_time(rng) for _ in passing])
+        # in time order, so that who is in or out is right at each passage
+        for i, t in zip(passing[np.argsort(times)], np.sort(times)):
+            t = float(t)
             method = ACCESS_METHODS[int(np.searchsorted(self.method_cdf[w.type[i]],
                                                         rng.random(), side="right"))]
-            fields: dict[str, Any] = {"method": method,
-                                      "direction": "out" if rng.random() < out_share else "in"}
+            direction = "out" if rng.random() < out_share else "in"
+            fields: dict[str, Any] = {"method": method, "direction": direction}
             if method not in ANONYMOUS_METHODS:
-                subject = self.people.subject(w.building[i])
+                subject = self.people.subject(w.building[i], direction, t)
                 if subject is not None:
                     fields["subject"] = subject
             self.last_access[i] = t
             events.append((t, int(i), "access", fields))
-        # Rare: a door propped open, someone slipping through behind a resident.
+        events += self._homecomings()
+        # Rare: a door propped open for a moment, someone slipping through behind a
+        # resident. Normal life: neither lasts or repeats enough for a rule to act.
         odd = rng.random(len(rows)) < (0.2 / DAY_S) * profile(ACTIVITY, h) * clock.dt
         for i in rows[odd & ~w.silent[rows]]:
             t = clock.random_time(rng)
             if w.type[i] == "access_door":
-                self.held_until[i] = t + HELD_OPEN_S
+                self.held_until[i] = t + rng.uniform(*HELD_OPEN_S)
                 events.append((t, int(i), "door_held_open", {}))
             else:
                 events.append((t, int(i), "tailgating", {}))
         return events
+
+    def _homecomings(self) -> list[Event]:
+        """Residents out for as long as their day allows come home: through a gate, or
+        their building's door where the community has no gate."""
+        w = self.world
+        clock = w.clock
+        gates = w.rows["access_gate"]
+        gates = gates[~w.silent[gates]]
+        events: list[Event] = []
+        for due, who, building in self.people.due_back(clock.t1):
+            t = min(max(due, clock.t0 + 1e-3), clock.t1)
+            doors = gates if len(gates) else self._doors_of(building)
+            if not len(doors):
+                continue
+            i = int(doors[int(w.rng.integers(len(doors)))])
+            self.last_access[i] = t
+            events.append((t, i, "access", {"method": "face", "direction": "in",
+                                            "subject": who}))
+        return events
+
+    def _doors_of(self, building: object) -> np.ndarray:
+        w = self.world
+        doors = w.rows["access_door"]
+        return doors[(w.building[doors] == building) & ~w.silent[doors]]
 
     def incident_events(self) -> list[Event]:
         """A resident who will not come back goes out: their building's door, then the gate."""

@@ -19,7 +19,11 @@ from ingest.simulator.world import Domain, Event, Outcome, World
 from twin.device_types import CAMERA_CLASSES
 
 #: Natural detections per camera and day by where the camera looks (fire-lane and
-#: overflow detections also come from incidents and full bins).
+#: overflow detections also come from incidents and full bins). On a normal day they
+#: are the model's guesses at a shadow or a pushchair, with a confidence under
+#: :data:`GUESS_CONFIDENCE`'s top, which the rules' ``min_confidence`` sets aside; a
+#: confident detection comes from an incident. Dogs are the exception: real ones,
+#: seen once in passing, which the rule counts before it calls one loose.
 DETECTIONS_PER_DAY: dict[str, dict[str, float]] = {
     "elevator": {"ebike_in_lift": 0.3, "person_fall": 0.02},
     "tower": {"high_altitude_throw": 0.02},
@@ -32,6 +36,10 @@ DETECTIONS_PER_DAY: dict[str, dict[str, float]] = {
                 "no_helmet": 0.3},
 }
 ROLES = tuple(DETECTIONS_PER_DAY)
+#: The confidence of a guess (a detection with nothing there).
+GUESS_CONFIDENCE = (0.3, 0.55)
+#: Classes seen for real on a normal day.
+EVERYDAY_CLASSES = frozenset({"unleashed_dog"})
 #: Incidents seen as camera detections repeated every so many seconds.
 #: (``smoke`` is also played by smoke detectors: cameras show only the ones on a camera.)
 REPEATED_DETECTIONS = {"fire-lane-parking": ("fire_lane_parking", 90.0),
@@ -75,7 +83,9 @@ class Cameras(Domain):
         lam[w.silent[rows]] = 0.0
         hits = np.argwhere(rng.random(lam.shape) < lam)
         return [(clock.random_time(rng), int(rows[r]), "detection",
-                 {"class": CAMERA_CLASSES[c], "confidence": confidence(rng)})
+                 {"class": CAMERA_CLASSES[c],
+                  "confidence": (confidence(rng) if CAMERA_CLASSES[c] in EVERYDAY_CLASSES
+                                 else round(float(rng.uniform(*GUESS_CONFIDENCE)), 2))})
                 for r, c in hits]
 
     def incident_events(self) -> list[Event]:

@@ -2,8 +2,7 @@
 
 Doors, gates and chargers name a resident as the ``subject`` of their events;
 :class:`People` draws one by how active their age band is, from the
-residents of a building (or of the whole community). A resident hidden by
-the ``elderly-not-seen`` or ``elderly-not-back`` incident is never drawn again.
+residents of a building (or of the whole community), and knows who is out.
 :class:`Patrols` walks the staff on shift along the walkways and reports their
 badges' fixes.
 """
@@ -33,48 +32,95 @@ ACTIVITY = daily([0.08, 0.04, 0.02, 0.02, 0.03, 0.12, 0.5, 1.6, 2.6, 1.2, 0.8, 0
 AGE_ACTIVITY = {"0-6": 0.3, "7-17": 1.0, "18-59": 1.2, "60-79": 0.8, "80+": 0.4}
 
 
+#: The longest a resident with a care flag stays out on a normal day (h): well inside
+#: the special-care rules' limits (6 h for children, 12 for elderly living alone, 24
+#: for the other flags), so that only an incident leaves somebody out that long.
+TRIP_LIMIT_H = {"child": 4.0, "elderly_alone": 8.0, "elderly": 10.0, "disabled": 10.0,
+                "chronic_illness": 10.0}
+#: Everybody else is back within this many hours (a night shift, a day trip).
+DEFAULT_TRIP_LIMIT_H = 16.0
+
+
 class People(Domain):
-    """The residents of the community, weighted by how much they come and go."""
+    """The residents of the community, weighted by how much they come and go.
+
+    Each resident is in or out: a passage going out draws somebody who is in,
+    one coming in somebody who is out, and a resident out for their
+    :data:`TRIP_LIMIT_H` comes home through a gate (see :meth:`due_back`). So a
+    normal day leaves nobody out long enough to worry anyone; only the
+    ``elderly-not-back`` incident does. A resident hidden by the
+    ``elderly-not-seen`` or ``elderly-not-back`` incident is never drawn again.
+    """
 
     def __init__(self, world: World) -> None:
         super().__init__(world)
         r = world.community.residents
-        self._residents = r
         self.hidden: set[str] = set()
+        self.ids = r["id"].to_numpy(dtype=object)
         self.building_of = dict(zip(r["id"], optional(r["building_id"])))
         self.unit_of = dict(zip(r["id"], r["unit_id"]))
         #: Flats with one resident: nobody else moves there when they are not seen.
         self.alone = set(r["unit_id"].value_counts().loc[lambda c: c == 1].index)
         self._weights = r["age_band"].map(AGE_ACTIVITY).fillna(1.0).to_numpy(dtype=float)
-        self._pools: dict[object, tuple[np.ndarray, np.ndarray]] = {}
-        self._build_pools()
+        self._limit_s = np.array([_trip_limit_h(flags) * 3600.0 for flags in r["care_flags"]])
+        #: When each resident went out (simulation seconds); NaN while they are in.
+        self.out_since = np.full(len(r), np.nan)
+        self._hidden = np.zeros(len(r), dtype=bool)
+        self._index = {rid: k for k, rid in enumerate(self.ids)}
+        buildings = optional(r["building_id"])
+        self._members: dict[object, np.ndarray] = {None: np.arange(len(r))}
+        for b in pd.unique(buildings):
+            self._members[b] = np.flatnonzero(buildings == b)
 
     def begin(self, active: Active) -> None:
         if active.incident.name in ("elderly-not-seen", "elderly-not-back"):
             self.hidden.add(active.incident.place)
-            self._build_pools()
+            k = self._index.get(active.incident.place)
+            if k is not None:
+                self._hidden[k] = True
 
-    def subject(self, building: object) -> str | None:
-        """A resident of ``building`` (anyone, for None or a building with nobody), by activity."""
-        ids, cdf = self._pools.get(building, self._pools[None])
-        if not len(ids):
-            ids, cdf = self._pools[None]
-            if not len(ids):
-                return None
-        rng = self.world.rng
-        return str(ids[min(int(np.searchsorted(cdf, rng.random(), side="right")),
-                           len(ids) - 1)])
+    def subject(self, building: object, direction: str | None = None,
+                at: float = 0.0) -> str | None:
+        """A resident of ``building`` (anyone, for None or a building with nobody), by activity.
 
-    def _build_pools(self) -> None:
-        r = self._residents
-        keep = ~r["id"].isin(self.hidden).to_numpy()
-        ids = r["id"].to_numpy(dtype=object)[keep]
-        weights = self._weights[keep]
-        buildings = optional(r["building_id"])[keep]
-        self._pools = {None: (ids, _cdf(weights))}
-        for b in pd.unique(buildings):
-            mine = buildings == b
-            self._pools[b] = (ids[mine], _cdf(weights[mine]))
+        With a ``direction`` the resident is one who is in (going ``out``) or out
+        (coming ``in``), and now is the other; None when nobody fits (a visitor).
+        """
+        members = self._members.get(building)
+        if members is None or not len(members):
+            members = self._members[None]
+        members = members[~self._hidden[members]]
+        if direction == "out":
+            members = members[np.isnan(self.out_since[members])]
+        elif direction == "in":
+            members = members[~np.isnan(self.out_since[members])]
+        if not len(members):
+            return None
+        cdf = _cdf(self._weights[members])
+        k = int(members[min(int(np.searchsorted(cdf, self.world.rng.random(), side="right")),
+                            len(members) - 1)])
+        if direction == "out":
+            self.out_since[k] = at
+        elif direction == "in":
+            self.out_since[k] = np.nan
+        return str(self.ids[k])
+
+    def due_back(self, until: float) -> list[tuple[float, str, object]]:
+        """Residents whose trip reaches its limit by ``until`` (when, who, their building):
+        they are home again now."""
+        with np.errstate(invalid="ignore"):
+            due = np.flatnonzero(self.out_since + self._limit_s <= until)
+        due = due[~self._hidden[due]]
+        back = [(float(self.out_since[k] + self._limit_s[k]), str(self.ids[k]),
+                 self.building_of.get(self.ids[k])) for k in due]
+        self.out_since[due] = np.nan
+        return back
+
+
+def _trip_limit_h(flags: object) -> float:
+    limits = [TRIP_LIMIT_H[f] for f in (flags if isinstance(flags, list | tuple | np.ndarray)
+                                        else ()) if f in TRIP_LIMIT_H]
+    return min(limits, default=DEFAULT_TRIP_LIMIT_H)
 
 
 def _cdf(weights: np.ndarray) -> np.ndarray:
