@@ -195,3 +195,30 @@ def test_a_cameras_floor_estimate_is_kept_on_the_alarm(twin_db_url, start_rules,
     floor, estimate = _one(url, "SELECT floor, detail->'floor_estimate' FROM alarm")
     assert (floor, estimate) == (12, 12)
     assert service.errors == []
+
+
+def test_an_early_warning_that_grows_into_the_real_thing_is_one_alarm(
+        twin_db_url, start_rules, publisher) -> None:
+    """A charger heating fast (minor) that goes on past 70 °C (major) is one alarm: the
+    overheat rule takes it over and opens its order; the warning's all-clear, when
+    the cut-off charger stops warming, does not end it; cooling below 70 °C does."""
+    url, clock = twin_db_url, FakeClock(_day_shift_moment())
+    (pile,) = _one(url, "SELECT id FROM device WHERE type = 'ev_charger' ORDER BY id LIMIT 1")
+    _store(url, LIBRARY["ev-charger-heating-fast"], LIBRARY["ev-charger-overheat"])
+    service = start_rules(url, clock)
+    t0 = clock.now
+    temps = [30.0, 38.0, 47.0, 58.0, 74.0, 72.0, 71.0, 66.0]
+    for k, c in enumerate(temps):
+        publisher.send(*_telemetry(pile, t0 + timedelta(seconds=150 * k), temperature=c))
+    wait_until(lambda: service.processed >= len(temps), timeout=30)
+    with psycopg.connect(url) as conn:
+        alarms = conn.execute("SELECT id, type, severity, rule_id, state FROM alarm").fetchall()
+        assert len(alarms) == 1
+        alarm_id, kind, severity, rule_id, state = alarms[0]
+        assert (kind, severity, rule_id) == ("charger_overheat", "major", "ev-charger-overheat")
+        actions = [h["action"] for h in ops.alarm_history(conn, alarm_id)]
+        orders = conn.execute("SELECT kind FROM work_order").fetchall()
+    assert actions[:2] == ["raised", "upgraded"] and state == "cleared"
+    assert orders == [("charger_overheat",)]
+    # the warming stopped at 72 °C (its all-clear was noted, not obeyed); 66 °C cleared it
+    assert "note" in actions and actions[-1] == "cleared"

@@ -78,7 +78,7 @@ def test_a_repeat_counts_on_the_open_alarm_and_keeps_the_worse_severity(db) -> N
     first = ops.raise_alarm(db, spec)
     again = ops.raise_alarm(db, AlarmSpec(**{**_fields(spec), "severity": "critical",
                                              "at": T0 + timedelta(minutes=1)}))
-    assert first.new and not again.new
+    assert first.new and not again.new and again.upgraded and again.fresh
     assert again.alarm.id == first.alarm.id
     assert again.alarm.count == 2 and again.alarm.spec.severity == "critical"
     # the kept spec is the first raise (its time is raised_at) with what repeats changed
@@ -92,7 +92,7 @@ def test_a_repeat_counts_on_the_open_alarm_and_keeps_the_worse_severity(db) -> N
     third = ops.raise_alarm(db, AlarmSpec(**{**_fields(spec), "at": T0 + timedelta(minutes=4)}))
     assert third.new and third.alarm.id != first.alarm.id
     actions = [h["action"] for h in ops.alarm_history(db, first.alarm.id)]
-    assert actions == ["raised", "repeated", "acknowledged", "cleared"]
+    assert actions == ["raised", "upgraded", "acknowledged", "cleared"]
     with pytest.raises(Exception, match="is cleared; it cannot be acknowledged"):
         ops.acknowledge_alarm(db, first.alarm.id, actor="op1", at=T0 + timedelta(minutes=5))
     assert [a.id for a in ops.open_alarms(db, community)] == [third.alarm.id]

@@ -129,7 +129,14 @@ class AlarmGroup:
 
 @dataclass(frozen=True, slots=True)
 class Raised:
-    """The outcome of raising: the alarm, and whether it is new or a repeat."""
+    """The outcome of raising: the alarm, and whether it is new, a repeat, or a worse
+    repeat that took the alarm over (what follows the alarm is then done too)."""
 
     alarm: Alarm
     new: bool
+    upgraded: bool = False
+
+    @property
+    def fresh(self) -> bool:
+        """New, or newly worse: the actions that follow an alarm run."""
+        return self.new or self.upgraded

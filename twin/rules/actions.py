@@ -43,6 +43,9 @@ class ClearAlarm:
     after_alarm: str | None = None
     #: The work orders the alarm opened, when it clears: keep, close or cancel.
     orders: str = "keep"
+    #: The severity this rule itself raises the type at: an alarm another rule made
+    #: worse (an early warning grown into the real thing) is not this rule's to clear.
+    up_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from typing import Any
 
 from shapely.geometry import Point, Polygon
 
-from twin.alarms import AlarmGroup, AlarmSpec
+from twin.alarms import AlarmGroup, AlarmSpec, severity_rank
 from twin.model import DeviceInfo
 from twin.rules import actions as act
 from twin.rules import schema
@@ -565,10 +565,13 @@ class Engine:
                     text_key=key_of, text_params=params))]
         if isinstance(spec, schema.ClearAlarm):
             _, source_id = self._source(rule, spec.source, key, c)
+            own = [n.spec.severity for n in r.nodes
+                   if isinstance(n.spec, schema.RaiseAlarm) and n.spec.type == spec.type]
             return [act.ClearAlarm(node=node.id, community_id=community, source_id=source_id,
                                    type=spec.type, at=obs.at, reason=spec.reason or
                                    f"rule {r.id}: condition cleared", after_alarm=after_alarm,
-                                   orders=r.orders_on_clear)]
+                                   orders=r.orders_on_clear,
+                                   up_to=min(own, key=severity_rank) if own else None)]
         if isinstance(spec, schema.Command):
             ids = self._targets(spec.target, c, device)
             return [act.SendCommand(node=node.id, community_id=community, device_ids=ids,

@@ -383,8 +383,9 @@ def execute(conn: psycopg.Connection, firing: act.Firing, *, now: datetime,
             dispatcher: Dispatcher, outcome: Outcome) -> None:
     """Write what one firing asks for, in the caller's transaction.
 
-    An intent that follows a raise_alarm runs only when that alarm is new: a
-    repeat counts on the open alarm and does nothing else.
+    An intent that follows a raise_alarm runs only when that alarm is new, or a
+    worse repeat that took it over: a plain repeat counts on the open alarm and
+    does nothing else.
     """
     raised: dict[str, Raised] = {}
     who = f"rule:{firing.rule_id}"
@@ -393,7 +394,7 @@ def execute(conn: psycopg.Connection, firing: act.Firing, *, now: datetime,
         alarm_id = next((r.alarm.id for r in raised.values()), None)
         if intent.after_alarm is not None:
             got = raised.get(intent.after_alarm)
-            if got is None or not got.new:
+            if got is None or not got.fresh:
                 continue
             alarm_id = got.alarm.id
         if isinstance(intent, act.RaiseAlarm):
@@ -404,11 +405,12 @@ def execute(conn: psycopg.Connection, firing: act.Firing, *, now: datetime,
             raised[intent.node] = got = ops.raise_alarm(conn, replace(intent.spec, detail=detail),
                                                         actor=who, known_at=now,
                                                         group=intent.group)
-            if got.new:
+            if got.fresh:
                 outcome.alarms.append(got.alarm.id)
         elif isinstance(intent, act.ClearAlarm):
             cleared = ops.clear_source(conn, intent.community_id, intent.source_id, intent.type,
-                                       actor=who, at=intent.at, reason=intent.reason)
+                                       actor=who, at=intent.at, reason=intent.reason,
+                                       up_to=intent.up_to)
             if cleared is not None and cleared[1] and intent.orders != "keep":
                 _settle_orders(conn, cleared[0].id, intent, now=now)
         elif isinstance(intent, act.SendCommand):

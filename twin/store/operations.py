@@ -17,7 +17,7 @@ import shapely
 from psycopg.types.json import Jsonb
 from shapely.geometry import LineString
 
-from twin.alarms import SEVERITIES, Alarm, AlarmGroup, AlarmSpec, Raised
+from twin.alarms import SEVERITIES, Alarm, AlarmGroup, AlarmSpec, Raised, severity_rank
 from twin.errors import TwinError
 from twin.escalation import Climb, climb, config_for
 from twin.store.connection import one_row
@@ -57,10 +57,15 @@ def raise_alarm(
     """
     geom = spec.location.wkb if spec.location is not None else None
     with conn.transaction():
-        if group is not None:
-            same = _grouped_with(conn, spec, group)
-            if same is not None:
-                return Raised(alarm=_repeat_on(conn, same, spec, actor), new=False)
+        same = _grouped_with(conn, spec, group) if group is not None else None
+        if same is None:
+            same = conn.execute(
+                """SELECT id FROM alarm WHERE community_id = %s AND source_id = %s AND type = %s
+                     AND state <> 'cleared' FOR UPDATE""",
+                (spec.community_id, spec.source_id, spec.type)).fetchone()
+            same = same[0] if same is not None else None
+        if same is not None:
+            return _repeat_on(conn, same, spec, actor)
         row = one_row(conn.execute(
             f"""
             INSERT INTO alarm (community_id, type, rule_id, domain, severity, source_kind,
@@ -100,23 +105,30 @@ def raise_alarm(
 
 def clear_source(
     conn: psycopg.Connection, community_id: str, source_id: str, alarm_type: str, *,
-    actor: str, at: datetime, reason: str = "",
+    actor: str, at: datetime, reason: str = "", up_to: str | None = None,
 ) -> tuple[Alarm, bool] | None:
     """One source of an open alarm stopped reporting it: the alarm clears with its last source.
 
-    Returns the alarm and whether it cleared (False: other sources still report it),
-    or None when no open alarm of this type has this source.
+    Returns the alarm and whether it cleared (False: other sources still report it,
+    or the alarm is worse than ``up_to``, the severity the clearing rule raises it
+    at: an early warning's all-clear does not end what it grew into), or None when
+    no open alarm of this type has this source.
     """
     with conn.transaction():
         row = conn.execute(
-            """SELECT id, active_sources FROM alarm
+            """SELECT id, active_sources, severity FROM alarm
                WHERE community_id = %s AND type = %s AND state <> 'cleared'
                  AND (source_id = %s OR %s = ANY(active_sources))
                ORDER BY id LIMIT 1 FOR UPDATE""",
             (community_id, alarm_type, source_id, source_id)).fetchone()
         if row is None:
             return None
-        alarm_id, active = row
+        alarm_id, active, severity = row
+        if up_to is not None and severity_rank(severity) < severity_rank(up_to):
+            _alarm_log(conn, alarm_id, at, "note", actor,
+                       {"kept": f"{severity} is not this rule's to clear",
+                        **({"reason": reason} if reason else {})})
+            return get_alarm(conn, alarm_id), False
         remaining = [s for s in active if s != source_id]
         if remaining:
             updated = one_row(conn.execute(
@@ -539,8 +551,12 @@ def _grouped_with(conn: psycopg.Connection, spec: AlarmSpec, group: AlarmGroup) 
     return int(row[0]) if row else None
 
 
-def _repeat_on(conn: psycopg.Connection, alarm_id: int, spec: AlarmSpec, actor: str) -> Alarm:
-    """Count a repeat (from this source or another of the same incident) on an open alarm."""
+def _repeat_on(conn: psycopg.Connection, alarm_id: int, spec: AlarmSpec, actor: str) -> Raised:
+    """Count a repeat (from this source or another of the same incident) on an open alarm;
+    a worse one takes the alarm over (see :func:`raise_alarm`)."""
+    before = one_row(conn.execute("SELECT severity FROM alarm WHERE id = %s FOR UPDATE",
+                                  (alarm_id,)), f"repeating alarm {alarm_id}")[0]
+    worse = severity_rank(spec.severity) < severity_rank(before)
     row = one_row(conn.execute(
         f"""UPDATE alarm SET
                 count = count + 1,
@@ -550,17 +566,25 @@ def _repeat_on(conn: psycopg.Connection, alarm_id: int, spec: AlarmSpec, actor: 
                 sources = CASE WHEN %(s)s = ANY(sources) THEN sources
                                ELSE array_append(sources, %(s)s) END,
                 active_sources = array_append(array_remove(active_sources, %(s)s), %(s)s),
-                severity = CASE WHEN array_position(%(order)s::text[], %(sev)s)
-                                   < array_position(%(order)s::text[], severity)
-                                THEN %(sev)s ELSE severity END
+                severity = CASE WHEN %(worse)s THEN %(sev)s ELSE severity END,
+                rule_id = CASE WHEN %(worse)s THEN %(rule)s ELSE rule_id END,
+                title = CASE WHEN %(worse)s THEN %(title)s ELSE title END,
+                text_key = CASE WHEN %(worse)s THEN %(key)s ELSE text_key END,
+                text_params = CASE WHEN %(worse)s OR source_id = %(s)s THEN %(params)s
+                                   ELSE text_params END
             WHERE id = %(id)s RETURNING {_ALARM_COLUMNS}""",
         {"id": alarm_id, "at": spec.at, "s": spec.source_id, "d": _json(spec.detail),
-         "order": list(SEVERITIES), "sev": spec.severity}), f"repeating alarm {alarm_id}")
+         "worse": worse, "sev": spec.severity, "rule": spec.rule_id, "title": spec.title,
+         "key": spec.text_key, "params": _json(spec.text_params)}),
+        f"repeating alarm {alarm_id}")
     alarm = _alarm(row)
     detail = spec.detail if spec.source_id == alarm.spec.source_id else {
         **spec.detail, "source": spec.source_id}
-    _alarm_log(conn, alarm_id, spec.at, "repeated", actor, detail)
-    return alarm
+    if worse:
+        detail = {**detail, "severity": {"from": before, "to": spec.severity},
+                  "rule": spec.rule_id}
+    _alarm_log(conn, alarm_id, spec.at, "upgraded" if worse else "repeated", actor, detail)
+    return Raised(alarm=alarm, new=False, upgraded=worse)
 
 
 def _alarm_step(
