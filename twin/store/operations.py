@@ -59,11 +59,11 @@ def raise_alarm(
     with conn.transaction():
         same = _grouped_with(conn, spec, group) if group is not None else None
         if same is None:
-            same = conn.execute(
+            open_row = conn.execute(
                 """SELECT id FROM alarm WHERE community_id = %s AND source_id = %s AND type = %s
                      AND state <> 'cleared' FOR UPDATE""",
                 (spec.community_id, spec.source_id, spec.type)).fetchone()
-            same = same[0] if same is not None else None
+            same = open_row[0] if open_row is not None else None
         if same is not None:
             return _repeat_on(conn, same, spec, actor)
         row = one_row(conn.execute(
