@@ -30,6 +30,7 @@ from ingest.simulator.incidents import INCIDENTS, Incident
 from ingest.simulator.load import load_community
 from ingest.simulator.publisher import Publisher
 from ingest.simulator.simulation import Simulation
+from ingest.simulator.staff_work import StaffAtWork
 from twin.errors import TwinError
 from twin.store.connection import connect
 
@@ -56,6 +57,8 @@ class SimulationReport:
     commands: dict[str, int] = field(default_factory=dict)
     #: Why the broker would not let the simulator take commands, if it would not.
     commands_refused: str | None = None
+    #: What the simulated staff did with their orders, by action (accept, arrive ...).
+    staff_steps: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -76,7 +79,8 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
                    stop: threading.Event | None = None,
                    until: datetime | None = None,
                    linger_s: float = 0.0,
-                   published_all: threading.Event | None = None) -> SimulationReport:
+                   published_all: threading.Event | None = None,
+                   staff_work: bool = True) -> SimulationReport:
     """Publish a simulated stream of one community's devices to the broker.
 
     Parameters
@@ -119,6 +123,9 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
         twin's last commands are carried out and acknowledged.
     published_all
         Set when the last message is out (the run then lingers, obeying commands).
+    staff_work
+        The community's staff accept, walk to, and resolve the orders the twin gives
+        them (:mod:`ingest.simulator.staff_work`), on the simulated clock.
 
     The actuators obey the commands the twin publishes to their ``cmd``
     topics while the run lasts, and each answers with an ``ack``. Acks are
@@ -155,8 +162,12 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
                           commands=contract.topic(community.id, "+", "cmd"))
     sent: Counter[str] = Counter()
     obeyed: Counter[str] = Counter()
+    worked: Counter[str] = Counter()
+    staff = StaffAtWork(community.id) if staff_work else None
+    staff_conn = connect(database_url, autocommit=True) if staff is not None else None
     started = time.monotonic()
     interrupted = False
+    next_work = 0.0
 
     def room() -> bool:
         return messages is None or sent.total() < messages
@@ -174,12 +185,17 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
                                 else time.monotonic() - started)
 
     def obey() -> None:
-        """Carry out the commands that arrived; their acks go out at once."""
+        """Carry out the commands that arrived; their acks go out at once. The staff
+        look at their phones (twice a second of wall time at most)."""
+        nonlocal next_work
         for topic, payload in publisher.take_commands():
             for ack_topic, ack in simulation.obey(topic, payload):
                 publisher.send(ack_topic, ack, paced=False)
                 sent["ack"] += 1
                 obeyed[_command_name(payload)] += 1
+        if staff is not None and staff_conn is not None and time.monotonic() >= next_work:
+            next_work = time.monotonic() + 0.5
+            worked.update(staff.step(staff_conn, simulation.clock))
 
     try:
         publish(simulation.opening())
@@ -210,6 +226,8 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
         interrupted = True
     finally:
         publisher.close()
+        if staff_conn is not None:
+            staff_conn.close()
     if progress is not None and task is not None:
         progress.update(task, completed=sent.total() if messages is not None else duration)
     return SimulationReport(
@@ -217,7 +235,7 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
         incidents=simulation.started_incidents, simulated_from=begin, simulated_to=simulation.clock,
         wall_s=time.monotonic() - started, interrupted=interrupted,
         unmatched=publisher.unmatched, commands=dict(obeyed),
-        commands_refused=publisher.commands_refused,
+        commands_refused=publisher.commands_refused, staff_steps=dict(worked),
     )
 
 
@@ -255,6 +273,10 @@ def simulate_command(
              "e.g. co-leak:1号地库; at a local time with @03:00, or later with @+90m.")]
     = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed, the same stream.")] = 0,
+    staff: Annotated[bool, typer.Option(
+        "--staff/--no-staff",
+        help="The community's staff accept, walk to and resolve the orders they are given.")]
+    = True,
 ) -> None:
     """Publish realistic device messages of a loaded community, with incidents on demand;
     its actuators obey the twin's commands."""
@@ -276,7 +298,7 @@ def simulate_command(
             community_id=community,
             rate=rate, duration=duration, messages=messages, batch_size=batch,
             start=begin, speed=speed, inject=inject or [], seed=seed,
-            progress=progress,
+            progress=progress, staff_work=staff,
         )
     table = Table("what", "value", title=f"simulated {report.community_id}"
                   + (" (interrupted)" if report.interrupted else ""))
@@ -298,6 +320,8 @@ def simulate_command(
         table.add_row("[yellow]commands[/]",
                       f"the broker refused the subscription to commands "
                       f"({report.commands_refused}): run `twin broker-config --simulator`")
+    for action, count in sorted(report.staff_steps.items()):
+        table.add_row(f"staff {action}", f"{count:,} orders")
     for incident in report.incidents:
         n = len(incident.devices)
         table.add_row(f"incident {incident.name}",
