@@ -23,11 +23,12 @@ import flask
 from psycopg_pool import ConnectionPool
 
 from dashboard import audit, auth
-from dashboard.context import DEFAULT_ZONE, Context, Settings, ctx
+from dashboard.context import Context, Settings, ctx
 from dashboard.i18n import DEFAULT_LANG, t
 from dashboard.pages import PAGES
 from dashboard.shell import register_callbacks as register_shell_callbacks
 from dashboard.shell import shell
+from twin.calendars import DEFAULT_TIMEZONE
 from twin.store.connection import open_pool
 from twin.store.reads.scope import communities_of
 from twin.store.reads.texts import community_timezone
@@ -53,7 +54,7 @@ def create_app(
         communities = communities_of(conn, settings.community_id)
         # every time on a page is on the community's clock (the first shown, for a district)
         zone = ZoneInfo(community_timezone(conn, communities[0]) if communities
-                        else DEFAULT_ZONE)
+                        else DEFAULT_TIMEZONE)
 
     server = flask.Flask(__name__)
     server.config.update(

@@ -16,9 +16,7 @@ from psycopg_pool import ConnectionPool
 from dashboard.auth import SessionPolicy, User
 from dashboard.i18n import DEFAULT_LANG, t
 from dashboard.live import LiveCache
-
-#: The zone of a page with no community (the sample's).
-DEFAULT_ZONE = "Asia/Shanghai"
+from twin.calendars import DEFAULT_TIMEZONE
 
 
 @dataclass
@@ -49,7 +47,7 @@ class Context:
     communities: list[str]
     settings: Settings
     #: The community's time zone (`community.timezone`), read when the app starts.
-    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo(DEFAULT_ZONE))
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo(DEFAULT_TIMEZONE))
     live: LiveCache = field(default_factory=LiveCache)
     _cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
     _refreshing: set[str] = field(default_factory=set)
@@ -103,7 +101,7 @@ def current_user() -> User:
 def zone() -> ZoneInfo:
     """The time zone every time on a page is shown in: the community's."""
     return ctx().zone if flask.has_app_context() and "TWIN" in flask.current_app.config \
-        else ZoneInfo(DEFAULT_ZONE)
+        else ZoneInfo(DEFAULT_TIMEZONE)
 
 
 def local_now() -> datetime:

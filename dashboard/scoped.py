@@ -21,6 +21,7 @@ from dashboard.words import retitle
 from twin.dispatch import on_shift
 from twin.errors import TwinError
 from twin.privacy import mask_name, mask_phone
+from twin.rules.compile import RULE_TITLE
 from twin.store import queries
 from twin.store.operations import get_work_order
 from twin.store.positions import Fix, record_fixes, staff_on_record
@@ -90,7 +91,12 @@ def my_tasks(conn: psycopg.Connection, user: User) -> list[dict[str, Any]]:
     login that is not a staff member."""
     if user.staff_id is None:
         return []
-    return retitle(conn, user, work_orders.staff_tasks(conn, user.staff_id), what="work_order")
+    tasks = retitle(conn, user, work_orders.staff_tasks(conn, user.staff_id), what="work_order")
+    # the description is the rule's title, in the user's language
+    about = retitle(conn, user, [{**t, "text_key": f"{t['rule_id']}/{RULE_TITLE}" if t["rule_id"]
+                                  else None, "text_params": {}} for t in tasks],
+                    field="description", audit=False)
+    return [{**t, "description": a["description"]} for t, a in zip(tasks, about)]
 
 
 def lookup(conn: psycopg.Connection, user: User, query: str, *, limit: int = 20

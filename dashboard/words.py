@@ -18,9 +18,10 @@ import psycopg
 from dashboard import audit as audit_log
 from dashboard.auth import User, sees_residents_whole
 from twin.alarms import Alarm
+from twin.rules.compile import RULE_TITLE
 from twin.store.reads.texts import wording
 from twin.texts import DEFAULT_LANG, LANGS, Viewer
-from twin.work_orders import WorkOrder
+from twin.work_orders import WorkOrder, WorkOrderEvent
 
 
 def viewer(user: User, grid_id: str | None = None) -> Viewer:
@@ -67,3 +68,23 @@ def titles(conn: psycopg.Connection, user: User, items: Iterable[Alarm | WorkOrd
              "grid_id": i.spec.grid_id if isinstance(i, WorkOrder) else None} for i in items]
     what = "work_order" if items and isinstance(items[0], WorkOrder) else "alarm"
     return {r["id"]: r["title"] for r in retitle(conn, user, rows, what=what)}
+
+
+def notes(conn: psycopg.Connection, user: User, events: Iterable[WorkOrderEvent],
+          grid_id: str | None = None) -> list[str]:
+    """Each history line's note for the user: what the system said (dispatch, escalation,
+    settling; `twin.system_texts`) in their language, a person's own note as written."""
+    events = list(events)
+    said = [e.detail.get("said") if isinstance(e.detail, dict) else None for e in events]
+    words = wording(conn, ((s["key"], s.get("params") or {}) for s in said if s))
+    v = viewer(user, grid_id)
+    return [words.render(s["key"], s.get("params"), viewer=v, fallback=e.note) if s else e.note
+            for e, s in zip(events, said)]
+
+
+def description(conn: psycopg.Connection, user: User, order: WorkOrder) -> str:
+    """The order's description for the user: the rule's title in their language."""
+    key = f"{order.spec.rule_id}/{RULE_TITLE}" if order.spec.rule_id else None
+    words = wording(conn, [(key, {})])
+    return words.render(key, {}, viewer=viewer(user, order.spec.grid_id),
+                        fallback=order.spec.description)

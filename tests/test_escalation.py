@@ -37,6 +37,8 @@ from twin.rules.compile import library_dir, load_directory
 from twin.rules.store import Dispatcher, Outcome, follow_up
 from twin.store import operations as ops
 from twin.store.connection import connect
+from twin.store.reads.texts import wording
+from twin.texts import Viewer
 from twin.work_orders import SYSTEM, WorkOrderSpec, escalation_due
 
 C = "wh-guanggu"
@@ -253,11 +255,23 @@ def test_an_order_nobody_takes_at_three_climbs_to_the_duty_officer_then_the_depa
                             "WHERE work_order_id = %s", (order_id,)).fetchall()
         climbs = [e for e in order.history if e.action == "escalate"]
     assert [(c, r) for c, r, _ in told] == [("department", "城管值班 <10012319001>")]
-    assert f"WO-20261122-{order_id} street_vending" in told[0][2]
+    # 03:00 on the 23rd in Wuhan (the 22nd in UTC): the code carries the local date
+    assert f"WO-20261123-{order_id} street_vending" in told[0][2]
     assert [e.detail["tier"] for e in climbs] == ["duty_officer", "street"]
     assert climbs[0].note.startswith("to 物业值班经理 (duty_officer): nobody took it within 2 min")
     assert "passed over community_office: closed" in climbs[1].note
     assert climbs[1].detail["reason"] == "nobody took it within 5 min"
+    # every system line of the history reads in the viewer's language
+    with connect(twin_db_url) as conn:
+        said = [e.detail["said"] for e in order.history if "said" in e.detail]
+        words = wording(conn, [(s["key"], s["params"]) for s in said])
+    zh = [words.render(s["key"], s["params"], viewer=Viewer("zh-CN")) for s in said]
+    en = [words.render(s["key"], s["params"], viewer=Viewer("en")) for s in said]
+    assert "升级至物业值班经理：2 分钟内无人接单" in zh
+    assert "escalated to 物业值班经理: nobody took it within 2 min" in en
+    assert any(line.startswith("按步行距离最近的值班主管") for line in zh)  # assigned
+    assert "5 分钟内未接单" in zh  # taken back
+    assert not any(c.isascii() and c.isalpha() for line in zh for c in line)
 
 
 def test_an_hvac_order_handed_up_drops_the_skill(twin_db_url: str) -> None:

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 
 #: Weekday names as written in configurations, 0 = Monday.
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: A community's time zone when nothing says otherwise (`community.timezone` does).
+DEFAULT_TIMEZONE = "Asia/Shanghai"
 _DAY = timedelta(days=1)
 #: How far ahead a calendar is searched for its next opening (a year of holidays at most).
 _HORIZON_DAYS = 400

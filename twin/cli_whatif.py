@@ -343,9 +343,9 @@ def _period(since: str | None, until: str | None, days: int):
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from twin.dispatch import COMMUNITY_TIMEZONE
+    from twin.calendars import DEFAULT_TIMEZONE
 
-    local = ZoneInfo(COMMUNITY_TIMEZONE)
+    local = ZoneInfo(DEFAULT_TIMEZONE)
 
     def parse(text: str) -> datetime:
         try:

@@ -41,10 +41,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from shapely.geometry import LineString, Point
 
+from twin.calendars import DEFAULT_TIMEZONE
 from twin.walkgraph import Reach, Snap, WalkGraph, reach_from, route_to, snap, walkway_distances
 
-#: The community's local time, in which shifts are written (the sample is in Wuhan).
-COMMUNITY_TIMEZONE = "Asia/Shanghai"
 #: Open orders (assigned, accepted, arrived) a staff member may hold before being passed over.
 MAX_OPEN_ORDERS = 3
 #: A fix older than this says little about where someone is now: their post is used instead.
@@ -132,7 +131,7 @@ class NoCandidate:
     rejected: tuple[tuple[str, str], ...] = ()
 
 
-def on_shift(shift: str, now: datetime, *, tz: str = COMMUNITY_TIMEZONE) -> bool:
+def on_shift(shift: str, now: datetime, *, tz: str = DEFAULT_TIMEZONE) -> bool:
     """Whether ``shift`` covers the aware moment ``now`` in local time ``tz``."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (e.g. UTC)")
@@ -154,7 +153,7 @@ def dispatch(
     open_orders: Mapping[str, int] | None = None,
     max_open_orders: int = MAX_OPEN_ORDERS,
     exclude: Collection[str] = frozenset(),
-    tz: str = COMMUNITY_TIMEZONE,
+    tz: str = DEFAULT_TIMEZONE,
     max_fix_age: timedelta | None = None,
 ) -> Assignment | NoCandidate:
     """Choose who goes to ``incident`` (an EPSG:4326 point).

@@ -80,11 +80,16 @@ def params_of(context: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def ids_in(params: Iterable[Mapping[str, Any]]) -> dict[str, set[str]]:
-    """The ids of every kind that `Names` needs to render these texts."""
+    """The ids of every kind that `Names` needs to render these texts (said ones inside
+    them too)."""
     wanted: dict[str, set[str]] = {kind: set() for kind in NAME_OF.values()}
-    for p in params:
+    todo = list(params)
+    while todo:
+        p = todo.pop()
+        todo += [v["params"] for v in p.values()
+                 if isinstance(v, Mapping) and "key" in v and v.get("params")]
         for kind, found in wanted.items():
-            if p.get(kind):
+            if p.get(kind) and not isinstance(p[kind], Mapping):
                 found.add(str(p[kind]))
     return wanted
 
@@ -138,7 +143,15 @@ class Wording:
 
     def render(self, key: str | None, params: Mapping[str, Any] | None, *, viewer: Viewer,
                fallback: str = "") -> str:
-        """`render` of the text stored under ``key``; ``fallback`` for a row without one."""
+        """`render` of the text stored under ``key``; ``fallback`` for a row without one.
+
+        A parameter that is itself a said thing (``{"key": ..., "params": ...}``, see
+        `twin.system_texts`) is rendered first, for the same viewer."""
+        if params and any(isinstance(v, Mapping) and "key" in v for v in params.values()):
+            params = {k: (self.render(str(v["key"]), v.get("params"), viewer=viewer,
+                                      fallback=str(v.get("text", "")))
+                          if isinstance(v, Mapping) and "key" in v else v)
+                      for k, v in params.items()}
         return render(self.templates.get(key) if key else None, params, viewer=viewer,
                       names=self.names, fallback=fallback)
 

@@ -20,11 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo
 
 from shapely.geometry import LineString, Point
 
-from twin.calendars import WorkingHours
+from twin.calendars import DEFAULT_TIMEZONE, WorkingHours
 from twin.errors import TwinError
+from twin.system_texts import Said
 
 STATES: tuple[str, ...] = (
     "created", "assigned", "accepted", "arrived", "resolved", "escalated", "closed", "cancelled",
@@ -145,19 +147,23 @@ def escalation_deadline(
     found: list[tuple[datetime | None, str]] = []
     if state in ("created", "escalated"):
         found.append((after(updated_at, policy.unassigned),
-                      f"nobody took it within {_minutes(policy.unassigned)}"))
+                      Said(f"nobody took it within {_minutes(policy.unassigned)}",
+                           "sys/unassigned", minutes=_mins(policy.unassigned))))
     if state == "assigned":
         found.append((after(updated_at, policy.not_accepted),
-                      f"not accepted within {_minutes(policy.not_accepted)}"))
+                      Said(f"not accepted within {_minutes(policy.not_accepted)}",
+                           "sys/not-accepted", minutes=_mins(policy.not_accepted))))
     if state == "accepted":
         limit = timedelta(seconds=eta_s or 0) + policy.not_arrived
         found.append((after(updated_at, limit),
-                      f"not on site within {_minutes(limit)} of accepting"))
+                      Said(f"not on site within {_minutes(limit)} of accepting",
+                           "sys/not-arrived", minutes=_mins(limit))))
     if state in BUSY_STATES and due_at is not None:
-        found.append((due_at, "not resolved by its due time"))
+        found.append((due_at, Said("not resolved by its due time", "sys/overdue")))
     if state in OPEN_STATES and policy.resolution is not None and tier_since is not None:
         found.append((after(tier_since, policy.resolution),
-                      f"not resolved within {_minutes(policy.resolution)} at this tier"))
+                      Said(f"not resolved within {_minutes(policy.resolution)} at this tier",
+                           "sys/tier-timeout", minutes=_mins(policy.resolution))))
     dated = [(at, why) for at, why in found if at is not None]
     return min(dated, key=lambda d: d[0]) if dated else None
 
@@ -258,6 +264,8 @@ class WorkOrder:
     tier: str = "front_line"
     tier_since: datetime | None = None
     department: str | None = None
+    #: its community's IANA time zone: the date in its code is the local date
+    timezone: str = DEFAULT_TIMEZONE
 
     @property
     def created_at(self) -> datetime:
@@ -276,7 +284,7 @@ class WorkOrder:
     @property
     def code(self) -> str:
         """The number people read out on the phone: WO-20261124-42."""
-        return f"WO-{self.created_at:%Y%m%d}-{self.id}"
+        return order_code(self.id, self.created_at, self.timezone)
 
 
 def _past(action: str) -> str:
@@ -290,6 +298,17 @@ def _counting(policy: EscalationPolicy) -> Callable[[datetime, timedelta], datet
     if policy.calendar is None:
         return lambda start, amount: start + amount
     return policy.calendar.add
+
+
+def order_code(order_id: int, created_at: datetime, timezone: str) -> str:
+    """WO-<the local date it was opened>-<id>: an order opened at 01:30 in Wuhan on the
+    25th is WO-20261125-…, though it is still the 24th in UTC."""
+    return f"WO-{created_at.astimezone(ZoneInfo(timezone)):%Y%m%d}-{order_id}"
+
+
+def _mins(delta: timedelta) -> float | int:
+    minutes = round(delta.total_seconds() / 60, 1)
+    return int(minutes) if minutes == int(minutes) else minutes
 
 
 def _minutes(delta: timedelta) -> str:

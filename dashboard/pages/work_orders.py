@@ -15,7 +15,7 @@ from dashboard.components import badge, denied, when
 from dashboard.context import ctx, current_user, lang, tr, zone
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
-from dashboard.words import titles
+from dashboard.words import description, notes, titles
 from twin.alarms import DOMAINS
 from twin.errors import TwinError
 from twin.store.operations import Assignee, act_on_work_order, work_orders
@@ -207,6 +207,8 @@ def detail_view(order_id: int | None):
                              key=lambda s: s["role"] != order.spec.role)
             photos = photo_count(conn, order.id)
             title = titles(conn, user, [order])[order.id]
+            notes_shown = notes(conn, user, order.history, order.spec.grid_id)
+            about = description(conn, user, order)
     except (AccessDenied, TwinError) as e:
         return html.Div(str(e), className="denied"), no_update, no_update
     layer_data = {
@@ -228,8 +230,8 @@ def detail_view(order_id: int | None):
             html.Td(f"{t('act.' + e.action, lg) if 'act.' + e.action in _ACT_KEYS else e.action}"
                     f" → {t('wo.' + e.to_state, lg)}"),
             html.Td(f"{e.actor}" + (f" / {names.get(e.staff_id, e.staff_id)}" if e.staff_id else "")),
-            html.Td(e.note),
-        ]) for e in order.history]),
+            html.Td(note),
+        ]) for e, note in zip(order.history, notes_shown)]),
     ])
     body = html.Div([
         html.Div(className="wo-head", children=[
@@ -248,7 +250,7 @@ def detail_view(order_id: int | None):
             _fact(t("wo.due", lg), when(order.due_at)),
             _fact(t("wo.route", lg), f"{order.route_m:.0f} m" if order.route_m else "—"),
         ]),
-        html.P(order.spec.description, className="wo-desc") if order.spec.description else None,
+        html.P(about, className="wo-desc") if about else None,
         html.Div(className="wo-actions", children=[
             html.Div(t("wo.dispatch_hint", lg), className="hint") if "assign" in actions else None,
             dcc.Dropdown(id=STAFF, placeholder=t("wo.pick_staff", lg), className="dd",

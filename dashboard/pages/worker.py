@@ -9,7 +9,6 @@ import base64
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import dash
 from dash import ALL, MATCH, Input, Output, State, dcc, html, no_update
@@ -18,12 +17,11 @@ from shapely.geometry import Point
 
 from dashboard import audit, maps, scoped
 from dashboard.auth import AccessDenied, can_open
-from dashboard.components import badge, denied
+from dashboard.components import badge, denied, when
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
 from dashboard.pages.work_orders import allowed_actions, perform
-from twin.dispatch import COMMUNITY_TIMEZONE
 from twin.errors import TwinError
 from twin.store.graph import walk_routing_graph
 from twin.store.operations import Photo, get_work_order
@@ -292,7 +290,7 @@ def task_cards() -> tuple[list, dict[str, Any]]:
 
 def _local(at: datetime) -> str:
     """Wall-clock time in the community's time zone (the dispatcher's shifts use the same)."""
-    return at.astimezone(ZoneInfo(COMMUNITY_TIMEZONE)).strftime("%H:%M")
+    return when(at, "%H:%M")
 
 
 def _metres(m: float) -> str:

@@ -58,6 +58,8 @@ class Access(Domain):
         self.held_until = np.full(n, -np.inf)
         #: Unlocked by command: open until locked again.
         self.unlocked = np.zeros(n, dtype=bool)
+        #: Propped doors and when they close: (time, row); each reports it as it happens.
+        self._closing: list[tuple[float, int]] = []
 
     def live(self) -> list[Event]:
         w, rows = self.world, self.doors
@@ -86,6 +88,14 @@ class Access(Domain):
             self.last_access[i] = t
             events.append((t, int(i), "access", fields))
         events += self._homecomings()
+        still: list[tuple[float, int]] = []
+        for until, i in self._closing:
+            if until <= clock.t1:
+                if self.held_until[i] == until:  # not propped again, not locked by command
+                    w.extra_readings.append((until + 0.5, i, {"door_state": "closed"}))
+            else:
+                still.append((until, i))
+        self._closing = still
         # Rare: a door propped open for a moment, someone slipping through behind a
         # resident. Normal life: neither lasts or repeats enough for a rule to act.
         odd = rng.random(len(rows)) < (0.2 / DAY_S) * profile(ACTIVITY, h) * clock.dt
@@ -94,6 +104,9 @@ class Access(Domain):
             if w.type[i] == "access_door":
                 self.held_until[i] = t + rng.uniform(*HELD_OPEN_S)
                 events.append((t, int(i), "door_held_open", {}))
+                # a door reports its state as it changes: propped now, closed when let go
+                w.extra_readings.append((t + 0.5, int(i), {"door_state": "held_open"}))
+                self._closing.append((float(self.held_until[i]), int(i)))
             else:
                 events.append((t, int(i), "tailgating", {}))
         return events

@@ -47,13 +47,19 @@ TIMED_KINDS = frozenset({"for_duration", "no_signal", "count_in_window", "absenc
 
 #: The text field of each node kind that has one (the key of its texts is ``rule/node``).
 TEXT_FIELDS: dict[str, str] = {"raise_alarm": "title", "work_order": "title",
-                               "notify": "message", "broadcast": "message"}
+                               "notify": "message", "broadcast": "message",
+                               "clear_alarm": "reason"}
 
 
 def node_text(node: Node) -> schema.Localized | None:
     """The one text a node says (an alarm's or order's title, a message), if it has one."""
     field = TEXT_FIELDS.get(node.kind)
-    return getattr(node.spec, field) if field else None
+    text = getattr(node.spec, field) if field else None
+    return text if isinstance(text, schema.Localized) else None
+
+
+#: The "node" a rule's own title is kept under: ``garage-co/#title``.
+RULE_TITLE = "#title"
 
 
 def text_key(rule_id: str, node_id: str) -> str:
@@ -100,6 +106,8 @@ class CompiledRule:
     def texts(self) -> dict[str, dict[str, str]]:
         """Every text of the rule by its key, each in every language (`schema.LANGS`)."""
         found = {}
+        if isinstance(self.rule.title, schema.Localized):
+            found[text_key(self.id, RULE_TITLE)] = self.rule.title.by_lang()
         for node in self.rule.nodes:
             text = node_text(node)
             if text is not None:

@@ -567,11 +567,14 @@ class Engine:
             _, source_id = self._source(rule, spec.source, key, c)
             own = [n.spec.severity for n in r.nodes
                    if isinstance(n.spec, schema.RaiseAlarm) and n.spec.type == spec.type]
+            plain = spec.reason if isinstance(spec.reason, str) else ""
             return [act.ClearAlarm(node=node.id, community_id=community, source_id=source_id,
-                                   type=spec.type, at=obs.at, reason=spec.reason or
+                                   type=spec.type, at=obs.at, reason=zh or plain or
                                    f"rule {r.id}: condition cleared", after_alarm=after_alarm,
                                    orders=r.orders_on_clear,
-                                   up_to=min(own, key=severity_rank) if own else None)]
+                                   up_to=min(own, key=severity_rank) if own else None,
+                                   text_key=key_of if node_text_ is not None else None,
+                                   text_params=params)]
         if isinstance(spec, schema.Command):
             ids = self._targets(spec.target, c, device)
             return [act.SendCommand(node=node.id, community_id=community, device_ids=ids,
@@ -603,7 +606,8 @@ class Engine:
                 community_id=community, kind=spec.kind, title=zh,
                 text_key=key_of, text_params=params,
                 domain=r.domain, role=spec.role, location=Point(*where), at=obs.at,
-                priority=spec.priority, skill=spec.skill, description=r.title, rule_id=r.id,
+                priority=spec.priority, skill=spec.skill,
+                description=r.title_in(DEFAULT_LANG), rule_id=r.id,
                 grid_id=c.get("grid"), building_id=c.get("building"), unit_id=c.get("unit"),
                 resident_id=c.get("resident"), device_id=c.get("device"),
                 due_in=timedelta(minutes=spec.due_min) if spec.due_min else None))]

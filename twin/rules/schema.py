@@ -318,7 +318,8 @@ class RaiseAlarm(_Strict):
 class ClearAlarm(_Strict):
     type: Id
     source: Literal["device", "resident", "facility", "building", "community"] | None = None
-    reason: str = ""
+    #: Why it cleared, in every language (a plain string is taken as is, for older rules).
+    reason: Localized | str = ""
 
 
 class Command(_Strict):
@@ -411,7 +412,9 @@ class Node(_Strict):
 
 class Rule(_Strict):
     id: Id
-    title: str = Field(min_length=1, max_length=200)
+    #: What the rule is about, in every language (a plain string is taken as is, for
+    #: older rules): the description of the orders it opens.
+    title: Localized | Annotated[str, Field(min_length=1, max_length=200)]
     domain: Domain
     description: str = ""
     enabled: bool = True
@@ -428,3 +431,9 @@ class Rule(_Strict):
     #: left as they are (keep), closed as done (close) or cancelled (cancel), with the reason.
     orders_on_clear: Literal["keep", "close", "cancel"] = "keep"
     nodes: list[Node] = Field(min_length=2)
+
+    def title_in(self, lang: str) -> str:
+        """The title in ``lang`` (English and zh-CN are both always there)."""
+        if isinstance(self.title, str):
+            return self.title
+        return self.title.zh_CN if lang == "zh-CN" else self.title.en

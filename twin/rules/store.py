@@ -40,6 +40,7 @@ from twin.rules.snapshot import (
 from twin.store import operations as ops
 from twin.store.connection import one_row
 from twin.store.graph import dispatch_staff, walk_routing_graph
+from twin.system_texts import Said, role_said
 from twin.walkgraph import WalkGraph
 from twin.work_orders import OPEN_STATES, SYSTEM, WorkOrder, escalation_due
 
@@ -79,7 +80,7 @@ def store_rules(conn: psycopg.Connection, rules: Iterable[CompiledRule], *, at: 
                        domain = excluded.domain, source = excluded.source,
                        checksum = excluded.checksum, enabled = excluded.enabled,
                        origin = excluded.origin, loaded_at = excluded.loaded_at""",
-                (rule.id, rule.rule.title, rule.rule.domain, rule.text, rule.checksum,
+                (rule.id, rule.rule.title_in("en"), rule.rule.domain, rule.text, rule.checksum,
                  rule.rule.enabled, origins.get(rule.id), at),
             )
             conn.execute("INSERT INTO rule_counter (rule_id) VALUES (%s) ON CONFLICT DO NOTHING",
@@ -344,11 +345,12 @@ class Dispatcher:
         choice: Assignment | NoCandidate = dispatch(
             graph, order.spec.location, staff, now=now, role=order.spec.role,
             skill=order.spec.skill, open_orders=held, exclude=declined,
-            max_fix_age=self.max_fix_age)
+            max_fix_age=self.max_fix_age, tz=order.timezone)
         if isinstance(choice, NoCandidate) and order.spec.skill is not None:
             # Nobody with the skill can go: the nearest of the role goes, and says so.
             plain = dispatch(graph, order.spec.location, staff, now=now, role=order.spec.role,
-                             open_orders=held, exclude=declined, max_fix_age=self.max_fix_age)
+                             open_orders=held, exclude=declined, max_fix_age=self.max_fix_age,
+                             tz=order.timezone)
             if isinstance(plain, Assignment):
                 choice = replace(plain, reason=f"no {order.spec.skill} skill available "
                                                f"({choice.reason}); {plain.reason}")
@@ -359,17 +361,20 @@ class Dispatcher:
                 self._told[order.id] = told
                 log.info("work order %d not dispatched: %s", order.id, choice.detail)
             ops.note_on_work_order(conn, order.id, actor=SYSTEM, at=now,
-                                   note=f"nobody can be sent: {choice.detail}",
+                                   note=_nobody_said(choice, order.spec.role),
                                    detail={"reason": choice.reason,
                                            "rejected": [list(r) for r in choice.rejected]})
-            config = config_for(community)
+            # shifts are in the community's own time zone, as dispatch reads them
             retry_at = next_retry(shifts=[s.shift for s in staff if s.role == order.spec.role],
-                                  now=now, tz=config.timezone)
+                                  now=now, tz=order.timezone)
             self._waiting[order.id] = _Waiting(retry_at, _events_seen(conn, order))
             return order
         assigned = ops.act_on_work_order(
             conn, order.id, "assign", actor=SYSTEM, at=now,
-            note=f"{choice.reason}; {started_from(choice)}",
+            note=Said(f"{choice.reason}; {started_from(choice)}",
+                      "sys/assigned-fix" if choice.origin == "fix" else "sys/assigned-post",
+                      role=role_said(order.spec.role), distance_m=round(choice.distance_m),
+                      eta_min=max(1, round(choice.eta_s / 60))),
             assignee=ops.Assignee(choice.staff_id, choice.route, choice.distance_m,
                                   choice.eta_s, origin=choice.origin,
                                   fix_age_s=choice.fix_age_s))
@@ -469,9 +474,12 @@ def follow_up(conn: psycopg.Connection, communities: Iterable[str], *, now: date
         for (manager,) in conn.execute(
                 "SELECT id FROM staff WHERE community_id = %s AND role = 'manager' ORDER BY id",
                 (community,)).fetchall():
+            said = Said(f"Escalated (level {level + 1}): {title}; {reason}",
+                        "sys/alarm-escalated", alarm=alarm_id, level=level + 1,
+                        minutes=round(limit / 60))
             ops.notify(conn, community_id=community, channel="staff", recipient=manager,
-                       message=f"Escalated (level {level + 1}): {title}; {reason}", at=now,
-                       alarm_id=alarm_id)
+                       message=said, at=now, alarm_id=alarm_id, text_key=said.key,
+                       text_params=said.stored()["params"])
             outcome.notifications += 1
     ids = [r[0] for r in conn.execute(
         """SELECT id FROM work_order
@@ -508,8 +516,9 @@ def follow_up(conn: psycopg.Connection, communities: Iterable[str], *, now: date
                 dispatcher._at_top.add(order_id)
                 log.info("work order %d: %s; no tier above %s can take it now", order_id, why,
                          order.tier)
-                ops.note_on_work_order(conn, order_id, actor=SYSTEM, at=now,
-                                       note=f"{why}; no tier above {order.tier} can take it now")
+                ops.note_on_work_order(conn, order_id, actor=SYSTEM, at=now, note=Said(
+                    f"{why}; no tier above {order.tier} can take it now", "sys/no-tier-above",
+                    why=why, tier_name=order.tier or ""))
         if order.state in ("created", "escalated") and dispatcher.should_retry(
                 conn, order, now=now, seen=seen):
             dispatcher.assign(conn, order, now=now, outcome=outcome)
@@ -532,6 +541,14 @@ def _events_seen(conn: psycopg.Connection, order: WorkOrder) -> tuple[Any, ...]:
     return tuple(row)
 
 
+def _nobody_said(choice: NoCandidate, role: str) -> Said:
+    """Why nobody can be sent, in words for each reader (the English keeps every reason)."""
+    text = f"nobody can be sent: {choice.detail}"
+    if choice.reason == "no_such_staff":
+        return Said(text, "sys/no-such-staff", role=role_said(role))
+    return Said(text, "sys/nobody-can-go", role=role_said(role), count=len(choice.rejected))
+
+
 def _settle_orders(conn: psycopg.Connection, alarm_id: int, intent: act.ClearAlarm, *,
                    now: datetime) -> None:
     """The alarm that opened these orders cleared: close or cancel them, as the rule says,
@@ -540,8 +557,11 @@ def _settle_orders(conn: psycopg.Connection, alarm_id: int, intent: act.ClearAla
     for (order_id,) in conn.execute(
             """SELECT id FROM work_order WHERE alarm_id = %s AND state = ANY(%s) ORDER BY id""",
             (alarm_id, sorted(OPEN_STATES | {"resolved"}))).fetchall():
-        ops.act_on_work_order(conn, order_id, action, actor=SYSTEM, at=now,
-                              note=f"alarm {alarm_id} cleared: {intent.reason}")
+        reason: Any = ({"key": intent.text_key, "params": intent.text_params,
+                        "text": intent.reason} if intent.text_key else intent.reason)
+        ops.act_on_work_order(conn, order_id, action, actor=SYSTEM, at=now, note=Said(
+            f"alarm {alarm_id} cleared: {intent.reason}", "sys/alarm-cleared",
+            alarm=alarm_id, reason=reason))
 
 
 # --- meter baselines ---------------------------------------------------------------------

@@ -18,9 +18,11 @@ from psycopg.types.json import Jsonb
 from shapely.geometry import LineString
 
 from twin.alarms import SEVERITIES, Alarm, AlarmGroup, AlarmSpec, Raised, severity_rank
+from twin.calendars import DEFAULT_TIMEZONE
 from twin.errors import TwinError
 from twin.escalation import Climb, climb, config_for
 from twin.store.connection import one_row
+from twin.system_texts import Said
 from twin.work_orders import (
     BUSY_STATES,
     Actor,
@@ -28,6 +30,7 @@ from twin.work_orders import (
     WorkOrder,
     WorkOrderEvent,
     WorkOrderSpec,
+    order_code,
     transition,
 )
 
@@ -231,7 +234,8 @@ _ORDER_COLUMNS = """
     id, community_id, kind, title, domain, priority, role, state, ST_AsBinary(geom),
     created_at, updated_at, skill, description, alarm_id, rule_id, assignee_id, grid_id,
     building_id, unit_id, resident_id, device_id, ST_AsBinary(route), route_m, eta_s,
-    declined_by, escalation_level, due_at, tier, tier_since, department, text_key, text_params
+    declined_by, escalation_level, due_at, tier, tier_since, department, text_key, text_params,
+    (SELECT c.timezone FROM community c WHERE c.id = work_order.community_id)
 """
 
 
@@ -339,7 +343,10 @@ def act_on_work_order(
                      "tier = %(tier)s", "tier_since = %(at)s", "department = %(department)s"]
             detail = {"from_role": role, "to_role": to.role, "previous": current,
                       **to.detail(note)}
+            why = note
             note = to.note(note or "escalated")
+            if isinstance(why, Said):
+                note = Said(note, "sys/escalated-to", tier_name=to.tier_name, why=why)
         elif action in ("accept", "arrive", "resolve", "close"):
             column = {"accept": "accepted_at", "arrive": "arrived_at",
                       "resolve": "resolved_at", "close": "closed_at"}[action]
@@ -513,10 +520,11 @@ def notify(
 def _tell_department(conn: psycopg.Connection, order_id: int, to: Climb, note: str,
                      at: datetime) -> None:
     """One notification per contact address of the department the order was handed to."""
-    community, title, created_at, lon, lat = one_row(conn.execute(
-        """SELECT community_id, title, created_at, ST_X(geom), ST_Y(geom)
-           FROM work_order WHERE id = %s""", (order_id,)), "reading the escalated order")
-    code = f"WO-{created_at:%Y%m%d}-{order_id}"
+    community, title, created_at, lon, lat, timezone = one_row(conn.execute(
+        """SELECT w.community_id, w.title, w.created_at, ST_X(w.geom), ST_Y(w.geom), c.timezone
+           FROM work_order w JOIN community c ON c.id = w.community_id
+           WHERE w.id = %s""", (order_id,)), "reading the escalated order")
+    code = order_code(order_id, created_at, timezone)
     message = f"{code} {title} ({lon:.6f}, {lat:.6f}): {note}"
     for contact in to.contacts:
         for recipient in contact.recipients():
@@ -634,6 +642,10 @@ def _order_event(
     note: str,
     detail: dict[str, Any],
 ) -> int:
+    """One line of an order's history; a note the system said (`Said`) keeps its key and
+    parameters beside the English, for each reader's language."""
+    if isinstance(note, Said):
+        detail = {**detail, "said": note.stored()}
     (event_id,) = one_row(conn.execute(
         """INSERT INTO work_order_event (work_order_id, time, action, actor, from_state, to_state,
                                          staff_id, note, detail)
@@ -671,7 +683,7 @@ def _order(row: tuple, history: tuple[WorkOrderEvent, ...]) -> WorkOrder:
     (id_, community, kind, title, domain, priority, role, state, geom, created_at, updated_at,
      skill, description, alarm_id, rule_id, assignee_id, grid_id, building_id, unit_id,
      resident_id, device_id, route, route_m, eta_s, declined_by, level, due_at, tier, tier_since,
-     department, text_key, text_params) = row
+     department, text_key, text_params, timezone) = row
     spec = WorkOrderSpec(
         community_id=community, kind=kind, title=title, domain=domain, role=role,
         location=_point(geom), at=created_at, priority=priority, skill=skill,
@@ -685,4 +697,5 @@ def _order(row: tuple, history: tuple[WorkOrderEvent, ...]) -> WorkOrder:
         route=_point(route), route_m=route_m, eta_s=eta_s, declined_by=tuple(declined_by or ()),
         escalation_level=level, history=history, tier=tier,
         tier_since=tier_since or created_at, department=department,
+        timezone=timezone or DEFAULT_TIMEZONE,
     )

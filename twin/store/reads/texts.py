@@ -13,7 +13,8 @@ from typing import Any
 
 import psycopg
 
-from twin.dispatch import COMMUNITY_TIMEZONE
+from twin.calendars import DEFAULT_TIMEZONE
+from twin.system_texts import SYSTEM_TEXTS, nested
 from twin.texts import Names, Wording, ids_in
 
 #: kind -> (table, the column the name is in)
@@ -27,12 +28,15 @@ _NAME_SQL: dict[str, str] = {
 
 
 def templates(conn: psycopg.Connection, keys: Iterable[str | None]) -> dict[str, dict[str, str]]:
-    """{key: {lang: template}} for the keys that have texts stored (`twin rules load`)."""
+    """{key: {lang: template}} for the keys that have texts: the rules' (stored by
+    `twin rules load`) and the system's own (`twin.system_texts`)."""
     wanted = sorted({k for k in keys if k})
-    if not wanted:
-        return {}
-    return dict(conn.execute("SELECT key, texts FROM rule_text WHERE key = ANY(%s)",
-                             (wanted,)).fetchall())
+    found = {k: SYSTEM_TEXTS[k] for k in wanted if k in SYSTEM_TEXTS}
+    rest = [k for k in wanted if k not in found]
+    if rest:
+        found.update(conn.execute("SELECT key, texts FROM rule_text WHERE key = ANY(%s)",
+                                  (rest,)).fetchall())
+    return found
 
 
 def names(conn: psycopg.Connection, params: Iterable[Mapping[str, Any]]) -> Names:
@@ -48,6 +52,7 @@ def wording(conn: psycopg.Connection, texts: Iterable[tuple[str | None, Mapping[
             ) -> Wording:
     """Templates and names for some stored texts, (text_key, text_params) each."""
     texts = [(k, p) for k, p in texts if k]
+    texts += [inner for _, p in texts for inner in nested(p)]
     return Wording(templates=templates(conn, (k for k, _ in texts)),
                    names=names(conn, (p for _, p in texts)))
 
@@ -56,4 +61,4 @@ def community_timezone(conn: psycopg.Connection, community_id: str) -> str:
     """The community's IANA time zone (every time on a page is shown in it)."""
     row = conn.execute("SELECT timezone FROM community WHERE id = %s", (community_id,)
                        ).fetchone()
-    return str(row[0]) if row else COMMUNITY_TIMEZONE
+    return str(row[0]) if row else DEFAULT_TIMEZONE

@@ -10,7 +10,7 @@ import psycopg
 import shapely
 
 from twin.store.reads.scope import Scope, ids
-from twin.work_orders import OPEN_STATES
+from twin.work_orders import OPEN_STATES, order_code
 
 #: The board's columns, in lifecycle order.
 BOARD_STATES = ("created", "assigned", "accepted", "arrived", "escalated")
@@ -69,9 +69,11 @@ def staff_tasks(conn: psycopg.Connection, staff_id: str) -> list[dict[str, Any]]
         SELECT w.id, w.created_at, w.title, w.state, w.priority, w.building_id, b.name,
                u.number, w.description,
                ST_Distance(w.geom::geography, s.position::geography) AS distance,
-               ST_X(w.geom), ST_Y(w.geom), w.text_key, w.text_params, w.grid_id
+               ST_X(w.geom), ST_Y(w.geom), w.text_key, w.text_params, w.grid_id, w.rule_id,
+               c.timezone
         FROM work_order w
         JOIN staff s ON s.id = %(me)s
+        JOIN community c ON c.id = w.community_id
         LEFT JOIN building b ON b.id = w.building_id
         LEFT JOIN unit u ON u.id = w.unit_id
         WHERE w.assignee_id = %(me)s AND w.state = ANY(%(open)s)
@@ -80,11 +82,11 @@ def staff_tasks(conn: psycopg.Connection, staff_id: str) -> list[dict[str, Any]]
         {"me": staff_id, "open": sorted(OPEN_STATES)},
     ).fetchall()
     return [
-        {"id": i, "code": f"WO-{at:%Y%m%d}-{i}", "title": t, "state": s, "priority": p,
+        {"id": i, "code": order_code(i, at, tz), "title": t, "state": s, "priority": p,
          "building_id": b, "building": bn or "", "unit": un or "", "description": d or "",
          "distance_m": None if dist is None else float(dist), "lon": x, "lat": y,
-         "text_key": k, "text_params": tp, "grid_id": grid}
-        for i, at, t, s, p, b, bn, un, d, dist, x, y, k, tp, grid in rows
+         "text_key": k, "text_params": tp, "grid_id": grid, "rule_id": rule}
+        for i, at, t, s, p, b, bn, un, d, dist, x, y, k, tp, grid, rule, tz in rows
     ]
 
 
