@@ -24,7 +24,7 @@ from typing import Any, Literal, get_args
 from shapely.geometry import LineString, Point
 
 from twin.calendars import WorkingHours
-from twin.errors import TwinError
+from twin.errors import AccessDenied, TwinError
 
 STATES: tuple[str, ...] = (
     "created", "assigned", "accepted", "arrived", "resolved", "escalated", "closed", "cancelled",
@@ -72,6 +72,13 @@ class TransitionError(TwinError):
     """A lifecycle step that is not allowed from where the order is, or for this actor."""
 
 
+class NotPermitted(TransitionError, AccessDenied):
+    """The step is not this actor's to take: their role, or an order that is not theirs.
+
+    Both a TransitionError (the step did not happen) and an AccessDenied (a refusal
+    the caller audits)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who acts: a login (role admin/operator/grid_worker/planner), a staff member, or the system."""
@@ -91,28 +98,32 @@ SYSTEM = Actor(name="system", role="system")
 def transition(
     order_id: int, state: str, action: str, actor: Actor, *, assignee_id: str | None
 ) -> str:
-    """The state after `action`, or a TransitionError that says why not."""
-    step = ACTIONS.get(action)
-    if step is None:
-        raise TransitionError(
-            f"work order {order_id}: unknown action {action!r}; expected one of {sorted(ACTIONS)}"
-        )
+    """The state after `action`, or a TransitionError that says why not (a NotPermitted
+    when the step is not the actor's to take)."""
+    step = _step(order_id, action)
     if state not in step.from_states:
         raise TransitionError(
             f"work order {order_id} is {state}; it cannot be {_past(action)} from there"
         )
+    check_actor(order_id, action, actor, assignee_id=assignee_id)
+    return step.to_state
+
+
+def check_actor(order_id: int, action: str, actor: Actor, *, assignee_id: str | None) -> None:
+    """Refuse (NotPermitted) a step that is not the actor's to take, whatever the order's
+    state: the role and scope half of `transition`, which `twin.access` asks before acting."""
+    step = _step(order_id, action)
     is_assignee = actor.staff_id is not None and actor.staff_id == assignee_id
     if step.who == "system" and actor.role != "system":
-        raise TransitionError(f"work order {order_id}: only the system may {action} it "
-                              "(when the alarm that opened it clears)")
+        raise NotPermitted(f"work order {order_id}: only the system may {action} it "
+                           "(when the alarm that opened it clears)")
     if step.who == "operator" and not actor.is_operator:
-        raise TransitionError(f"work order {order_id}: only an operator may {action} it")
+        raise NotPermitted(f"work order {order_id}: only an operator may {action} it")
     if step.who in ("assignee", "anyone") and not (is_assignee or actor.is_operator):
-        raise TransitionError(
+        raise NotPermitted(
             f"work order {order_id} is assigned to {assignee_id or 'nobody'}; "
             f"{actor.name} may not {action} it"
         )
-    return step.to_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +288,16 @@ class WorkOrder:
     def code(self) -> str:
         """The number people read out on the phone: WO-20261124-42."""
         return f"WO-{self.created_at:%Y%m%d}-{self.id}"
+
+
+def _step(order_id: int, action: str) -> Transition:
+    # the action may come from a browser: anything at all, not only a string
+    step = ACTIONS.get(action) if isinstance(action, str) else None
+    if step is None:
+        raise TransitionError(
+            f"work order {order_id}: unknown action {action!r}; expected one of {sorted(ACTIONS)}"
+        )
+    return step
 
 
 def _past(action: str) -> str:
