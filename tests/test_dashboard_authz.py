@@ -285,6 +285,54 @@ def test_audited_refusals_name_ids_never_residents(room) -> None:
     assert not any(name in text for name in names)
 
 
+# --- 4. every what-if callback checks the role ---------------------------------------------
+
+def test_a_grid_worker_cannot_download_footprints_or_touch_the_what_if_tools(room) -> None:
+    """The defect as found: the export callback, posted by a grid worker, sent another
+    grid's building footprint."""
+    app, users, _, url = room
+    client = login(app, users.worker)
+    last = {"scenario": "x", "rows": [{"building_id": "wh-guanggu-b03", "baseline_s": 1.0,
+                                       "scenario_s": 2.0}]}
+    resp = post(client, app, output="wi-download.data", trigger="wi-export-geojson.n_clicks",
+                values={"wi-export-geojson.n_clicks": 1, "wi-last.data": last})
+    assert resp.status_code == 403 and "coordinates" not in resp.get_data(as_text=True)
+    for output, trigger, values in (
+        ("wi-closed.data", "wi-scenario.value", {"wi-scenario.value": "anything"}),
+        ("wi-closed.data", "wi-map.clickInfo",
+         {"wi-map.clickInfo": {"layer": "walkways", "object": {"id": "e1"}},
+          "wi-closed.data": []}),
+        ("wi-map.layerData", "wi-closed.data", {"wi-closed.data": []}),
+    ):
+        assert post(client, app, output=output, trigger=trigger, values=values
+                    ).status_code == 403, output
+    # save and run answer with the page's message, and are audited too
+    saved = post(client, app, output="wi-message.children", trigger="wi-save.n_clicks",
+                 values={"wi-save.n_clicks": 1, "wi-name.value": "mine"})
+    assert saved.status_code == 200 and "无权访问" in saved.get_data(as_text=True)
+    asked = {d["asked"] for _, _, d in refusals(url, users.worker)}
+    assert asked == {"whatif.use"} and len(refusals(url, users.worker)) == 5
+    with connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM scenario").fetchone() == (0,)
+
+
+def test_the_planner_still_loads_edits_and_exports(room) -> None:
+    app, users, _, url = room
+    client = login(app, users.planner)
+    saved = post(client, app, output="wi-message.children", trigger="wi-save.n_clicks",
+                 values={"wi-save.n_clicks": 1, "wi-name.value": "works",
+                         "wi-closed.data": [], "wi-away.value": ["wh-guanggu-s07"]})
+    assert saved.status_code == 200 and "works" in saved.get_data(as_text=True)
+    loaded = post(client, app, output="wi-closed.data", trigger="wi-scenario.value",
+                  values={"wi-scenario.value": "works"})
+    assert loaded.status_code == 200 and "wh-guanggu-s07" in loaded.get_data(as_text=True)
+    exported = post(client, app, output="wi-download.data", trigger="wi-export-csv.n_clicks",
+                    values={"wi-export-csv.n_clicks": 1, "wi-last.data": {
+                        "scenario": "works", "rows": [{"building_id": "wh-guanggu-b03"}]}})
+    assert exported.status_code == 200 and "wh-guanggu-b03" in exported.get_data(as_text=True)
+    assert refusals(url, users.planner) == []
+
+
 # --- 5. malformed input is a 4xx or a message, never a 500, and changes nothing ------------
 
 def test_malformed_callback_input_is_a_4xx_or_a_message(room) -> None:
@@ -328,6 +376,11 @@ def test_malformed_callback_input_is_a_4xx_or_a_message(room) -> None:
     listed = post(client, app, output="wo-list.children", trigger="wo-f-grid.value",
                   values={"wo-f-grid.value": ["g1", "g2"], "wo-f-state.value": None})
     assert listed.status_code == 400
+    # an unknown scenario, loaded by the planner
+    planner = login(app, users.planner)
+    scenario = post(planner, app, output="wi-closed.data", trigger="wi-scenario.value",
+                    values={"wi-scenario.value": "no-such-scenario"})
+    assert scenario.status_code == 200 and "no-such-scenario" in scenario.get_data(as_text=True)
     assert {order: _history(url, order) for order in orders} == before
 
 
