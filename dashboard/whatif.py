@@ -153,7 +153,6 @@ def register_callbacks(app: dash.Dash) -> None:
 
 def load_saved(name: object) -> tuple:
     """A saved scenario's closures, absences and name, to edit; an unknown one is a message."""
-
     _require_whatif("load a scenario", name)
     if not name:
         return [], [], "", ""
@@ -215,7 +214,6 @@ def run_edited(name: object, closed: object, away: object, loaded: object, role:
     """Run coverage of the scenario as edited; a refusal or bad input is a message."""
     from pydantic import ValidationError
 
-
     nothing = (no_update, no_update, no_update, no_update)
     try:
         _require_whatif("run a scenario", name)
@@ -223,11 +221,12 @@ def run_edited(name: object, closed: object, away: object, loaded: object, role:
         return (*nothing, tr("denied"))
     try:
         if role not in ROLES or shift not in SHIFTS:
-            raise TwinError(f"{tr('wi.role')}/{tr('wi.shift')}: {role!r}, {shift!r}")
+            raise TwinError(f"{tr('wi.role')}/{tr('wi.shift')}: "
+                            f"{scoped.brief(role)}, {scoped.brief(shift)}")
         scenario = _edited(name, closed, away, loaded, default="draft")
         result = run_coverage(scenario, role=str(role), shift=str(shift),
                               sla_s=_minutes(sla) * 60)
-    except (ValidationError, TwinError, ValueError, TypeError) as e:
+    except (ValidationError, TwinError, ValueError) as e:
         return (*nothing, _reason(e))
     return (result["table"], result["figure"], {"buildings": result["colors"]},
             result["export"], "")
@@ -235,7 +234,6 @@ def run_edited(name: object, closed: object, away: object, loaded: object, role:
 
 def export_last(last: object, *, as_csv: bool) -> dict[str, Any] | Any:
     """The last comparison as CSV or GeoJSON (with the buildings' footprints)."""
-
     _require_whatif("export a comparison")
     if not last:
         return no_update
@@ -246,7 +244,7 @@ def export_last(last: object, *, as_csv: bool) -> dict[str, Any] | Any:
         raise TwinError("not a comparison to export")
     import pandas as pd
 
-    frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["building_id"])
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["building_id"])
     if as_csv:
         return dcc.send_data_frame(frame.to_csv, f"coverage-{name}.csv", index=False)
     return {"content": _geojson(frame), "filename": f"coverage-{name}.geojson"}
@@ -333,7 +331,6 @@ def _names(values: object, what: str) -> list[str]:
 
 def _minutes(value: object) -> float:
     """The response target as the browser sent it (3 by default)."""
-
     if value is None or value == "":
         return 3.0
     if isinstance(value, bool) or not isinstance(value, int | float | str):
