@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -47,6 +47,9 @@ from twin.store.reads import buildings, devices, telemetry, work_orders
 from twin.store.reads import residents as people
 from twin.store.reads.texts import community_timezone
 from twin.work_orders import WorkOrder
+
+if TYPE_CHECKING:  # the rule engine's module is heavy; the dispatcher is handed in
+    from twin.rules.store import Dispatcher
 
 
 @contextmanager
@@ -201,7 +204,7 @@ def act_on_order(conn: psycopg.Connection, user: User, order_id: object, action:
 
 
 def dispatch_order(conn: psycopg.Connection, user: User, order_id: object, *, at: datetime,
-                   dispatcher: Any) -> tuple[WorkOrder, str | None]:
+                   dispatcher: Dispatcher) -> tuple[WorkOrder, str | None]:
     """The dispatcher (`twin.rules.store.Dispatcher`) assigns the order to the nearest
     qualified staff member, in the user's name; an operator's step. Returns the order and,
     when nobody could be sent, why. Committed here, as the rule engine commits its own."""
