@@ -29,6 +29,7 @@ from dashboard.pages import PAGES
 from dashboard.shell import register_callbacks as register_shell_callbacks
 from dashboard.shell import shell
 from twin.calendars import DEFAULT_TIMEZONE
+from twin.errors import TwinError
 from twin.store.connection import open_pool
 from twin.store.reads.scope import communities_of
 from twin.store.reads.texts import community_timezone
@@ -167,7 +168,7 @@ def _add_auth_routes(server: flask.Flask) -> None:
 
         with ctx().pool.connection() as conn:
             try:
-                order_for_user(conn, flask.g.user, order_id)
+                order_for_user(conn, flask.g.user, order_id, asked="photo")  # audits a refusal
             except auth.AccessDenied:
                 flask.abort(403)
             photos = work_order_photos(conn, order_id)
@@ -178,6 +179,12 @@ def _add_auth_routes(server: flask.Flask) -> None:
     @server.errorhandler(auth.AccessDenied)
     def _denied(error):
         return flask.jsonify({"error": str(error)}), 403
+
+    @server.errorhandler(TwinError)
+    def _bad_input(error):
+        """A callback's input named nothing there is, or was not what it must be: the
+        browser (or whoever posted it) is told why, with nothing changed."""
+        return flask.jsonify({"error": str(error)}), 400
 
 
 def _login_page(lang: str, error: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from dashboard.auth import User
+from twin.access import User
 from twin.store import audit as log
 from twin.store.reads.audit import AuditEntry, entries
 
@@ -33,7 +33,10 @@ def record(
 
 
 def refused(conn: psycopg.Connection, user: User, error: Exception, *, subject_kind: str,
-            subject_id: str) -> None:
-    """A user asked for something outside their role or grid: written down, then refused."""
+            subject_id: str, asked: str = "") -> None:
+    """A user asked for something outside their role or grid: written down, then refused.
+
+    ``asked`` is what they asked to do (``order.dispatch``, ``history``); the reason is the
+    refusal's sentence, which names ids and logins, never a resident."""
     record(conn, user, "denied", subject_kind=subject_kind, subject_id=subject_id,
-           detail={"reason": str(error)})
+           detail={"reason": str(error), **({"asked": asked} if asked else {})})

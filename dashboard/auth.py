@@ -1,15 +1,12 @@
-"""Who may log in, for how long, and what each role may open and see.
+"""Who may log in, and for how long; what each role may open and do is `twin.access`.
 
 Passwords are stored as werkzeug scrypt hashes; sessions live in the database
 (`app_session`) and the browser holds only a random token, so a session ends
 for good on logout, on expiry or when its user is disabled.
 
-Roles:
-- admin: everything, residents whole.
-- operator: large screen, buildings, work orders; residents masked.
-- grid_worker: the worker view and the buildings of their own grid; residents
-  of their grid whole (they visit them), nothing outside their grid.
-- planner: the planner page with aggregates only; no residents, no devices' rooms.
+The roles, the pages and actions each may use and the grid that bounds a grid
+worker are the policy in `twin.access`, which the service functions ask whichever
+way they are called; it is re-exported here for the pages.
 """
 
 from __future__ import annotations
@@ -22,38 +19,40 @@ from datetime import datetime, timedelta
 import psycopg
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from twin.access import (
+    PAGE_ROLES,
+    ROLES,
+    UNMASKED_ROLES,
+    AccessDenied,
+    User,
+    can_open,
+    require_grid,
+    require_page,
+    sees_residents_whole,
+)
 from twin.errors import TwinError
 from twin.store import users as stored
 from twin.store.queries import communities
 from twin.store.reads import users as read
 from twin.store.reads.grids import grid_owner
 from twin.store.reads.staff import staff_exists
-from twin.store.users import User  # a login as stored; the rules about it live here
 
-ROLES: tuple[str, ...] = ("admin", "operator", "grid_worker", "planner")
+__all__ = [
+    "HOME", "LANGS", "PAGE_ROLES", "ROLES", "UNMASKED_ROLES", "AccessDenied", "SessionPolicy",
+    "User", "add_user", "authenticate", "can_open", "disable_user", "end_session", "get_user",
+    "hash_password", "list_users", "open_session", "purge_sessions", "require_grid",
+    "require_page", "sees_residents_whole", "session_user", "set_language",
+]
+
 LANGS: tuple[str, ...] = ("zh-CN", "en")
 
-#: Which roles may open which page.
-PAGE_ROLES: dict[str, frozenset[str]] = {
-    "large_screen": frozenset({"admin", "operator"}),
-    "building": frozenset({"admin", "operator", "grid_worker"}),
-    "work_orders": frozenset({"admin", "operator"}),
-    "worker": frozenset({"admin", "grid_worker"}),
-    "planner": frozenset({"admin", "operator", "planner"}),
-}
 #: Where each role lands after logging in.
 HOME: dict[str, str] = {
     "admin": "/", "operator": "/", "grid_worker": "/worker", "planner": "/planner",
 }
-#: Roles that see residents' names and phone numbers whole (within their scope).
-UNMASKED_ROLES: frozenset[str] = frozenset({"admin", "grid_worker"})
 
 MIN_PASSWORD = 8
 _DUMMY_HASH = generate_password_hash("not a password at all", method="scrypt")
-
-
-class AccessDenied(TwinError):
-    """A user asked for something outside their role or their grid."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,29 +61,6 @@ class SessionPolicy:
 
     idle: timedelta = timedelta(minutes=30)
     lifetime: timedelta = timedelta(hours=12)
-
-
-# --- permissions (pure) --------------------------------------------------------------
-
-def can_open(user: User, page: str) -> bool:
-    return user.role in PAGE_ROLES[page]
-
-
-def require_page(user: User, page: str) -> None:
-    if not can_open(user, page):
-        raise AccessDenied(f"{user.name} ({user.role}) may not open the {page} page")
-
-
-def require_grid(user: User, grid_id: str | None, *, what: str) -> None:
-    """A grid worker may reach only what lies in their own grid."""
-    if user.role == "grid_worker" and grid_id != user.grid_id:
-        raise AccessDenied(f"{what} is not in {user.name}'s grid")
-    if user.role == "planner":
-        raise AccessDenied(f"a planner sees aggregates only, not {what}")
-
-
-def sees_residents_whole(user: User) -> bool:
-    return user.role in UNMASKED_ROLES
 
 
 # --- users ---------------------------------------------------------------------------

@@ -13,9 +13,10 @@ from zoneinfo import ZoneInfo
 import flask
 from psycopg_pool import ConnectionPool
 
-from dashboard.auth import SessionPolicy, User
+from dashboard.auth import SessionPolicy
 from dashboard.i18n import DEFAULT_LANG, t
 from dashboard.live import LiveCache
+from twin.access import User
 from twin.calendars import DEFAULT_TIMEZONE
 
 

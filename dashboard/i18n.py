@@ -193,6 +193,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "wi.run": ("运行对比", "Run comparison"),
     "wi.saved": ("已保存", "Saved"),
     "wi.not_saved": ("未保存", "Not saved"),
+    "wi.not_found": ("无法打开场景", "Cannot open the scenario"),
     "wi.baseline": ("现状", "As is"),
     "wi.over": ("超出目标的楼栋", "Buildings over the target"),
     "wi.median": ("步行中位数（分钟）", "Median walk (min)"),

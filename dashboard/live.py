@@ -20,7 +20,6 @@ from typing import Any
 
 import psycopg
 
-from dashboard.auth import User
 from dashboard.words import retitle
 from layers.twin_layers import (
     device_records,
@@ -29,6 +28,7 @@ from layers.twin_layers import (
     severity_colors,
     staff_records,
 )
+from twin.access import User
 from twin.store.connection import snapshot
 from twin.store.reads import alarms, kpis, staff, work_orders
 from twin.store.reads.devices import attention_devices

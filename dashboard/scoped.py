@@ -1,34 +1,81 @@
-"""Reads a user's role and grid limit: the check before the read, masking and the audit after.
+"""The control room's service functions: the policy's check before every read and write,
+masking, and the audit log after.
 
-Every read of a building, a device, residents or an order goes through here, so a
-callback called directly, without its page, is held to the same rules as the page: a
-grid worker reaches only their own grid, a planner no building, unit or order at all.
-Residents are whole for the roles that need them (and then written to the audit log in
-the same transaction as the read), masked for everyone else. The queries are in
+Every read of a building, a device, residents or an order, and every change the pages
+make (an order's step, a dispatch, an acknowledgement, a phone's position), goes through
+here, so a callback called directly, without its page, is held to the same rules as the
+page: `twin.access` decides (a grid worker reaches only their own grid and their own
+orders, a planner no building, unit or order at all, only an operator assigns), and a
+refusal is written to the audit log (who, what they asked, of what, why) before it is
+raised. Residents are whole for the roles that need them (and then written to the audit
+log in the same transaction as the read), masked for everyone else. The queries are in
 `twin.store.reads`; nothing here runs SQL.
+
+A refusal is committed on the caller's connection before the AccessDenied goes up, so
+that the caller's rollback does not take the record with it: call these outside a
+``conn.transaction()`` block (only reads precede a refusal, so the commit ends nothing
+else).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from dashboard import audit
-from dashboard.auth import AccessDenied, User, require_grid, require_page, sees_residents_whole
 from dashboard.words import retitle
+from twin import access
+from twin.access import AccessDenied, User, require_grid, sees_residents_whole
+from twin.alarms import Alarm
 from twin.dispatch import on_shift
 from twin.errors import TwinError
 from twin.privacy import mask_name, mask_phone
 from twin.rules.compile import RULE_TITLE
 from twin.store import queries
-from twin.store.operations import get_work_order
+from twin.store.operations import (
+    Assignee,
+    Photo,
+    acknowledge_alarm,
+    act_on_work_order,
+    get_work_order,
+)
 from twin.store.positions import Fix, record_fixes, staff_on_record
 from twin.store.reads import buildings, devices, telemetry, work_orders
 from twin.store.reads import residents as people
 from twin.store.reads.texts import community_timezone
 from twin.work_orders import WorkOrder
+
+if TYPE_CHECKING:  # the rule engine's module is heavy; the dispatcher is handed in
+    from twin.rules.store import Dispatcher
+
+
+@contextmanager
+def audited(conn: psycopg.Connection, user: User, asked: str, *, subject_kind: str,
+            subject_id: object) -> Iterator[None]:
+    """Write down and commit any refusal raised inside, then let it go on up.
+
+    ``asked`` is what the user asked to do (``order.dispatch``, ``history``); the subject
+    is what they asked it of. The reason is the refusal's own sentence: ids and login
+    names, never a resident's name.
+    """
+    try:
+        yield
+    except AccessDenied as e:
+        audit.refused(conn, user, e, subject_kind=subject_kind, subject_id=brief(subject_id),
+                      asked=asked)
+        conn.commit()
+        raise
+
+
+def require(conn: psycopg.Connection, user: User, permission: str, *, what: str,
+            subject_kind: str = "", subject_id: object = "") -> None:
+    """`twin.access.require`, with a refusal audited (pages, lists and charts ask this)."""
+    with audited(conn, user, permission, subject_kind=subject_kind, subject_id=subject_id):
+        access.require(user, permission, what=what)
 
 
 def building_summary(conn: psycopg.Connection, user: User, building_id: str) -> dict[str, Any]:
@@ -45,14 +92,29 @@ def unit_grid(conn: psycopg.Connection, user: User, building_id: str) -> list[di
 def building_devices(conn: psycopg.Connection, user: User, building_id: str
                      ) -> list[dict[str, Any]]:
     """The building's devices with their latest state, and whether an alarm is open on them."""
-    _require_building(conn, user, building_id)
+    _require_building(conn, user, building_id, asked="devices")
     return devices.building_devices(conn, building_id)
+
+
+def device_type(conn: psycopg.Connection, user: User, building_id: str, device_id: str) -> str:
+    """The type of one of the building's devices (what its history chart may show)."""
+    found = {d["id"]: d["type"] for d in building_devices(conn, user, building_id)}
+    with audited(conn, user, "device", subject_kind="device", subject_id=device_id):
+        if device_id not in found:
+            raise AccessDenied(f"device {brief(device_id)} is not in building {building_id}")
+    return found[device_id]
 
 
 def device_history(conn: psycopg.Connection, user: User, device_id: str, metric: str,
                    range_key: str, *, now: datetime) -> list[tuple[datetime, float, float, float]]:
     """(bucket, mean, min, max) of one device's metric over a range, if the user may see it."""
-    require_grid(user, devices.device_grid_id(conn, device_id), what=f"device {device_id}")
+    device_id = _text(device_id, "a device")
+    metric, range_key = _text(metric, "a metric"), _text(range_key, "a history range")
+    if range_key not in telemetry.HISTORY_BUCKETS:
+        raise TwinError(f"unknown history range {brief(range_key)}; expected one of "
+                        f"{', '.join(telemetry.HISTORY_BUCKETS)}")
+    with audited(conn, user, "history", subject_kind="device", subject_id=device_id):
+        require_grid(user, devices.device_grid_id(conn, device_id), what=f"device {device_id}")
     return telemetry.device_history(conn, device_id, metric, range_key, now=now)
 
 
@@ -61,10 +123,12 @@ def residents(conn: psycopg.Connection, user: User, *, building_id: str | None =
     """Residents of a building (or one unit): whole for the roles that need them (and then
     written to the audit log in the same transaction), masked for everyone else."""
     if unit_id is not None:
+        unit_id = _text(unit_id, "a unit")
         building_id = buildings.unit_building(conn, unit_id)
     if building_id is None:
         raise TwinError("residents needs a building or a unit")
-    _require_building(conn, user, building_id)
+    _require_building(conn, user, building_id, asked="residents",
+                      subject=("unit", unit_id) if unit_id else None)
     whole = sees_residents_whole(user)
     with conn.transaction():
         rows = people.residents_of(conn, building_id, unit_id=unit_id)
@@ -105,26 +169,70 @@ def lookup(conn: psycopg.Connection, user: User, query: str, *, limit: int = 20
     their grid only; never for a planner."""
     if not query.split():
         return []
-    if user.role == "planner":
-        require_grid(user, None, what="households")
+    with audited(conn, user, "lookup", subject_kind="households", subject_id=""):
+        access.require(user, "building.view", what="look up buildings or households")
     grid = user.grid_id if user.role == "grid_worker" else None
     return buildings.lookup(conn, query, grid_id=grid, limit=limit)
 
 
-def order_for_user(conn: psycopg.Connection, user: User, order_id: int) -> WorkOrder:
-    """An order, if the user may see it: operators all, a grid worker their own or their grid's."""
-    order = get_work_order(conn, order_id)
-    if user.role == "grid_worker" and order.assignee_id != user.staff_id:
-        require_grid(user, order.spec.grid_id, what=f"work order {order_id}")
-    elif user.role == "planner":
-        require_grid(user, None, what=f"work order {order_id}")
+def order_for_user(conn: psycopg.Connection, user: User, order_id: object, *,
+                   asked: str = "order.view") -> WorkOrder:
+    """An order, if the user may see it: operators all, a grid worker their own or their grid's.
+
+    ``order_id`` may come from a browser: anything but a whole number is refused with a
+    TwinError, before the database sees it.
+    """
+    order = get_work_order(conn, order_number(order_id))
+    with audited(conn, user, asked, subject_kind="work_order", subject_id=order.id):
+        access.require_order(user, order)
     return order
 
 
-def _require_building(conn: psycopg.Connection, user: User, building_id: str) -> None:
-    """Refuse a building outside the user's scope (TwinError if there is no such building)."""
-    require_grid(user, queries.building(conn, building_id).grid_id,
-                 what=f"building {building_id}")
+def act_on_order(conn: psycopg.Connection, user: User, order_id: object, action: str, *,
+                 at: datetime, staff_id: object = None, note: object = "",
+                 photo: Photo | None = None) -> WorkOrder:
+    """One lifecycle step of an order, taken by the user and written in their name.
+
+    The role and the scope are checked before anything is written (`twin.access`), and
+    the store checks them again as it writes (`twin.work_orders.transition`); a refusal
+    from either is audited.
+    """
+    order = order_for_user(conn, user, order_id, asked=f"order.{brief(action)}")
+    if not isinstance(note, str):
+        raise TwinError("a note is text")
+    with audited(conn, user, f"order.{brief(action)}", subject_kind="work_order",
+                 subject_id=order.id):
+        access.require_order_action(user, order, action)
+        assignee = Assignee(staff_id=_text(staff_id, "a staff member")) \
+            if action == "assign" and staff_id is not None else None
+        return act_on_work_order(conn, order.id, action, actor=access.actor(user), at=at,
+                                 note=note, assignee=assignee, photo=photo)
+
+
+def dispatch_order(conn: psycopg.Connection, user: User, order_id: object, *, at: datetime,
+                   dispatcher: Dispatcher) -> tuple[WorkOrder, str | None]:
+    """The dispatcher (`twin.rules.store.Dispatcher`) assigns the order to the nearest
+    qualified staff member, in the user's name; an operator's step. Returns the order and,
+    when nobody could be sent, why. Committed here, as the rule engine commits its own."""
+    from twin.rules.store import Outcome
+
+    order = order_for_user(conn, user, order_id, asked="order.dispatch")
+    with audited(conn, user, "order.dispatch", subject_kind="work_order", subject_id=order.id):
+        access.require_order_action(user, order, "dispatch")
+        outcome = Outcome()
+        order = dispatcher.assign(conn, get_work_order(conn, order.id, history=False), now=at,
+                                  outcome=outcome, actor=access.actor(user))
+    conn.commit()
+    return order, outcome.not_dispatched[0][1] if outcome.not_dispatched else None
+
+
+def acknowledge(conn: psycopg.Connection, user: User, alarm_id: object, *, at: datetime
+                ) -> Alarm:
+    """The user has seen the alarm: it stops escalating; the log names them."""
+    number = _number(alarm_id, "an alarm")
+    require(conn, user, "alarm.acknowledge", what=f"acknowledge alarm {number}",
+            subject_kind="alarm", subject_id=number)
+    return acknowledge_alarm(conn, number, actor=user.name, at=at)
 
 
 #: The worst accuracy a phone fix may claim and still be stored (metres).
@@ -138,15 +246,12 @@ def record_my_position(conn: psycopg.Connection, user: User, staff_id: str | Non
 
     ``staff_id`` is what the page says it is reporting for; it must be the user's own
     staff record (the session decides, never the browser): anything else is refused
-    with AccessDenied, for the caller to audit. Off shift nothing is stored (False):
-    the phone reports only while its owner is on duty. ``at`` is the server's time.
+    with AccessDenied, and audited. Off shift nothing is stored (False): the phone
+    reports only while its owner is on duty. ``at`` is the server's time.
     """
-    require_page(user, "worker")
-    if user.staff_id is None:
-        raise AccessDenied(f"{user.name} is not a staff member and has no position to report")
-    if staff_id != user.staff_id:
-        raise AccessDenied(f"{user.name} may report only their own position, "
-                           f"not that of {staff_id!r}")
+    with audited(conn, user, "position.report", subject_kind="staff", subject_id=staff_id):
+        access.require_own_staff(user, staff_id)
+    assert staff_id is not None  # the user's own, just checked
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
         raise TwinError(f"not a position: lon {lon}, lat {lat}")
     if accuracy_m is not None and not 0 <= accuracy_m <= PHONE_FIX_MAX_ACCURACY_M:
@@ -163,3 +268,45 @@ def record_my_position(conn: psycopg.Connection, user: User, staff_id: str | Non
         record_fixes(conn, [Fix(staff_id=staff_id, time=at, lon=lon, lat=lat,
                                 accuracy_m=accuracy_m, source="phone", received_at=at)])
     return True
+
+
+def order_number(value: object) -> int:
+    """A work order's id as a browser sent it (7 or "7"), or a TwinError that says it is not."""
+    return _number(value, "a work order")
+
+
+def brief(value: object) -> str:
+    """A value from a browser as a log or a message may show it: short."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _require_building(conn: psycopg.Connection, user: User, building_id: str, *,
+                      asked: str = "building", subject: tuple[str, str | None] | None = None
+                      ) -> None:
+    """Refuse (and audit) a building outside the user's scope (TwinError if there is no such
+    building)."""
+    building_id = _text(building_id, "a building")
+    kind, subject_id = subject or ("building", building_id)
+    grid_id = queries.building(conn, building_id).grid_id
+    with audited(conn, user, asked, subject_kind=kind, subject_id=subject_id):
+        require_grid(user, grid_id, what=f"building {building_id}")
+
+
+def _number(value: object, what: str) -> int:
+    """A whole number a browser sent for ``what`` ("an alarm")."""
+    if isinstance(value, bool) or not isinstance(value, int | str) \
+            or isinstance(value, str) and not value.strip().isdigit():
+        raise TwinError(f"not {what}: {brief(value)}")
+    number = int(value)
+    if not 0 < number < 2**63:
+        raise TwinError(f"not {what}: {brief(value)}")
+    return number
+
+
+def _text(value: object, what: str) -> str:
+    """An id or a key a browser sent, refused unless it is a string (a list would reach
+    the query as an array)."""
+    if not isinstance(value, str) or not value:
+        raise TwinError(f"not {what}: {brief(value)}")
+    return value

@@ -6,8 +6,8 @@ import dash
 import flask
 from dash import dcc, html
 
-from dashboard.auth import can_open
 from dashboard.context import current_user, tr, zone
+from twin.access import can_open
 
 _NAV = (
     ("large_screen", "/", "nav.large_screen"),

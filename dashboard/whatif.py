@@ -18,11 +18,12 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import Input, Output, State, dcc, html, no_update
 
-from dashboard import maps
-from dashboard.auth import can_open
+from dashboard import maps, scoped
 from dashboard.components import panel
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.deck import TwinDeck
+from twin.access import AccessDenied
+from twin.errors import TwinError
 
 MAP = "wi-map"
 SCENARIO = "wi-scenario"
@@ -111,57 +112,27 @@ def section(base: dict[str, Any]) -> html.Div:
 
 def register_callbacks(app: dash.Dash) -> None:
     @app.callback(Output(CLOSED, "data"), Output(AWAY, "value"), Output(NAME, "value"),
+                  Output(MESSAGE, "children", allow_duplicate=True),
                   Input(SCENARIO, "value"), prevent_initial_call=True)
     def load(name):
-        if not name:
-            return [], [], ""
-        scenario = _load(name)
-        return list(scenario.closed_edges), list(scenario.staff_removed), scenario.name
+        return load_saved(name)
 
     @app.callback(Output(CLOSED, "data", allow_duplicate=True), Input(MAP, "clickInfo"),
                   State(CLOSED, "data"), prevent_initial_call=True)
     def toggle(click, closed):
-        edge = (click or {}).get("object", {}).get("id") if (click or {}).get("layer") in (
-            "walkways", "closed") else None
-        if edge is None:
-            return no_update
-        return [e for e in closed if e != edge] if edge in closed else closed + [edge]
+        return toggle_closed(click, closed)
 
     @app.callback(Output(MAP, "layerData"), Output("wi-closed-list", "children"),
                   Input(CLOSED, "data"))
     def show_closed(closed):
-        paths = _edge_paths()
-        records = {e: {"id": e, "path": paths[e], "color": CLOSED_COLOR} for e in closed
-                   if e in paths}
-        text = f"{tr('wi.closed')}: {', '.join(closed)}" if closed else ""
-        return {"closed": maps.encoded(records)}, text
+        return closed_layer(closed)
 
     @app.callback(Output(MESSAGE, "children"), Output(SCENARIO, "options"),
                   Output(SCENARIO, "value"),
                   Input(SAVE, "n_clicks"), State(NAME, "value"), State(CLOSED, "data"),
                   State(AWAY, "value"), State(SCENARIO, "value"), prevent_initial_call=True)
     def save(_n, name, closed, away, loaded):
-        from pydantic import ValidationError
-
-        from twin.errors import TwinError
-        from twin.store.scenarios import list_scenarios, save_scenario
-        from twin.whatif.scenario import Scenario
-
-        user = current_user()
-        if not can_open(user, "planner"):
-            return tr("denied"), no_update, no_update
-        c = ctx()
-        base = _load(loaded).model_dump() if loaded else {}
-        try:
-            scenario = Scenario.model_validate({**base, "name": (name or "").strip(),
-                                                "closed_edges": closed or [],
-                                                "staff_removed": away or []})
-            with c.pool.connection() as conn:
-                save_scenario(conn, c.communities[0], scenario, actor=user.name)
-                saved = [s.scenario.name for s in list_scenarios(conn, c.communities[0])]
-        except (ValidationError, TwinError) as e:
-            return f"{tr('wi.not_saved')}: {_reason(e)}", no_update, no_update
-        return f"{tr('wi.saved')}: {scenario.name}", _options(saved), scenario.name
+        return save_edited(name, closed, away, loaded)
 
     @app.callback(Output(RESULT, "children"), Output(HISTOGRAM, "figure"),
                   Output(MAP, "featureColors"), Output(LAST, "data"),
@@ -170,36 +141,113 @@ def register_callbacks(app: dash.Dash) -> None:
                   State(AWAY, "value"), State(SCENARIO, "value"), State(ROLE, "value"),
                   State(SHIFT, "value"), State(SLA, "value"), prevent_initial_call=True)
     def run(_n, name, closed, away, loaded, role, shift, sla):
-        from pydantic import ValidationError
-
-        from twin.errors import TwinError
-        from twin.whatif.scenario import Scenario
-
-        if not can_open(current_user(), "planner"):
-            return no_update, no_update, no_update, no_update, tr("denied")
-        base = _load(loaded).model_dump() if loaded else {}
-        try:
-            scenario = Scenario.model_validate({**base, "name": (name or "").strip() or "draft",
-                                                "closed_edges": closed or [],
-                                                "staff_removed": away or []})
-            result = run_coverage(scenario, role=role, shift=shift, sla_s=float(sla or 3) * 60)
-        except (ValidationError, TwinError, ValueError) as e:
-            return no_update, no_update, no_update, no_update, _reason(e)
-        return (result["table"], result["figure"], {"buildings": result["colors"]},
-                result["export"], "")
+        return run_edited(name, closed, away, loaded, role, shift, sla)
 
     @app.callback(Output(DOWNLOAD, "data"), Input(EXPORT_GEOJSON, "n_clicks"),
                   Input(EXPORT_CSV, "n_clicks"), State(LAST, "data"), prevent_initial_call=True)
     def export(_g, _c, last):
-        if not last:
-            return no_update
-        import pandas as pd
+        return export_last(last, as_csv=dash.ctx.triggered_id == EXPORT_CSV)
 
-        frame = pd.DataFrame(last["rows"])
-        name = last["scenario"]
-        if dash.ctx.triggered_id == EXPORT_CSV:
-            return dcc.send_data_frame(frame.to_csv, f"coverage-{name}.csv", index=False)
-        return {"content": _geojson(frame), "filename": f"coverage-{name}.geojson"}
+
+# --- services the callbacks call (tested directly); each checks the role first -------------
+
+def load_saved(name: object) -> tuple:
+    """A saved scenario's closures, absences and name, to edit; an unknown one is a message."""
+    _require_whatif("load a scenario", name)
+    if not name:
+        return [], [], "", ""
+    try:
+        scenario = _load(name)
+    except TwinError as e:
+        return no_update, no_update, no_update, f"{tr('wi.not_found')}: {e}"
+    return list(scenario.closed_edges), list(scenario.staff_removed), scenario.name, ""
+
+
+def toggle_closed(click: object, closed: object) -> list[str] | Any:
+    """Close a clicked walkway, or reopen it."""
+    _require_whatif("close a walkway")
+    closed = _names(closed, "closed walkways")
+    edge = None
+    if isinstance(click, dict) and click.get("layer") in ("walkways", "closed"):
+        found = click.get("object")
+        edge = found.get("id") if isinstance(found, dict) else None
+    if not isinstance(edge, str):
+        return no_update
+    return [e for e in closed if e != edge] if edge in closed else [*closed, edge]
+
+
+def closed_layer(closed: object) -> tuple[dict[str, Any], str]:
+    """The closed walkways drawn over the map, and listed."""
+    _require_whatif("see the closed walkways")
+    closed = _names(closed, "closed walkways")
+    paths = _edge_paths()
+    records = {e: {"id": e, "path": paths[e], "color": CLOSED_COLOR} for e in closed
+               if e in paths}
+    text = f"{tr('wi.closed')}: {', '.join(closed)}" if closed else ""
+    return {"closed": maps.encoded(records)}, text
+
+
+def save_edited(name: object, closed: object, away: object, loaded: object) -> tuple:
+    """Save the scenario as edited, in the user's name; a refusal or bad input is a message."""
+    from pydantic import ValidationError
+
+    from twin.store.scenarios import list_scenarios, save_scenario
+
+    user = current_user()
+    try:
+        _require_whatif("save a scenario", name)
+    except AccessDenied:
+        return tr("denied"), no_update, no_update
+    c = ctx()
+    try:
+        scenario = _edited(name, closed, away, loaded, default="")
+        with c.pool.connection() as conn:
+            save_scenario(conn, c.communities[0], scenario, actor=user.name)
+            saved = [s.scenario.name for s in list_scenarios(conn, c.communities[0])]
+    except (ValidationError, TwinError) as e:
+        return f"{tr('wi.not_saved')}: {_reason(e)}", no_update, no_update
+    return f"{tr('wi.saved')}: {scenario.name}", _options(saved), scenario.name
+
+
+def run_edited(name: object, closed: object, away: object, loaded: object, role: object,
+               shift: object, sla: object) -> tuple:
+    """Run coverage of the scenario as edited; a refusal or bad input is a message."""
+    from pydantic import ValidationError
+
+    nothing = (no_update, no_update, no_update, no_update)
+    try:
+        _require_whatif("run a scenario", name)
+    except AccessDenied:
+        return (*nothing, tr("denied"))
+    try:
+        if role not in ROLES or shift not in SHIFTS:
+            raise TwinError(f"{tr('wi.role')}/{tr('wi.shift')}: "
+                            f"{scoped.brief(role)}, {scoped.brief(shift)}")
+        scenario = _edited(name, closed, away, loaded, default="draft")
+        result = run_coverage(scenario, role=str(role), shift=str(shift),
+                              sla_s=_minutes(sla) * 60)
+    except (ValidationError, TwinError, ValueError) as e:
+        return (*nothing, _reason(e))
+    return (result["table"], result["figure"], {"buildings": result["colors"]},
+            result["export"], "")
+
+
+def export_last(last: object, *, as_csv: bool) -> dict[str, Any] | Any:
+    """The last comparison as CSV or GeoJSON (with the buildings' footprints)."""
+    _require_whatif("export a comparison")
+    if not last:
+        return no_update
+    rows = last.get("rows") if isinstance(last, dict) else None
+    name = last.get("scenario") if isinstance(last, dict) else None
+    if not isinstance(rows, list) or not isinstance(name, str) or not all(
+            isinstance(r, dict) and isinstance(r.get("building_id"), str) for r in rows):
+        raise TwinError("not a comparison to export")
+    import pandas as pd
+
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["building_id"])
+    if as_csv:
+        return dcc.send_data_frame(frame.to_csv, f"coverage-{name}.csv", index=False)
+    return {"content": _geojson(frame), "filename": f"coverage-{name}.geojson"}
 
 
 def run_coverage(scenario, *, role: str, shift: str, sla_s: float) -> dict[str, Any]:
@@ -251,9 +299,50 @@ def run_coverage(scenario, *, role: str, shift: str, sla_s: float) -> dict[str, 
             "export": {"scenario": scenario.name, "rows": export_rows.to_dict("records")}}
 
 
-def _load(name: str):
+def _require_whatif(what: str, scenario: object = "") -> None:
+    """Refuse (and audit) a user whose role may not use the what-if tools, whichever
+    callback asks: a forged request reaches them without the page."""
+    c = ctx()
+    with c.pool.connection() as conn:
+        scoped.require(conn, current_user(), "whatif.use", what=what, subject_kind="scenario",
+                       subject_id=scenario if isinstance(scenario, str) else "")
+
+
+def _edited(name: object, closed: object, away: object, loaded: object, *, default: str):
+    """The scenario as the tools show it: the loaded one with the edits (pydantic checks
+    the values the browser sent)."""
+    from twin.whatif.scenario import Scenario
+
+    base = _load(loaded).model_dump() if loaded else {}
+    return Scenario.model_validate({**base,
+                                    "name": (name if isinstance(name, str) else "").strip()
+                                    or default,
+                                    "closed_edges": closed or [], "staff_removed": away or []})
+
+
+def _names(values: object, what: str) -> list[str]:
+
+    if values is None:
+        return []
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise TwinError(f"not {what}: {scoped.brief(values)}")
+    return values
+
+
+def _minutes(value: object) -> float:
+    """The response target as the browser sent it (3 by default)."""
+    if value is None or value == "":
+        return 3.0
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TwinError(f"{tr('wi.sla')}: {scoped.brief(value)}")
+    return float(value)
+
+
+def _load(name: object):
     from twin.store.scenarios import load_scenario
 
+    if not isinstance(name, str):
+        raise TwinError(f"not a scenario: {scoped.brief(name)}")
     c = ctx()
     with c.pool.connection() as conn:
         return load_scenario(conn, c.communities[0], name)

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from dashboard import audit as audit_log
-from dashboard.auth import User, sees_residents_whole
+from twin.access import User, sees_residents_whole_in
 from twin.alarms import Alarm
 from twin.rules.compile import RULE_TITLE
 from twin.store.reads.texts import wording
@@ -26,8 +26,7 @@ from twin.work_orders import WorkOrder, WorkOrderEvent
 
 def viewer(user: User, grid_id: str | None = None) -> Viewer:
     """The user as a reader of one text about something in ``grid_id``."""
-    whole = sees_residents_whole(user) and (user.role != "grid_worker"
-                                            or grid_id == user.grid_id)
+    whole = sees_residents_whole_in(user, grid_id)
     return Viewer(lang=user.lang if user.lang in LANGS else DEFAULT_LANG, whole=whole)
 
 

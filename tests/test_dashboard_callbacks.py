@@ -173,7 +173,9 @@ def test_a_grid_worker_cannot_open_another_grids_building_or_households(room) ->
         refusals = conn.execute("SELECT subject_kind, subject_id FROM audit_log "
                                 "WHERE action = 'denied' AND user_name = %s ORDER BY id",
                                 (users.worker,)).fetchall()
-    assert refusals == [("building", "wh-guanggu-b03"), ("unit", other_unit)]
+    # the page, the service called directly (no page in between) and the phone's household
+    assert refusals == [("building", "wh-guanggu-b03"), ("building", "wh-guanggu-b03"),
+                        ("unit", other_unit)]
 
 
 def test_a_work_order_goes_from_created_to_closed_through_the_pages(room) -> None:

@@ -15,3 +15,10 @@ class MissingComponentError(TwinError):
 
 class UnreachableError(TwinError):
     """A configured server does not answer."""
+
+
+class AccessDenied(TwinError):
+    """Someone asked for something outside their role or their scope (a grid worker's grid).
+
+    Here, not in `twin.access`, so that `twin.work_orders` can say a step is not the
+    actor's to take without importing the policy that imports it."""

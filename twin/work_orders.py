@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from shapely.geometry import LineString, Point
 
 from twin.calendars import DEFAULT_TIMEZONE, WorkingHours
-from twin.errors import TwinError
+from twin.errors import AccessDenied, TwinError
 from twin.system_texts import Said
 
 STATES: tuple[str, ...] = (
@@ -74,6 +74,13 @@ class TransitionError(TwinError):
     """A lifecycle step that is not allowed from where the order is, or for this actor."""
 
 
+class NotPermitted(TransitionError, AccessDenied):
+    """The step is not this actor's to take: their role, or an order that is not theirs.
+
+    Both a TransitionError (the step did not happen) and an AccessDenied (a refusal
+    the caller audits)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who acts: a login (role admin/operator/grid_worker/planner), a staff member, or the system."""
@@ -93,28 +100,32 @@ SYSTEM = Actor(name="system", role="system")
 def transition(
     order_id: int, state: str, action: str, actor: Actor, *, assignee_id: str | None
 ) -> str:
-    """The state after `action`, or a TransitionError that says why not."""
-    step = ACTIONS.get(action)
-    if step is None:
-        raise TransitionError(
-            f"work order {order_id}: unknown action {action!r}; expected one of {sorted(ACTIONS)}"
-        )
+    """The state after `action`, or a TransitionError that says why not (a NotPermitted
+    when the step is not the actor's to take)."""
+    step = _step(order_id, action)
     if state not in step.from_states:
         raise TransitionError(
             f"work order {order_id} is {state}; it cannot be {_past(action)} from there"
         )
+    check_actor(order_id, action, actor, assignee_id=assignee_id)
+    return step.to_state
+
+
+def check_actor(order_id: int, action: str, actor: Actor, *, assignee_id: str | None) -> None:
+    """Refuse (NotPermitted) a step that is not the actor's to take, whatever the order's
+    state: the role and scope half of `transition`, which `twin.access` asks before acting."""
+    step = _step(order_id, action)
     is_assignee = actor.staff_id is not None and actor.staff_id == assignee_id
     if step.who == "system" and actor.role != "system":
-        raise TransitionError(f"work order {order_id}: only the system may {action} it "
-                              "(when the alarm that opened it clears)")
+        raise NotPermitted(f"work order {order_id}: only the system may {action} it "
+                           "(when the alarm that opened it clears)")
     if step.who == "operator" and not actor.is_operator:
-        raise TransitionError(f"work order {order_id}: only an operator may {action} it")
+        raise NotPermitted(f"work order {order_id}: only an operator may {action} it")
     if step.who in ("assignee", "anyone") and not (is_assignee or actor.is_operator):
-        raise TransitionError(
+        raise NotPermitted(
             f"work order {order_id} is assigned to {assignee_id or 'nobody'}; "
             f"{actor.name} may not {action} it"
         )
-    return step.to_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +296,16 @@ class WorkOrder:
     def code(self) -> str:
         """The number people read out on the phone: WO-20261124-42."""
         return order_code(self.id, self.created_at, self.timezone)
+
+
+def _step(order_id: int, action: str) -> Transition:
+    # the action may come from a browser: anything at all, not only a string
+    step = ACTIONS.get(action) if isinstance(action, str) else None
+    if step is None:
+        raise TransitionError(
+            f"work order {order_id}: unknown action {action!r}; expected one of {sorted(ACTIONS)}"
+        )
+    return step
 
 
 def _past(action: str) -> str:

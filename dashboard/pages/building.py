@@ -10,13 +10,13 @@ import dash
 import plotly.graph_objects as go
 from dash import Input, Output, State, dcc, html, no_update
 
-from dashboard import audit, scoped
-from dashboard.auth import AccessDenied, can_open
+from dashboard import scoped
 from dashboard.components import badge, denied, panel, when
 from dashboard.context import ctx, current_user, lang, tr, zone
 from dashboard.i18n import t
 from dashboard.pages.large_screen import _dark
 from dashboard.words import titles
+from twin.access import AccessDenied, can_open
 from twin.device_types import DEVICE_TYPES
 from twin.errors import TwinError
 from twin.store.operations import work_orders
@@ -55,9 +55,7 @@ def layout(building_id: str | None = None, **_query) -> html.Div:
                                  states=BOARD_STATES)
             names = staff_names(conn, info["community_id"])
             shown = titles(conn, user, orders)
-    except AccessDenied as e:
-        with c.pool.connection() as conn:
-            audit.refused(conn, user, e, subject_kind="building", subject_id=building_id)
+    except AccessDenied:  # audited by scoped
         return denied("denied.grid")
     except TwinError as e:
         return html.Div(str(e), className="denied")
@@ -132,14 +130,12 @@ def register_callbacks(app: dash.Dash) -> None:
 
 def device_type_of(building_id: str, device_id: str) -> str:
     with ctx().pool.connection() as conn:
-        devices = scoped.building_devices(conn, current_user(), building_id)
-    for d in devices:
-        if d["id"] == device_id:
-            return d["type"]
-    raise AccessDenied(f"device {device_id} is not in building {building_id}")
+        return scoped.device_type(conn, current_user(), building_id, device_id)
 
 
 def history_figure(device_id: str | None, metric: str | None, range_key: str) -> go.Figure:
+    """A device's history chart; a device outside the user's scope is AccessDenied (403,
+    audited) and a range or metric that is not one is a TwinError (400)."""
     fig = go.Figure()
     if device_id and metric:
         with ctx().pool.connection() as conn:

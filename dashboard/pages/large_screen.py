@@ -14,15 +14,16 @@ import dash
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, dcc, html, no_update
 
-from dashboard import live, maps
-from dashboard.auth import can_open, require_page
+from dashboard import live, maps, scoped
 from dashboard.components import badge, denied, panel, tile, when
 from dashboard.context import ctx, current_user, lang, local_now, tr, zone
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
 from dashboard.words import titles
 from layers.twin_layers import LIVE_COLORS
+from twin.access import AccessDenied, can_open
 from twin.alarms import DOMAINS, SEVERITIES
+from twin.errors import TwinError
 from twin.store.reads import base_map, kpis, telemetry
 
 PATH = "/"
@@ -151,22 +152,22 @@ def register_callbacks(app: dash.Dash) -> None:
         trigger = dash.ctx.triggered_id
         if not isinstance(trigger, dict) or not any(clicks or ()):
             return no_update  # the feed was redrawn, nobody clicked
-        return acknowledge(int(trigger["id"]))
+        return acknowledge(trigger.get("id"))
 
 
-def acknowledge(alarm_id: int) -> str:
-    """An operator has seen the alarm: it stops escalating; the next tick redraws the feed."""
-    from twin.errors import TwinError
-    from twin.store.operations import acknowledge_alarm
+def acknowledge(alarm_id: object) -> str:
+    """An operator has seen the alarm: it stops escalating; the next tick redraws the feed.
 
+    ``alarm_id`` is what the browser sent: anything but an alarm's id is a message, and a
+    user who may not acknowledge gets AccessDenied (a 403), audited by `scoped`."""
     user = current_user()
-    require_page(user, "large_screen")
     c = ctx()
     try:
         with c.pool.connection() as conn:
-            alarm = acknowledge_alarm(conn, alarm_id, actor=user.name,
-                                      at=datetime.now(UTC))
+            alarm = scoped.acknowledge(conn, user, alarm_id, at=datetime.now(UTC))
             title = titles(conn, user, [alarm])[alarm.id]
+    except AccessDenied:
+        raise
     except TwinError as e:
         return str(e)
     return f"{tr('ls.acknowledged')}: {title}"
@@ -225,10 +226,11 @@ def clicked_target(click: dict | None) -> str | None:
 
 
 def chart_figures() -> tuple[go.Figure, go.Figure]:
-    require_page(current_user(), "large_screen")
     c = ctx()
     now = _now()
     with c.pool.connection() as conn:
+        scoped.require(conn, current_user(), "live.view", what="see the large screen's charts",
+                       subject_kind="page", subject_id=NAME)
         events = telemetry.events_per_hour(conn, c.communities, now=now)
         trends = telemetry.key_trends(conn, c.communities, now=now)
     lg = lang()

@@ -13,10 +13,10 @@ import plotly.graph_objects as go
 from dash import dcc, html
 
 from dashboard import whatif
-from dashboard.auth import can_open
 from dashboard.components import denied, panel
 from dashboard.context import ctx, current_user, tr
 from dashboard.pages.large_screen import DOMAIN_COLORS, _dark
+from twin.access import can_open
 from twin.store.reads.alarms import alarms_by_domain
 from twin.store.reads.grids import grid_aggregates
 from twin.store.reads.residents import age_structure

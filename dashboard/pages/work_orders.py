@@ -10,19 +10,19 @@ from dash import ALL, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
 from dashboard import maps, scoped
-from dashboard.auth import AccessDenied, User, can_open, require_page
 from dashboard.components import badge, denied, when
 from dashboard.context import ctx, current_user, lang, tr, zone
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
 from dashboard.words import description, notes, titles
+from twin.access import User, actor, can_open
 from twin.alarms import DOMAINS
 from twin.errors import TwinError
-from twin.store.operations import Assignee, act_on_work_order, work_orders
+from twin.store.operations import work_orders
 from twin.store.reads.grids import grid_ids
 from twin.store.reads.staff import staff_choices, staff_names
 from twin.store.reads.work_orders import photo_count
-from twin.work_orders import ACTIONS, PRIORITIES, STATES, Actor, TransitionError, WorkOrder
+from twin.work_orders import ACTIONS, PRIORITIES, STATES, TransitionError, WorkOrder, transition
 
 PATH = "/work-orders"
 PATH_TEMPLATE = None
@@ -118,9 +118,17 @@ def register_callbacks(app: dash.Dash) -> None:
 # --- services the callbacks call -----------------------------------------------------------
 
 def list_orders(states, priorities, domains, grid) -> list[dict]:
-    require_page(current_user(), "work_orders")
+    """The orders the filters pick, newest first (the filters are what the browser sent:
+    a value outside the dropdowns' options is refused with a TwinError, a 400)."""
+    user = current_user()
     c = ctx()
     with c.pool.connection() as conn:
+        scoped.require(conn, user, "order.list", what="list the work orders",
+                       subject_kind="page", subject_id=NAME)
+        states, domains = _picked(states, STATES, "state"), _picked(domains, DOMAINS, "domain")
+        priorities = _picked(priorities, PRIORITIES, "priority")
+        if grid is not None and not isinstance(grid, str):
+            raise TwinError(f"not a grid: {scoped.brief(grid)}")
         orders = [o for community in c.communities
                   for o in work_orders(conn, community, grid_id=grid or None, limit=300,
                                        states=tuple(states) if states else None)]
@@ -128,7 +136,7 @@ def list_orders(states, priorities, domains, grid) -> list[dict]:
         names = staff_names(conn, c.communities)
         orders = [o for o in orders if (not priorities or o.spec.priority in priorities)
                   and (not domains or o.spec.domain in domains)]
-        shown = titles(conn, current_user(), orders)
+        shown = titles(conn, user, orders)
     return order_rows(orders, names, shown, zone())
 
 
@@ -148,50 +156,40 @@ def order_rows(orders: list[WorkOrder], names: dict[str, str],
     ]
 
 
-def actor_of(user: User) -> Actor:
-    return Actor(name=user.name, role=user.role, staff_id=user.staff_id)
-
-
 def allowed_actions(order: WorkOrder, user: User) -> list[str]:
     """The lifecycle actions this user may take on this order now (twin.work_orders decides)."""
-    from twin.work_orders import transition
-
     out = []
     for action in ACTIONS:
         try:
-            transition(order.id, order.state, action, actor_of(user), assignee_id=order.assignee_id)
+            transition(order.id, order.state, action, actor(user), assignee_id=order.assignee_id)
         except TransitionError:
             continue
         out.append(action)
     return out
 
 
-def perform(order_id: int, action: str, *, staff_id: str | None = None, note: str = "",
+def perform(order_id: object, action: str, *, staff_id: object = None, note: object = "",
             photo=None) -> str:
-    """One lifecycle step on the real backend; returns the message to show."""
+    """One lifecycle step (or the dispatcher's assignment) in the user's name; returns the
+    message to show. The arguments are what the browser sent: `scoped` checks the user's
+    role and scope, and a refusal (audited there) or bad input is a message, not a change."""
     user = current_user()
     c = ctx()
     try:
         with c.pool.connection() as conn:
-            scoped.order_for_user(conn, user, order_id)
-            assignee = None
             if action == "dispatch":
-                return _auto_dispatch(conn, order_id)
-            if action == "assign":
-                if not staff_id:
-                    return tr("wo.pick_staff")
-                assignee = Assignee(staff_id=staff_id)
-            order = act_on_work_order(conn, order_id, action, actor=actor_of(user),
-                                      at=datetime.now(UTC), note=note,
-                                      assignee=assignee, photo=photo)
+                return _auto_dispatch(conn, user, order_id)
+            if action == "assign" and not staff_id:
+                return tr("wo.pick_staff")
+            order = scoped.act_on_order(conn, user, order_id, action, at=datetime.now(UTC),
+                                        staff_id=staff_id, note=note if note is not None else "",
+                                        photo=photo)
         return f"✓ {order.code}: {tr('wo.' + order.state)}"
-    except (TransitionError, AccessDenied) as e:
-        return f"✗ {e}"
-    except TwinError as e:
+    except TwinError as e:  # AccessDenied and TransitionError among them
         return f"✗ {e}"
 
 
-def detail_view(order_id: int | None):
+def detail_view(order_id: object):
     lg = lang()
     if order_id is None:
         return html.Div(tr("wo.none"), className="empty"), {"route": {}, "target": {}}, no_update
@@ -199,7 +197,7 @@ def detail_view(order_id: int | None):
     c = ctx()
     try:
         with c.pool.connection() as conn:
-            order = scoped.order_for_user(conn, user, int(order_id))
+            order = scoped.order_for_user(conn, user, order_id)
             names = staff_names(conn, order.spec.community_id)
             # the order's role first, nearest first; anyone else after them
             choices = sorted(staff_choices(conn, order.spec.community_id,
@@ -209,7 +207,7 @@ def detail_view(order_id: int | None):
             title = titles(conn, user, [order])[order.id]
             notes_shown = notes(conn, user, order.history, order.spec.grid_id)
             about = description(conn, user, order)
-    except (AccessDenied, TwinError) as e:
+    except TwinError as e:  # refused (and audited), or not an order at all
         return html.Div(str(e), className="denied"), no_update, no_update
     layer_data = {
         "route": ({str(order.id): {"id": order.id, "code": order.code, "title": title,
@@ -274,21 +272,26 @@ def detail_view(order_id: int | None):
 _ACT_KEYS = {f"act.{a}" for a in (*ACTIONS, "created")}
 
 
-def _auto_dispatch(conn, order_id: int) -> str:
+def _auto_dispatch(conn, user: User, order_id: object) -> str:
     """The dispatcher (twin.dispatch through the rule engine's Dispatcher) picks the nearest
-    qualified staff member by walkway, with route and ETA."""
-    from twin.rules.store import Dispatcher, Outcome
-    from twin.store.operations import get_work_order
+    qualified staff member by walkway, with route and ETA, in the user's name."""
+    from twin.rules.store import Dispatcher
 
-    c = ctx()
-    dispatcher = c.cached("dispatcher", 3600.0, Dispatcher)
-    outcome = Outcome()
-    order = dispatcher.assign(conn, get_work_order(conn, order_id, history=False),
-                              now=datetime.now(UTC), outcome=outcome)
-    conn.commit()
-    if outcome.not_dispatched:
-        return f"✗ {outcome.not_dispatched[0][1]}"
+    dispatcher = ctx().cached("dispatcher", 3600.0, Dispatcher)
+    order, why_not = scoped.dispatch_order(conn, user, order_id, at=datetime.now(UTC),
+                                           dispatcher=dispatcher)
+    if why_not is not None:
+        return f"✗ {why_not}"
     return f"✓ {order.code}: {tr('wo.' + order.state)}"
+
+
+def _picked(values: object, allowed: tuple[str, ...], what: str) -> list[str] | None:
+    """A multi-select's values as the browser sent them: None or a list of known ones."""
+    if values is None:
+        return None
+    if not isinstance(values, list) or any(v not in allowed for v in values):
+        raise TwinError(f"not a {what}: {scoped.brief(values)}")
+    return values
 
 
 def _fact(label: str, value: str) -> html.Div:

@@ -15,13 +15,13 @@ from dash import ALL, MATCH, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 from shapely.geometry import Point
 
-from dashboard import audit, maps, scoped
-from dashboard.auth import AccessDenied, can_open
+from dashboard import maps, scoped
 from dashboard.components import badge, denied, when
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
 from dashboard.pages.work_orders import allowed_actions, perform
+from twin.access import AccessDenied, can_open
 from twin.errors import TwinError
 from twin.store.graph import walk_routing_graph
 from twin.store.operations import Photo, get_work_order
@@ -176,7 +176,7 @@ def report_position(staff_id: str | None, position: Mapping[str, Any] | None) ->
     """Store the browser's geolocation as the logged-in staff member's fix; what to show.
 
     ``staff_id`` comes from the browser, so it is only a claim: `scoped.record_my_position`
-    holds it to the session's own staff record, and a refusal is audited.
+    holds it to the session's own staff record, and audits a refusal.
     """
     user = current_user()
     lg = lang()
@@ -193,11 +193,7 @@ def report_position(staff_id: str | None, position: Mapping[str, Any] | None) ->
         with ctx().pool.connection() as conn:
             stored = scoped.record_my_position(conn, user, staff_id, lon=lon, lat=lat,
                                                accuracy_m=accuracy_m, at=now)
-    except AccessDenied as e:
-        with ctx().pool.connection() as conn:
-            audit.refused(conn, user, e, subject_kind="staff", subject_id=str(staff_id))
-        return f"✗ {e}"
-    except TwinError as e:
+    except TwinError as e:  # a refusal (audited) among them
         return f"✗ {e}"
     return f"✓ {t('w.fix_sent', lg)} {_local(now)}" if stored else t("w.off_duty", lg)
 
@@ -332,9 +328,7 @@ def household_view(unit_id: str) -> html.Div:
     try:
         with ctx().pool.connection() as conn:
             people = scoped.residents(conn, user, unit_id=unit_id)
-    except AccessDenied as e:
-        with ctx().pool.connection() as conn:
-            audit.refused(conn, user, e, subject_kind="unit", subject_id=unit_id)
+    except AccessDenied:  # audited by scoped
         return html.Div(t("denied.grid", lg), className="denied")
     except TwinError as e:
         return html.Div(str(e), className="denied")

@@ -42,7 +42,7 @@ from twin.store.connection import one_row
 from twin.store.graph import dispatch_staff, walk_routing_graph
 from twin.system_texts import Said, role_said
 from twin.walkgraph import WalkGraph
-from twin.work_orders import OPEN_STATES, SYSTEM, WorkOrder, escalation_due
+from twin.work_orders import OPEN_STATES, SYSTEM, Actor, WorkOrder, escalation_due
 
 log = logging.getLogger("twin.rules")
 
@@ -332,8 +332,11 @@ class Dispatcher:
         self._graphs.clear()
 
     def assign(self, conn: psycopg.Connection, order: WorkOrder, *, now: datetime,
-               outcome: Outcome) -> WorkOrder:
-        """Give the order to the nearest qualified staff member; say why not if nobody."""
+               outcome: Outcome, actor: Actor = SYSTEM) -> WorkOrder:
+        """Give the order to the nearest qualified staff member; say why not if nobody.
+
+        ``actor`` is who asked: the system (the rule engine), or an operator who pressed
+        dispatch, whom the order's history then names (and whose role the store checks)."""
         community = order.spec.community_id
         graph = self._graphs.get(community)
         if graph is None:
@@ -360,7 +363,7 @@ class Dispatcher:
             if self._told.get(order.id) != told:
                 self._told[order.id] = told
                 log.info("work order %d not dispatched: %s", order.id, choice.detail)
-            ops.note_on_work_order(conn, order.id, actor=SYSTEM, at=now,
+            ops.note_on_work_order(conn, order.id, actor=actor, at=now,
                                    note=_nobody_said(choice, order.spec.role),
                                    detail={"reason": choice.reason,
                                            "rejected": [list(r) for r in choice.rejected]})
@@ -370,7 +373,7 @@ class Dispatcher:
             self._waiting[order.id] = _Waiting(retry_at, _events_seen(conn, order))
             return order
         assigned = ops.act_on_work_order(
-            conn, order.id, "assign", actor=SYSTEM, at=now,
+            conn, order.id, "assign", actor=actor, at=now,
             note=Said(f"{choice.reason}; {started_from(choice)}",
                       "sys/assigned-fix" if choice.origin == "fix" else "sys/assigned-post",
                       role=role_said(order.spec.role), distance_m=round(choice.distance_m),

@@ -322,6 +322,10 @@ def act_on_work_order(
         if action == "assign":
             if assignee is None:
                 raise TransitionError(f"work order {order_id}: assigning needs a staff member")
+            # the staff id may come from a browser: a stranger is refused here, by name
+            if _staff_community(conn, assignee.staff_id) != community:
+                raise TransitionError(f"work order {order_id}: there is no staff member "
+                                      f"{assignee.staff_id!r} in {community}")
             staff_id = assignee.staff_id
             sets += ["assignee_id = %(staff)s", "assigned_at = %(at)s", "route_m = %(route_m)s",
                      "eta_s = %(eta_s)s", "route = ST_SetSRID(ST_GeomFromWKB(%(route)s), 4326)"]
@@ -530,6 +534,11 @@ def _tell_department(conn: psycopg.Connection, order_id: int, to: Climb, note: s
         for recipient in contact.recipients():
             notify(conn, community_id=community, channel="department", recipient=recipient,
                    message=message, at=at, work_order_id=order_id)
+
+
+def _staff_community(conn: psycopg.Connection, staff_id: str) -> str | None:
+    row = conn.execute("SELECT community_id FROM staff WHERE id = %s", (staff_id,)).fetchone()
+    return None if row is None else row[0]
 
 
 def _json(value: dict[str, Any]) -> Jsonb:

@@ -1,34 +1,17 @@
 """Logins of the control room and their sessions: the writes of `app_user` and `app_session`.
 
 Only hashes are stored here (of passwords and of session tokens); making them, and the
-rules of who may do what, belong to the caller (the control room's auth). Reads of users are
+rules of who may do what, to `twin.access` (where the User type lives). Reads of users are
 `twin.store.reads.users`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
 
-
-@dataclass(frozen=True, slots=True)
-class User:
-    """A login: its role, and the community, grid and staff record it acts for."""
-
-    name: str
-    role: str
-    display_name: str = ""
-    community_id: str | None = None
-    grid_id: str | None = None
-    staff_id: str | None = None
-    lang: str = "zh-CN"
-
-    @property
-    def label(self) -> str:
-        return self.display_name or self.name
-
+from twin.access import User  # a login, as the policy knows it; stored here
 
 #: The columns of `app_user` that make a User, in its fields' order.
 USER_COLUMNS = ("name", "role", "display_name", "community_id", "grid_id", "staff_id", "lang")

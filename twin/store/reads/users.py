@@ -1,12 +1,13 @@
-"""Logins of the control room, read. Their writes, and the User type, are
-`twin.store.users`."""
+"""Logins of the control room, read. Their writes are `twin.store.users`; the User type
+is `twin.access`'s."""
 
 from __future__ import annotations
 
 import psycopg
 
+from twin.access import User
 from twin.errors import TwinError
-from twin.store.users import USER_COLUMNS, User
+from twin.store.users import USER_COLUMNS
 
 _COLUMNS = ", ".join(USER_COLUMNS)
 
