@@ -10,6 +10,8 @@ Roles:
 - grid_worker: the worker view and the buildings of their own grid; residents
   of their grid whole (they visit them), nothing outside their grid.
 - planner: the planner page with aggregates only; no residents, no devices' rooms.
+
+Only an admin reads the audit log (the audit page, `dashboard.audit.read_log`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ PAGE_ROLES: dict[str, frozenset[str]] = {
     "work_orders": frozenset({"admin", "operator"}),
     "worker": frozenset({"admin", "grid_worker"}),
     "planner": frozenset({"admin", "operator", "planner"}),
+    "audit": frozenset({"admin"}),
 }
 #: Where each role lands after logging in.
 HOME: dict[str, str] = {
