@@ -1,5 +1,5 @@
-"""Reading the audit log back: the filters, the pages and the admin-only page, against the
-real database.
+"""Reading the audit log back: the filters, the pages, the admin-only page and `twin audit`,
+against the real database.
 
 The page's service is called as its callback calls it, inside a request of a given
 user, so a non-admin who posts to the callback without the page is refused (and the
@@ -8,6 +8,8 @@ refusal is in the log).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -15,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import flask
 import pytest
+from typer.testing import CliRunner
 
 from dashboard import audit as dashboard_audit
 from dashboard import auth
@@ -283,6 +286,53 @@ def test_the_page_is_in_english_for_an_english_reader(room) -> None:
     finally:
         with connect(app.server.config["TWIN"].pool.conninfo) as conn:
             auth.set_language(conn, "admin", "zh-CN")
+
+
+# --- twin audit ----------------------------------------------------------------------
+
+def test_twin_audit_prints_filtered_rows_as_a_table_json_or_csv(db_url, monkeypatch) -> None:
+    from twin.cli import app
+
+    with connect(db_url) as conn:
+        _seed(conn)
+    monkeypatch.setenv("TWIN_DATABASE_URL", db_url)
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+
+    table = runner.invoke(app, ["audit", "--actor", "li"])
+    assert table.exit_code == 0, table.output
+    assert "wh-guanggu-b03" in table.output and "denied" in table.output
+    assert "2026-11-24 09:30:00" in table.output  # on the community's (default) clock
+    assert "login_failed" not in table.output and "2 rows" in table.output
+
+    as_json = runner.invoke(app, ["audit", "--outcome", "refused", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    rows = json.loads(as_json.output)
+    assert [r["action"] for r in rows] == ["login_failed", "denied"]
+    assert rows[1]["time"] == "2026-11-24T09:30:00+08:00" and rows[1]["outcome"] == "refused"
+    assert rows[1]["detail"]["reason"].startswith("building wh-guanggu-b03")
+
+    as_csv = runner.invoke(app, ["audit", "--target", "wh-guanggu-r000002", "--since",
+                                 "2026-11-24 10:00", "--until", "2026-11-24", "--csv"])
+    assert as_csv.exit_code == 0, as_csv.output
+    found = list(csv.DictReader(io.StringIO(as_csv.output)))
+    assert [(r["actor"], r["subject_id"]) for r in found] == [("op", "7,8"),
+                                                               ("admin", "wh-guanggu-b01")]
+    assert json.loads(found[0]["detail"]) == {"residents": ["wh-guanggu-r000002"]}
+
+    limited = json.loads(runner.invoke(app, ["audit", "--limit", "2", "--json"]).output)
+    assert len(limited) == 2 and limited[0]["action"] == "view_audit_log"  # reads are logged
+    assert limited[0]["role"] == "cli"
+
+    # bad input is one sentence (`twin.cli.main` prints a TwinError as its message)
+    for args, said in ((["--json", "--csv"], "choose one"),
+                       (["--since", "last week"], "not a date or a time"),
+                       (["--outcome", "maybe"], "unknown outcome"),
+                       (["--limit", "0"], "limit must be"),
+                       (["--community", "nowhere"], "no community 'nowhere'")):
+        refused = runner.invoke(app, ["audit", *args])
+        assert isinstance(refused.exception, TwinError), (args, refused.output)
+        assert said in str(refused.exception), args
 
 
 def _find(component, target_id):
