@@ -210,9 +210,9 @@ LABELS: dict[str, tuple[str, str]] = {
     "au.outcome": ("结果", "Outcome"),
     "au.target": ("对象", "Target"),
     "au.target_hint": ("对象编号或住户编号", "Subject or resident id"),
-    "au.since": ("起（含）", "From"),
+    "au.since": ("起", "From"),
     "au.until": ("止", "Until"),
-    "au.time_hint": ("如 2026-11-24 或 2026-11-24 08:30", "e.g. 2026-11-24 or 2026-11-24 08:30"),
+    "au.time_hint": ("2026-11-24 08:30", "2026-11-24 08:30"),
     "au.time": ("时间", "Time"),
     "au.role": ("角色", "Role"),
     "au.detail": ("详情", "Detail"),
@@ -236,6 +236,17 @@ LABELS: dict[str, tuple[str, str]] = {
     "au.kind.alarm": ("告警", "alarm"),
     "au.kind.work_order": ("工单", "work order"),
     "au.kind.audit_log": ("审计日志", "audit log"),
+    # the keys of a row's detail
+    "au.d.reason": ("原因", "reason"),
+    "au.d.residents": ("住户", "residents"),
+    "au.d.rows": ("条数", "rows"),
+    "au.d.older_than": ("早于", "older than"),
+    "au.d.actor": ("操作人", "actor"),
+    "au.d.action": ("操作", "action"),
+    "au.d.outcome": ("结果", "outcome"),
+    "au.d.target": ("对象", "target"),
+    "au.d.since": ("起", "from"),
+    "au.d.until": ("止", "until"),
 }
 
 _INDEX = {"zh-CN": 0, "en": 1}

@@ -102,6 +102,15 @@ def test_pages_follow_each_other_without_gaps_or_repeats_even_within_one_instant
     assert [i for p in pages for i in p] == everything
 
 
+def test_a_long_detail_is_one_line_with_a_count_of_what_is_left_out() -> None:
+    from twin.store.reads.audit import AuditEntry
+
+    entry = AuditEntry(1, T0, "admin", "admin", "view_residents_unmasked", "alarm", "1",
+                       {"residents": [f"r{i}" for i in range(8)], "rows": 3})
+    assert entry.detail_line() == "residents: r0, r1, r2, r3, r4 (+3); rows: 3"
+    assert entry.detail_line(items=8, label=str.upper).startswith("RESIDENTS: r0")
+
+
 def test_bad_filters_are_one_sentence(conn) -> None:
     with pytest.raises(TwinError, match="unknown outcome"):
         AuditQuery(outcome="maybe")
@@ -162,12 +171,13 @@ def test_an_admin_filters_the_log_on_the_communitys_clock_and_the_read_is_audite
         assert denied["time"] == "2026-11-24 09:30:00"
         assert denied["outcome"] == "refused" and denied["role"] == "网格员"
         assert denied["action_label"] == "拒绝访问" and denied["target"] == "楼栋 wh-guanggu-b03"
-        assert "not in li's grid" in denied["detail"]
+        assert denied["detail"] == "原因: building wh-guanggu-b03 is not in li's grid"
         # the day is Wuhan's: 2026-11-24 00:00+08:00 is 16:00 UTC the day before
         late = page.log_page(page.Filters(since="2026-11-24 13:00", until="2026-11-24"))
         assert [r["action"] for r in late.rows] == ["logout"]
         residents = page.log_page(page.Filters(target=" wh-guanggu-r000001 ", outcome="allowed"))
         assert [r["actor"] for r in residents.rows] == ["admin"]
+        assert residents.rows[0]["detail"] == "住户: wh-guanggu-r000001, wh-guanggu-r000002"
         layout = page.layout()
         assert _find(layout, page.ACTION) is not None and _find(layout, "denied") is None
     reads = [r for r in _rows_about(url, "view_audit_log", "admin")
@@ -281,6 +291,7 @@ def test_the_page_is_in_english_for_an_english_reader(room) -> None:
         with as_user(app, "admin"):
             rows = page.log_page(page.Filters(action="denied", actor="li")).rows
             assert rows[0]["action_label"] == "Refused" and rows[0]["role"] == "Grid worker"
+            assert rows[0]["detail"].startswith("reason: building")
             text = json.dumps(page.layout().to_plotly_json(), default=lambda c: c.to_plotly_json())
             assert "Audit log" in text and "Asia/Shanghai" in text
     finally:

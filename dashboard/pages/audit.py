@@ -95,8 +95,8 @@ def layout(**_query) -> html.Div:
             dcc.Dropdown(id=OUTCOME, placeholder=tr("au.outcome"), className="dd",
                          options=[{"label": tr(f"au.{o}"), "value": o} for o in OUTCOMES]),
             _text_input(TARGET, f"{tr('au.target')}: {tr('au.target_hint')}"),
-            _text_input(SINCE, f"{tr('au.since')}: {tr('au.time_hint')}"),
-            _text_input(UNTIL, f"{tr('au.until')}: {tr('au.time_hint')}"),
+            _text_input(SINCE, f"{tr('au.since')} {tr('au.time_hint')}"),
+            _text_input(UNTIL, f"{tr('au.until')} {tr('au.time_hint')}"),
         ]),
         html.Div(id=MESSAGE, className="message"),
         html.Div(id=TABLE, className="au-list"),
@@ -192,7 +192,7 @@ def entry_rows(entries: Sequence[AuditEntry], tz: tzinfo, lg: str) -> list[dict[
         "outcome": e.outcome,
         "target": " ".join(x for x in (_label("au.kind.", e.subject_kind, lg), e.subject_id)
                            if x),
-        "detail": e.detail_line(),
+        "detail": e.detail_line(label=lambda key: _label("au.d.", key, lg)),
     } for e in entries]
 
 

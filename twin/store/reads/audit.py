@@ -7,6 +7,7 @@ reader is an admin (`dashboard.audit.read_log`), and audits the read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,15 +42,16 @@ class AuditEntry:
         """'refused' for a refusal (`REFUSALS`), 'allowed' for anything else."""
         return "refused" if self.action in REFUSALS else "allowed"
 
-    def detail_line(self, *, items: int = 5) -> str:
+    def detail_line(self, *, items: int = 5,
+                    label: Callable[[str], str] = lambda key: key) -> str:
         """The detail on one line: ``key: value; ...``, a list as its first ``items``
-        and a count of the rest."""
+        and a count of the rest, each key as ``label`` names it (the reader's words)."""
         parts = []
         for key, value in self.detail.items():
             if isinstance(value, list):
                 more = f" (+{len(value) - items})" if len(value) > items else ""
                 value = ", ".join(str(v) for v in value[:items]) + more
-            parts.append(f"{key}: {value}")
+            parts.append(f"{label(key)}: {value}")
         return "; ".join(parts)
 
     @property
