@@ -1,18 +1,23 @@
 """The audit log as the control room writes it: who saw residents whole, who logged in,
 who was refused; and when. The rows are written and read by `twin.store.audit` and
-`twin.store.reads.audit`, in the caller's transaction."""
+`twin.store.reads.audit`, in the caller's transaction.
+
+Reading the log back is for admins only (`read_log`): the role is checked here, not
+only by the audit page, and both a refused and an allowed read are written to the log."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from twin.access import User
+from twin.access import AccessDenied, User, require_page
 from twin.store import audit as log
-from twin.store.reads.audit import AuditEntry, entries
+from twin.store.reads.audit import AuditEntry, AuditQuery, actions, entries
 
-__all__ = ["AuditEntry", "entries", "record", "refused"]
+__all__ = ["AuditEntry", "AuditQuery", "entries", "log_actions", "read_log", "record",
+           "refused"]
 
 
 def record(
@@ -40,3 +45,39 @@ def refused(conn: psycopg.Connection, user: User, error: Exception, *, subject_k
     refusal's sentence, which names ids and logins, never a resident."""
     record(conn, user, "denied", subject_kind=subject_kind, subject_id=subject_id,
            detail={"reason": str(error), **({"asked": asked} if asked else {})})
+
+
+def read_log(conn: psycopg.Connection, user: User, query: AuditQuery, *,
+             before: tuple[datetime, int] | None = None, limit: int = 50
+             ) -> list[AuditEntry]:
+    """One page of the audit log for an admin, newest first (`twin.store.reads.audit`),
+    and a `view_audit_log` row saying who read it with which filters, in the same
+    transaction.
+
+    Anyone else is refused with AccessDenied, and the refusal is written and committed
+    first, so that it stays whatever the caller does with the exception.
+    """
+    _require_reader(conn, user)
+    with conn.transaction():
+        rows = entries(conn, query, before=before, limit=limit)
+        detail: dict[str, Any] = {**query.as_detail(), "rows": len(rows)}
+        if before is not None:
+            detail["older_than"] = before[0].isoformat()
+        record(conn, user, "view_audit_log", subject_kind="audit_log", detail=detail)
+    return rows
+
+
+def log_actions(conn: psycopg.Connection, user: User) -> list[str]:
+    """The actions the log holds (the audit page's action filter); admins only, as
+    `read_log`."""
+    _require_reader(conn, user)
+    return actions(conn)
+
+
+def _require_reader(conn: psycopg.Connection, user: User) -> None:
+    try:
+        require_page(user, "audit")
+    except AccessDenied as e:
+        refused(conn, user, e, subject_kind="audit_log", subject_id="")
+        conn.commit()
+        raise

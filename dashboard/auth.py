@@ -7,6 +7,7 @@ for good on logout, on expiry or when its user is disabled.
 The roles, the pages and actions each may use and the grid that bounds a grid
 worker are the policy in `twin.access`, which the service functions ask whichever
 way they are called; it is re-exported here for the pages.
+Only an admin reads the audit log (the audit page, `dashboard.audit.read_log`).
 """
 
 from __future__ import annotations

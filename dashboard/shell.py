@@ -14,6 +14,7 @@ _NAV = (
     ("work_orders", "/work-orders", "nav.work_orders"),
     ("worker", "/worker", "nav.worker"),
     ("planner", "/planner", "nav.planner"),
+    ("audit", "/audit", "nav.audit"),  # admins only (auth.PAGE_ROLES)
 )
 
 

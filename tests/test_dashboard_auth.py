@@ -9,6 +9,7 @@ import pytest
 from dashboard import audit, auth
 from dashboard.auth import AccessDenied, SessionPolicy, User
 from twin.errors import TwinError
+from twin.store.reads.audit import AuditQuery
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 
@@ -94,7 +95,7 @@ def test_audit_entries_say_who_what_and_when(users_conn) -> None:
     user = auth.add_user(users_conn, "admin", "correct horse", "admin")
     audit.record(users_conn, user, "view_residents_unmasked", subject_kind="unit",
                  subject_id="u1", detail={"residents": ["r1"]})
-    (entry,) = audit.entries(users_conn, user_name="admin")
+    (entry,) = audit.entries(users_conn, AuditQuery(actor="admin"))
     assert (entry.user_name, entry.role, entry.action, entry.subject_id) == (
         "admin", "admin", "view_residents_unmasked", "u1")
     assert entry.detail == {"residents": ["r1"]} and entry.time is not None

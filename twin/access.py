@@ -43,6 +43,7 @@ PAGE_ROLES: dict[str, frozenset[str]] = {
     "work_orders": OPERATORS,
     "worker": frozenset({"admin", "grid_worker"}),
     "planner": _PLANNING,
+    "audit": frozenset({"admin"}),
 }
 
 #: What each role may do, whichever page (or none) asks. A service function asks for

@@ -148,3 +148,32 @@ class WorkingHours:
             day += _DAY
         if pending is not None:
             yield pending
+
+
+def local_moment(text: str, tz: str, *, end_of_day: bool = False) -> datetime:
+    """A moment a person wrote on the community's clock, as an aware datetime.
+
+    ``2026-11-24 08:30`` (or ``2026-11-24T08:30``) is that time in ``tz``; text with an
+    offset (``...+08:00``, ``...Z``) keeps it. A date alone is the start of that day, or
+    with ``end_of_day`` the start of the next one: the end of a range that takes the
+    whole day in. Raises ValueError, naming the text, for anything else.
+    """
+    text = text.strip()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date or a time (2026-11-24 or "
+                         "2026-11-24 08:30)") from None
+    if moment.tzinfo is not None:
+        return moment
+    if end_of_day and _is_date(text):
+        moment += _DAY
+    return moment.replace(tzinfo=ZoneInfo(tz))
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True

@@ -185,11 +185,13 @@ def _register_plugins() -> None:
     """
     from importlib.metadata import entry_points
 
+    from twin.cli_audit import audit_command
     from twin.cli_whatif import whatif_app
     from twin.rules.cli import rules_app
 
     app.add_typer(whatif_app, name="whatif")
     app.add_typer(rules_app, name="rules")
+    app.command("audit")(audit_command)
     found = sorted(entry_points(group="twin.cli"), key=lambda e: e.name)
     if not found:
         raise RuntimeError("no `twin.cli` entry points: reinstall the project (pip install -e .)")
