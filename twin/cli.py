@@ -6,6 +6,7 @@ import re
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import psycopg
@@ -174,6 +175,38 @@ def db_lifecycle(
         if period is None:
             raise
         console.print("stopped")
+
+
+@db_app.command("backup")
+def db_backup(file: Annotated[Path, typer.Argument(help="The backup file to write.")]) -> None:
+    """Back up the whole database into FILE (pg_dump's custom format)."""
+    from twin.services.backup import backup
+
+    url = stack.database_url(load_settings())
+    done = backup(url, file)
+    console.print(f"backed up {describe(url)} into {done.path} "
+                  f"({done.bytes / 2**20:,.1f} MiB) in {done.seconds:.1f} s")
+
+
+@db_app.command("restore")
+def db_restore(
+    file: Annotated[Path, typer.Argument(help="A backup written by `twin db backup`.")],
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Drop the database first when it holds data.")] = False,
+) -> None:
+    """Restore FILE as the twin's database (TimescaleDB's pre- and post-restore around
+    pg_restore)."""
+    from twin.services.backup import restore
+
+    url = stack.database_url(load_settings())
+    done = restore(url, file, replace=replace)
+    console.print(f"restored {file} as {describe(url)}{' (replaced)' if done.replaced else ''}: "
+                  f"{done.tables} tables in {done.seconds:.1f} s")
+    with command_connection() as conn:
+        pending = [s for s in migrations.status(conn) if s.applied_at is None]
+    if pending:
+        console.print(f"{len(pending)} migrations are newer than the backup: run "
+                      "`twin db upgrade`")
 
 
 @app.command()
