@@ -235,6 +235,37 @@ def test_late_readings_count_once_in_hours_already_dropped_or_rolled_up(
     assert _hour(conn, old) == (2, 14.0, 3.0, 11.0)
 
 
+def test_a_run_stopped_before_its_drop_keeps_its_rollups_and_the_next_run_finishes(
+        conn: psycopg.Connection, db_url: str) -> None:
+    """The job commits a step at a time: hours rolled up before a failure stay rolled up,
+    the mark stays where it was, and the next run drops what the failed one could not."""
+    now = _now(conn)
+    old = now - timedelta(minutes=30) - 100 * DAY
+    _insert(conn, [(old, "co-1", "co", 3.0), (old + timedelta(minutes=5), "co-1", "co", 5.0)])
+    conn.commit()
+    conn.execute("SET lock_timeout = '300ms'")
+    conn.commit()
+    with psycopg.connect(db_url) as ingest:
+        # A late reading of that hour is being written into its chunk, not yet committed:
+        # the job cannot lock the chunk for its drop.
+        ingest.execute("INSERT INTO reading (time, device_id, metric, value) "
+                       "VALUES (%s, 'co-1', 'co', 4.0)", (old + timedelta(minutes=10),))
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            run_job(conn, Retention(), now=now)
+        assert _hour(conn, old) == (2, 8.0, 3.0, 5.0)             # committed before the drop
+        assert conn.execute("SELECT count(*) FROM lifecycle_state").fetchone() == (0,)
+        conn.commit()
+        ingest.commit()
+
+    report = run_job(conn, Retention(), now=now)
+    conn.commit()
+    assert report.dropped["reading"] == 1 and report.rollup_rows == 1
+    assert _hour(conn, old) == (3, 12.0, 3.0, 5.0)                # with the late reading
+    assert conn.execute("SELECT count(*) FROM reading").fetchone() == (0,)
+    assert conn.execute("SELECT marked_at FROM lifecycle_state").fetchone() == (
+        now - timedelta(minutes=30),)
+
+
 def test_rollups_events_and_positions_past_their_retention_are_dropped(
         conn: psycopg.Connection) -> None:
     now = _now(conn)
@@ -290,8 +321,8 @@ def test_finding_the_changed_hours_reads_only_what_was_received_since_the_mark(
     conn.commit()
     run_job(conn, Retention())
     conn.commit()
-    _insert(conn, [(datetime.now(UTC) - timedelta(hours=40, minutes=k), "m-1", "late", 1.0)
-                   for k in range(5)])
+    late = _now(conn) - timedelta(hours=40)                   # half past an hour
+    _insert(conn, [(late + timedelta(minutes=k), "m-1", "late", 1.0) for k in range(5)])
     conn.commit()
     conn.execute("ANALYZE reading")
     lifecycle._summarize_received(conn)  # the job's first step

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -162,49 +164,89 @@ def policy_plan(retention: Retention, state: ServerState) -> list[Statement]:
 def run_job(conn: psycopg.Connection, retention: Retention, *, now: datetime | None = None,
             dry_run: bool = False) -> JobReport:
     """Roll changed, complete hours of readings up into ``reading_hourly``, then drop the
-    chunks past their retention; all in one transaction, so a run that fails leaves
-    everything as it was and the next run does its work.
+    chunks past their retention.
 
-    Idempotent: a second run finds no changed hour and nothing to drop. Only hours
-    with readings received since the last run (less :data:`OVERLAP`) are recomputed,
-    and only whole hours before ``now``. Readings that arrive for an hour whose raw
-    chunk was already dropped are added to that hour's rollup and removed.
+    Only hours with readings received since the last run (less :data:`OVERLAP`) are
+    recomputed, and only whole hours before ``now``. Readings that arrive for an hour
+    whose raw chunk was already dropped are added to that hour's rollup and removed.
+
+    The work is committed a step at a time (any transaction of ``conn`` is committed
+    first): the late readings, each run of up to a day of changed hours, then the drop
+    with the job's new mark. A first run over months of readings is thus many short
+    transactions, not one long one. A run that stops half-way leaves the mark where it
+    was, and the next run redoes the hours (a rollup row that would not change is not
+    written). ``dry_run`` does everything in one transaction and rolls it back.
     """
     began = time.perf_counter()
-    with conn.transaction(force_rollback=dry_run):
-        locked = one_row(conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_KEY,)),
+    if dry_run:
+        with conn.transaction(force_rollback=True):
+            return _run_alone(conn, retention, now, step=conn.transaction, began=began)
+    conn.commit()
+    return _run_alone(conn, retention, now, step=_committed(conn), began=began)
+
+
+def _committed(conn: psycopg.Connection) -> Callable[[], AbstractContextManager[object]]:
+    @contextmanager
+    def step() -> Iterator[None]:
+        with conn.transaction():
+            yield
+    return step
+
+
+def _run_alone(conn: psycopg.Connection, retention: Retention, now: datetime | None, *,
+               step: Callable[[], AbstractContextManager[object]], began: float) -> JobReport:
+    """The job under a session lock: one run at a time per database."""
+    with step():
+        locked = one_row(conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)),
                          "the job's lock")[0]
-        if not locked:
-            raise TwinError("another `twin db lifecycle` is running on this database")
-        if now is None:
-            now = one_row(conn.execute("SELECT now()"), "now")[0]
+    if not locked:
+        raise TwinError("another `twin db lifecycle` is running on this database")
+    try:
+        return _run(conn, retention, now, step=step, began=began)
+    finally:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            conn.rollback()
+        with step():
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+
+
+def _run(conn: psycopg.Connection, retention: Retention, now: datetime | None, *,
+         step: Callable[[], AbstractContextManager[object]], began: float) -> JobReport:
+    with step():
+        started = one_row(conn.execute("SELECT now()"), "now")[0]
+        now = now or started
         complete_before = one_row(conn.execute(
             "SELECT time_bucket(interval '1 hour', %s::timestamptz)", (now,)), "the hour")[0]
-        found = conn.execute(
-            "SELECT marked_at, raw_from FROM lifecycle_state WHERE rollup = %s FOR UPDATE",
-            (ROLLUP,)).fetchone()
+        found = conn.execute("SELECT marked_at, raw_from FROM lifecycle_state WHERE rollup = %s",
+                             (ROLLUP,)).fetchone()
         marked_at, raw_from = found if found else (None, None)
-        cutoff = now - retention.readings
+        late = _add_late_readings(conn, raw_from)
+        _summarize_received(conn)
+        hours = _changed_hours(conn, since=None if marked_at is None else marked_at - OVERLAP,
+                               before=complete_before, raw_from=raw_from)
+    rollup_rows = 0
+    for lo, hi in islands(hours):
+        with step():
+            rollup_rows += _refresh(conn, lo, hi)
 
-        # Nothing may be written to the chunks about to go while their hours are rolled up.
+    cutoff = now - retention.readings
+    with step():
+        # Nothing may be written to the chunks about to go from here to their drop. What
+        # reached them since their hours were rolled up above arrived during this run:
+        # late readings once more, then the hours of readings received since it began.
         doomed = _chunks_before(conn, "reading", cutoff)
         if doomed:
             conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
                 sql.SQL(", ").join(sql.Identifier(schema, name) for schema, name, _ in doomed)))
-
-        late = _add_late_readings(conn, raw_from) if raw_from is not None else 0
-        _summarize_received(conn)
-        hours = _changed_hours(conn, since=None if marked_at is None else marked_at - OVERLAP,
-                               before=complete_before, raw_from=raw_from)
-        rollup_rows = 0
-        for lo, hi in islands(hours):
-            rollup_rows += conn.execute(_REFRESH, {"lo": lo, "hi": hi}).rowcount
-
-        dropped = {"reading": _drop(conn, "reading", cutoff)}
-        if doomed:
             newest_end = max(end for _, _, end in doomed)
+            late += _add_late_readings(conn, raw_from)
+            for lo, hi in islands(_changed_hours(conn, since=started - OVERLAP,
+                                                 before=min(complete_before, newest_end),
+                                                 raw_from=raw_from)):
+                rollup_rows += _refresh(conn, lo, hi)
             raw_from = newest_end if raw_from is None else max(raw_from, newest_end)
-        dropped[ROLLUP] = _drop(conn, ROLLUP, now - retention.rollups)
+        dropped = {"reading": _drop(conn, "reading", cutoff),
+                   ROLLUP: _drop(conn, ROLLUP, now - retention.rollups)}
         if retention.events is not None:
             dropped["event"] = _drop(conn, "event", now - retention.events)
         if retention.positions is not None:
@@ -284,9 +326,15 @@ ON CONFLICT (device_id, metric, bucket) DO UPDATE
 """
 
 
-def _add_late_readings(conn: psycopg.Connection, raw_from: datetime) -> int:
+def _refresh(conn: psycopg.Connection, lo: datetime, hi: datetime) -> int:
+    return conn.execute(_REFRESH, {"lo": lo, "hi": hi}).rowcount
+
+
+def _add_late_readings(conn: psycopg.Connection, raw_from: datetime | None) -> int:
     """Readings of hours already dropped, which arrived since: added to those hours'
     rollups (which their dropped readings made) and removed, so they count once."""
+    if raw_from is None:
+        return 0
     row = one_row(conn.execute(
         """WITH moved AS (
                DELETE FROM reading WHERE time < %(raw_from)s
