@@ -103,7 +103,10 @@ def keep(conn: psycopg.Connection, retention: Retention, *, now: datetime | None
     rolls the job back, or leaves the statements unexecuted.
     """
     state = server_state(conn)
-    path, reason = choose_path(state.licence, rollup_is_aggregate=state.rollup_is_aggregate)
+    try:
+        path, reason = choose_path(state.licence, rollup_is_aggregate=state.rollup_is_aggregate)
+    except ValueError as e:
+        raise TwinError(str(e)) from e
     if path == "policies":
         statements = policy_plan(retention, state)
         if not dry_run:
@@ -141,6 +144,8 @@ def policy_plan(retention: Retention, state: ServerState) -> list[Statement]:
     retain(ROLLUP, retention.rollups)
     retain("event", retention.events)
     retain("staff_position", retention.positions)
+    # Segments of one device's metric in time order: what the charts read, and the columns
+    # of the unique key, which a compressed hypertable's segments and order must cover.
     if not state.compression_enabled:
         out.append(Statement(
             "ALTER TABLE reading SET (timescaledb.compress, "
