@@ -48,10 +48,13 @@ def test_twin_tables_and_hypertables_exist(conn: psycopg.Connection) -> None:
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"community", "grid", "building", "entrance", "unit", "resident", "facility",
             "device_type", "device", "staff", "walk_node", "walk_edge", "reading", "event",
-            "staff_position", "device_state", "schema_version"} <= tables
+            "staff_position", "device_state", "schema_version", "reading_hourly",
+            "lifecycle_state"} <= tables
     hypertables = {r[0] for r in conn.execute(
         "SELECT hypertable_name FROM timescaledb_information.hypertables")}
-    assert hypertables == {"reading", "event", "staff_position"}
+    # reading_hourly: a hypertable on the apache edition (a continuous aggregate on the
+    # timescale edition), so that the lifecycle job drops its old chunks too.
+    assert hypertables == {"reading", "event", "staff_position", "reading_hourly"}
     srids = dict(conn.execute(
         "SELECT f_table_name || '.' || f_geometry_column, srid FROM geometry_columns"
     ).fetchall())

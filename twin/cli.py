@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sys
-from typing import Annotated
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,6 +20,9 @@ from twin.errors import TwinError
 from twin.services import stack
 from twin.store import migrations
 from twin.store.connection import describe
+
+if TYPE_CHECKING:
+    from twin.store.lifecycle import Outcome
 
 app = typer.Typer(
     help="Digital-twin operations center for smart residential communities.",
@@ -105,6 +113,102 @@ def db_status() -> None:
     console.print(table)
 
 
+@db_app.command("lifecycle")
+def db_lifecycle(
+    readings_days: Annotated[float, typer.Option(
+        envvar="TWIN_KEEP_READINGS_DAYS", help="Days of raw readings kept.")] = 90,
+    rollups_days: Annotated[float, typer.Option(
+        envvar="TWIN_KEEP_ROLLUPS_DAYS", help="Days of hourly rollups of readings kept.")] = 730,
+    events_days: Annotated[float, typer.Option(
+        envvar="TWIN_KEEP_EVENTS_DAYS", help="Days of events kept; 0: for ever.")] = 0,
+    positions_days: Annotated[float, typer.Option(
+        envvar="TWIN_KEEP_POSITIONS_DAYS",
+        help="Days of staff positions kept; 0: for ever.")] = 0,
+    compress_after_days: Annotated[float, typer.Option(
+        envvar="TWIN_COMPRESS_AFTER_DAYS",
+        help="Timescale edition: days after which readings are compressed; 0: a week, or "
+             "half the raw retention if shorter.")] = 0,
+    every: Annotated[str | None, typer.Option(
+        help="Run again at this interval until stopped (90s, 15m, 1h, 1d).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Report what would be done, and do nothing.")] = False,
+) -> None:
+    """Roll readings up into hourly rollups and drop data past its retention.
+
+    On the apache edition of TimescaleDB this runs the project's job once (or
+    with --every, again and again; or from a systemd timer). On the timescale
+    edition it sets the server's own policies, which then run by themselves.
+    """
+    from twin.lifecycle import Retention
+    from twin.store import lifecycle
+
+    try:
+        retention = Retention.in_days(readings=readings_days, rollups=rollups_days,
+                                      events=events_days, positions=positions_days,
+                                      compress_after=compress_after_days)
+    except ValueError as e:
+        raise TwinError(str(e)) from e
+    period = None if every is None else _seconds(every)
+    settings = load_settings()
+    try:
+        while True:
+            began = time.monotonic()
+            try:
+                with command_connection(settings) as conn:
+                    migrations.require_current(conn)
+                    outcome = lifecycle.keep(conn, retention, dry_run=dry_run)
+            except (TwinError, psycopg.OperationalError) as e:
+                if period is None:
+                    raise
+                # A scheduled loop outlives a restart of the database or a run already going.
+                console.print(f"[bold red]error:[/] {e} (trying again in {every})",
+                              highlight=False)
+            else:
+                _print_lifecycle(outcome, dry_run=dry_run)
+                if outcome.path == "policies" and period is not None:
+                    console.print("the server's scheduler runs the policies: nothing to repeat")
+                    return
+            if period is None:
+                return
+            time.sleep(max(0.0, period - (time.monotonic() - began)))
+    except KeyboardInterrupt:
+        if period is None:
+            raise
+        console.print("stopped")
+
+
+@db_app.command("backup")
+def db_backup(file: Annotated[Path, typer.Argument(help="The backup file to write.")]) -> None:
+    """Back up the whole database into FILE (pg_dump's custom format)."""
+    from twin.services.backup import backup
+
+    url = stack.database_url(load_settings())
+    done = backup(url, file)
+    console.print(f"backed up {describe(url)} into {done.path} "
+                  f"({done.bytes / 2**20:,.1f} MiB) in {done.seconds:.1f} s")
+
+
+@db_app.command("restore")
+def db_restore(
+    file: Annotated[Path, typer.Argument(help="A backup written by `twin db backup`.")],
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Drop the database first when it holds data.")] = False,
+) -> None:
+    """Restore FILE as the twin's database (TimescaleDB's pre- and post-restore around
+    pg_restore)."""
+    from twin.services.backup import restore
+
+    url = stack.database_url(load_settings())
+    done = restore(url, file, replace=replace)
+    console.print(f"restored {file} as {describe(url)}{' (replaced)' if done.replaced else ''}: "
+                  f"{done.tables} tables in {done.seconds:.1f} s")
+    with command_connection() as conn:
+        pending = [s for s in migrations.status(conn) if s.applied_at is None]
+    if pending:
+        console.print(f"{len(pending)} migrations are newer than the backup: run "
+                      "`twin db upgrade`")
+
+
 @app.command()
 def info() -> None:
     """Summarise every community in the twin."""
@@ -119,6 +223,35 @@ def info() -> None:
         for community_id, name, city in found:
             print_counts(queries.community_summary(conn, community_id),
                           title=f"{name} ({community_id}, {city})")
+
+
+def _print_lifecycle(outcome: Outcome, *, dry_run: bool) -> None:
+    console.print(f"timescaledb.license = {outcome.licence}: {outcome.reason}")
+    if outcome.report is not None:
+        r = outcome.report
+        dropped = ", ".join(f"{table} {n}" for table, n in r.dropped.items())
+        console.print(f"{'would roll' if dry_run else 'rolled'} up {r.hours:,} hours "
+                      f"({r.rollup_rows:,} rollup rows written, {r.late_readings:,} late "
+                      f"readings added); chunks dropped: {dropped}; raw readings kept from "
+                      f"{r.cutoff.isoformat(timespec='minutes')}; {r.seconds:.1f} s"
+                      + (" (dry run: rolled back)" if dry_run else ""))
+    for statement in outcome.statements:
+        params = f"  -- {', '.join(map(str, statement.params))}" if statement.params else ""
+        console.print(f"{'would run' if dry_run else 'ran'}: {statement.sql}{params}",
+                      highlight=False)
+
+
+_EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def _seconds(text: str) -> float:
+    """'90s', '15m', '1h', '1d' or plain seconds, as seconds."""
+    match = _EVERY.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise TwinError(f"--every takes a positive duration such as 90s, 15m, 1h or 1d, "
+                        f"not {text!r}")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}[match.group(2)]
+    return timedelta(seconds=float(match.group(1)) * unit).total_seconds()
 
 
 # --- queries ---------------------------------------------------------------------------
