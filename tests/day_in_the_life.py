@@ -358,20 +358,29 @@ def judge(db_url: str, *, begin: datetime, end: datetime, script: tuple[Scripted
             {"rule": a[1], "type": a[2], "source": a[3],
              "at": f"{a[4].astimezone(LOCAL):%H:%M}"}
             for a in alarms if a[0] not in claimed]
-        for oid, kind, state, assignee, role, escalated, told in conn.execute(
+        for oid, kind, state, assignee, role, escalated, told, path, why in conn.execute(
                 """SELECT o.id, o.kind, o.state, o.assignee_id, o.role,
                           o.escalation_level > 0,
                           EXISTS (SELECT 1 FROM notification n WHERE n.work_order_id = o.id
-                                  AND n.state = 'delivered')
+                                  AND n.state = 'delivered'),
+                          (SELECT string_agg(e.action || coalesce(' ' || e.staff_id, ''),
+                                             ' → ' ORDER BY e.time, e.id)
+                           FROM work_order_event e WHERE e.work_order_id = o.id
+                             AND e.action <> 'note'),
+                          (SELECT e.detail->>'reason' FROM work_order_event e
+                           WHERE e.work_order_id = o.id AND e.action = 'escalate'
+                           ORDER BY e.time, e.id LIMIT 1)
                    FROM work_order o JOIN alarm a ON a.id = o.alarm_id
                    WHERE a.raised_at >= %s AND a.raised_at < %s ORDER BY o.id""",
                 (begin, end)).fetchall():
             # Taken by someone, or escalated to a tier that was actually told.
             ok = assignee is not None or (escalated and told)
-            why = "" if ok else ("escalated, but no tier was reached" if escalated
-                                 else "nobody assigned and not escalated")
             judged.orders.append({"id": oid, "kind": kind, "state": state,
-                                  "assignee": assignee, "role": role, "ok": ok, "why": why})
+                                  "assignee": assignee, "role": role, "ok": ok,
+                                  "why": "" if ok else ("escalated, but no tier was reached"
+                                                        if escalated else
+                                                        "nobody assigned and not escalated"),
+                                  "path": path or "", "escalated_for": why or ""})
         row = conn.execute(
             """SELECT count(*), count(*) FILTER (WHERE acked_at IS NULL),
                       count(*) FILTER (WHERE ok IS FALSE)
@@ -432,10 +441,13 @@ def markdown(judged: Judged, *, command: str) -> str:
     lines += ["", "## Alarms nobody scripted (the false-positive budget is zero)", ""]
     lines += [f"- {a['at']} `{a['rule']}` {a['type']} on {a['source']}"
               for a in judged.false_alarms] or ["none"]
-    lines += ["", "## Work orders", "", "| order | kind | state | assignee | role | ok |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    lines += ["", "## Work orders", "",
+              "Each order's steps (staff ids), and why it first climbed a tier, if it did.", "",
+              "| order | kind | state | assignee | role | steps | first escalated for | ok |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {o['id']} | {o['kind']} | {o['state']} | {o['assignee'] or '—'} | "
-              f"{o['role']} | {'yes' if o['ok'] else 'no: ' + o['why']} |"
+              f"{o['role']} | {o['path']} | {o['escalated_for'] or '—'} | "
+              f"{'yes' if o['ok'] else 'no: ' + o['why']} |"
               for o in judged.orders]
     lines += ["", "## Commands and notifications", "",
               (f"- commands sent {judged.commands.get('sent', 0)}, unacknowledged "
