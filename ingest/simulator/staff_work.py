@@ -6,7 +6,8 @@ the same through the service function behind the worker's phone page
 (:func:`twin.store.operations.act_on_work_order`), as themselves, on the
 simulated clock: they look at their phone within :data:`REACT_S` of the
 assignment, take the dispatcher's walking time to get there and work
-:data:`WORK_S` on site. The delays come from the order id, so a replay acts
+:data:`WORK_S` on site (finishing a minute before the order's due time when it
+has one, as staff work to deadlines). The delays come from the order id, so a replay acts
 the same. Without it nobody ever accepts an order in a simulation and every
 order climbs the escalation tiers.
 """
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 REACT_S = (45.0, 210.0)
 #: Minutes on site before the job is done.
 WORK_S = (8 * 60.0, 25 * 60.0)
+#: An order with a due time is done this long before it, however long the job would take.
+DUE_MARGIN = timedelta(minutes=1)
+#: The least time on site.
+MIN_WORK_S = 120.0
 #: The walk when the dispatcher gave no walking time (s).
 DEFAULT_WALK_S = 300.0
 #: What the simulated staff member writes when resolving (their own words, in Chinese).
@@ -72,7 +77,12 @@ def _next_step(order: dict[str, Any]) -> tuple[str, datetime]:
     if order["state"] == "accepted":
         walk = order["eta_s"] if order["eta_s"] is not None else DEFAULT_WALK_S
         return "arrive", since + timedelta(seconds=float(walk))
-    return "resolve", since + timedelta(seconds=_spread(oid * 7919, WORK_S))
+    done = since + timedelta(seconds=_spread(oid * 7919, WORK_S))
+    due = order.get("due_at")
+    if due is not None and done > due - DUE_MARGIN:
+        # working to the order's due time, as staff do: done a little before it
+        done = max(since + timedelta(seconds=MIN_WORK_S), due - DUE_MARGIN)
+    return "resolve", done
 
 
 def _spread(n: int, bounds: tuple[float, float]) -> float:

@@ -103,9 +103,9 @@ def in_hand(conn: psycopg.Connection, community_id: str) -> list[dict[str, Any]]
     """Orders a staff member holds (assigned, accepted, arrived), with when each last
     moved and the dispatcher's walking time: what a staff member's phone acts on."""
     rows = conn.execute(
-        """SELECT id, state, assignee_id, updated_at, eta_s, kind FROM work_order
+        """SELECT id, state, assignee_id, updated_at, eta_s, kind, due_at FROM work_order
            WHERE community_id = %s AND assignee_id IS NOT NULL
              AND state IN ('assigned', 'accepted', 'arrived')
            ORDER BY id""", (community_id,)).fetchall()
     return [{"id": r[0], "state": r[1], "assignee_id": r[2], "updated_at": r[3],
-             "eta_s": r[4], "kind": r[5]} for r in rows]
+             "eta_s": r[4], "kind": r[5], "due_at": r[6]} for r in rows]
