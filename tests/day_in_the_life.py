@@ -358,7 +358,10 @@ def judge(db_url: str, *, begin: datetime, end: datetime, script: tuple[Scripted
             {"rule": a[1], "type": a[2], "source": a[3],
              "at": f"{a[4].astimezone(LOCAL):%H:%M}"}
             for a in alarms if a[0] not in claimed]
-        for oid, kind, state, assignee, role, escalated, told, path, why in conn.execute(
+        from twin.escalation import config_for
+
+        for oid, kind, state, assignee, role, escalated, told, path, why, waited_s, community \
+                in conn.execute(
                 """SELECT o.id, o.kind, o.state, o.assignee_id, o.role,
                           o.escalation_level > 0,
                           EXISTS (SELECT 1 FROM notification n WHERE n.work_order_id = o.id
@@ -369,17 +372,26 @@ def judge(db_url: str, *, begin: datetime, end: datetime, script: tuple[Scripted
                              AND e.action <> 'note'),
                           (SELECT e.detail->>'reason' FROM work_order_event e
                            WHERE e.work_order_id = o.id AND e.action = 'escalate'
-                           ORDER BY e.time, e.id LIMIT 1)
+                           ORDER BY e.time, e.id LIMIT 1),
+                          (SELECT extract(epoch FROM min(e.time) - o.created_at)
+                           FROM work_order_event e WHERE e.work_order_id = o.id
+                             AND e.action IN ('assign', 'escalate')),
+                          o.community_id
                    FROM work_order o JOIN alarm a ON a.id = o.alarm_id
                    WHERE a.raised_at >= %s AND a.raised_at < %s ORDER BY o.id""",
                 (begin, end)).fetchall():
-            # Taken by someone, or escalated to a tier that was actually told.
-            ok = assignee is not None or (escalated and told)
+            # Answered within the front line's response time (someone sent, or the order
+            # climbed), and then taken by someone or escalated to a tier that was told.
+            limit_s = config_for(community).policy(0, kind).unassigned.total_seconds()
+            answered = waited_s is not None and float(waited_s) <= limit_s + 60
+            ok = answered and (assignee is not None or (escalated and told))
             judged.orders.append({"id": oid, "kind": kind, "state": state,
                                   "assignee": assignee, "role": role, "ok": ok,
-                                  "why": "" if ok else ("escalated, but no tier was reached"
-                                                        if escalated else
-                                                        "nobody assigned and not escalated"),
+                                  "why": "" if ok else (
+                                      "not answered within its response time" if not answered
+                                      else "escalated, but no tier was reached" if escalated
+                                      else "nobody assigned and not escalated"),
+                                  "answered_s": None if waited_s is None else float(waited_s),
                                   "path": path or "", "escalated_for": why or ""})
         row = conn.execute(
             """SELECT count(*), count(*) FILTER (WHERE acked_at IS NULL),
@@ -442,12 +454,16 @@ def markdown(judged: Judged, *, command: str) -> str:
     lines += [f"- {a['at']} `{a['rule']}` {a['type']} on {a['source']}"
               for a in judged.false_alarms] or ["none"]
     lines += ["", "## Work orders", "",
-              "Each order's steps (staff ids), and why it first climbed a tier, if it did.", "",
-              "| order | kind | state | assignee | role | steps | first escalated for | ok |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              ("Each order's steps (staff ids), how long until it was answered (someone sent, "
+              "or the order climbed a tier; the front line's response time is 2 minutes), "
+              "and why it first climbed, if it did."), "",
+              ("| order | kind | state | assignee | role | steps | answered after | "
+              "first escalated for | ok |"),
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {o['id']} | {o['kind']} | {o['state']} | {o['assignee'] or '—'} | "
-              f"{o['role']} | {o['path']} | {o['escalated_for'] or '—'} | "
-              f"{'yes' if o['ok'] else 'no: ' + o['why']} |"
+              f"{o['role']} | {o['path']} | "
+              f"{'—' if o['answered_s'] is None else format(o['answered_s'], '.0f') + ' s'} | "
+              f"{o['escalated_for'] or '—'} | {'yes' if o['ok'] else 'no: ' + o['why']} |"
               for o in judged.orders]
     lines += ["", "## Commands and notifications", "",
               (f"- commands sent {judged.commands.get('sent', 0)}, unacknowledged "
