@@ -330,11 +330,13 @@ def status_command(
 @notify_app.command("retry")
 def retry_command(
     ids: Annotated[list[int], typer.Argument(help="Ids of failed notifications.")],
+    community: Annotated[str | None, typer.Option(
+        help="Only this community's (ids of another community are left alone).")] = None,
 ) -> None:
     """Give failed notifications a new round of tries (after the gateway is fixed)."""
     settings = load_settings()
     with connect(stack.database_url(settings), autocommit=True) as conn:
-        n = outbox.requeue_failed(conn, ids, now=utc_now())
+        n = outbox.requeue_failed(conn, ids, now=utc_now(), community_id=community)
     console.print(f"{n} notification(s) pending again")
 
 

@@ -721,3 +721,20 @@ def test_a_worker_that_outlived_its_lease_cannot_overwrite_the_next_one(db, peop
     assert not outbox.mark_delivered(db, first.token, nid, at=T0)
     assert outbox.mark_delivered(db, second.token, nid, at=T0 + timedelta(seconds=62))
     assert _state(db, nid)[:2] == ("delivered", 2)
+
+
+def test_a_retry_scoped_to_a_community_leaves_anothers_failures_alone(twin_db_url) -> None:
+    from twin.notify import outbox
+
+    at = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+    with psycopg.connect(twin_db_url, autocommit=True) as conn:
+        (community,) = conn.execute("SELECT id FROM community ORDER BY id LIMIT 1").fetchone()
+        conn.execute("INSERT INTO community (id, name, city, local_srid, boundary) "
+                     "SELECT 'other', name, city, local_srid, boundary FROM community "
+                     "WHERE id = %s", (community,))
+        mine, theirs = (ops.notify(conn, community_id=c, channel="staff", recipient="s1",
+                                   message="m", at=at) for c in (community, "other"))
+        conn.execute("UPDATE notification SET state = 'failed', attempts = 5")
+        assert outbox.requeue_failed(conn, [mine, theirs], now=at, community_id=community) == 1
+        states = dict(conn.execute("SELECT id, state FROM notification").fetchall())
+    assert states == {mine: "pending", theirs: "failed"}

@@ -113,13 +113,17 @@ def staff_contacts(conn: psycopg.Connection, staff_ids: Iterable[str]) -> dict[s
     return {sid: Contact(phone=phone or None, email=email or None) for sid, phone, email in rows}
 
 
-def requeue_failed(conn: psycopg.Connection, ids: Iterable[int], *, now: datetime) -> int:
-    """Give failed notifications a new round of tries (after a gateway was fixed)."""
+def requeue_failed(conn: psycopg.Connection, ids: Iterable[int], *, now: datetime,
+                   community_id: str | None = None) -> int:
+    """Give failed notifications a new round of tries (after a gateway was fixed); with
+    ``community_id``, only that community's (an operator of one community retries theirs)."""
     with conn.transaction():
         cur = conn.execute(
             """UPDATE notification SET state = 'pending', attempts = 0, next_attempt_at = %s,
                                        claim_token = NULL
-               WHERE id = ANY(%s) AND state = 'failed'""", (now, sorted(set(ids))))
+               WHERE id = ANY(%s) AND state = 'failed'
+                 AND (%s::text IS NULL OR community_id = %s)""",
+            (now, sorted(set(ids)), community_id, community_id))
         return cur.rowcount
 
 
