@@ -333,5 +333,4 @@ def _mins(delta: timedelta) -> float | int:
 
 
 def _minutes(delta: timedelta) -> str:
-    minutes = delta.total_seconds() / 60
-    return f"{minutes:g} min"
+    return f"{_mins(delta):g} min"
