@@ -48,6 +48,7 @@ from pydantic import (
 )
 
 from twin.calendars import WEEKDAYS, WorkingHours
+from twin.config_errors import KeyCheckError, describe
 from twin.dispatch import SHIFTS
 from twin.errors import TwinError
 from twin.work_orders import STAFF_ROLES, EscalationPolicy
@@ -166,12 +167,12 @@ class Tier(_Model):
         elif (self.role is None) == (not self.departments):
             raise ValueError("give a tier either a staff 'role' or 'departments' by category")
         if self.role is not None and self.role not in STAFF_ROLES:
-            raise _KeyError("role", f"unknown staff role {self.role!r}; expected one of "
+            raise KeyCheckError("role", f"unknown staff role {self.role!r}; expected one of "
                                     f"{list(STAFF_ROLES)}")
         if self.role is not None or self.id == FRONT_LINE:
             for field in ("calendar", "sla"):
                 if getattr(self, field) is None:
-                    raise _KeyError(field, "a tier of staff needs a " + repr(field))
+                    raise KeyCheckError(field, "a tier of staff needs a " + repr(field))
         return self
 
     @property
@@ -202,38 +203,38 @@ class EscalationConfig(_Model):
     @model_validator(mode="after")
     def _references(self) -> EscalationConfig:
         if self.tiers[0].id != FRONT_LINE:
-            raise _KeyError("tiers.0.id", f"the first tier is {FRONT_LINE!r}, the order's own "
+            raise KeyCheckError("tiers.0.id", f"the first tier is {FRONT_LINE!r}, the order's own "
                                           f"role; got {self.tiers[0].id!r}")
         seen: set[str] = set()
         for i, tier in enumerate(self.tiers):
             if tier.id in seen:
-                raise _KeyError(f"tiers.{i}.id", f"tier {tier.id!r} is defined twice")
+                raise KeyCheckError(f"tiers.{i}.id", f"tier {tier.id!r} is defined twice")
             seen.add(tier.id)
             if tier.calendar is not None and tier.calendar not in self.calendars:
-                raise _KeyError(f"tiers.{i}.calendar", f"there is no calendar {tier.calendar!r}; "
+                raise KeyCheckError(f"tiers.{i}.calendar", f"there is no calendar {tier.calendar!r}; "
                                 f"the calendars are {sorted(self.calendars)}")
             for category, dept in tier.departments.items():
                 if category != "default" and category not in self.categories:
-                    raise _KeyError(f"tiers.{i}.departments.{category}",
+                    raise KeyCheckError(f"tiers.{i}.departments.{category}",
                                     f"there is no category {category!r}; the categories are "
                                     f"{sorted(self.categories)}")
                 if dept not in self.departments:
-                    raise _KeyError(f"tiers.{i}.departments.{category}",
+                    raise KeyCheckError(f"tiers.{i}.departments.{category}",
                                     f"there is no department {dept!r}; the departments are "
                                     f"{sorted(self.departments)}")
             if tier.external and "default" not in tier.departments:
-                raise _KeyError(f"tiers.{i}.departments", "say which department takes the "
+                raise KeyCheckError(f"tiers.{i}.departments", "say which department takes the "
                                 "other categories: add 'default'")
         for name, department in self.departments.items():
             if department.calendar not in self.calendars:
-                raise _KeyError(f"departments.{name}.calendar", f"there is no calendar "
+                raise KeyCheckError(f"departments.{name}.calendar", f"there is no calendar "
                                 f"{department.calendar!r}; the calendars are "
                                 f"{sorted(self.calendars)}")
         owner: dict[str, str] = {}
         for category, kinds in self.categories.items():
             for kind in kinds:
                 if kind in owner:
-                    raise _KeyError(f"categories.{category}", f"order kind {kind!r} is already "
+                    raise KeyCheckError(f"categories.{category}", f"order kind {kind!r} is already "
                                     f"in category {owner[kind]!r}")
                 owner[kind] = category
         return self
@@ -362,7 +363,7 @@ def parse_config(text: str, *, origin: str = "<text>") -> EscalationConfig:
     try:
         return EscalationConfig.model_validate(data)
     except ValidationError as e:
-        raise EscalationConfigError(_describe(origin, e)) from None
+        raise EscalationConfigError(describe(origin, e)) from None
 
 
 def load_config(path: Path) -> EscalationConfig:
@@ -411,22 +412,3 @@ def _span(text: str) -> tuple[time, time]:
     return time(h1, m1), time(0) if h2 == 24 else time(h2, m2)
 
 
-class _KeyError(ValueError):
-    """A check across keys, raised inside validation, reported at its own key."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-
-
-def _describe(origin: str, error: ValidationError) -> str:
-    first = error.errors(include_url=False)[0]
-    cause = (first.get("ctx") or {}).get("error")
-    loc = ".".join(str(p) for p in first["loc"])
-    if isinstance(cause, _KeyError):
-        key = f"{loc}.{cause.key}" if loc and not cause.key.startswith(loc) else cause.key
-        return f"{origin}: key '{key}': {cause}"
-    message = first["msg"].removeprefix("Value error, ")
-    shown = first["type"] not in ("missing", "extra_forbidden")
-    got = f"; got {first['input']!r}" if shown else ""
-    return f"{origin}: key '{loc or '(top)'}': {message}{got}"

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from twin.config_errors import KeyCheckError, describe
 from twin.errors import TwinError
 from twin.notify.retry import RetryPolicy
 from twin.yaml12 import load_mapping
@@ -143,7 +144,7 @@ class NotifyConfig(_Model):
     def _complete(self) -> NotifyConfig:
         missing = [c for c in CHANNELS if c not in self.default]
         if missing:
-            raise _KeyError("default", f"every channel needs a route; missing {missing}")
+            raise KeyCheckError("default", f"every channel needs a route; missing {missing}")
         for where, routes in [("default", self.default),
                               *((f"communities.{c}", r) for c, r in self.communities.items())]:
             for channel, route in routes.items():
@@ -151,17 +152,17 @@ class NotifyConfig(_Model):
                     key = f"{where}.{channel}.via.{i}"
                     settings = self.transports.get(name)
                     if settings is None:
-                        raise _KeyError(key, f"there is no transport {name!r}; the transports "
+                        raise KeyCheckError(key, f"there is no transport {name!r}; the transports "
                                              f"are {sorted(self.transports)}")
                     need = settings.address
                     if need != "none" and need not in RECIPIENT_GIVES[channel] \
                             and need not in route.duty.gives():
-                        raise _KeyError(key, f"{channel} recipients give no {need} for "
+                        raise KeyCheckError(key, f"{channel} recipients give no {need} for "
                                              f"{settings.kind} transport {name!r}: set "
                                              f"'{where}.{channel}.duty.{need}'")
                 slowest = sum(self.transports[name].timeout_s for name in route.via)
                 if self.retry.lease_s < 2 * slowest:
-                    raise _KeyError("retry.lease_s", f"{self.retry.lease_s:g} s is too short for "
+                    raise KeyCheckError("retry.lease_s", f"{self.retry.lease_s:g} s is too short for "
                                     f"{where}.{channel} (via {', '.join(route.via)}: up to "
                                     f"{slowest:g} s of timeouts); give at least twice that")
         return self
@@ -187,7 +188,7 @@ def parse_config(text: str, *, origin: str = "<text>") -> NotifyConfig:
     try:
         return NotifyConfig.model_validate(data)
     except ValidationError as e:
-        raise NotifyConfigError(_describe(origin, e)) from None
+        raise NotifyConfigError(_describe_notify(origin, e)) from None
 
 
 def load_config(path: Path) -> NotifyConfig:
@@ -201,26 +202,14 @@ def load_config(path: Path) -> NotifyConfig:
 
 # --- private -----------------------------------------------------------------------------
 
-class _KeyError(ValueError):
-    """A check across keys, raised inside validation, reported at its own key."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-
-
-def _describe(origin: str, error: ValidationError) -> str:
-    first = error.errors(include_url=False)[0]
-    cause = (first.get("ctx") or {}).get("error")
-    if isinstance(cause, _KeyError):
-        return f"{origin}: key '{cause.key}': {cause}"
-    loc: list[Any] = list(first["loc"])
-    # a transport's tagged union adds its kind to the path: transports.mail.smtp.port
-    if len(loc) > 2 and loc[0] == "transports" and loc[2] in ("smtp", "webhook", "mqtt"):
-        del loc[2]
-    key = ".".join(str(p) for p in loc) or "(top)"
-    message = first["msg"].removeprefix("Value error, ")
+def _describe_notify(origin: str, error: ValidationError) -> str:
+    # a transport's tagged union adds its kind to the path: transports.mail.smtp.port;
     # duty addresses are people's or desks' contacts: not echoed
-    shown = "duty" not in loc and first["type"] not in ("missing", "extra_forbidden")
-    got = f"; got {first['input']!r}" if shown else ""
-    return f"{origin}: key '{key}': {message}{got}"
+    return describe(origin, error, path=_untagged, unechoed=("duty",))
+
+
+def _untagged(loc: list[Any]) -> list[Any]:
+    if len(loc) > 2 and loc[0] == "transports" and loc[2] in ("smtp", "webhook", "mqtt"):
+        return loc[:2] + loc[3:]
+    return loc
