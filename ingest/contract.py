@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from twin.device_types import AccessMethod
@@ -223,4 +224,13 @@ def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
 def fmt_time(ts: datetime) -> str:
     """Fixed-width UTC text, so that times compare correctly as strings (latest state)."""
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def command_message(community_id: str, device_id: str, command_id: str, issued_at: datetime,
+                    command: str, args: dict[str, Any]) -> tuple[str, bytes]:
+    """The ``cmd`` topic and payload of one command to one device (mqtt.md#cmd-and-ack): what
+    the rules' outbox and the notification worker's speakers both publish."""
+    return (topic(community_id, device_id, "cmd"),
+            orjson.dumps({"id": command_id, "ts": fmt_time(issued_at), "command": command,
+                          "args": args}))
 

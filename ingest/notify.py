@@ -22,7 +22,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 import typer
@@ -89,10 +88,9 @@ class MqttTransport:
             raise DeliveryError("MQTT broker not connected")
         infos = []
         for command_id, device_id, community_id, issued_at in commands:
-            payload = orjson.dumps({"id": command_id, "ts": contract.fmt_time(issued_at),
-                                    "command": "broadcast", "args": {"text": delivery.text}})
-            infos.append(self.client.publish(contract.topic(community_id, device_id, "cmd"),
-                                             payload, qos=1))
+            infos.append(self.client.publish(*contract.command_message(
+                community_id, device_id, command_id, issued_at, "broadcast",
+                {"text": delivery.text}), qos=1))
         deadline = time.monotonic() + self.settings.timeout_s
         unheard = 0
         for info in infos:

@@ -283,10 +283,8 @@ class RulesService(Consumer):
         pending = store.pending_commands(conn)
         if not pending:
             return
-        infos = [(c.outbox_id, self.client.publish(
-            contract.topic(c.community_id, c.device_id, "cmd"),
-            orjson.dumps({"id": c.command_id, "ts": contract.fmt_time(c.issued_at),
-                          "command": c.command, "args": c.args}), qos=1))
+        infos = [(c.outbox_id, self.client.publish(*contract.command_message(
+            c.community_id, c.device_id, c.command_id, c.issued_at, c.command, c.args), qos=1))
             for c in pending]
         done = []
         for outbox_id, info in infos:
