@@ -31,6 +31,8 @@ from tests.test_rules_service import (
 from twin.rules import store
 from twin.rules.engine import bucket_hours, bucket_of
 from twin.store import operations as ops
+from twin.store.reads.texts import wording
+from twin.texts import Viewer
 
 
 def _detect(camera: str, at: datetime, cls: str, **attrs) -> tuple[str, bytes]:
@@ -97,6 +99,11 @@ def test_two_cameras_on_one_car_are_one_alarm_and_one_order(twin_db_url, start_r
     assert order.state == "closed"
     assert order.history[-1].action == "settle" and order.history[-1].actor == "system"
     assert order.history[-1].note == f"alarm {alarm_id} cleared: no car seen for 150 s"
+    said = order.history[-1].detail["said"]  # and in the reader's language
+    with psycopg.connect(url) as conn:
+        words = wording(conn, [(said["key"], said["params"])])
+    assert words.render(said["key"], said["params"], viewer=Viewer("zh-CN")) == \
+        f"告警 #{alarm_id} 已解除：150 秒内未再见到车辆"
     assert service.errors == []
 
 

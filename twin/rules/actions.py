@@ -46,7 +46,7 @@ class ClearAlarm:
     #: The severity this rule itself raises the type at: an alarm another rule made
     #: worse (an early warning grown into the real thing) is not this rule's to clear.
     up_to: str | None = None
-    #: The reason as a text key and parameters (`reason` is its zh-CN rendering).
+    #: The reason as a text key and parameters (`reason` is its English rendering, for logs).
     text_key: str | None = None
     text_params: dict[str, Any] = field(default_factory=dict)
 

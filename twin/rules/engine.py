@@ -567,9 +567,12 @@ class Engine:
             _, source_id = self._source(rule, spec.source, key, c)
             own = [n.spec.severity for n in r.nodes
                    if isinstance(n.spec, schema.RaiseAlarm) and n.spec.type == spec.type]
+            # the reason's line for logs is English; readers get it rendered from its key
+            said = render(node_text_.by_lang(), params, viewer=Viewer("en"),
+                          names=self.names(params)) if node_text_ is not None else ""
             plain = spec.reason if isinstance(spec.reason, str) else ""
             return [act.ClearAlarm(node=node.id, community_id=community, source_id=source_id,
-                                   type=spec.type, at=obs.at, reason=zh or plain or
+                                   type=spec.type, at=obs.at, reason=said or plain or
                                    f"rule {r.id}: condition cleared", after_alarm=after_alarm,
                                    orders=r.orders_on_clear,
                                    up_to=min(own, key=severity_rank) if own else None,
