@@ -39,6 +39,12 @@ def test_setup_from_nothing_then_everyday_commands(home: dict[str, str], sample)
 
     status = _twin(home, "status")
     assert status.count("running") == 2
+    # Both servers are closed from the start, and no command prints their secrets.
+    password = (Path(home["TWIN_HOME"]) / "pg.pgpass").read_text().split(":")[-1].strip()
+    assert password and password not in out + status
+    credentials = _twin(home, "credentials", "show")
+    assert "pg.pgpass" in credentials and "mqtt/secret" in credentials
+    assert password not in credentials
 
     # A second setup over the running stack changes nothing and applies nothing.
     again = _twin(home, "setup")
