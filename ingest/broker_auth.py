@@ -56,8 +56,8 @@ from twin.services.broker_accounts import (
     service_acl_lines,
     service_credentials,
     write_auth_files,
-    write_private,
 )
+from twin.services.private_files import write_private
 from twin.store import migrations
 from twin.store.connection import connect
 

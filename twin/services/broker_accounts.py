@@ -30,12 +30,12 @@ import hashlib
 import hmac
 import os
 import secrets
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from twin.errors import TwinError
+from twin.services.private_files import create_private, write_private
 
 ADMIN = "twin-admin"
 INGEST = "twin-ingest"
@@ -218,44 +218,6 @@ def admitted(password_file: Path) -> set[str]:
     except FileNotFoundError:
         return set()
     return {line.split(":", 1)[0] for line in text.splitlines() if ":" in line}
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with ``text``, readable and writable by its owner only."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def create_private(path: Path, text: str) -> bool:
-    """Create ``path`` (mode 0600) holding ``text`` unless it exists; False if it did.
-
-    The file appears whole (written aside, then hard-linked into place), so two
-    processes racing to create it agree: the loser reads the winner's file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _b64(data: bytes) -> str:

@@ -29,8 +29,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from twin.errors import MissingComponentError, TwinError
-from twin.services.broker_accounts import create_private, write_private
 from twin.services.ports import free_port, port_in_use
+from twin.services.private_files import create_private, write_private
 
 INSTALL_HINT = "run scripts/install-system.sh as root, or use the timescale/timescaledb-ha image"
 #: The cluster's superuser, the role the twin connects as.
