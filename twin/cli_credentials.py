@@ -59,6 +59,9 @@ def show() -> None:
             lines.append(f"  secret         {broker.secret_file} (mode 0600; every password "
                          "is derived from it)")
             lines.append(f"  accounts       {accounts}")
+            if ADMIN not in users:
+                lines.append(f"                 no {ADMIN} (files of an older `twin broker-config`"
+                             ", or --no-admin): `twin broker-config` writes it")
             lines.append('  mosquitto_sub  mosquitto_sub -L "$(twin credentials url mqtt)'
                          '/twin/v1/#" -v')
     lines.append("rotate: `twin credentials rotate-database`, `twin broker-config --rotate` "
