@@ -44,14 +44,13 @@ from bench.common import ratio, scratch_dir, start_run
 from ingest.broker_auth import (
     DEVICE_WRITES,
     GATEWAY_WRITES,
-    RUNNING_SERVICES,
     DeviceAccount,
     acl_text,
     device_password,
-    password_lines,
 )
 from ingest.contract import TWIN_TO_DEVICE, topic
 from twin.device_types import GATEWAY_TYPE
+from twin.services.broker_accounts import RUNNING_SERVICES, password_lines
 from twin.services.ports import free_port
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -187,7 +186,7 @@ def _accounts(n: int) -> list[DeviceAccount]:
 
 def _bare_acl(accounts: list[DeviceAccount]) -> str:
     """The same ACL file by the plainest loop a user would write."""
-    from ingest.broker_auth import SERVICE_ACL
+    from twin.services.broker_accounts import SERVICE_ACL
 
     out = ["# Written by `twin broker-config` from the device registry; edits are overwritten.",
            "# No topic line comes before the first user, so anonymous clients get nothing."]

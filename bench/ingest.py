@@ -49,6 +49,7 @@ from gis_data import SAMPLE_DIR
 from gis_data.dataset import read_dataset
 from ingest import contract
 from ingest.broker import BrokerAddress, forget_session, make_client, session_properties
+from twin.services.broker_accounts import INGEST
 from twin.services.mosquitto import EmbeddedMosquitto
 from twin.services.ports import free_port
 from twin.store.connection import connect
@@ -191,7 +192,7 @@ def _stack(sample) -> Iterator[tuple[str, EmbeddedMosquitto]]:
 
 def _queue(broker: EmbeddedMosquitto, messages: list[tuple[str, bytes]]) -> None:
     """Publish everything (QoS 1) while the consumer is offline: the broker queues it."""
-    address = BrokerAddress.parse(broker.url)
+    address = BrokerAddress.parse(broker.admin_url)
     pub = make_client(address, f"bench-pub-{uuid.uuid4().hex[:6]}")
     pub.max_inflight_messages_set(2000)
     pub.max_queued_messages_set(0)
@@ -208,7 +209,7 @@ def _queue(broker: EmbeddedMosquitto, messages: list[tuple[str, bytes]]) -> None
 
 def _drain_raw(broker: EmbeddedMosquitto, messages: list[tuple[str, bytes]]) -> float:
     """Seconds a bare paho client takes to receive the queued messages."""
-    address = BrokerAddress.parse(broker.url)
+    address = BrokerAddress.parse(broker.admin_url)
     client_id = f"bench-raw-{uuid.uuid4().hex[:6]}"
     got = 0
     done = threading.Event()
@@ -243,14 +244,16 @@ def _drain_raw(broker: EmbeddedMosquitto, messages: list[tuple[str, bytes]]) -> 
     seconds = time.perf_counter() - began
     c.disconnect()
     c.loop_stop()
-    forget_session(broker.url, client_id)
+    forget_session(broker.admin_url, client_id)
     return seconds
 
 
 def _drain_ingest(db_url: str, broker: EmbeddedMosquitto, messages: list[tuple[str, bytes]],
                   *, expect_rows: int, processes: int = 1) -> float:
     """Seconds `twin ingest` (one or more processes in one group) takes to commit the rows."""
-    env = {**os.environ, "TWIN_DATABASE_URL": db_url, "TWIN_MQTT_URL": broker.url}
+    # TWIN_HOME holds the broker's secret: each process logs in with its own account
+    env = {**os.environ, "TWIN_DATABASE_URL": db_url, "TWIN_MQTT_URL": broker.url,
+           "TWIN_HOME": str(broker.directory.parent)}
     group = f"bench{uuid.uuid4().hex[:6]}"
     ports = [free_port() for _ in range(processes)]
     argvs = [[TWIN, "ingest", "--client-id", f"{group}-{i}", "--group", group,
@@ -284,7 +287,7 @@ def _drain_ingest(db_url: str, broker: EmbeddedMosquitto, messages: list[tuple[s
             proc.send_signal(signal.SIGTERM)
             proc.wait()
         for i in range(processes):
-            forget_session(broker.url, f"{group}-{i}")
+            forget_session(broker.service_url(INGEST), f"{group}-{i}")
     with psycopg.connect(db_url, autocommit=True) as conn:
         stored = conn.execute("SELECT count(*) FROM reading").fetchone()[0]
         if stored != expect_rows:
@@ -375,10 +378,11 @@ def _lag(db_url: str, broker: EmbeddedMosquitto, community: str, sensors: list[s
     go = multiprocessing.Event()
     sent = multiprocessing.Value("i", 0)
     publisher = multiprocessing.Process(
-        target=_publish_steadily, args=(broker.url, community, sensors, rate, seconds, go, sent))
+        target=_publish_steadily,
+        args=(broker.admin_url, community, sensors, rate, seconds, go, sent))
     publisher.start()
-    service = IngestService(db_url, broker.url, IngestOptions(client_id="bench-lag",
-                                                              group="lag"))
+    service = IngestService(db_url, broker.service_url(INGEST),
+                            IngestOptions(client_id="bench-lag", group="lag"))
     samples: list[float] = []
     observe = service.metrics.lag.observe
     service.metrics.lag.observe = lambda v: (samples.append(v), observe(v))  # type: ignore

@@ -112,7 +112,9 @@ def main(
             conn.commit()
         broker = EmbeddedMosquitto(root / "mqtt")
         broker.start()
-        env = {**os.environ, "TWIN_DATABASE_URL": url, "TWIN_MQTT_URL": broker.url}
+        # TWIN_HOME holds the broker's secret: ingest and the rules log in as themselves
+        env = {**os.environ, "TWIN_DATABASE_URL": url, "TWIN_MQTT_URL": broker.url,
+               "TWIN_HOME": str(root)}
         procs = [
             subprocess.Popen([TWIN, "ingest", "--metrics-port", str(free_port())], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
@@ -125,7 +127,7 @@ def main(
             for proc in procs:
                 _when_ready(proc)
             figures, baselines, ratios = _run(
-                url, broker.url, community, meters, cameras, rate=rate, seconds=seconds,
+                url, broker.admin_url, community, meters, cameras, rate=rate, seconds=seconds,
                 batch=batch, rules=rules,
                 gateways=sorted(devices[devices["type"] == "iot_gateway"]["id"]))
         finally:

@@ -112,10 +112,10 @@ def _embedded_running(settings: Settings) -> bool:
 def _open_sessions() -> None:
     """Ingest's and the rules' broker sessions exist before the simulator's first message."""
     from ingest.broker import with_service_credentials
-    from ingest.broker_auth import INGEST, RULES
     from ingest.consumer import open_session
     from ingest.rules import RULE_KINDS, RulesOptions
     from ingest.service import IngestOptions
+    from twin.services.broker_accounts import INGEST, RULES
     url = stack.mqtt_url(load_settings())
     open_session(with_service_credentials(url, INGEST), IngestOptions())
     open_session(with_service_credentials(url, RULES), RulesOptions(), RULE_KINDS)

@@ -3,16 +3,11 @@
 Every device logs in with its registry ``credentials_id`` and may only speak
 on its own topics (``twin/v1/{community}/{device}/{kind}``): publish its
 telemetry, events, status and command acks (and, for a gateway, batches),
-and read its own commands. Three service accounts complete the picture:
-
-``twin-ingest``     reads everything under ``twin/v1/`` (shared subscriptions
-                    included) and writes commands (``twin/v1/+/+/cmd``).
-``twin-rules``      the rule engine beside ingest: the same reads, and writes
-                    the commands its rules send (fans, chargers, speakers).
-``twin-simulator``  writes anything under ``twin/v1/`` on behalf of many
-                    devices, and reads their commands (``twin/v1/+/+/cmd``)
-                    to obey and acknowledge them; a test and demo harness,
-                    only written on request.
+and read its own commands. The stack's own accounts (``twin-admin``,
+``twin-ingest``, ``twin-rules`` and, on request, ``twin-simulator``) complete
+the picture; they, the secret, the password hashes and the file format are
+``twin.services.broker_accounts``, which the embedded broker starts with
+before any device is known.
 
 Nobody else, and nothing anonymous. Passwords are not stored anywhere: each
 is HMAC-SHA256 of the account name under one random secret per
@@ -24,16 +19,10 @@ default ACL plugin of Mosquitto 2.0 read; ``auth.conf`` switches them on.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
 import re
-import secrets
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -48,26 +37,30 @@ from twin.config import Settings, load_settings
 from twin.device_types import DEVICE_TYPES, GATEWAY_TYPE
 from twin.errors import TwinError
 from twin.services import stack
-from twin.services.mosquitto import AUTH_CONF
+from twin.services.broker_accounts import (
+    ACL_FILE,
+    ADMIN,
+    AUTH_CONF,
+    INGEST,
+    PASSWORD_FILE,
+    RULES,
+    RUNNING_SERVICES,
+    SECRET_BYTES,
+    SECRET_FILE,
+    SERVICES,
+    SIMULATOR,
+    admitted,
+    derive_password,
+    load_secret,
+    password_lines,
+    service_acl_lines,
+    service_credentials,
+    write_auth_files,
+)
+from twin.services.private_files import write_private
 from twin.store import migrations
 from twin.store.connection import connect
 
-INGEST = "twin-ingest"
-RULES = "twin-rules"
-SIMULATOR = "twin-simulator"
-SERVICES: tuple[str, ...] = (INGEST, RULES, SIMULATOR)
-#: The accounts every broker configuration admits; the simulator only on request.
-RUNNING_SERVICES: tuple[str, ...] = (INGEST, RULES)
-#: The fixed prefix that keeps service passwords apart from device passwords.
-SERVICE_PREFIX = "service:"
-
-PASSWORD_FILE = "passwords"
-ACL_FILE = "acl"
-#: Iterations of PBKDF2-SHA512, as ``mosquitto_passwd`` 2.0 writes them.
-PBKDF2_ITERATIONS = 101
-SALT_BYTES = 12
-SECRET_BYTES = 32
-PASSWORD_CHARS = 32
 USERNAME_ENV = "TWIN_MQTT_USERNAME"
 PASSWORD_ENV = "TWIN_MQTT_PASSWORD"
 
@@ -77,20 +70,11 @@ DEVICE_WRITES: tuple[contract.Kind, ...] = tuple(
     k for k in contract.DEVICE_TO_TWIN if k not in ("batch", "position"))
 GATEWAY_WRITES: tuple[contract.Kind, ...] = (*DEVICE_WRITES, "batch")
 BADGE_WRITES: tuple[contract.Kind, ...] = (*DEVICE_WRITES, "position")
-_ALL = f"{contract.ROOT}/{contract.VERSION}/#"
-SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
-    INGEST: (("read", _ALL), ("write", contract.topic("+", "+", "cmd"))),
-    RULES: (("read", _ALL), ("write", contract.topic("+", "+", "cmd"))),
-    # It speaks for every device, so it also takes their commands, as each device would.
-    SIMULATOR: (("write", _ALL), ("read", contract.topic("+", "+", "cmd"))),
-}
-
 #: Mosquitto 2.0 loads a per-user ACL file in time that grows with the square of its
 #: users (measured: 10k 0.9 s, 20k 3.8 s, 40k 15.7 s) and serves no one meanwhile.
 ACL_USERS_ADVISED = 20_000
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@\-]{1,128}$")
 _TOPIC_LEVEL = re.compile(r"^[^/+#\s\x00$][^/+#\s\x00]*$")
-_HASH_CHUNK = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,60 +124,12 @@ class BrokerConfigReport:
 
 def secret_path(settings: Settings | None = None) -> Path:
     """Where the installation's secret lives by default: ``<TWIN_HOME>/mqtt/secret``."""
-    return (settings or load_settings()).home / "mqtt" / "secret"
-
-
-def load_secret(path: Path, *, create: bool = True) -> bytes:
-    """The installation's secret, created (random, mode 0600) on first use.
-
-    Parameters
-    ----------
-    path
-        The secret file: hex text, one line.
-    create
-        Create the file when it does not exist; otherwise that is an error.
-
-    Returns
-    -------
-    bytes
-        The secret key.
-    """
-    path = Path(path)
-    if create and not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process created it a moment ago: use theirs
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(SECRET_BYTES) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError as e:
-        raise TwinError(f"there is no broker secret at {path}: run `twin broker-config`") from e
-    try:
-        secret = bytes.fromhex(text)
-    except ValueError as e:
-        raise TwinError(f"the broker secret {path} is not hex text") from e
-    if len(secret) < 16:
-        raise TwinError(f"the broker secret {path} is shorter than 16 bytes")
-    return secret
+    return (settings or load_settings()).home / "mqtt" / SECRET_FILE
 
 
 def device_password(secret: bytes, credentials_id: str) -> str:
     """The MQTT password of the device that logs in as ``credentials_id``."""
-    return _derive(secret, credentials_id)
-
-
-def service_credentials(secret: bytes, name: str) -> tuple[str, str]:
-    """(username, password) of a service account: ``twin-ingest``, ``twin-rules`` or
-    ``twin-simulator``."""
-    if name not in SERVICES:
-        raise ValueError(f"{name!r} is not a service account; expected one of {SERVICES}")
-    return name, _derive(secret, SERVICE_PREFIX + name)
+    return derive_password(secret, credentials_id)
 
 
 def mqtt_credentials(name: str = INGEST, *, settings: Settings | None = None,
@@ -202,8 +138,9 @@ def mqtt_credentials(name: str = INGEST, *, settings: Settings | None = None,
 
     ``TWIN_MQTT_USERNAME`` and ``TWIN_MQTT_PASSWORD`` win when set (a broker
     run elsewhere); otherwise the password is derived from the secret, if
-    this installation has one; without a secret no auth files were ever
-    written and the embedded broker is anonymous.
+    this installation has one. The embedded broker creates the secret when it
+    first starts, so None only happens with a configured broker
+    (``TWIN_MQTT_URL``) and no secret here: then that broker decides.
     """
     env = os.environ if environ is None else environ
     username, password = env.get(USERNAME_ENV) or None, env.get(PASSWORD_ENV) or None
@@ -218,22 +155,15 @@ def mqtt_credentials(name: str = INGEST, *, settings: Settings | None = None,
     return service_credentials(load_secret(path, create=False), name)
 
 
-def hash_password(password: str, *, salt: bytes | None = None,
-                  iterations: int = PBKDF2_ITERATIONS) -> str:
-    """Mosquitto 2.0's password hash: ``$7$<iterations>$<salt b64>$<PBKDF2-SHA512 b64>``."""
-    salt = os.urandom(SALT_BYTES) if salt is None else salt
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    return f"$7${iterations}${_b64(salt)}${_b64(digest)}"
-
-
-def verify_password(encoded: str, password: str) -> bool:
-    """Whether ``password`` matches a hash as `hash_password` and mosquitto_passwd write it."""
-    parts = encoded.split("$")
-    if len(parts) != 5 or parts[0] or parts[1] != "7":
-        raise ValueError(f"not a Mosquitto PBKDF2-SHA512 ($7$) hash: {encoded[:12]!r}...")
-    salt = base64.b64decode(parts[3])
-    expected = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, int(parts[2]))
-    return hmac.compare_digest(expected, base64.b64decode(parts[4]))
+def replace_secret(path: Path, secret: bytes) -> Path | None:
+    """Make ``secret`` the installation's secret; the one it replaces is kept as
+    ``secret.old`` (returned; None if there was none)."""
+    old: Path | None = None
+    if path.exists():
+        old = path.with_name(path.name + ".old")
+        write_private(old, path.read_text())
+    write_private(path, secret.hex() + "\n")
+    return old
 
 
 # --- the registry ------------------------------------------------------------------------
@@ -269,9 +199,7 @@ def acl_text(devices: Iterable[DeviceAccount], *,
         "# Written by `twin broker-config` from the device registry; edits are overwritten.",
         "# No topic line comes before the first user, so anonymous clients get nothing.",
     ]
-    for name in services:
-        out.append(f"\nuser {name}")
-        out.extend(f"topic {access} {pattern}" for access, pattern in SERVICE_ACL[name])
+    out.extend(service_acl_lines(services))
     for d in devices:
         out.append(f"\nuser {d.credentials_id}")
         out.extend(f"topic write {contract.topic(d.community_id, d.device_id, k)}"
@@ -281,23 +209,10 @@ def acl_text(devices: Iterable[DeviceAccount], *,
     return "\n".join(out) + "\n"
 
 
-def password_lines(users: Sequence[tuple[str, str]], *, workers: int | None = None) -> list[str]:
-    """``user:$7$...`` lines for (username, password) pairs, in the same order.
-
-    PBKDF2 in hashlib releases the GIL, so large registries are hashed by a
-    thread per CPU in chunks.
-    """
-    chunks = [users[i:i + _HASH_CHUNK] for i in range(0, len(users), _HASH_CHUNK)]
-    workers = workers or min(os.cpu_count() or 1, 16)
-    if workers == 1 or len(chunks) <= 1:
-        return _hash_chunk(users)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [line for done in pool.map(_hash_chunk, chunks) for line in done]
-
-
 def write_broker_config(conn: psycopg.Connection, directory: Path, *, secret: bytes,
                         community_id: str | None = None,
-                        include_simulator: bool = False) -> BrokerConfigReport:
+                        include_simulator: bool = False,
+                        include_admin: bool = True) -> BrokerConfigReport:
     """Write ``passwords``, ``acl`` and ``auth.conf`` for the devices in the registry.
 
     Each file is written to a temporary name and renamed into place, mode
@@ -316,13 +231,16 @@ def write_broker_config(conn: psycopg.Connection, directory: Path, *, secret: by
         Only this community's devices; the broker then admits no other device.
     include_simulator
         Also admit the ``twin-simulator`` account (tests and demos).
+    include_admin
+        Admit the ``twin-admin`` account (every topic; the console and the tests).
 
     Returns
     -------
     BrokerConfigReport
     """
     devices = device_accounts(conn, community_id=community_id)
-    services = SERVICES if include_simulator else RUNNING_SERVICES
+    services = tuple(s for s in SERVICES if (s != SIMULATOR or include_simulator)
+                     and (s != ADMIN or include_admin))
     clash = sorted({d.credentials_id for d in devices} & set(SERVICES))
     if clash:
         raise TwinError(f"device credentials_id {clash[0]!r} is the name of a service account")
@@ -333,26 +251,43 @@ def write_broker_config(conn: psycopg.Connection, directory: Path, *, secret: by
     hashing_s = time.perf_counter() - started
     acl = acl_text(devices, services=services)
 
-    directory = Path(directory).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    password_file, acl_file = directory / PASSWORD_FILE, directory / ACL_FILE
-    auth_conf = directory / AUTH_CONF
-    _write_private(password_file, "\n".join(lines) + "\n")
-    _write_private(acl_file, acl)
-    _write_private(auth_conf, "\n".join([
-        "# Written by `twin broker-config`: devices and services log in; nobody else.",
-        f"password_file {password_file}",
-        f"acl_file {acl_file}",
-        "allow_anonymous false",
-        "",
-    ]))
+    password_file, acl_file, auth_conf = write_auth_files(
+        directory, password_lines=lines, acl=acl,
+        header="Written by `twin broker-config`: devices and services log in; nobody else.")
     return BrokerConfigReport(
-        directory=directory, password_file=password_file, acl_file=acl_file,
+        directory=password_file.parent, password_file=password_file, acl_file=acl_file,
         auth_conf=auth_conf, devices=len(devices),
         gateways=sum(d.is_gateway for d in devices), services=services,
         acl_lines=sum(line.startswith("topic ") for line in acl.splitlines()),
         hashing_s=hashing_s,
     )
+
+
+def admit_simulator(settings: Settings) -> bool:
+    """Let ``twin-simulator`` log in to the embedded broker, unless it already may.
+
+    The registry's files are written again with it (and with ``twin-admin`` if
+    they had it) and the running broker reloads them. A broker of one's own
+    (``TWIN_MQTT_URL``) is left alone: `twin broker-config --simulator` is for it.
+
+    Returns
+    -------
+    bool
+        Whether the files were written.
+    """
+    if not settings.embedded_broker:
+        return False
+    broker = stack.embedded_mosquitto(settings)
+    users = admitted(broker.password_file)
+    if SIMULATOR in users:
+        return False
+    key = load_secret(broker.secret_file)
+    with connect(stack.database_url(settings)) as conn:
+        migrations.require_current(conn)
+        write_broker_config(conn, broker.include_dir, secret=key, include_simulator=True,
+                            include_admin=ADMIN in users or not users)
+    broker.reload()
+    return True
 
 
 # --- the command -------------------------------------------------------------------------
@@ -369,6 +304,12 @@ def broker_config_command(
         "--reload/--no-reload", help="Make the running embedded broker reread the files.")] = True,
     secret: Annotated[Path | None, typer.Option(
         help="The installation's secret file; default: <TWIN_HOME>/mqtt/secret.")] = None,
+    admin: Annotated[bool, typer.Option(
+        "--admin/--no-admin",
+        help="Admit twin-admin (every topic: the console, mosquitto_sub, the tests).")] = True,
+    rotate: Annotated[bool, typer.Option(
+        "--rotate", help="A new secret first (the old one is kept as secret.old): every "
+                         "password changes.")] = False,
 ) -> None:
     """Write the broker's password and ACL files from the device registry."""
     console = Console()
@@ -376,11 +317,15 @@ def broker_config_command(
     broker = stack.embedded_mosquitto(settings)
     directory = (out or broker.include_dir).resolve()
     secret_file = secret or secret_path(settings)
-    key = load_secret(secret_file)
+    key = os.urandom(SECRET_BYTES) if rotate else load_secret(secret_file)
     with connect(stack.database_url(settings)) as conn:
         migrations.require_current(conn)
         report = write_broker_config(conn, directory, secret=key, community_id=community,
-                                     include_simulator=simulator)
+                                     include_simulator=simulator, include_admin=admin)
+    if rotate:
+        # The files for the new secret are in place; only now does the secret change.
+        old = replace_secret(secret_file, key)
+        console.print(f"new secret in {secret_file}" + (f" (the old one: {old})" if old else ""))
 
     table = Table("what", "count")
     table.add_row("devices", f"{report.devices:,}")
@@ -409,32 +354,22 @@ def broker_config_command(
         console.print("the embedded broker rereads the files on `twin broker-config --reload` "
                       "or when it starts")
     elif broker.conf.exists() and broker.reload():
-        console.print(f"the embedded broker at {broker.url} reloaded: anonymous clients are "
-                      "refused from now on")
+        console.print(f"the embedded broker at {broker.url} reloaded: these accounts log in "
+                      "from now on, and nobody else")
     else:
         console.print("the embedded broker is not running; it reads the files when it starts")
 
     console.print(f"ingest logs in as {INGEST} and the rule engine as {RULES}: from "
                   f"{USERNAME_ENV}/{PASSWORD_ENV} when set, else with the password derived "
                   f"from {secret_file}")
+    if rotate:
+        console.print("every password changed: restart ingest, the rules, the notification "
+                      "worker and the simulator, and provision the devices again")
     console.print("a device logs in as its credentials_id, with "
                   "ingest.broker_auth.device_password(secret, credentials_id)")
 
 
 # --- internals ---------------------------------------------------------------------------
-
-def _derive(secret: bytes, message: str) -> str:
-    digest = hmac.new(secret, message.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).decode()[:PASSWORD_CHARS]
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _hash_chunk(users: Sequence[tuple[str, str]]) -> list[str]:
-    return [f"{username}:{hash_password(password)}" for username, password in users]
-
 
 def _check_account(a: DeviceAccount) -> None:
     if not _USERNAME.match(a.credentials_id):
@@ -446,18 +381,3 @@ def _check_account(a: DeviceAccount) -> None:
             raise TwinError(
                 f"device {a.device_id!r} has {what} {value!r}, which cannot be an MQTT topic "
                 "level (no /, +, #, whitespace, or leading $)")
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with ``text``, readable and writable by its owner only."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -16,11 +16,12 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from ingest.broker import with_service_credentials
-from ingest.broker_auth import INGEST, RULES, broker_config_command
+from ingest.broker_auth import broker_config_command
 from twin.config import load_settings
 from twin.console import command_connection, console
 from twin.rules.cli import rules_app
 from twin.services import stack
+from twin.services.broker_accounts import INGEST, RULES
 from twin.store import migrations
 
 

@@ -35,7 +35,6 @@ from ingest.broker import (
     make_client,
     with_service_credentials,
 )
-from ingest.broker_auth import RULES
 from twin.config import load_settings
 from twin.console import console
 from twin.errors import TwinError, UnreachableError
@@ -47,6 +46,7 @@ from twin.notify.transport import DeliveryError, Transport
 from twin.notify.webhook import WebhookTransport
 from twin.notify.worker import Tally, Worker, utc_now
 from twin.services import stack
+from twin.services.broker_accounts import RULES
 from twin.store import migrations
 from twin.store.connection import connect
 

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from gis_data import SAMPLE_DIR
 from gis_data.dataset import read_dataset
 from tests.day_in_the_life import LOCAL, markdown, run_day
+from twin.services.broker_accounts import SERVICES
 from twin.services.mosquitto import EmbeddedMosquitto
 from twin.services.postgres import EmbeddedPostgres
 from twin.store import migrations
@@ -39,7 +40,8 @@ def main() -> int:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="twin-day-"))
     root.chmod(0o755)
-    pg, broker = EmbeddedPostgres(root / "pg", durable=False), EmbeddedMosquitto(root / "mqtt")
+    pg, broker = EmbeddedPostgres(root / "pg", durable=False), EmbeddedMosquitto(root / "mqtt",
+                                                                          services=SERVICES)
     try:
         pg.start()
         broker.start()
@@ -50,7 +52,7 @@ def main() -> int:
             migrations.upgrade(conn)
             load_dataset(conn, read_dataset(SAMPLE_DIR))
         yesterday = (datetime.now(UTC).astimezone(LOCAL) - timedelta(days=1)).date()
-        judged = run_day(url, broker.url, day=yesterday, hours=args.hours, speed=args.speed)
+        judged = run_day(url, broker, day=yesterday, hours=args.hours, speed=args.speed)
         text = markdown(judged, command="python scripts/day_in_the_life.py")
         args.out.write_text(text, encoding="utf-8")
         print(text)

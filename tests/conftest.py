@@ -24,6 +24,7 @@ from ingest.rules import RulesOptions, RulesService
 from ingest.service import IngestOptions, IngestService
 from tests.mqtt_helpers import Publisher
 from twin.clock import Clock
+from twin.services.broker_accounts import RULES, SERVICES, SIMULATOR
 from twin.services.mosquitto import EmbeddedMosquitto
 from twin.services.postgres import EmbeddedPostgres
 from twin.store import migrations
@@ -57,7 +58,10 @@ def pg(server_root: Path) -> Iterator[EmbeddedPostgres]:
 
 @pytest.fixture(scope="session")
 def broker(server_root: Path) -> Iterator[EmbeddedMosquitto]:
-    server = EmbeddedMosquitto(server_root / "mqtt")
+    """The embedded broker as `twin up` starts it (nobody anonymous), admitting the
+    simulator's account too: each test logs in with the account of what it plays
+    (`EmbeddedMosquitto.service_url`), or as ``twin-admin`` to watch and clean up."""
+    server = EmbeddedMosquitto(server_root / "mqtt", services=SERVICES)
     server.start()
     yield server
     server.stop()
@@ -128,8 +132,9 @@ def sample_conn(sample_db_url: str) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture
 def publisher(broker: EmbeddedMosquitto) -> Iterator[Publisher]:
-    """A QoS 1 publisher that retries like a real device."""
-    pub = Publisher(broker.url)
+    """A QoS 1 publisher that retries like a real device (the simulator's account: it may
+    speak for any device)."""
+    pub = Publisher(broker.service_url(SIMULATOR))
     yield pub
     pub.close()
 
@@ -139,10 +144,11 @@ def start_rules(broker: EmbeddedMosquitto) -> Iterator[Callable[..., RulesServic
     """Start rules services (one group per test, ticks only when asked); all stopped after."""
     started: list[RulesService] = []
     group = f"r{uuid.uuid4().hex[:6]}"
+    mqtt_url = broker.service_url(RULES)
 
     def start(url: str, clock: Clock, *, client_id: str | None = None,
               community: str | None = None) -> RulesService:
-        service = RulesService(url, broker.url, RulesOptions(
+        service = RulesService(url, mqtt_url, RulesOptions(
             group=group, client_id=client_id or f"rules-{uuid.uuid4().hex[:6]}",
             community_id=community, tick_s=3600, reload_s=0.2), clock=clock)
         service.start()
@@ -153,7 +159,7 @@ def start_rules(broker: EmbeddedMosquitto) -> Iterator[Callable[..., RulesServic
     for service in started:
         if service.running:
             service.stop()
-        forget_session(broker.url, service.options.client_id)
+        forget_session(mqtt_url, service.options.client_id)
 
 
 #: Debian's Chromium (scripts/install-system.sh); Playwright never downloads a browser.

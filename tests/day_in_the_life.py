@@ -46,6 +46,8 @@ from twin.clock import Watermark
 from twin.notify.config import parse_config
 from twin.notify.worker import Worker
 from twin.rules import store
+from twin.services.broker_accounts import INGEST, RULES, SIMULATOR
+from twin.services.mosquitto import EmbeddedMosquitto
 from twin.services.ports import free_port
 
 LOCAL = timezone(timedelta(hours=8))
@@ -237,9 +239,12 @@ class LiveLoop:
 
 
 @contextmanager
-def live_loop(db_url: str, mqtt_url: str) -> Iterator[LiveLoop]:
+def live_loop(db_url: str, broker: EmbeddedMosquitto) -> Iterator[LiveLoop]:
     """Ingest, the rules (on a :class:`Watermark`) and the notification worker, delivering to
-    a real SMTP server, a signed-webhook receiver and the speakers over MQTT."""
+    a real SMTP server, a signed-webhook receiver and the speakers over MQTT.
+
+    Each logs in to the broker with its own account, as `twin demo` runs them; the
+    simulator (`LiveLoop.live_through`) with ``twin-simulator``'s."""
     import os
 
     os.environ.setdefault("TWIN_DAY_WEBHOOK_SECRET", WEBHOOK_SECRET)
@@ -249,21 +254,23 @@ def live_loop(db_url: str, mqtt_url: str) -> Iterator[LiveLoop]:
     ingest_opts = IngestOptions(group=f"day-ingest-{tag}", client_id=f"day-ingest-{tag}")
     rules_opts = RulesOptions(group=f"day-rules-{tag}", client_id=f"day-rules-{tag}",
                               tick_s=30.0)
-    open_session(mqtt_url, ingest_opts)
-    open_session(mqtt_url, rules_opts, RULE_KINDS)
+    ingest_url, rules_url = broker.service_url(INGEST), broker.service_url(RULES)
+    open_session(ingest_url, ingest_opts)
+    open_session(rules_url, rules_opts, RULE_KINDS)
     clock = Watermark()
     stop = threading.Event()
     with ExitStack() as stack, receivers() as (config_text, _posts, _mails):
         # Registered first, so it runs last: once nobody consumes any more.
-        stack.callback(_clear_statuses, db_url, mqtt_url)
-        ingest = IngestService(db_url, mqtt_url, ingest_opts)
+        stack.callback(_clear_statuses, db_url, broker.admin_url)
+        ingest = IngestService(db_url, ingest_url, ingest_opts)
         ingest.start()
         stack.callback(ingest.stop)
-        rules = RulesService(db_url, mqtt_url, rules_opts, clock=clock)
+        rules = RulesService(db_url, rules_url, rules_opts, clock=clock)
         rules.start()
         stack.callback(rules.stop)
         config = parse_config(config_text, origin="day-in-the-life")
-        client = connect_broker(mqtt_url, f"day-notify-{tag}")
+        # the notification worker speaks with the rules' account, as `twin notify run` does
+        client = connect_broker(rules_url, f"day-notify-{tag}")
         stack.callback(client.loop_stop)
         stack.callback(client.disconnect)
         notify_conn = psycopg.connect(db_url, autocommit=True)
@@ -277,7 +284,7 @@ def live_loop(db_url: str, mqtt_url: str) -> Iterator[LiveLoop]:
         delivering.start()
         stack.callback(delivering.join)
         stack.callback(stop.set)
-        yield LiveLoop(db_url, mqtt_url, ingest, rules, clock)
+        yield LiveLoop(db_url, broker.service_url(SIMULATOR), ingest, rules, clock)
 
 
 def _clear_statuses(db_url: str, mqtt_url: str) -> None:
@@ -290,7 +297,7 @@ def _clear_statuses(db_url: str, mqtt_url: str) -> None:
     clear_retained(mqtt_url, [topic(c, d, "status") for c, d in devices])
 
 
-def run_day(db_url: str, mqtt_url: str, *, day: date, start: str = "00:00",
+def run_day(db_url: str, broker: EmbeddedMosquitto, *, day: date, start: str = "00:00",
             hours: float = 24.0, speed: float = 1800.0,
             script: tuple[Scripted, ...] = SCRIPT, seed: int = 11) -> Judged:
     """Live through ``hours`` of ``day`` (local) from ``start`` and judge what happened."""
@@ -302,7 +309,7 @@ def run_day(db_url: str, mqtt_url: str, *, day: date, start: str = "00:00",
                          "future)")
     todo = tuple(s for s in script if begin < s.moment(day) < end)
     began = time.monotonic()
-    with live_loop(db_url, mqtt_url) as loop:
+    with live_loop(db_url, broker) as loop:
         report = loop.live_through(begin, end, speed=speed, seed=seed,
                                    inject=[f"{s.spec}@{s.at}" for s in todo])
     judged = judge(db_url, begin=begin, end=end, script=todo, day=day,

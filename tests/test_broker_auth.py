@@ -1,8 +1,10 @@
 """Broker authentication from the device registry, against a real Mosquitto and database.
 
-The broker here is our own (auth switched on), not the suite's shared one.
-Devices and services log in with passwords derived from one secret; the
-ACL lets a device speak only on its own topics.
+The broker here is our own, not the suite's shared one. It starts as the
+embedded stack's does, admitting only the stack's own accounts; the registry
+fixture then writes the devices in. Devices and services log in with
+passwords derived from one secret; the ACL lets a device speak only on its
+own topics.
 """
 
 from __future__ import annotations
@@ -28,23 +30,29 @@ from typer.testing import CliRunner
 from ingest import contract
 from ingest.broker import NO_MATCHING_SUBSCRIBERS
 from ingest.broker_auth import (
-    INGEST,
-    RULES,
-    SIMULATOR,
     BrokerConfigReport,
     DeviceAccount,
     acl_text,
+    admit_simulator,
     broker_config_command,
     device_password,
-    hash_password,
-    load_secret,
     mqtt_credentials,
-    service_credentials,
-    verify_password,
     write_broker_config,
 )
 from twin.device_types import BADGE_TYPE
 from twin.errors import TwinError
+from twin.services.broker_accounts import (
+    ADMIN,
+    COMMANDS,
+    INGEST,
+    RULES,
+    SIMULATOR,
+    TOPIC_ROOT,
+    hash_password,
+    load_secret,
+    service_credentials,
+    verify_password,
+)
 from twin.services.mosquitto import EmbeddedMosquitto
 from twin.store.connection import connect
 
@@ -101,6 +109,8 @@ def test_acl_gives_each_device_its_own_topics_and_gateways_batch() -> None:
     blocks = {b.splitlines()[0]: b.splitlines()[1:] for b in text.split("\n\n")[1:]}
     assert blocks["user twin-ingest"] == ["topic read twin/v1/#",
                                           "topic write twin/v1/+/+/cmd"]
+    # the console's and the tests' account: every topic
+    assert blocks["user twin-admin"] == ["topic readwrite #"]
     # the rule engine has its own account with the same rights, and the simulator none
     assert blocks["user twin-rules"] == blocks["user twin-ingest"]
     assert "user twin-simulator" not in blocks
@@ -147,16 +157,41 @@ def test_services_take_credentials_from_env_or_the_secret(tmp_path: Path) -> Non
     assert mqtt_credentials(settings=settings, environ={}) == service_credentials(secret, INGEST)
 
 
-def test_a_broker_without_auth_conf_stays_anonymous(tmp_path: Path) -> None:
+def test_the_service_acl_speaks_the_contract() -> None:
+    """The core declares the services' topics without importing the contract: the same."""
+    assert TOPIC_ROOT == f"{contract.ROOT}/{contract.VERSION}"
+    assert COMMANDS == contract.topic("+", "+", "cmd")
+
+
+def test_a_fresh_embedded_broker_refuses_anonymous_clients(tmp_path: Path) -> None:
+    """Out of the box, before `twin broker-config`: the stack's accounts and nobody else."""
     broker = EmbeddedMosquitto(tmp_path / "mqtt")
     assert broker.reload() is False  # not running: nothing to signal
     broker.start()
     try:
-        assert not broker.authenticated
-        assert "allow_anonymous true" in broker.conf.read_text().splitlines()
-        assert _connack(broker.port, "anonymous") == 0
-        assert broker.reload()  # and reloading changes nothing
-        assert _connack(broker.port, "anonymous-again") == 0
+        assert "allow_anonymous true" not in broker.conf.read_text()
+        assert "allow_anonymous false" in broker.auth_conf.read_text().splitlines()
+        for private in (broker.secret_file, broker.password_file, broker.auth_conf,
+                        broker.include_dir / "acl"):
+            assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
+        assert _connack(broker.port, "anonymous") in BAD_LOGIN
+        secret = load_secret(broker.secret_file, create=False)
+        assert _connack(broker.port, "wrong", ADMIN, "wrong") in BAD_LOGIN
+        for name in (ADMIN, INGEST, RULES):
+            assert broker.credentials(name) == service_credentials(secret, name)
+            assert _connack(broker.port, f"as-{name}", *broker.credentials(name)) == 0
+        # The simulator speaks for any device: only on request.
+        assert _connack(broker.port, "sim", *broker.credentials(SIMULATOR)) in BAD_LOGIN
+        # A deleted auth.conf never opens the broker: reloading writes it again.
+        broker.auth_conf.unlink()
+        assert broker.reload()
+        assert _wait(lambda: _connack(broker.port, "anonymous-again") in BAD_LOGIN)
+        assert _connack(broker.port, "ingest-again", *broker.credentials(INGEST)) == 0
+        # Restarted, it reads the same files and the same secret.
+        broker.stop()
+        broker.start()
+        assert _connack(broker.port, "anonymous-restart") in BAD_LOGIN
+        assert _connack(broker.port, "admin-restart", *broker.credentials(ADMIN)) == 0
     finally:
         broker.stop()
 
@@ -200,10 +235,10 @@ def test_regenerating_is_idempotent(registry: Registry, sample_db_url: str,
 
 def test_password_file_verifies_for_every_user(registry: Registry) -> None:
     lines = dict(ln.split(":", 1) for ln in registry.report.password_file.read_text().splitlines())
-    assert len(lines) == registry.report.users == len(registry.devices) + 3
+    assert len(lines) == registry.report.users == len(registry.devices) + 4
     for d in registry.devices:
         assert verify_password(lines[d.credentials_id], device_password(SECRET, d.credentials_id))
-    for name in (INGEST, RULES, SIMULATOR):
+    for name in (ADMIN, INGEST, RULES, SIMULATOR):
         assert verify_password(lines[name], service_credentials(SECRET, name)[1])
 
 
@@ -223,28 +258,69 @@ def test_cli_writes_into_the_embedded_broker_conf_d(sample_db_url: str, tmp_path
     output = " ".join(result.output.split())
     assert "embedded broker is not running" in output and "logs in as twin-ingest" in output
 
-    # With the embedded broker running, the command switches it over.
+    # With the embedded broker running as it starts afresh (its own accounts only), the
+    # command lets the registry's devices in, without letting anyone anonymous in.
     (conf_d / "auth.conf").unlink()
     broker = EmbeddedMosquitto(tmp_path / "mqtt")
     broker.start()
     try:
-        assert _connack(broker.port, "anonymous-before") == 0
+        key = load_secret(tmp_path / "mqtt" / "secret", create=False)
+        with connect(sample_db_url) as conn:
+            device = _accounts(conn)[0]
+        login = (device.credentials_id, device_password(key, device.credentials_id))
+        assert _connack(broker.port, "device-before", *login) in BAD_LOGIN
         result = runner.invoke(app, [], env=env)
         assert result.exit_code == 0, result.output
         assert "reloaded" in result.output
-        assert _wait(lambda: _connack(broker.port, "anonymous-after") in BAD_LOGIN)
+        assert _wait(lambda: _connack(broker.port, "device-after", *login) == 0)
+        assert _connack(broker.port, "anonymous-after") in BAD_LOGIN
         ingest = mqtt_credentials(settings=load_settings(env), environ={})
         assert ingest is not None and ingest[0] == INGEST
         assert _connack(broker.port, "ingest", *ingest) == 0
+
+        # --rotate: a new secret, every password with it; the old secret is kept aside.
+        result = runner.invoke(app, ["--rotate"], env=env)
+        assert result.exit_code == 0, result.output
+        new_key = load_secret(tmp_path / "mqtt" / "secret", create=False)
+        assert new_key != key and load_secret(tmp_path / "mqtt" / "secret.old") == key
+        assert stat.S_IMODE((tmp_path / "mqtt" / "secret.old").stat().st_mode) == 0o600
+        assert _wait(lambda: _connack(broker.port, "device-old", *login) in BAD_LOGIN)
+        assert _connack(broker.port, "device-new", device.credentials_id,
+                        device_password(new_key, device.credentials_id)) == 0
+        assert _connack(broker.port, "admin-new", *broker.credentials(ADMIN)) == 0
+    finally:
+        broker.stop()
+
+
+def test_twin_simulate_admits_the_simulator_to_the_embedded_broker(sample_db_url: str,
+                                                                   tmp_path: Path) -> None:
+    from twin.config import load_settings
+
+    settings = load_settings({"TWIN_HOME": str(tmp_path), "TWIN_DATABASE_URL": sample_db_url})
+    broker = EmbeddedMosquitto(tmp_path / "mqtt")
+    broker.start()
+    try:
+        assert _connack(broker.port, "sim-before", *broker.credentials(SIMULATOR)) in BAD_LOGIN
+        assert admit_simulator(settings)
+        assert _wait(lambda: _connack(broker.port, "sim-after",
+                                      *broker.credentials(SIMULATOR)) == 0)
+        assert _connack(broker.port, "admin-after", *broker.credentials(ADMIN)) == 0
+        assert _connack(broker.port, "anon-after") in BAD_LOGIN
+        assert not admit_simulator(settings)  # already admitted: nothing written
+        # A broker of one's own is not ours to change.
+        own = load_settings({"TWIN_HOME": str(tmp_path), "TWIN_DATABASE_URL": sample_db_url,
+                             "TWIN_MQTT_URL": "mqtt://127.0.0.1:9"})
+        assert not admit_simulator(own)
     finally:
         broker.stop()
 
 
 # --- against the real broker ---------------------------------------------------------------
 
-def test_reload_switches_a_running_broker_to_authentication(auth_broker: EmbeddedMosquitto,
-                                                            registry: Registry) -> None:
-    """The module's broker started anonymous; the registry fixture wrote auth and reloaded."""
+def test_reload_switches_a_running_broker_to_the_registry(auth_broker: EmbeddedMosquitto,
+                                                         registry: Registry) -> None:
+    """The module's broker started with the stack's accounts; the registry fixture wrote the
+    devices in and reloaded."""
     assert "allow_anonymous true" not in auth_broker.conf.read_text()
     # Restart-safe: a broker started afresh from these files refuses anonymous clients too.
     auth_broker.stop()
@@ -369,7 +445,7 @@ def test_broker_admits_many_users_from_the_password_file(auth_broker: EmbeddedMo
     for d in chosen:
         assert _connack(auth_broker.port, f"v-{d.device_id}", d.credentials_id,
                         device_password(SECRET, d.credentials_id)) == 0, d
-    for name in (INGEST, SIMULATOR):
+    for name in (ADMIN, INGEST, SIMULATOR):
         assert _connack(auth_broker.port, f"v-{name}", *service_credentials(SECRET, name)) == 0
     # The simulator may speak for any device.
     d = devices[-1]
@@ -404,7 +480,7 @@ def test_simulator_takes_commands_and_acks_them(auth_broker: EmbeddedMosquitto,
 
 @pytest.fixture(scope="module")
 def auth_broker(server_root: Path) -> Iterator[EmbeddedMosquitto]:
-    """A broker of our own, started anonymous like the embedded stack's."""
+    """A broker of our own, started like the embedded stack's (its own accounts only)."""
     broker = EmbeddedMosquitto(server_root / "mqtt-auth")
     broker.start()
     yield broker
@@ -414,28 +490,32 @@ def auth_broker(server_root: Path) -> Iterator[EmbeddedMosquitto]:
 @pytest.fixture(scope="module")
 def registry(auth_broker: EmbeddedMosquitto, sample_db_url: str) -> Registry:
     """The sample's devices (plus a gateway) as the broker's users, switched on by reload."""
-    dropped = threading.Event()
-    anonymous = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="anon-before",
-                            protocol=mqtt.MQTTv5)
-    anonymous.on_disconnect = lambda *args: dropped.set()
-    anonymous.reconnect_delay_set(60, 60)
-    assert anonymous.connect("127.0.0.1", auth_broker.port) == 0
-    anonymous.loop_start()
-    try:
-        assert _wait(anonymous.is_connected)
-        report = _write(sample_db_url, auth_broker.include_dir, SECRET)
-        assert auth_broker.reload()
-        # Reloading drops the clients the new files do not admit.
-        assert dropped.wait(10), "the broker did not reload its configuration"
-    finally:
-        anonymous.disconnect()
-        anonymous.loop_stop()
     with connect(sample_db_url) as conn:
         try:
             gateway_id = _ensure_gateway(conn)
             devices = _accounts(conn)
         finally:
             conn.rollback()
+    first = (devices[0].credentials_id, device_password(SECRET, devices[0].credentials_id))
+    dropped = threading.Event()
+    admin = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="admin-before",
+                        protocol=mqtt.MQTTv5)
+    admin.username_pw_set(*auth_broker.credentials(ADMIN))  # its password: the broker's secret
+    admin.on_disconnect = lambda *args: dropped.set()
+    admin.reconnect_delay_set(60, 60)
+    assert admin.connect("127.0.0.1", auth_broker.port) == 0
+    admin.loop_start()
+    try:
+        assert _wait(admin.is_connected)
+        assert _connack(auth_broker.port, "device-before", *first) in BAD_LOGIN
+        report = _write(sample_db_url, auth_broker.include_dir, SECRET)
+        assert auth_broker.reload()
+        # Reloading drops the clients the new files do not admit: passwords of another secret.
+        assert dropped.wait(10), "the broker did not reload its configuration"
+    finally:
+        admin.disconnect()
+        admin.loop_stop()
+    assert _connack(auth_broker.port, "device-after", *first) == 0
     gateway = next(d for d in devices if d.device_id == gateway_id)
     others = [d for d in devices if not d.is_gateway]
     assert report.devices == len(devices) and report.gateways >= 1

@@ -39,6 +39,12 @@ def test_setup_from_nothing_then_everyday_commands(home: dict[str, str], sample)
 
     status = _twin(home, "status")
     assert status.count("running") == 2
+    # Both servers are closed from the start, and no command prints their secrets.
+    password = (Path(home["TWIN_HOME"]) / "pg.pgpass").read_text().split(":")[-1].strip()
+    assert password and password not in out + status
+    credentials = _twin(home, "credentials", "show")
+    assert "pg.pgpass" in credentials and "mqtt/secret" in credentials
+    assert password not in credentials
 
     # A second setup over the running stack changes nothing and applies nothing.
     again = _twin(home, "setup")
@@ -77,13 +83,18 @@ def test_simulate_into_a_running_ingest(twin_db_url, broker, server_root: Path, 
     from ingest.broker import forget_session
     from ingest.service import IngestOptions, IngestService
     from tests.mqtt_helpers import clear_retained, wait_until
+    from twin.services.broker_accounts import INGEST, SIMULATOR
 
-    service = IngestService(twin_db_url, broker.url, IngestOptions(
+    ingest_url = broker.service_url(INGEST)
+    service = IngestService(twin_db_url, ingest_url, IngestOptions(
         client_id=f"cli-{uuid.uuid4().hex[:6]}", group=f"cli{uuid.uuid4().hex[:6]}"))
     service.start()
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
+        # a broker of one's own: its address, and the simulator's login beside it
+        user, password = broker.credentials(SIMULATOR)
         env |= {"TWIN_DATABASE_URL": twin_db_url, "TWIN_MQTT_URL": broker.url,
+                "TWIN_MQTT_USERNAME": user, "TWIN_MQTT_PASSWORD": password,
                 "TWIN_HOME": str(server_root / "cli-sim"), "COLUMNS": "160"}
         out = _twin(env, "simulate", "--speed", "120", "--duration", "4",
                     "--inject", "co-leak:1号地库")
@@ -101,12 +112,12 @@ def test_simulate_into_a_running_ingest(twin_db_url, broker, server_root: Path, 
             assert conn.execute("SELECT count(*) FROM dead_letter").fetchone()[0] == 0
     finally:
         service.stop()
-        forget_session(broker.url, service.options.client_id)
+        forget_session(ingest_url, service.options.client_id)
         from ingest.contract import topic
 
         devices = dict(sample.tables())["device"]
-        clear_retained(broker.url, [topic(c, d, "status") for c, d in
-                                    zip(devices["community_id"], devices["id"], strict=True)])
+        clear_retained(broker.admin_url, [topic(c, d, "status") for c, d in
+                                          zip(devices["community_id"], devices["id"], strict=True)])
 
 
 def test_db_upgrade_commits_what_it_applies(pg) -> None:

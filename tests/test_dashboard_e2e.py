@@ -43,6 +43,7 @@ def served(pg, sample_template, broker):
     from ingest.broker import forget_session
     from ingest.service import IngestOptions, IngestService
     from ingest.simulator import run_simulation
+    from twin.services.broker_accounts import INGEST, SIMULATOR
     from twin.store.connection import connect
 
     name = f"e2e_{os.getpid()}"
@@ -50,17 +51,18 @@ def served(pg, sample_template, broker):
     with connect(url) as conn:
         seed_users(conn)
         ids = seed_operations(conn)
-    ingest = IngestService(url, broker.url, IngestOptions(
+    ingest = IngestService(url, broker.service_url(INGEST), IngestOptions(
         client_id=f"e2e-{uuid.uuid4().hex[:6]}", group=f"e2e{uuid.uuid4().hex[:6]}",
         metrics_port=None))
     ingest.start()
     stop = threading.Event()
+    simulator_url = broker.service_url(SIMULATOR)
 
     def simulate() -> None:
         # An hour of community life in 30 s, then real time until the tests end.
-        run_simulation(url, broker.url, speed=120, duration=30, rate=2000, seed=3)
+        run_simulation(url, simulator_url, speed=120, duration=30, rate=2000, seed=3)
         while not stop.is_set():
-            run_simulation(url, broker.url, speed=1, duration=5, seed=4)
+            run_simulation(url, simulator_url, speed=1, duration=5, seed=4)
 
     simulator = threading.Thread(target=simulate, daemon=True)
     simulator.start()
@@ -75,14 +77,14 @@ def served(pg, sample_template, broker):
     server.shutdown()
     simulator.join(timeout=30)
     ingest.stop()
-    forget_session(broker.url, ingest.options.client_id)
+    forget_session(broker.service_url(INGEST), ingest.options.client_id)
     # the simulator's retained status messages would greet the next test's subscribers
     from ingest.contract import topic
     from tests.mqtt_helpers import clear_retained
 
     with connect(url) as conn:
         devices = conn.execute("SELECT community_id, id FROM device").fetchall()
-    clear_retained(broker.url, [topic(c, d, "status") for c, d in devices])
+    clear_retained(broker.admin_url, [topic(c, d, "status") for c, d in devices])
     app.server.config["TWIN"].pool.close()
     pg.drop_database(name)
 

@@ -19,7 +19,7 @@ from tests.day_in_the_life import LOCAL, SCRIPT, markdown, run_day
 @pytest.mark.timeout(900)
 def test_a_night_in_the_life(twin_db_url: str, broker) -> None:
     yesterday = (datetime.now(UTC).astimezone(LOCAL) - timedelta(days=1)).date()
-    judged = run_day(twin_db_url, broker.url, day=yesterday, start="00:30", hours=3.5,
+    judged = run_day(twin_db_url, broker, day=yesterday, start="00:30", hours=3.5,
                      speed=900.0, script=SCRIPT)
     report = markdown(judged, command="pytest tests/test_day_in_the_life.py")
     assert [i["spec"] for i in judged.incidents] == [

@@ -25,6 +25,7 @@ import pytest
 from ingest import contract
 from ingest.broker import forget_session
 from tests.mqtt_helpers import Publisher, wait_until
+from twin.services.broker_accounts import INGEST, SERVICES, SIMULATOR
 from twin.services.mosquitto import EmbeddedMosquitto
 from twin.services.postgres import EmbeddedPostgres
 from twin.store import migrations
@@ -50,15 +51,8 @@ def _count(url: str, sql: str, *params: object) -> int:
         return conn.execute(sql, params).fetchone()[0]
 
 
-@pytest.fixture
-def publisher(broker: EmbeddedMosquitto) -> Iterator[Publisher]:
-    pub = Publisher(broker.url)
-    yield pub
-    pub.close()
-
-
 def test_every_message_type_lands(twin_db_url, broker, start_ingest, publisher, sample) -> None:
-    service = start_ingest(twin_db_url, broker.url, metrics_port=0)
+    service = start_ingest(twin_db_url, broker.service_url(INGEST), metrics_port=0)
     now = datetime.now(UTC).replace(microsecond=0)
     co, cam, gate, pile, gateway = (_ids(sample, t)[0] for t in (
         "co_sensor", "ai_camera", "access_gate", "ev_charger", "iot_gateway"))
@@ -94,6 +88,8 @@ def test_every_message_type_lands(twin_db_url, broker, start_ingest, publisher, 
     import paho.mqtt.client as mqtt
 
     dying = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"dev-{gone}")
+    # the broker knows no device yet (no `twin broker-config`): the simulator plays it
+    dying.username_pw_set(*broker.credentials(SIMULATOR))
     dying.will_set(contract.topic(COMMUNITY, gone, "status"), orjson.dumps({"online": False}),
                    qos=1)
     dying.connect("127.0.0.1", broker.port, keepalive=5)
@@ -140,7 +136,7 @@ def test_every_message_type_lands(twin_db_url, broker, start_ingest, publisher, 
 
 def test_invalid_messages_go_to_dead_letters_and_the_service_keeps_going(
         twin_db_url, broker, start_ingest, publisher, sample) -> None:
-    service = start_ingest(twin_db_url, broker.url)
+    service = start_ingest(twin_db_url, broker.service_url(INGEST))
     co, cam = _ids(sample, "co_sensor")[0], _ids(sample, "ai_camera")[0]
     now = contract.fmt_time(datetime.now(UTC))
     future = contract.fmt_time(datetime.now(UTC) + timedelta(hours=2))
@@ -181,7 +177,7 @@ def test_invalid_messages_go_to_dead_letters_and_the_service_keeps_going(
 
 def test_a_redelivered_message_adds_nothing(twin_db_url, broker, start_ingest, publisher,
                                            sample) -> None:
-    start_ingest(twin_db_url, broker.url)
+    start_ingest(twin_db_url, broker.service_url(INGEST))
     co = _ids(sample, "co_sensor")[0]
     message = _telemetry(co, datetime.now(UTC), co=7)
     for _ in range(3):
@@ -203,8 +199,8 @@ def _stream(publisher: Publisher, devices: list[str], n: int, *, start: datetime
 def test_two_processes_in_a_group_split_the_stream(twin_db_url, broker, start_ingest,
                                                    publisher, sample) -> None:
     group = f"split{uuid.uuid4().hex[:6]}"
-    a = start_ingest(twin_db_url, broker.url, group=group)
-    b = start_ingest(twin_db_url, broker.url, group=group)
+    a = start_ingest(twin_db_url, broker.service_url(INGEST), group=group)
+    b = start_ingest(twin_db_url, broker.service_url(INGEST), group=group)
     n = 2000
     _stream(publisher, _ids(sample, "co_sensor"), n, start=datetime.now(UTC))
     wait_until(lambda: _count(twin_db_url, "SELECT count(*) FROM reading") >= n)
@@ -234,7 +230,7 @@ def own_pg(server_root: Path, sample) -> Iterator[tuple[EmbeddedPostgres, str]]:
 def test_database_restart_loses_nothing(own_pg, broker, start_ingest, publisher,
                                         sample) -> None:
     server, url = own_pg
-    service = start_ingest(url, broker.url)
+    service = start_ingest(url, broker.service_url(INGEST))
     devices = _ids(sample, "co_sensor")
     start = datetime.now(UTC)
     _stream(publisher, devices, 200, start=start)
@@ -255,15 +251,15 @@ def test_database_restart_loses_nothing(own_pg, broker, start_ingest, publisher,
 @pytest.fixture
 def own_broker(server_root: Path) -> Iterator[EmbeddedMosquitto]:
     """A broker of this test's own, which it may restart (torn down after the services)."""
-    server = EmbeddedMosquitto(server_root / f"mqtt-{uuid.uuid4().hex[:6]}")
+    server = EmbeddedMosquitto(server_root / f"mqtt-{uuid.uuid4().hex[:6]}", services=SERVICES)
     server.start()
     yield server
     server.stop()
 
 
 def test_broker_restart_loses_nothing(twin_db_url, own_broker, start_ingest, sample) -> None:
-    start_ingest(twin_db_url, own_broker.url, client_id="restart-ingest")
-    publisher = Publisher(own_broker.url, client_id="restart-pub")
+    start_ingest(twin_db_url, own_broker.service_url(INGEST), client_id="restart-ingest")
+    publisher = Publisher(own_broker.service_url(SIMULATOR), client_id="restart-pub")
     devices = _ids(sample, "co_sensor")
     sender = threading.Thread(target=_stream, args=(publisher, devices, 600),
                               kwargs={"start": datetime.now(UTC), "pause": 0.003})
@@ -280,7 +276,9 @@ def test_broker_restart_loses_nothing(twin_db_url, own_broker, start_ingest, sam
 
 def test_kill_9_mid_stream_loses_nothing(twin_db_url, broker, publisher, sample) -> None:
     client_id = f"killed-{uuid.uuid4().hex[:6]}"
-    env = {**os.environ, "TWIN_DATABASE_URL": twin_db_url, "TWIN_MQTT_URL": broker.url}
+    # a broker of one's own (TWIN_MQTT_URL) with the service's login in the URL
+    mqtt_url = broker.service_url(INGEST)
+    env = {**os.environ, "TWIN_DATABASE_URL": twin_db_url, "TWIN_MQTT_URL": mqtt_url}
     argv = [TWIN, "ingest", "--client-id", client_id, "--group", f"k{client_id}",
             "--metrics-port", "0", "--flush-ms", "50"]
 
@@ -311,7 +309,7 @@ def test_kill_9_mid_stream_loses_nothing(twin_db_url, broker, publisher, sample)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
-        forget_session(broker.url, client_id)
+        forget_session(mqtt_url, client_id)
 
 
 def _subscribed(broker: EmbeddedMosquitto, client_id: str) -> bool:

@@ -41,7 +41,7 @@ def live(pg, sample_template, broker) -> Iterator[tuple[str, str]]:
     with connect(url) as conn:
         seed_users(conn)  # logins only: every alarm and order below is made by the rules
     end = datetime.now(UTC) - timedelta(minutes=2)
-    with live_loop(url, broker.url) as loop:
+    with live_loop(url, broker) as loop:
         loop.live_through(end - timedelta(minutes=60), end, speed=120.0, inject=list(INCIDENTS))
         app = create_app(url, secret_key="live-screens")
         server = make_server("127.0.0.1", free_port(), app.server, threaded=True)

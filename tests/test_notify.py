@@ -36,6 +36,7 @@ from twin.notify.config import NotifyConfig, NotifyConfigError, load_config, par
 from twin.notify.retry import RetryPolicy, backoff, exhausted
 from twin.notify.routing import Contact, Delivery, Pending, Unroutable, route
 from twin.notify.worker import Worker
+from twin.services.broker_accounts import RULES, SIMULATOR
 from twin.services.ports import free_port
 from twin.store import operations as ops
 from twin.store.connection import connect
@@ -388,8 +389,9 @@ def test_each_channel_is_delivered_through_its_transport(db, people, smtp, recei
         "broadcast": _notify(db, p, "broadcast", p.speaker, "车库CO超标，请离开"),
     }
     config = _config(smtp, receiver)
-    speaker = Speaker(broker.url, f"twin/v1/{p.community}/{p.speaker}/cmd")
-    client = connect_broker(broker.url, "notify-test")
+    # the speaker is played by the simulator's account; the worker logs in as the rules do
+    speaker = Speaker(broker.service_url(SIMULATOR), f"twin/v1/{p.community}/{p.speaker}/cmd")
+    client = connect_broker(broker.service_url(RULES), "notify-test")
     metrics = NotifyMetrics()
     try:
         worker = Worker(db, config, build_transports(config, origin="t", conn=db,
@@ -466,7 +468,7 @@ def test_a_speaker_already_told_by_the_rule_is_not_told_twice(db, people, receiv
         execute(db, firing, now=T0, dispatcher=Dispatcher(), outcome=Outcome())
     (nid,) = db.execute("SELECT id FROM notification WHERE channel = 'broadcast'").fetchone()
     config = _config(None, receiver)
-    client = connect_broker(broker.url, "notify-test-2")
+    client = connect_broker(broker.service_url(RULES), "notify-test-2")
     try:
         worker = Worker(db, config, build_transports(config, origin="t", conn=db,
                                                      mqtt_client=client), clock=Clock(T0))
@@ -483,7 +485,7 @@ def test_an_offline_speaker_is_retried(db, people, receiver, broker) -> None:
     p = people
     nid = _notify(db, p, "broadcast", p.speaker, "测试广播")
     config = _config(None, receiver)
-    client = connect_broker(broker.url, "notify-test-3")
+    client = connect_broker(broker.service_url(RULES), "notify-test-3")
     try:
         worker = Worker(db, config, build_transports(config, origin="t", conn=db,
                                                      mqtt_client=client), clock=Clock(T0))

@@ -95,7 +95,7 @@ class Commands:
 
 @pytest.fixture
 def commands(broker) -> Iterator[Commands]:
-    watch = Commands(broker.url)
+    watch = Commands(broker.admin_url)
     yield watch
     watch.close()
 

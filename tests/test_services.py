@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from twin.errors import MissingComponentError, UnreachableError
+from twin.services.broker_accounts import ADMIN
 from twin.services.mosquitto import EmbeddedMosquitto
 from twin.services.ports import free_port
 from twin.services.postgres import EmbeddedPostgres, check_extensions_installed, find_bin_dir
@@ -72,11 +73,13 @@ def test_embedded_mosquitto_carries_qos1_messages(broker: EmbeddedMosquitto) -> 
         done.set()
 
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub")
+    sub.username_pw_set(*broker.credentials(ADMIN))
     sub.on_message = on_message
     sub.connect("127.0.0.1", broker.port)
     sub.subscribe("twin/test/#", qos=1)
     sub.loop_start()
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-pub")
+    pub.username_pw_set(*broker.credentials(ADMIN))
     pub.connect("127.0.0.1", broker.port)
     pub.loop_start()
     try:

@@ -39,6 +39,7 @@ from ingest.simulator.simulation import DOMAINS
 from tests.mqtt_helpers import Publisher, clear_retained, wait_until
 from twin.device_types import ACCESS_METHODS, BADGE_TYPE, CAMERA_CLASSES, DEVICE_TYPES
 from twin.model import DeviceInfo
+from twin.services.broker_accounts import ADMIN, INGEST, RULES, SIMULATOR
 from twin.walkgraph import WalkGraph, from_rows
 
 SHANGHAI = timezone(timedelta(hours=8))
@@ -657,11 +658,12 @@ def test_run_simulation_publishes_every_message_to_the_broker(broker, sample_db_
     client.on_subscribe = lambda *_: subscribed.set()
     client.on_message = lambda _c, _u, message: topics.append(message.topic)
     client.on_connect = lambda c, *_: c.subscribe("twin/v1/#", qos=1)
+    client.username_pw_set(*broker.credentials(ADMIN))
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
     try:
         assert subscribed.wait(10)
-        report = run_simulation(sample_db_url, broker.url, messages=500, batch_size=10,
+        report = run_simulation(sample_db_url, broker.service_url(SIMULATOR), messages=500, batch_size=10,
                                 speed=60.0, seed=2, inject=["co-leak:1号地库"])
         deadline = time.monotonic() + 20
         while len(topics) < 500 and time.monotonic() < deadline:
@@ -670,7 +672,7 @@ def test_run_simulation_publishes_every_message_to_the_broker(broker, sample_db_
     finally:
         client.disconnect()
         client.loop_stop()
-        clear_retained(broker.url, [t for t in topics if t.endswith("/status")])
+        clear_retained(broker.admin_url, [t for t in topics if t.endswith("/status")])
     assert report.total == 500 and report.community_id == "wh-guanggu"
     assert report.devices == len(sample.device)
     assert report.incidents[0].place == "wh-guanggu-f022"
@@ -867,7 +869,7 @@ def test_a_start_command_turns_a_fan_on_through_the_broker_and_ingest(
     broker); the simulated fan obeys, its next telemetry says so, and ingest stores the ack."""
     devices = dict(sample.tables())["device"]
     fan = min(devices.loc[devices["type"] == "exhaust_fan", "id"])
-    ingest = IngestService(twin_db_url, broker.url, IngestOptions(
+    ingest = IngestService(twin_db_url, broker.service_url(INGEST), IngestOptions(
         group=f"g{uuid.uuid4().hex[:6]}", client_id=f"ingest-{uuid.uuid4().hex[:6]}",
         flush_interval_s=0.05))
     ingest.start()
@@ -875,8 +877,8 @@ def test_a_start_command_turns_a_fan_on_through_the_broker_and_ingest(
     reports: list = []
     # Ten in the morning: no rush hour and clean air, so the garage's fans are off.
     simulate = threading.Thread(target=lambda: reports.append(run_simulation(
-        twin_db_url, broker.url, speed=30, start=MONDAY + timedelta(hours=10), seed=5,
-        duration=180, stop=stop)))
+        twin_db_url, broker.service_url(SIMULATOR), speed=30,
+        start=MONDAY + timedelta(hours=10), seed=5, duration=180, stop=stop)))
     simulate.start()
 
     def running(after: datetime | None = None) -> list[tuple[datetime, str]]:
@@ -891,7 +893,7 @@ def test_a_start_command_turns_a_fan_on_through_the_broker_and_ingest(
             return conn.execute("SELECT acked_at, ok, detail FROM device_command "
                                 "WHERE id = 'cmd-fan-start'").fetchone()
 
-    publisher = Publisher(broker.url)
+    publisher = Publisher(broker.service_url(RULES))
     try:
         wait_until(lambda: bool(running()), timeout=90)
         assert running()[-1][1] == "off"
@@ -911,9 +913,9 @@ def test_a_start_command_turns_a_fan_on_through_the_broker_and_ingest(
         simulate.join(60)
         publisher.close()
         ingest.stop()
-        forget_session(broker.url, ingest.options.client_id)
-        clear_retained(broker.url, [contract.topic("wh-guanggu", d, "status")
-                                    for d in devices["id"]])
+        forget_session(broker.service_url(INGEST), ingest.options.client_id)
+        clear_retained(broker.admin_url, [contract.topic("wh-guanggu", d, "status")
+                                          for d in devices["id"]])
     assert reports and reports[0].commands == {"start": 1}
     assert reports[0].published["ack"] == 1
 

@@ -25,6 +25,7 @@ from tests.mqtt_helpers import wait_until
 from twin.dispatch import on_shift
 from twin.rules import store
 from twin.rules.compile import library_dir, load_directory
+from twin.services.broker_accounts import INGEST
 from twin.store import operations as ops
 from twin.store.connection import connect
 from twin.work_orders import Actor, WorkOrderSpec
@@ -63,7 +64,7 @@ def _badge(url: str, staff_id: str) -> str:
 def test_a_badge_fix_through_the_broker_lands_in_staff_position_and_staff(
         twin_db_url, broker, start_ingest, publisher) -> None:
     url = twin_db_url
-    start_ingest(url, broker.url)
+    start_ingest(url, broker.service_url(INGEST))
     badge = _badge(url, NIGHT_GUARD)
     t = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
     publisher.send(*_fix(badge, t, 114.41, 30.493, floor=2))
@@ -150,7 +151,7 @@ def test_an_order_raised_at_3am_goes_to_an_on_shift_qualified_person(
     """The simulator's night patrols report through the broker; a CO leak's order (engineer
     with HVAC) goes to the engineer on call, from where their badge says they are."""
     url, at = twin_db_url, _three_am()
-    start_ingest(url, broker.url)
+    start_ingest(url, broker.service_url(INGEST))
     with connect(url) as conn:
         community = load_community(conn, C)
     sim = Simulation(community, start=at - timedelta(minutes=3), seed=3, tick_s=5)

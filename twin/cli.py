@@ -319,11 +319,13 @@ def _register_plugins() -> None:
     from importlib.metadata import entry_points
 
     from twin.cli_audit import audit_command
+    from twin.cli_credentials import credentials_app
     from twin.cli_whatif import whatif_app
     from twin.rules.cli import rules_app
 
     app.add_typer(whatif_app, name="whatif")
     app.add_typer(rules_app, name="rules")
+    app.add_typer(credentials_app, name="credentials")
     app.command("audit")(audit_command)
     found = sorted(entry_points(group="twin.cli"), key=lambda e: e.name)
     if not found:

@@ -24,7 +24,6 @@ import typer
 
 from ingest import contract
 from ingest.broker import BrokerAddress, with_service_credentials
-from ingest.broker_auth import SIMULATOR
 from ingest.simulator.clock import LOCAL_OFFSET_S
 from ingest.simulator.incidents import INCIDENTS, Incident
 from ingest.simulator.load import load_community
@@ -32,6 +31,7 @@ from ingest.simulator.publisher import Publisher
 from ingest.simulator.simulation import Simulation
 from ingest.simulator.staff_work import StaffAtWork
 from twin.errors import TwinError
+from twin.services.broker_accounts import SIMULATOR
 from twin.store.connection import connect
 
 if TYPE_CHECKING:
@@ -295,17 +295,22 @@ def simulate_command(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from ingest.broker_auth import admit_simulator
     from twin.config import load_settings
     from twin.services import stack
 
     begin = parse_start(start)
     settings = load_settings()
     console = Console()
+    mqtt_url = stack.mqtt_url(settings)
+    if admit_simulator(settings):
+        console.print(f"the embedded broker admits {SIMULATOR} from now on "
+                      "(as `twin broker-config --simulator` would)")
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         report = run_simulation(
             stack.database_url(settings),
-            with_service_credentials(stack.mqtt_url(settings), SIMULATOR),
+            with_service_credentials(mqtt_url, SIMULATOR),
             community_id=community,
             rate=rate, duration=duration, messages=messages, batch_size=batch,
             start=begin, speed=speed, inject=inject or [], seed=seed,

@@ -1,4 +1,11 @@
-"""A private Mosquitto broker on a free loopback port, run by the twin."""
+"""A private Mosquitto broker on a free loopback port, run by the twin.
+
+It admits nobody anonymous: from its first start it reads a password file and
+an ACL (``conf.d/auth.conf``) for the stack's own accounts, with passwords
+derived from the installation's secret (``<directory>/secret``, mode 0600;
+see ``twin.services.broker_accounts``). `twin broker-config` rewrites the
+same files with the registry's devices in them.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +16,52 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 from twin.errors import MissingComponentError, TwinError
+from twin.services.broker_accounts import (
+    ADMIN,
+    AUTH_CONF,
+    PASSWORD_FILE,
+    RUNNING_SERVICES,
+    SECRET_FILE,
+    load_secret,
+    service_credentials,
+    write_service_accounts,
+)
 from twin.services.ports import free_port, port_in_use, wait_for_port
 
 INSTALL_HINT = "run scripts/install-system.sh as root, or set TWIN_MQTT_URL to a broker"
-#: The include file that switches authentication on (written by `twin broker-config`).
-AUTH_CONF = "auth.conf"
 
 
 class EmbeddedMosquitto:
     """A broker whose configuration, persistence and log live in one directory."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *,
+                 services: Sequence[str] = RUNNING_SERVICES) -> None:
+        """
+        Parameters
+        ----------
+        directory
+            Its configuration, secret, password and ACL files, persistence and log.
+        services
+            The stack's accounts it admits before `twin broker-config` has run:
+            ``twin-admin``, ``twin-ingest`` and ``twin-rules`` by default; the
+            test suite adds ``twin-simulator``.
+        """
         self.directory = Path(directory)
         self.conf = self.directory / "mosquitto.conf"
         self.pid_file = self.directory / "mosquitto.pid"
         #: Extra configuration files, read in order after the main file.
         self.include_dir = self.directory / "conf.d"
-        #: When present, its password and ACL files replace anonymous access.
+        #: Names the password and ACL files and refuses anonymous clients.
         self.auth_conf = self.include_dir / AUTH_CONF
-
-    @property
-    def authenticated(self) -> bool:
-        """Whether clients must log in (an ``auth.conf`` is in ``conf.d``)."""
-        return self.auth_conf.exists()
+        self.password_file = self.include_dir / PASSWORD_FILE
+        #: The installation's secret, from which every password is derived.
+        self.secret_file = self.directory / SECRET_FILE
+        self.services = tuple(services)
 
     @property
     def port(self) -> int:
@@ -45,7 +72,22 @@ class EmbeddedMosquitto:
 
     @property
     def url(self) -> str:
+        """The address, without credentials (safe to print); services add their own."""
         return f"mqtt://127.0.0.1:{self.port}"
+
+    def credentials(self, name: str) -> tuple[str, str]:
+        """(username, password) of the stack's account ``name`` (``twin-admin``, ...)."""
+        return service_credentials(load_secret(self.secret_file, create=False), name)
+
+    def service_url(self, name: str) -> str:
+        """The address with the credentials of the stack's account ``name``."""
+        user, password = self.credentials(name)
+        return f"mqtt://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The address with ``twin-admin``'s credentials: every topic, for tools and tests."""
+        return self.service_url(ADMIN)
 
     def running(self) -> bool:
         pid = self._pid()
@@ -59,6 +101,7 @@ class EmbeddedMosquitto:
             return self.url
         self.directory.mkdir(parents=True, exist_ok=True)
         self.include_dir.mkdir(exist_ok=True)
+        self._ensure_accounts()
         port = self.port if self.conf.exists() else free_port()
         if port_in_use(port):
             port = free_port()
@@ -83,10 +126,12 @@ class EmbeddedMosquitto:
     def reload(self) -> bool:
         """Make a running broker reread its configuration, password and ACL files (SIGHUP).
 
-        The main file is rewritten first (same port), so that it agrees with
-        whether ``conf.d/auth.conf`` is there now. The broker applies the new
-        files on its next loop turn, within a moment of this call returning;
-        clients that the new files no longer admit are disconnected.
+        The main file is rewritten first (same port), and the stack's own
+        accounts written again if ``conf.d/auth.conf`` went missing, so the
+        broker never falls back to admitting anonymous clients. The broker
+        applies the new files on its next loop turn, within a moment of this
+        call returning; clients that the new files no longer admit are
+        disconnected.
 
         Returns
         -------
@@ -96,23 +141,29 @@ class EmbeddedMosquitto:
         pid = self._pid()
         if pid is None or not self.running():
             return False
+        self._ensure_accounts()
         self._write_conf(self.port)
         # Before its handler is installed, SIGHUP would end a broker that is still starting.
         _wait_for_handler(pid, signal.SIGHUP, timeout=10)
         os.kill(pid, signal.SIGHUP)
         return True
 
+    def _ensure_accounts(self) -> None:
+        """The stack's own accounts, unless ``auth.conf`` (theirs or `twin broker-config`'s)
+        is there; the secret is created on first use."""
+        if not self.auth_conf.exists():
+            write_service_accounts(self.include_dir, secret=load_secret(self.secret_file),
+                                   services=self.services)
+
     def _write_conf(self, port: int) -> None:
         # Mosquitto 2.0 keeps the last allow_anonymous it reads (across include files)
-        # and refuses a second password_file, so anonymous access is said in exactly
-        # one place: here without auth.conf, in auth.conf with it.
-        anonymous = (f"# allow_anonymous: see {self.auth_conf}" if self.authenticated
-                     else "allow_anonymous true")
+        # and refuses a second password_file, so both are said in exactly one place:
+        # auth.conf, which _ensure_accounts always writes first.
         text = "\n".join([
             "# Written by twin; the broker of the embedded stack.",
             "per_listener_settings false",
             f"listener {port} 127.0.0.1",
-            anonymous,
+            f"# allow_anonymous false, password_file and acl_file: see {self.auth_conf}",
             "persistence true",
             f"persistence_location {self.directory}/",
             f"pid_file {self.pid_file}",

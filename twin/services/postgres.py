@@ -2,33 +2,60 @@
 
 PostgreSQL refuses to run as root, so when we are root the server's commands
 run as the ``postgres`` system user and the data directory belongs to it.
+
+Nobody is trusted. Over TCP (127.0.0.1 only) every login needs a password
+(scram-sha-256); the superuser's is generated at initdb and kept beside the
+data directory in libpq's password-file format, mode 0600
+(``<TWIN_HOME>/pg.pgpass``), and the URL the twin connects with carries it.
+The Unix socket in the data directory admits, by peer authentication, only
+the operating-system users that ``pg_ident.conf`` maps to the superuser: the
+server's own user and whoever created the cluster. A cluster created before
+this (``trust``) is closed the next time it starts.
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from twin.errors import MissingComponentError, TwinError
 from twin.services.ports import free_port, port_in_use
+from twin.services.private_files import create_private, write_private
 
 INSTALL_HINT = "run scripts/install-system.sh as root, or use the timescale/timescaledb-ha image"
+#: The cluster's superuser, the role the twin connects as.
+SUPERUSER = "postgres"
 _SETTINGS_FILE = "twin.conf"
+#: The first line of the pg_hba.conf we write; a cluster without it still trusts everyone.
+_HBA_MARKER = "# Written by twin: nobody is trusted."
+_PASSWORD_BYTES = 24
 
 
 class EmbeddedPostgres:
     """One cluster in one data directory, listening on 127.0.0.1 only."""
 
-    def __init__(self, data_dir: Path, *, database: str = "twin", durable: bool = True) -> None:
-        self.data_dir = _reachable_data_dir(Path(data_dir))
+    def __init__(self, data_dir: Path, *, database: str = "twin", durable: bool = True,
+                 password_file: Path | None = None) -> None:
+        wanted = Path(data_dir)
+        self.data_dir = _reachable_data_dir(wanted)
         self.database = database
         # Tests trade crash safety for speed; the demo and real use keep it.
         self.durable = durable
         self.bin_dir = find_bin_dir()
+        #: The superuser's password as a libpq password file (``PGPASSFILE``), mode 0600:
+        #: beside the data directory as asked for, wherever the cluster itself had to live.
+        self.password_file = (Path(password_file) if password_file is not None
+                              else wanted.with_name(f"{wanted.name}.pgpass"))
 
     # --- state
     @property
@@ -43,8 +70,30 @@ class EmbeddedPostgres:
             raise TwinError(f"{self.data_dir / _SETTINGS_FILE} names no port")
         return int(match.group(1))
 
+    @property
+    def secured(self) -> bool:
+        """Whether the cluster wants passwords (our pg_hba.conf), not ``trust``."""
+        try:
+            return (self.data_dir / "pg_hba.conf").read_text().startswith(_HBA_MARKER)
+        except FileNotFoundError:
+            return False
+
+    @property
+    def password(self) -> str:
+        """The superuser's password, from `password_file`."""
+        try:
+            line = self.password_file.read_text().splitlines()[0]
+        except (FileNotFoundError, IndexError) as e:
+            raise TwinError(
+                f"the password of the embedded PostgreSQL is missing ({self.password_file}): "
+                "restore the file, or set a new one over the socket as docs/architecture.md "
+                "describes") from e
+        return _pgpass_unescape(line.split(":", 4)[4])
+
     def url(self, database: str | None = None) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database or self.database}"
+        """The database's URL with the superuser's password in it."""
+        return (f"postgresql://{SUPERUSER}:{quote(self.password, safe='')}@127.0.0.1:"
+                f"{self.port}/{database or self.database}")
 
     def running(self) -> bool:
         if not self.initialized:
@@ -58,6 +107,7 @@ class EmbeddedPostgres:
         check_extensions_installed(self.bin_dir)
         if not self.initialized:
             self._initdb()
+        trusting = not self.secured  # made by an older twin: close it once it runs
         if not self.running():
             if port_in_use(self.port):
                 self._write_settings(free_port())
@@ -70,8 +120,20 @@ class EmbeddedPostgres:
                 raise TwinError(
                     f"the embedded PostgreSQL in {self.data_dir} did not start: {_tail(log)}"
                 )
+        if trusting:
+            self._close_trust()
         self._ensure_database()
         return self.url()
+
+    def rotate_password(self) -> None:
+        """Give the superuser a new password: in the server, then in `password_file`.
+
+        Sessions already open stay open; every new login needs the new password,
+        so services that open connections later must be restarted.
+        """
+        new = _new_password()
+        self._psql("postgres", _set_password_sql(new))
+        write_private(self.password_file, _pgpass_text(new))
 
     def stop(self) -> None:
         if self.running():
@@ -104,13 +166,54 @@ class EmbeddedPostgres:
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         _give_to_server_user(self.data_dir)
-        self._run(
-            ["initdb", "-D", str(self.data_dir), "-U", "postgres", "-A", "trust",
-             "-E", "UTF8", "--locale=C.UTF-8"],
-        )
+        with _server_readable(self._ensure_password()) as pwfile:
+            self._run(
+                ["initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth-local=peer",
+                 "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
+                 "--locale=C.UTF-8"],
+            )
+        self._write_access_rules()
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write(f"\ninclude '{_SETTINGS_FILE}'\n")
         self._write_settings(free_port())
+
+    def _ensure_password(self) -> str:
+        """The superuser's password; a new random one in `password_file` if there is none."""
+        create_private(self.password_file, _pgpass_text(_new_password()))
+        return self.password
+
+    def _write_access_rules(self) -> None:
+        """pg_hba.conf: the socket by peer (mapped in pg_ident.conf), TCP by scram-sha-256."""
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text("\n".join([
+            _HBA_MARKER,
+            "# TCP (127.0.0.1) wants the password, scram-sha-256; the twin keeps the",
+            f"# superuser's in {self.password_file}. The socket in the data directory",
+            "# admits the operating-system users that pg_ident.conf maps (peer).",
+            "# TYPE  DATABASE  USER  ADDRESS       METHOD",
+            "local   all       all                 peer map=twin",
+            "host    all       all   127.0.0.1/32  scram-sha-256",
+            "host    all       all   ::1/128       scram-sha-256",
+            "",
+        ]))
+        me = getpass.getuser()
+        people = [SUPERUSER] + ([me] if me != SUPERUSER else [])
+        ident = self.data_dir / "pg_ident.conf"
+        ident.write_text("\n".join([
+            "# Written by twin: who may log in over the socket, as whom.",
+            "# MAPNAME  SYSTEM-USERNAME  PG-USERNAME",
+            *(f"twin      {who:<16} {SUPERUSER}" for who in people),
+            "",
+        ]))
+        _give_to_server_user(hba)
+        _give_to_server_user(ident)
+
+    def _close_trust(self) -> None:
+        """A cluster that trusts everyone (made before the twin set passwords): give the
+        superuser a password while trust still lets us in, then want it from now on."""
+        self._psql("postgres", _set_password_sql(self._ensure_password()))
+        self._write_access_rules()
+        self._run(["pg_ctl", "-D", str(self.data_dir), "reload"])
 
     def _write_settings(self, port: int) -> None:
         lines = [
@@ -137,18 +240,23 @@ class EmbeddedPostgres:
             self._psql("postgres", f'CREATE DATABASE "{self.database}"')
 
     def _psql(self, database: str, sql: str) -> str:
+        """Run ``sql`` as the superuser over TCP; the statement and the password go through
+        stdin and the environment, never the command line that every local user can read."""
         out = self._run(
             ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-             "-p", str(self.port), "-U", "postgres", "-d", database, "-c", sql]
+             "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-f", "-"],
+            stdin=sql, env={**os.environ, "PGPASSWORD": self.password},
         )
         return out.stdout
 
-    def _run(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(self, argv: list[str], *, check: bool = True, stdin: str | None = None,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         tool = argv[0]
         command = [str(self.bin_dir / tool), *argv[1:]]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, cwd="/", check=False)
+        result = subprocess.run(command, capture_output=True, text=True, cwd="/", check=False,
+                                input=stdin, env=env)
         if check and result.returncode != 0:
             message = (result.stderr or result.stdout).strip().splitlines()
             raise TwinError(f"{tool} failed: {message[-1] if message else 'no output'}")
@@ -218,6 +326,39 @@ def _give_to_server_user(path: Path) -> None:
 def _socket_dir(data_dir: Path) -> str:
     # Unix socket paths are limited to 107 bytes; fall back to TCP only.
     return str(data_dir) if len(str(data_dir)) < 80 else ""
+
+
+def _new_password() -> str:
+    return secrets.token_urlsafe(_PASSWORD_BYTES)
+
+
+def _pgpass_text(password: str) -> str:
+    """libpq's password file: the superuser's password for the loopback server, any port."""
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    return "".join(f"{host}:*:*:{SUPERUSER}:{escaped}\n" for host in ("127.0.0.1", "localhost"))
+
+
+def _pgpass_unescape(field: str) -> str:
+    return re.sub(r"\\(.)", r"\1", field)
+
+
+def _set_password_sql(password: str) -> str:
+    quoted = password.replace("'", "''")
+    return f"ALTER ROLE {SUPERUSER} PASSWORD '{quoted}'"
+
+
+@contextmanager
+def _server_readable(password: str) -> Iterator[Path]:
+    """The password in a private temporary file that initdb, run as the server's user, reads."""
+    fd, name = tempfile.mkstemp(prefix="twin-pwfile-")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        _give_to_server_user(path)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _tail(log: Path) -> str:

@@ -95,4 +95,7 @@ def _unreachable_message(url: str, error: psycopg.OperationalError) -> str:
         if "does not exist" in line:
             reason = line.split("FATAL:")[-1].strip()
             break
+        if "password authentication failed" in line or "no password supplied" in line:
+            return (f"PostgreSQL at {describe(url)} refused the login: "
+                    f"{line.split('FATAL:')[-1].split('fe_sendauth:')[-1].strip()}")
     return f"cannot reach PostgreSQL at {describe(url)}: {reason}"
