@@ -89,6 +89,10 @@ def served(pg, sample_template, broker):
     pg.drop_database(name)
 
 
+#: How long a first page may take to draw (plotly and the deck bundle, WebGL in software).
+FIRST_PAINT_MS = 120_000
+
+
 def login(browser, base: str, user: str, *, viewport=FULL_HD):
     from dashboard.demo import DEMO_PASSWORD
 
@@ -123,7 +127,9 @@ def test_each_role_logs_in_to_its_own_page(served, browser) -> None:
     for user, (path, marker) in expectations.items():
         page = login(browser, base, user)
         assert page.url == f"{base}{path}", user
-        page.wait_for_selector(marker, timeout=15_000)
+        # a first page fetches plotly (3.5 MB) and draws WebGL in software: on a loaded
+        # 2-core machine that took 47 s, so the first wait is generous
+        page.wait_for_selector(marker, timeout=FIRST_PAINT_MS)
         page.close()
     page = login(browser, base, "planner")
     page.goto(f"{base}/")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.day_in_the_life import live_loop
-from tests.test_dashboard_e2e import FULL_HD, PHONE, login
+from tests.test_dashboard_e2e import FIRST_PAINT_MS, FULL_HD, PHONE, login
 from twin.services.ports import free_port
 
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -79,7 +79,7 @@ def test_the_screens_of_a_lived_hour(live, browser) -> None:
     assert alarms[0] > 0 and alarms[1] == 0, "every alarm on the screen is made by a rule"
 
     page = login(browser, base, "operator")
-    page.wait_for_selector("#ls-map", timeout=30_000)
+    page.wait_for_selector("#ls-map", timeout=FIRST_PAINT_MS)
     page.wait_for_function("document.querySelectorAll('#ls-feed .feed-row').length > 0",
                            timeout=30_000)
     _shot(page, "large-screen")
@@ -95,12 +95,12 @@ def test_the_screens_of_a_lived_hour(live, browser) -> None:
     page.close()
 
     planner = login(browser, base, "planner")
-    planner.wait_for_selector("#whatif-note", timeout=30_000)
+    planner.wait_for_selector("#whatif-note", timeout=FIRST_PAINT_MS)
     _shot(planner, "planner")
     planner.close()
 
     phone = login(browser, base, "worker1", viewport=PHONE)
-    phone.wait_for_selector("#w-tasks", timeout=30_000)
+    phone.wait_for_selector("#w-tasks", timeout=FIRST_PAINT_MS)
     _shot(phone, "worker-phone")
     phone.close()
     assert FULL_HD["width"] == 1920
