@@ -35,8 +35,10 @@ from twin.store.reads.scope import communities_of
 from twin.store.reads.texts import community_timezone
 
 _ASSETS = Path(__file__).with_name("assets")
-_OPEN_PREFIXES = ("/login", "/_dash-component-suites/", "/assets/", "/_favicon.ico",
-                  "/favicon.ico", "/healthz")
+#: What needs no session: these paths exactly, and the files under these folders. Never a
+#: bare prefix: "/loginx" is not "/login", and Dash would answer it with the page shell.
+_OPEN_PATHS = frozenset({"/login", "/healthz", "/_favicon.ico", "/favicon.ico"})
+_OPEN_FOLDERS = ("/_dash-component-suites/", "/assets/")
 _TOKEN = "twin_session"
 
 
@@ -103,7 +105,7 @@ def _add_auth_routes(server: flask.Flask) -> None:
             if flask.g.user is None:
                 flask.session.pop(_TOKEN, None)
                 flask.g.session_ended = True
-        if flask.g.user is not None or path.startswith(_OPEN_PREFIXES):
+        if flask.g.user is not None or _is_open(path):
             return None
         if path.startswith("/_dash-") or flask.request.method != "GET":
             return flask.jsonify({"error": "login required"}), 401
@@ -208,6 +210,10 @@ def _login_page(lang: str, error: str) -> str:
   <button id="login-submit" type="submit">{html.escape(t('login.submit', lang))}</button>
   <a class="login-lang" href="/login?lang={other}&next={nxt}">{t('nav.lang', lang)}</a>
 </form></body></html>"""
+
+
+def _is_open(path: str) -> bool:
+    return path in _OPEN_PATHS or (path.startswith(_OPEN_FOLDERS) and ".." not in path)
 
 
 def _safe_next(target: str) -> str:
