@@ -22,7 +22,7 @@ import dash
 import flask
 from psycopg_pool import ConnectionPool
 
-from dashboard import audit, auth
+from dashboard import audit, auth, security
 from dashboard.context import Context, Settings, ctx
 from dashboard.i18n import DEFAULT_LANG, t
 from dashboard.pages import PAGES
@@ -64,6 +64,7 @@ def create_app(
         SECRET_KEY=secret_key or os.environ.get("TWIN_DASHBOARD_SECRET") or secrets.token_hex(32),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
         SESSION_COOKIE_NAME="twin_dashboard",
         PERMANENT_SESSION_LIFETIME=settings.session.lifetime,
         TWIN=Context(pool=pool, communities=communities, settings=settings, zone=zone),
@@ -87,6 +88,7 @@ def create_app(
         getattr(page, "warm_up", lambda _context: None)(server.config["TWIN"])
     register_shell_callbacks(app)
     app.layout = shell
+    security.protect(app, settings)  # last: the CSP allows the callbacks' inline scripts
     return app
 
 

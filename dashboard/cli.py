@@ -36,6 +36,7 @@ def dashboard_command(
     from dashboard.app import create_app
     from dashboard.auth import SessionPolicy
     from dashboard.context import Settings
+    from dashboard.serving import make_server
 
     url = stack.database_url(load_settings())
     with connect(url) as conn:
@@ -45,7 +46,13 @@ def dashboard_command(
         session=SessionPolicy(idle=timedelta(minutes=session_minutes))))
     console.print(f"control room on http://{host}:{port}/ (log in with a user from "
                   "`twin users add`)")
-    app.run(host=host, port=port, debug=False, threaded=True)
+    server = make_server(app, host, port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @users_app.command("add")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,10 @@ class Settings:
     device_counts_ttl_s: float = 5.0
     #: Above this many buildings the walkways are left off the base map (a district).
     walkway_buildings_limit: int = 1000
+    #: The session cookie is sent over HTTPS only: set it when a proxy serves the control
+    #: room over HTTPS (TWIN_DASHBOARD_SECURE_COOKIES=1).
+    secure_cookies: bool = field(
+        default_factory=lambda: _env_flag("TWIN_DASHBOARD_SECURE_COOKIES"))
 
 
 @dataclass
@@ -86,6 +91,15 @@ class Context:
         finally:
             with self._lock:
                 self._refreshing.discard(key)
+
+
+def _env_flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name} must be 1 or 0 (true or false), not {value!r}")
 
 
 def ctx() -> Context:

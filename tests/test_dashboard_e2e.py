@@ -30,16 +30,31 @@ from twin.services.ports import free_port
 SHOTS = Path(os.environ.get("TWIN_E2E_SHOTS", Path(tempfile.gettempdir()) / "twin-e2e-shots"))
 FULL_HD = {"width": 1920, "height": 1080}
 PHONE = {"width": 390, "height": 844}
+#: What the browser refused under the Content-Security-Policy on the pages a test opened.
+_REFUSED: list[str] = []
 
+
+@pytest.fixture(autouse=True)
+def _nothing_refused_by_the_csp():
+    """Every test is also a check that the CSP lets Dash, plotly and deck.gl run."""
+    _REFUSED.clear()
+    yield
+    assert not _REFUSED, "refused under the Content-Security-Policy:\n" + "\n".join(_REFUSED)
+
+
+def new_page(browser, *, viewport=FULL_HD):
+    page = browser.new_page(viewport=viewport)
+    page.on("console", lambda message: _REFUSED.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    return page
 
 
 @pytest.fixture(scope="module")
 def served(pg, sample_template, broker):
     """(base URL, database URL, demo ids): the app over live simulated data."""
-    from werkzeug.serving import make_server
-
     from dashboard.app import create_app
     from dashboard.demo import seed_operations, seed_users
+    from dashboard.serving import make_server
     from ingest.broker import forget_session
     from ingest.service import IngestOptions, IngestService
     from ingest.simulator import run_simulation
@@ -68,7 +83,7 @@ def served(pg, sample_template, broker):
     simulator.start()
     app = create_app(url, secret_key="e2e")
     port = free_port()
-    server = make_server("127.0.0.1", port, app.server, threaded=True)
+    server = make_server(app, "127.0.0.1", port)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
     _wait_for_data(url)
@@ -96,7 +111,7 @@ FIRST_PAINT_MS = 120_000
 def login(browser, base: str, user: str, *, viewport=FULL_HD):
     from dashboard.demo import DEMO_PASSWORD
 
-    page = browser.new_page(viewport=viewport)
+    page = new_page(browser, viewport=viewport)
     page.goto(f"{base}/login")
     page.fill("#username", user)
     page.fill("#password", DEMO_PASSWORD)
@@ -113,7 +128,7 @@ def shot(page, name: str) -> None:
 
 def test_each_role_logs_in_to_its_own_page(served, browser) -> None:
     base, _, _ = served
-    page = browser.new_page(viewport=FULL_HD)
+    page = new_page(browser)
     page.goto(f"{base}/")
     assert "/login" in page.url
     shot(page, "login")

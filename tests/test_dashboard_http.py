@@ -5,6 +5,10 @@ size of what a user may send, and photos. Real PostgreSQL, Flask's test client.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+
 import pytest
 
 from dashboard.app import create_app
@@ -44,3 +48,83 @@ def test_the_open_paths_stay_open(room) -> None:
     assert client.get("/login").status_code == 200
     assert client.get("/healthz").json == {"ok": True}
     assert client.get("/assets/control_room.css").status_code == 200
+
+
+# --- security headers ----------------------------------------------------------------------
+
+def _login(client, name: str, password: str = DEMO_PASSWORD, **form):
+    """Log in the way the form does: the page first (for its CSRF token), then the post."""
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    data = {"username": name, "password": password, **form}
+    if token is not None:
+        data.setdefault("csrf_token", token.group(1))
+    return client.post("/login", data=data)
+
+
+def _csp(resp) -> dict[str, list[str]]:
+    policy = resp.headers["Content-Security-Policy"]
+    return {d.split()[0]: d.split()[1:] for d in (p.strip() for p in policy.split(";")) if d}
+
+
+def test_every_response_carries_the_security_headers(room) -> None:
+    app, users, *_ = room
+    client = app.server.test_client()
+    answers = [client.get("/login"), client.get("/"), client.post("/_dash-update-component",
+                                                                  json={})]
+    assert _login(client, users.operator).status_code == 302
+    shell = client.get("/")
+    answers += [shell, client.get("/assets/control_room.css"), client.get("/_dash-layout")]
+    for resp in answers:
+        assert resp.headers["X-Frame-Options"] == "DENY", resp.request.path
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+        csp = _csp(resp)
+        assert csp["default-src"] == ["'self'"] and csp["frame-ancestors"] == ["'none'"]
+        assert csp["object-src"] == ["'none'"] and csp["form-action"] == ["'self'"]
+        assert not {"'unsafe-inline'", "'unsafe-eval'", "*"} & set(csp["script-src"])
+    # the page shell's inline scripts (Dash's renderer, the clientside callbacks) run by hash
+    html = re.sub(r"<!--.*?-->", "", shell.get_data(as_text=True), flags=re.DOTALL)
+    inline = re.findall(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>]*>(.*?)</script>",
+                        html, re.DOTALL)
+    assert len(inline) >= 2
+    allowed = set(_csp(shell)["script-src"])
+    for script in inline:
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in allowed, script[:60]
+
+
+def test_an_online_tile_server_is_the_one_other_origin_allowed(twin_db_url) -> None:
+    from dashboard.context import Settings
+
+    app = create_app(twin_db_url, secret_key="test",
+                     settings=Settings(tile_url="https://{s}.tiles.example.org/{z}/{x}/{y}.png"))
+    try:
+        csp = _csp(app.server.test_client().get("/login"))
+    finally:
+        app.server.config["TWIN"].pool.close()
+    assert "https://*.tiles.example.org" in csp["img-src"]
+    assert "https://*.tiles.example.org" in csp["connect-src"]
+    assert csp["script-src"][0] == "'self'" and not any("example" in s for s in csp["script-src"])
+
+
+def test_responses_name_no_server_or_python_version(room) -> None:
+    """Through the server `twin dashboard` runs, not the test client (which has none)."""
+    import threading
+    import urllib.request
+
+    from dashboard.serving import make_server
+    from twin.services.ports import free_port
+
+    app, *_ = room
+    server = make_server(app, "127.0.0.1", free_port())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/login") as resp:
+            headers = resp.headers
+    finally:
+        server.shutdown()
+        server.server_close()
+    banner = " ".join(headers.get_all("Server") or [])
+    assert "Werkzeug" not in banner and "Python" not in banner and not re.search(r"\d", banner)
+    assert headers["X-Frame-Options"] == "DENY"

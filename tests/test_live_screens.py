@@ -31,10 +31,9 @@ INCIDENTS = ("co-leak:1号地库@+10m", "fire-lane-parking:东门@+20m",
 @pytest.fixture(scope="module")
 def live(pg, sample_template, broker) -> Iterator[tuple[str, str]]:
     """(base URL, database URL): the app over an hour the live loop has just lived."""
-    from werkzeug.serving import make_server
-
     from dashboard.app import create_app
     from dashboard.demo import seed_users
+    from dashboard.serving import make_server
     from twin.store.connection import connect
 
     url = pg.create_database("live_screens", template=sample_template)
@@ -44,7 +43,7 @@ def live(pg, sample_template, broker) -> Iterator[tuple[str, str]]:
     with live_loop(url, broker) as loop:
         loop.live_through(end - timedelta(minutes=60), end, speed=120.0, inject=list(INCIDENTS))
         app = create_app(url, secret_key="live-screens")
-        server = make_server("127.0.0.1", free_port(), app.server, threaded=True)
+        server = make_server(app, "127.0.0.1", free_port())
         threading.Thread(target=server.serve_forever, daemon=True).start()
         yield f"http://127.0.0.1:{server.server_port}", url
         server.shutdown()

@@ -1,0 +1,76 @@
+"""The control room's HTTP armour: the headers every response carries.
+
+- a Content-Security-Policy that lets Dash (its one inline renderer script and the
+  clientside callbacks, allowed by their hashes), plotly and the locally served deck.gl
+  bundle run, and nothing from elsewhere (the optional online tiles excepted);
+- ``X-Frame-Options: DENY``, ``X-Content-Type-Options: nosniff`` and
+  ``Referrer-Policy: strict-origin-when-cross-origin`` (flask-talisman);
+- the session cookie ``Secure`` when the control room is served over HTTPS
+  (``Settings.secure_cookies``, ``TWIN_DASHBOARD_SECURE_COOKIES=1``).
+
+TLS itself is the reverse proxy's job: nothing here redirects to https.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import dash
+from flask_talisman import Talisman
+
+from dashboard.context import Settings
+
+#: What the pages need beyond 'self'. Plotly and Dash's components set inline styles, so
+#: style-src keeps 'unsafe-inline'; scripts never do.
+_IMAGES = ("data:", "blob:")
+
+
+def content_security_policy(app: dash.Dash, settings: Settings) -> dict[str, list[str]]:
+    """The policy for `app` as it is now: its inline scripts are allowed by their hashes, and
+    Dash adds one of them (the page title's clientside callback) only on its first request."""
+    tiles = [_origin(settings.tile_url)] if settings.tile_url else []
+    return {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", *app.csp_hashes()],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", *_IMAGES, *tiles],
+        "connect-src": ["'self'", *tiles],
+        "worker-src": ["'self'", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+
+
+def protect(app: dash.Dash, settings: Settings) -> None:
+    """Put the security headers on every response of `app`."""
+    Talisman(
+        app.server,
+        content_security_policy=None,  # below: it must follow Dash's late inline script
+        frame_options="DENY",
+        referrer_policy="strict-origin-when-cross-origin",
+        # the phone page asks for the position; nothing asks for the camera or microphone
+        permissions_policy={"geolocation": "(self)", "camera": "()", "microphone": "()",
+                            "browsing-topics": "()"},
+        force_https=False,  # the proxy in front terminates TLS (and redirects, if it wants)
+        session_cookie_secure=settings.secure_cookies,
+        session_cookie_samesite="Lax",
+        session_cookie_http_only=True,
+        x_content_type_options=True,
+    )
+
+    @app.server.after_request
+    def _content_security_policy(response):
+        policy = content_security_policy(app, settings)  # a few short hashes: microseconds
+        response.headers["Content-Security-Policy"] = "; ".join(
+            f"{name} {' '.join(sources)}" for name, sources in policy.items())
+        return response
+
+
+def _origin(url: str) -> str:
+    """The tile server's origin; a placeholder in the host ({s}) becomes a CSP wildcard."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{re.sub(r'{[^}]*}', '*', parts.netloc)}"
