@@ -116,10 +116,10 @@ def _add_auth_routes(server: flask.Flask) -> None:
 
     @server.route("/login", methods=["GET", "POST"])
     def login():
-        lang = flask.request.args.get("lang", DEFAULT_LANG)
-        lang = lang if lang in auth.LANGS else DEFAULT_LANG
+        lang = _login_lang()
         error = ""
         if flask.request.method == "POST":
+            security.check_form()
             name = flask.request.form.get("username", "").strip()
             password = flask.request.form.get("password", "")
             with ctx().pool.connection() as conn:
@@ -143,23 +143,34 @@ def _add_auth_routes(server: flask.Flask) -> None:
             error = t("login.expired", lang)
         return _login_page(lang, error), (401 if error and flask.request.method == "POST" else 200)
 
-    @server.route("/logout")
+    @server.route("/logout", methods=["POST"])
     def logout():
+        security.check_form()
         token = flask.session.pop(_TOKEN, None)
         if token:
             with ctx().pool.connection() as conn:
                 if flask.g.user is not None:
                     audit.record(conn, flask.g.user, "logout")
                 auth.end_session(conn, token)
-        return flask.redirect("/login")
+        return flask.redirect("/login", code=303)
 
-    @server.route("/lang/<code>")
+    @server.route("/lang/<code>", methods=["POST"])
     def set_lang(code: str):
+        security.check_form()
         if code in auth.LANGS:
             with ctx().pool.connection() as conn:
                 auth.set_language(conn, flask.g.user.name, code)
-        back = flask.request.args.get("next") or urlsplit(flask.request.referrer or "/").path
-        return flask.redirect(_safe_next(back or "/"))
+        return flask.redirect(_safe_next(_back()), code=303)
+
+    @server.errorhandler(security.CSRFError)
+    def _stale_form(_error):
+        """A form without this session's token: a forged post, or a page left open across a
+        restart. Nothing was done; say so in the reader's language."""
+        if flask.request.path == "/login":
+            return _login_page(_login_lang(), t("form.stale", _login_lang())), 400
+        user = flask.g.get("user")
+        return flask.Response(t("form.stale", user.lang if user else DEFAULT_LANG),
+                              status=400, mimetype="text/plain")
 
     @server.route("/healthz")
     def healthz():
@@ -208,10 +219,22 @@ def _login_page(lang: str, error: str) -> str:
   <label>{html.escape(t('login.password', lang))}
     <input id="password" name="password" type="password" autocomplete="current-password" required>
   </label>
+  <input type="hidden" name="csrf_token" value="{html.escape(security.form_token(), quote=True)}">
   <div class="login-error" id="login-error">{html.escape(error)}</div>
   <button id="login-submit" type="submit">{html.escape(t('login.submit', lang))}</button>
   <a class="login-lang" href="/login?lang={other}&next={nxt}">{t('nav.lang', lang)}</a>
 </form></body></html>"""
+
+
+def _login_lang() -> str:
+    lang = flask.request.args.get("lang", DEFAULT_LANG)
+    return lang if lang in auth.LANGS else DEFAULT_LANG
+
+
+def _back() -> str:
+    """Where a form posted from a page should return: that page (path and query)."""
+    parts = urlsplit(flask.request.referrer or "/")
+    return parts.path + (f"?{parts.query}" if parts.query else "") or "/"
 
 
 def _is_open(path: str) -> bool:

@@ -6,7 +6,10 @@
 - ``X-Frame-Options: DENY``, ``X-Content-Type-Options: nosniff`` and
   ``Referrer-Policy: strict-origin-when-cross-origin`` (flask-talisman);
 - the session cookie ``Secure`` when the control room is served over HTTPS
-  (``Settings.secure_cookies``, ``TWIN_DASHBOARD_SECURE_COOKIES=1``).
+  (``Settings.secure_cookies``, ``TWIN_DASHBOARD_SECURE_COOKIES=1``);
+- a CSRF token (flask-wtf) in each of its plain HTML forms that change state (log in,
+  log out, the language), checked on their POST. Dash's callbacks are JSON posts that a
+  cross-site form cannot make, and the SameSite=Lax cookie is not sent with them anyway.
 
 TLS itself is the reverse proxy's job: nothing here redirects to https.
 """
@@ -18,8 +21,15 @@ from urllib.parse import urlsplit
 
 import dash
 from flask_talisman import Talisman
+from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 
 from dashboard.context import Settings
+
+__all__ = ["CSRFError", "check_form", "content_security_policy", "form_token", "protect"]
+
+#: Checks only the forms that ask for it (`check_form`), not every POST: Dash's callbacks
+#: carry no form token.
+_csrf = CSRFProtect()
 
 #: What the pages need beyond 'self'. Plotly and Dash's components set inline styles, so
 #: style-src keeps 'unsafe-inline'; scripts never do.
@@ -45,8 +55,22 @@ def content_security_policy(app: dash.Dash, settings: Settings) -> dict[str, lis
     }
 
 
+def form_token() -> str:
+    """The CSRF token a form of this session carries (the field `csrf_token`)."""
+    return generate_csrf()
+
+
+def check_form() -> None:
+    """Refuse (CSRFError, 400) a form post without this session's token."""
+    _csrf.protect()
+
+
 def protect(app: dash.Dash, settings: Settings) -> None:
-    """Put the security headers on every response of `app`."""
+    """Put the security headers on every response of `app`, and the CSRF check in reach of
+    its forms."""
+    # a token lasts as long as its session: a wall screen's logout button works after hours
+    app.server.config.update(WTF_CSRF_CHECK_DEFAULT=False, WTF_CSRF_TIME_LIMIT=None)
+    _csrf.init_app(app.server)
     Talisman(
         app.server,
         content_security_policy=None,  # below: it must follow Dash's late inline script

@@ -6,6 +6,7 @@ import dash
 import flask
 from dash import dcc, html
 
+from dashboard import security
 from dashboard.context import current_user, tr, zone
 from twin.access import can_open
 
@@ -39,9 +40,8 @@ def shell() -> html.Div:
                 html.Span(id="clock", className="clock"),
                 html.Span(f"{user.label} · {tr('role.' + user.role)}", className="who",
                           id="who"),
-                html.A(tr("nav.lang"), href=f"/lang/{other}", className="nav-link",
-                       id="lang-toggle"),
-                html.A(tr("nav.logout"), href="/logout", className="nav-link", id="logout"),
+                _post_button(tr("nav.lang"), f"/lang/{other}", "lang-toggle"),
+                _post_button(tr("nav.logout"), "/logout", "logout"),
             ]),
         ]),
         html.Main(dash.page_container, className="page"),
@@ -49,6 +49,14 @@ def shell() -> html.Div:
         # the clock shows the community's time, wherever the browser is
         dcc.Store(id="clock-zone", data={"tz": zone().key, "lang": user.lang}),
     ])
+
+
+def _post_button(label: str, action: str, button_id: str) -> html.Form:
+    """A top-bar link that changes state: a form posted with this session's CSRF token (the
+    button's own value), never a GET."""
+    return html.Form(method="post", action=action, className="nav-form", children=[
+        html.Button(label, type="submit", name="csrf_token", value=security.form_token(),
+                    className="nav-link", id=button_id)])
 
 
 def register_callbacks(app) -> None:

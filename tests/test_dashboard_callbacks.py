@@ -51,12 +51,14 @@ def test_every_page_needs_a_login_and_callbacks_answer_401(room) -> None:
     client = app.server.test_client()
     assert client.get("/").status_code == 302 and "/login" in client.get("/").location
     assert client.post("/_dash-update-component", json={}).status_code == 401
-    bad = client.post("/login", data={"username": "operator", "password": "nope nope"})
+    bad = client.post("/login", data={"username": "operator", "password": "nope nope",
+                                      "csrf_token": _form_token(client)})
     assert bad.status_code == 401 and "用户名或密码错误".encode() in bad.data
-    ok = client.post("/login", data={"username": users.worker, "password": DEMO_PASSWORD})
+    ok = client.post("/login", data={"username": users.worker, "password": DEMO_PASSWORD,
+                                     "csrf_token": _form_token(client)})
     assert ok.status_code == 302 and ok.location.endswith("/worker")
     assert client.get("/worker").status_code == 200
-    client.get("/logout")
+    client.post("/logout", data={"csrf_token": _form_token(client)})
     assert client.get("/worker").status_code == 302
     with connect(url) as conn:
         actions = [r[0] for r in conn.execute("SELECT action FROM audit_log ORDER BY id")]
@@ -67,8 +69,17 @@ def test_login_never_redirects_off_site(room) -> None:
     app, users, _, _ = room
     client = app.server.test_client()
     resp = client.post("/login?next=//evil.example/x",
-                       data={"username": users.operator, "password": DEMO_PASSWORD})
+                       data={"username": users.operator, "password": DEMO_PASSWORD,
+                             "csrf_token": _form_token(client)})
     assert resp.location == "/"
+
+
+def _form_token(client) -> str:
+    """The session's CSRF token, as the login form carries it."""
+    import re
+
+    page = client.get("/login").get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
 def test_large_screen_shows_the_database_and_a_new_alarm_arrives_as_a_small_patch(room) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 
 import pytest
@@ -128,3 +129,105 @@ def test_responses_name_no_server_or_python_version(room) -> None:
     banner = " ".join(headers.get_all("Server") or [])
     assert "Werkzeug" not in banner and "Python" not in banner and not re.search(r"\d", banner)
     assert headers["X-Frame-Options"] == "DENY"
+
+
+# --- forms that change state ---------------------------------------------------------------
+
+def _token(client) -> str:
+    """This session's CSRF token, as the login form carries it."""
+    page = client.get("/login").get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def test_logout_and_the_language_change_nothing_on_get(room) -> None:
+    app, users, _, url = room
+    client = app.server.test_client()
+    assert _login(client, users.operator).status_code == 302
+    for path in ("/logout", "/lang/en", "/logout?next=/", "/lang/en?next=/"):
+        assert client.get(path).status_code in (200, 404, 405), path  # no redirect: no action
+    assert client.get("/work-orders").status_code == 200  # still logged in
+    with connect(url) as conn:
+        assert conn.execute("SELECT lang FROM app_user WHERE name = %s",
+                            (users.operator,)).fetchone() == ("zh-CN",)
+    assert _audit(url, "logout") == []
+
+
+def test_logout_and_the_language_are_posts_with_the_sessions_token(room) -> None:
+    app, users, _, url = room
+    client = app.server.test_client()
+    assert _login(client, users.operator).status_code == 302
+    # a forged post (no token, or another session's) does nothing
+    assert client.post("/lang/en").status_code == 400
+    other = app.server.test_client()
+    assert client.post("/logout", data={"csrf_token": _token(other)}).status_code == 400
+    assert client.get("/work-orders").status_code == 200
+    # the top bar's forms carry the token and post where the routes listen
+    layout = client.get("/_dash-layout").get_data(as_text=True)
+    forms = {f["props"]["action"]: f["props"]["children"][0]["props"]
+             for f in _components(json.loads(layout), "Form")}
+    assert set(forms) == {"/lang/en", "/logout"}
+    token = forms["/logout"]["value"]
+    assert forms["/logout"]["name"] == "csrf_token" and forms["/lang/en"]["value"] == token
+    resp = client.post("/lang/en", data={"csrf_token": token},
+                       headers={"Referer": "http://localhost/work-orders?id=3"})
+    assert resp.status_code == 303 and resp.location == "/work-orders?id=3"
+    resp = client.post("/logout", data={"csrf_token": token})
+    assert resp.status_code == 303 and resp.location == "/login"
+    assert client.get("/work-orders").status_code == 302
+    with connect(url) as conn:
+        assert conn.execute("SELECT lang FROM app_user WHERE name = %s",
+                            (users.operator,)).fetchone() == ("en",)
+    assert _audit(url, "logout") == [(users.operator, "logout")]
+
+
+def test_the_login_form_carries_a_token_and_a_post_without_it_is_refused(room) -> None:
+    app, users, _, url = room
+    client = app.server.test_client()
+    resp = client.post("/login", data={"username": users.operator, "password": DEMO_PASSWORD})
+    assert resp.status_code == 400 and "页面已过期".encode() in resp.data
+    resp = client.post("/login?lang=en", data={"username": users.operator,
+                                                "password": DEMO_PASSWORD, "csrf_token": "x"})
+    assert resp.status_code == 400 and b"This page has expired" in resp.data
+    assert client.get("/work-orders").status_code == 302  # no session was opened
+    assert _audit(url, "login", "login_failed") == []
+    assert _login(client, users.operator).status_code == 302
+
+
+def test_the_session_cookie_is_secure_when_served_over_https(twin_db_url, monkeypatch) -> None:
+    from dashboard.context import Settings
+
+    with connect(twin_db_url) as conn:
+        users = seed_users(conn)
+
+    def cookie(settings: Settings) -> str:
+        app = create_app(twin_db_url, secret_key="test", settings=settings)
+        try:
+            resp = _login(app.server.test_client(), users.operator)
+        finally:
+            app.server.config["TWIN"].pool.close()
+        assert resp.status_code == 302
+        return "; ".join(v for v in resp.headers.get_all("Set-Cookie")
+                         if v.startswith("twin_dashboard="))
+
+    plain = cookie(Settings())
+    assert "HttpOnly" in plain and "SameSite=Lax" in plain and "Secure" not in plain
+    assert "Secure" in cookie(Settings(secure_cookies=True))
+    monkeypatch.setenv("TWIN_DASHBOARD_SECURE_COOKIES", "1")
+    assert Settings().secure_cookies is True
+    monkeypatch.setenv("TWIN_DASHBOARD_SECURE_COOKIES", "perhaps")
+    with pytest.raises(ValueError, match="TWIN_DASHBOARD_SECURE_COOKIES"):
+        Settings()
+
+
+def _components(node, kind: str) -> list[dict]:
+    """Every component of type `kind` in a layout as Dash serialises it."""
+    found = []
+    if isinstance(node, dict):
+        if node.get("type") == kind:
+            found.append(node)
+        for value in node.values():
+            found += _components(value, kind)
+    elif isinstance(node, list):
+        for value in node:
+            found += _components(value, kind)
+    return found
