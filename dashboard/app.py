@@ -11,6 +11,7 @@ check their roles in their layout, and every service call checks again.
 from __future__ import annotations
 
 import html
+import math
 import os
 import secrets
 from datetime import UTC, datetime
@@ -114,21 +115,41 @@ def _add_auth_routes(server: flask.Flask) -> None:
         expired = "&expired=1" if getattr(flask.g, "session_ended", False) else ""
         return flask.redirect(f"/login?next={_safe_next(flask.request.full_path)}{expired}")
 
+    def address_locked(limit: security.RequestLimit) -> flask.Response:
+        """Too many wrong logins from this address: refused, audited (without the address,
+        which is personal data), and said in the page's language."""
+        until = datetime.fromtimestamp(limit.reset_at, UTC)
+        with ctx().pool.connection() as conn:
+            audit.record(conn, _typed_name(), "login_locked", role="",
+                         detail={"by": "address", "until": until.isoformat()})
+        lang = _login_lang()
+        return flask.Response(_login_page(lang, _locked(until, lang)), status=429,
+                              mimetype="text/html")
+
     @server.route("/login", methods=["GET", "POST"])
+    @security.login_throttle(server, server.config["TWIN"].settings, address_locked)
     def login():
         lang = _login_lang()
         error = ""
         if flask.request.method == "POST":
             security.check_form()
-            name = flask.request.form.get("username", "").strip()
+            name = _typed_name()
             password = flask.request.form.get("password", "")
+            policy = ctx().settings.login
+            now = _now()
+            user = None
             with ctx().pool.connection() as conn:
+                locked = auth.login_locked_until(conn, name, now=now, policy=policy)
+                if locked is not None:  # the right password too: nothing is checked
+                    audit.record(conn, name, "login_locked", role="",
+                                 detail={"by": "user", "until": locked.isoformat()})
+                    return _login_page(lang, _locked(locked, lang)), 429
                 user = auth.authenticate(conn, name, password)
                 if user is None:
-                    audit.record(conn, name or "?", "login_failed", role="")
+                    audit.record(conn, name, "login_failed", role="")
                     error = t("login.failed", lang)
                 else:
-                    token = auth.open_session(conn, user, now=_now(),
+                    token = auth.open_session(conn, user, now=now,
                                               policy=ctx().settings.session)
                     audit.record(conn, user, "login")
             if user is not None:
@@ -224,6 +245,16 @@ def _login_page(lang: str, error: str) -> str:
   <button id="login-submit" type="submit">{html.escape(t('login.submit', lang))}</button>
   <a class="login-lang" href="/login?lang={other}&next={nxt}">{t('nav.lang', lang)}</a>
 </form></body></html>"""
+
+
+def _typed_name() -> str:
+    """The user name of a login post ("?" if none was typed)."""
+    return flask.request.form.get("username", "").strip() or "?"
+
+
+def _locked(until: datetime, lang: str) -> str:
+    minutes = max(1, math.ceil((until - _now()).total_seconds() / 60))
+    return t("login.locked", lang).format(minutes=minutes)
 
 
 def _login_lang() -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,10 +40,11 @@ from twin.store.reads.grids import grid_owner
 from twin.store.reads.staff import staff_exists
 
 __all__ = [
-    "HOME", "LANGS", "PAGE_ROLES", "ROLES", "UNMASKED_ROLES", "AccessDenied", "SessionPolicy",
-    "User", "add_user", "authenticate", "can_open", "disable_user", "end_session", "get_user",
-    "hash_password", "list_users", "open_session", "purge_sessions", "require_grid",
-    "require_page", "sees_residents_whole", "session_user", "set_language",
+    "HOME", "LANGS", "PAGE_ROLES", "ROLES", "UNMASKED_ROLES", "AccessDenied", "LoginPolicy",
+    "SessionPolicy", "User", "add_user", "authenticate", "can_open", "disable_user",
+    "end_session", "get_user", "hash_password", "list_users", "locked_until",
+    "login_locked_until", "open_session", "purge_sessions", "require_grid", "require_page",
+    "sees_residents_whole", "session_user", "set_language",
 ]
 
 LANGS: tuple[str, ...] = ("zh-CN", "en")
@@ -62,6 +64,22 @@ class SessionPolicy:
 
     idle: timedelta = timedelta(minutes=30)
     lifetime: timedelta = timedelta(hours=12)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginPolicy:
+    """How wrong passwords are slowed down.
+
+    `max_failures` wrong passwords for one user name within `window` lock that name for
+    `lockout` after the last of them: the right password is refused too. Counting starts
+    again after a successful login. One address may send `address_failures` wrong logins
+    per `window` (whatever the names), then it is refused until the oldest leaves the window.
+    """
+
+    max_failures: int = 5
+    window: timedelta = timedelta(minutes=15)
+    lockout: timedelta = timedelta(minutes=15)
+    address_failures: int = 20
 
 
 # --- users ---------------------------------------------------------------------------
@@ -135,6 +153,28 @@ def authenticate(conn: psycopg.Connection, name: str, password: str) -> User | N
     if disabled or not check_password_hash(pw_hash, password):
         return None
     return user
+
+
+def locked_until(failures: Sequence[datetime], *, policy: LoginPolicy) -> datetime | None:
+    """When a user name that had these wrong passwords (newest first, since its last
+    successful login) may log in again; None if they do not lock it (pure)."""
+    if policy.max_failures < 1 or len(failures) < policy.max_failures:
+        return None
+    newest, oldest = failures[0], failures[policy.max_failures - 1]
+    if newest - oldest > policy.window:
+        return None
+    return newest + policy.lockout
+
+
+def login_locked_until(conn: psycopg.Connection, name: str, *, now: datetime,
+                       policy: LoginPolicy = LoginPolicy()) -> datetime | None:
+    """When `name` may log in again, if its wrong passwords (the `login_failed` rows of the
+    audit log) lock it now; None if it is not locked. A name that is no login locks alike,
+    so a lockout tells nobody which names exist."""
+    failures = read.login_failures(conn, name, since=now - policy.window - policy.lockout,
+                                   limit=policy.max_failures)
+    until = locked_until(failures, policy=policy)
+    return until if until is not None and until > now else None
 
 
 # --- sessions ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import flask
 from psycopg_pool import ConnectionPool
 
-from dashboard.auth import SessionPolicy
+from dashboard.auth import LoginPolicy, SessionPolicy
 from dashboard.i18n import DEFAULT_LANG, t
 from dashboard.live import LiveCache
 from twin.access import User
@@ -27,6 +27,8 @@ class Settings:
 
     community_id: str | None = None
     session: SessionPolicy = field(default_factory=SessionPolicy)
+    #: Wrong passwords: when a user name, and an address, are refused for a while.
+    login: LoginPolicy = field(default_factory=LoginPolicy)
     #: An online raster basemap ("https://.../{z}/{x}/{y}.png"); None draws only the twin.
     tile_url: str | None = None
     #: How often an open large screen asks for changes.
@@ -44,6 +46,15 @@ class Settings:
     #: room over HTTPS (TWIN_DASHBOARD_SECURE_COOKIES=1).
     secure_cookies: bool = field(
         default_factory=lambda: _env_flag("TWIN_DASHBOARD_SECURE_COOKIES"))
+    #: How many reverse proxies in front set X-Forwarded-For and -Proto (0: none, the
+    #: client's own address is the one throttled). TWIN_DASHBOARD_PROXIES.
+    trusted_proxies: int = field(
+        default_factory=lambda: int(os.environ.get("TWIN_DASHBOARD_PROXIES") or 0))
+    #: Where the per-address login counts live: in each process by default; a redis://
+    #: URL shares them between worker processes. TWIN_DASHBOARD_RATELIMIT_STORAGE.
+    ratelimit_storage: str = field(
+        default_factory=lambda: os.environ.get("TWIN_DASHBOARD_RATELIMIT_STORAGE")
+        or "memory://")
 
 
 @dataclass

@@ -21,6 +21,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "login.submit": ("登录", "Log in"),
     "login.failed": ("用户名或密码错误", "Wrong user name or password"),
     "login.expired": ("会话已过期，请重新登录", "Your session has ended; please log in again"),
+    "login.locked": ("登录失败次数过多，请 {minutes} 分钟后再试",
+                     "Too many failed logins: try again in {minutes} min"),
     "form.stale": ("页面已过期，请刷新后重试", "This page has expired: reload it and try again"),
     "denied": ("无权访问此页面", "You may not open this page"),
     "denied.grid": ("不在您的网格内", "Not in your grid"),

@@ -9,7 +9,9 @@
   (``Settings.secure_cookies``, ``TWIN_DASHBOARD_SECURE_COOKIES=1``);
 - a CSRF token (flask-wtf) in each of its plain HTML forms that change state (log in,
   log out, the language), checked on their POST. Dash's callbacks are JSON posts that a
-  cross-site form cannot make, and the SameSite=Lax cookie is not sent with them anyway.
+  cross-site form cannot make, and the SameSite=Lax cookie is not sent with them anyway;
+- wrong logins counted per address (flask-limiter; `LoginPolicy.address_failures` per
+  window), behind `Settings.trusted_proxies` reverse proxies (X-Forwarded-For).
 
 TLS itself is the reverse proxy's job: nothing here redirects to https.
 """
@@ -17,15 +19,23 @@ TLS itself is the reverse proxy's job: nothing here redirects to https.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import dash
+import flask
+from flask_limiter import Limiter, RequestLimit
+from flask_limiter.util import get_remote_address
 from flask_talisman import Talisman
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from dashboard.auth import LoginPolicy
 from dashboard.context import Settings
 
-__all__ = ["CSRFError", "check_form", "content_security_policy", "form_token", "protect"]
+__all__ = ["CSRFError", "RequestLimit", "check_form", "content_security_policy", "form_token",
+           "login_throttle", "protect"]
 
 #: Checks only the forms that ask for it (`check_form`), not every POST: Dash's callbacks
 #: carry no form token.
@@ -63,6 +73,24 @@ def form_token() -> str:
 def check_form() -> None:
     """Refuse (CSRFError, 400) a form post without this session's token."""
     _csrf.protect()
+
+
+def login_throttle(server: flask.Flask, settings: Settings,
+                   on_breach: Callable[[RequestLimit], flask.Response]
+                   ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator for the login view: each address may post `address_failures` wrong
+    logins (answered 401) per `window`; past that its posts are refused, and `on_breach`
+    makes the answer, until the oldest failure leaves the window."""
+    if settings.trusted_proxies > 0:  # the address is the client's, not the proxy's
+        n = settings.trusted_proxies
+        server.wsgi_app = ProxyFix(server.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
+    policy: LoginPolicy = settings.login
+    limiter = Limiter(get_remote_address, app=server, storage_uri=settings.ratelimit_storage,
+                      strategy="moving-window", headers_enabled=False)
+    return limiter.limit(
+        f"{policy.address_failures} per {int(policy.window.total_seconds())} seconds",
+        methods=["POST"], deduct_when=lambda response: response.status_code == 401,
+        on_breach=on_breach)
 
 
 def protect(app: dash.Dash, settings: Settings) -> None:

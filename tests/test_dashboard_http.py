@@ -231,3 +231,132 @@ def _components(node, kind: str) -> list[dict]:
         for value in node:
             found += _components(value, kind)
     return found
+
+
+# --- login throttling ----------------------------------------------------------------------
+
+@pytest.fixture
+def strict_room(twin_db_url):
+    """The demo's logins under a tight policy: 3 wrong passwords lock a name, 6 an address."""
+    from datetime import timedelta
+
+    from dashboard.auth import LoginPolicy
+    from dashboard.context import Settings
+
+    with connect(twin_db_url) as conn:
+        users = seed_users(conn)
+    policy = LoginPolicy(max_failures=3, window=timedelta(minutes=15),
+                         lockout=timedelta(minutes=15), address_failures=6)
+    app = create_app(twin_db_url, secret_key="test", settings=Settings(login=policy))
+    yield app, users, twin_db_url, policy
+    app.server.config["TWIN"].pool.close()
+
+
+def test_wrong_passwords_lock_the_name_and_then_even_the_right_one_is_refused(strict_room):
+    from datetime import UTC, datetime, timedelta
+
+    from dashboard import auth
+
+    app, users, url, policy = strict_room
+    client = app.server.test_client()
+    for _ in range(3):
+        assert _login(client, users.operator, "wrong horse!").status_code == 401
+    refused = _login(client, users.operator)  # the right password
+    assert refused.status_code == 429
+    assert "登录失败次数过多，请 15 分钟后再试".encode() in refused.data
+    assert client.get("/work-orders").status_code == 302  # no session
+    english = client.post(
+        "/login?lang=en", data={"username": users.operator, "password": DEMO_PASSWORD,
+                                "csrf_token": _token(client)})
+    assert english.status_code == 429 and b"Too many failed logins: try again in" in english.data
+    assert _audit(url, "login_failed", "login_locked", "login") == [
+        (users.operator, "login_failed")] * 3 + [(users.operator, "login_locked")] * 2
+    with connect(url) as conn:
+        (detail,) = conn.execute("SELECT detail FROM audit_log WHERE action = 'login_locked' "
+                                 "ORDER BY id LIMIT 1").fetchone()
+        assert detail["by"] == "user" and "until" in detail
+        # another name, from the same address, is not locked
+        assert _login(client, users.admin).status_code == 302
+        # the lock ends `lockout` after the last wrong password
+        now = datetime.now(UTC)
+        assert auth.login_locked_until(conn, users.operator, now=now, policy=policy)
+        assert auth.login_locked_until(conn, users.operator, now=now + timedelta(minutes=16),
+                                       policy=policy) is None
+
+
+def test_a_name_that_is_no_login_locks_alike_and_a_success_starts_the_count_again(strict_room):
+    app, users, _, _ = strict_room
+    client = app.server.test_client()
+    for _ in range(3):
+        assert _login(client, "nobody-here", "guess guess").status_code == 401
+    assert _login(client, "nobody-here", "guess guess").status_code == 429  # not 401
+    client = app.server.test_client()  # from elsewhere: the address's own count is apart
+    client.environ_base["REMOTE_ADDR"] = "10.0.0.2"
+    for _ in range(2):
+        assert _login(client, users.planner, "wrong horse!").status_code == 401
+    assert _login(client, users.planner).status_code == 302
+    client.post("/logout", data={"csrf_token": _token(client)})
+    for _ in range(2):
+        assert _login(client, users.planner, "wrong horse!").status_code == 401
+    assert _login(client, users.planner).status_code == 302  # 2 + 2 wrong: no lock
+
+
+def test_one_address_is_throttled_whatever_the_names(strict_room) -> None:
+    app, users, url, _ = strict_room
+    attacker = app.server.test_client()
+    attacker.environ_base["REMOTE_ADDR"] = "10.9.8.7"
+    for i in range(6):  # two wrong passwords per name: no name is locked
+        assert _login(attacker, f"guess{i // 2}", "wrong horse!").status_code == 401
+    refused = _login(attacker, users.operator)  # even the right password of a good name
+    assert refused.status_code == 429 and "登录失败次数过多".encode() in refused.data
+    assert attacker.get("/work-orders").status_code == 302
+    colleague = app.server.test_client()
+    colleague.environ_base["REMOTE_ADDR"] = "10.9.8.6"
+    assert _login(colleague, users.operator).status_code == 302
+    with connect(url) as conn:
+        rows = conn.execute("SELECT user_name, detail FROM audit_log "
+                            "WHERE action = 'login_locked'").fetchall()
+    assert [(n, d["by"]) for n, d in rows] == [(users.operator, "address")]
+    assert "10.9.8.7" not in json.dumps([d for _, d in rows])  # no address in the log
+
+
+def test_behind_a_proxy_the_forwarded_address_is_throttled(twin_db_url) -> None:
+    from datetime import timedelta
+
+    from dashboard.auth import LoginPolicy
+    from dashboard.context import Settings
+
+    with connect(twin_db_url) as conn:
+        users = seed_users(conn)
+    app = create_app(twin_db_url, secret_key="test", settings=Settings(
+        login=LoginPolicy(max_failures=10, window=timedelta(minutes=5), address_failures=2),
+        trusted_proxies=1))
+    try:
+        client = app.server.test_client()  # every request comes from the proxy's address
+
+        def login_from(address: str, password: str) -> int:
+            return client.post("/login", data={
+                "username": users.operator, "password": password,
+                "csrf_token": _token(client)},
+                headers={"X-Forwarded-For": address}).status_code
+
+        assert [login_from("203.0.113.5", "wrong horse!") for _ in range(2)] == [401, 401]
+        assert login_from("203.0.113.5", DEMO_PASSWORD) == 429
+        assert login_from("203.0.113.6", DEMO_PASSWORD) == 302
+    finally:
+        app.server.config["TWIN"].pool.close()
+
+
+def test_the_lock_is_the_last_failures_within_the_window() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dashboard.auth import LoginPolicy, locked_until
+
+    policy = LoginPolicy(max_failures=3, window=timedelta(minutes=10),
+                         lockout=timedelta(minutes=15))
+    t0 = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
+    at = [t0 + timedelta(minutes=m) for m in (9, 5, 0)]  # newest first
+    assert locked_until(at, policy=policy) == t0 + timedelta(minutes=24)
+    assert locked_until(at[:2], policy=policy) is None
+    spread = [t0 + timedelta(minutes=m) for m in (11, 5, 0)]  # 11 minutes apart: no lock
+    assert locked_until(spread, policy=policy) is None

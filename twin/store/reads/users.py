@@ -3,6 +3,8 @@ is `twin.access`'s."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import psycopg
 
 from twin.access import User
@@ -35,3 +37,21 @@ def credentials(conn: psycopg.Connection, name: str) -> tuple[User, str, bool] |
         return None
     *fields, pw_hash, disabled = row
     return User(*fields), pw_hash, bool(disabled)
+
+
+def login_failures(conn: psycopg.Connection, name: str, *, since: datetime, limit: int
+                   ) -> list[datetime]:
+    """The newest `limit` wrong-password attempts at `name` (the audit log's `login_failed`
+    rows) after `since` and after its last successful login, newest first."""
+    rows = conn.execute(
+        """
+        SELECT time FROM audit_log
+        WHERE user_name = %(n)s AND action = 'login_failed' AND time > %(since)s
+          AND time > coalesce((SELECT max(time) FROM audit_log
+                               WHERE user_name = %(n)s AND action = 'login'
+                                 AND time > %(since)s), '-infinity')
+        ORDER BY time DESC LIMIT %(k)s
+        """,
+        {"n": name, "since": since, "k": limit},
+    ).fetchall()
+    return [r[0] for r in rows]
