@@ -21,9 +21,10 @@ from zoneinfo import ZoneInfo
 
 import dash
 import flask
+from psycopg.errors import QueryCanceled
 from psycopg_pool import ConnectionPool
 
-from dashboard import audit, auth, security
+from dashboard import audit, auth, inputs, security
 from dashboard.context import Context, Settings, ctx
 from dashboard.i18n import DEFAULT_LANG, t
 from dashboard.pages import PAGES
@@ -53,7 +54,8 @@ def create_app(
     """The dashboard for the twin at `database_url`: the community settings.community_id, or
     every community loaded (one, or a district)."""
     settings = settings or Settings()
-    pool = pool or open_pool(database_url, min_size=2, max_size=12)
+    pool = pool or open_pool(database_url, min_size=2, max_size=12,
+                             statement_timeout_s=settings.statement_timeout_s)
     with pool.connection() as conn:
         communities = communities_of(conn, settings.community_id)
         # every time on a page is on the community's clock (the first shown, for a district)
@@ -68,6 +70,7 @@ def create_app(
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         SESSION_COOKIE_NAME="twin_dashboard",
         PERMANENT_SESSION_LIFETIME=settings.session.lifetime,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
         TWIN=Context(pool=pool, communities=communities, settings=settings, zone=zone),
     )
     _add_auth_routes(server)
@@ -120,7 +123,7 @@ def _add_auth_routes(server: flask.Flask) -> None:
         which is personal data), and said in the page's language."""
         until = datetime.fromtimestamp(limit.reset_at, UTC)
         with ctx().pool.connection() as conn:
-            audit.record(conn, _typed_name(), "login_locked", role="",
+            audit.record(conn, _typed_name()[:inputs.USERNAME_CHARS], "login_locked", role="",
                          detail={"by": "address", "until": until.isoformat()})
         lang = _login_lang()
         return flask.Response(_login_page(lang, _locked(until, lang)), status=429,
@@ -135,6 +138,10 @@ def _add_auth_routes(server: flask.Flask) -> None:
             security.check_form()
             name = _typed_name()
             password = flask.request.form.get("password", "")
+            if len(name) > inputs.USERNAME_CHARS or len(password) > inputs.PASSWORD_CHARS:
+                return _login_page(lang, t("input.too_long", lang).format(
+                    limit=inputs.USERNAME_CHARS if len(name) > inputs.USERNAME_CHARS
+                    else inputs.PASSWORD_CHARS)), 400
             policy = ctx().settings.login
             now = _now()
             user = None
@@ -221,6 +228,13 @@ def _add_auth_routes(server: flask.Flask) -> None:
         """A callback's input named nothing there is, or was not what it must be: the
         browser (or whoever posted it) is told why, with nothing changed."""
         return flask.jsonify({"error": str(error)}), 400
+
+    @server.errorhandler(QueryCanceled)
+    def _too_long(_error):
+        """A statement ran past its class's timeout (Settings.statement_timeout_s): the
+        connection is free again; tell the reader, not a 500."""
+        user = flask.g.get("user")
+        return flask.jsonify({"error": t("busy", user.lang if user else DEFAULT_LANG)}), 503
 
 
 def _login_page(lang: str, error: str) -> str:

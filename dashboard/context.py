@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import flask
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from dashboard.auth import LoginPolicy, SessionPolicy
@@ -19,6 +21,7 @@ from dashboard.i18n import DEFAULT_LANG, t
 from dashboard.live import LiveCache
 from twin.access import User
 from twin.calendars import DEFAULT_TIMEZONE
+from twin.store.connection import statement_timeout
 
 
 @dataclass
@@ -42,6 +45,13 @@ class Settings:
     device_counts_ttl_s: float = 5.0
     #: Above this many buildings the walkways are left off the base map (a district).
     walkway_buildings_limit: int = 1000
+    #: Statement timeouts by query class: what a page or a tick reads (a person waits for
+    #: it), and what-if runs, exports and the base map (built once, then in the background).
+    statement_timeout_s: float = 5.0
+    long_statement_timeout_s: float = 120.0
+    #: The largest request body (Flask's MAX_CONTENT_LENGTH; 413 past it): a photo of at
+    #: most 5 MB, base64-encoded, with the page's state.
+    max_body_bytes: int = 8 * 1024 * 1024
     #: The session cookie is sent over HTTPS only: set it when a proxy serves the control
     #: room over HTTPS (TWIN_DASHBOARD_SECURE_COOKIES=1).
     secure_cookies: bool = field(
@@ -93,6 +103,14 @@ class Context:
         with self._lock:
             self._cache[key] = (time.monotonic(), value)
         return value
+
+    @contextmanager
+    def long_connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection in one transaction with the long statement timeout: for
+        what-if runs, exports and the base map, not for what a page reads on every tick."""
+        with self.pool.connection() as conn, \
+                statement_timeout(conn, self.settings.long_statement_timeout_s):
+            yield conn
 
     def _refresh(self, key: str, build: Callable[[], Any]) -> None:
         try:

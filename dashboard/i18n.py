@@ -23,6 +23,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "login.expired": ("会话已过期，请重新登录", "Your session has ended; please log in again"),
     "login.locked": ("登录失败次数过多，请 {minutes} 分钟后再试",
                      "Too many failed logins: try again in {minutes} min"),
+    "input.too_long": ("输入过长：最多 {limit} 个字符", "Too long: at most {limit} characters"),
+    "busy": ("查询超时，请稍后再试或缩小范围", "That took too long: try again later or ask for less"),
     "form.stale": ("页面已过期，请刷新后重试", "This page has expired: reload it and try again"),
     "denied": ("无权访问此页面", "You may not open this page"),
     "denied.grid": ("不在您的网格内", "Not in your grid"),

@@ -22,6 +22,7 @@ from dashboard import maps, scoped
 from dashboard.components import panel
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.deck import TwinDeck
+from dashboard.inputs import SCENARIO_NAME_CHARS
 from twin.access import AccessDenied
 from twin.errors import TwinError
 
@@ -72,7 +73,7 @@ def section(base: dict[str, Any]) -> html.Div:
                              placeholder=tr("wi.new")),
                 html.Label(tr("wi.name")),
                 dcc.Input(id=NAME, type="text", debounce=False, className="input",
-                          placeholder="north-road-works"),
+                          placeholder="north-road-works", maxLength=SCENARIO_NAME_CHARS),
                 html.Div(tr("wi.hint"), className="hint"),
                 html.Div(id="wi-closed-list", className="hint"),
                 html.Label(tr("wi.away")),
@@ -255,7 +256,7 @@ def run_coverage(scenario, *, role: str, shift: str, sla_s: float) -> dict[str, 
     from twin.store.scenarios import building_names, compare_coverage
 
     c = ctx()
-    with c.pool.connection() as conn:
+    with c.long_connection() as conn:
         result = compare_coverage(conn, c.communities[0], scenario, role=role, shifts=[shift],
                                   sla_s=sla_s)[shift]
         names = building_names(conn, c.communities[0])
@@ -354,7 +355,7 @@ def _edge_paths() -> dict[str, list]:
         from twin.store.reads.base_map import walkway_lines
 
         c = ctx()
-        with c.pool.connection() as conn:
+        with c.long_connection() as conn:
             lines = walkway_lines(conn, c.communities[0])
         return {e: np.asarray(line.coords)[:, :2].round(7).tolist() for e, line in lines.items()}
 
@@ -368,7 +369,7 @@ def _geojson(frame) -> str:
     from twin.store.reads.buildings import footprints
 
     c = ctx()
-    with c.pool.connection() as conn:
+    with c.long_connection() as conn:  # an export
         shapes = footprints(conn, frame["building_id"].tolist())
     out = gpd.GeoDataFrame(frame, geometry=[shapes.get(b) for b in frame["building_id"]],
                            crs=4326)

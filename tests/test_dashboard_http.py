@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import re
+from contextlib import contextmanager
 
 import pytest
 
@@ -360,3 +361,142 @@ def test_the_lock_is_the_last_failures_within_the_window() -> None:
     assert locked_until(at[:2], policy=policy) is None
     spread = [t0 + timedelta(minutes=m) for m in (11, 5, 0)]  # 11 minutes apart: no lock
     assert locked_until(spread, policy=policy) is None
+
+
+# --- how much one user may ask for ---------------------------------------------------------
+
+def _pool_requests(app) -> int:
+    return app.server.config["TWIN"].pool.get_stats().get("requests_num", 0)
+
+
+def test_a_huge_look_up_is_refused_before_it_takes_a_connection(room) -> None:
+    """A 5 MB look-up held a connection for 36 s; 14 of 1 MB starved the pool."""
+    import time
+
+    from dashboard.pages import worker
+
+    app, users, *_ = room
+    with as_user(app, users.worker):
+        before = _pool_requests(app)
+        started = time.monotonic()
+        shown = worker.found_list("1栋 " * 1_300_000)  # 5 MB of UTF-8
+        assert time.monotonic() - started < 1.0
+        assert _pool_requests(app) == before  # no connection was taken
+        assert "输入过长：最多 64 个字符" in json.dumps(
+            [c.to_plotly_json() for c in shown], default=str, ensure_ascii=False)
+        fine = worker.found_list("1栋 101")
+        assert _pool_requests(app) == before + 1 and fine  # an ordinary look-up still works
+
+
+def test_a_note_too_long_is_refused_with_the_order_untouched(room) -> None:
+    from dashboard.pages import work_orders
+    from twin.store.operations import get_work_order
+
+    app, users, ids, url = room
+    with as_user(app, users.operator):
+        message = work_orders.perform(ids["order_bin"], "assign", staff_id="wh-guanggu-s01",
+                                      note="很" * 2001)
+        assert message.startswith("✗") and "2000" in message
+    with connect(url) as conn:
+        assert get_work_order(conn, ids["order_bin"]).state == "created"
+
+
+def test_the_page_inputs_say_their_caps_to_the_browser(room) -> None:
+    from dashboard.inputs import LOOKUP_CHARS, NOTE_CHARS, SCENARIO_NAME_CHARS
+    from dashboard.pages import planner, worker
+
+    app, users, *_ = room
+    with as_user(app, users.worker):
+        page = json.dumps(worker.layout().to_plotly_json(), default=_plain)
+        assert f'"maxLength": {LOOKUP_CHARS}' in page
+        cards = json.dumps(worker.task_cards(), default=_plain)
+        assert f'"maxLength": {NOTE_CHARS}' in cards
+    with as_user(app, users.planner):
+        page = json.dumps(planner.layout().to_plotly_json(), default=_plain)
+        assert f'"maxLength": {SCENARIO_NAME_CHARS}' in page
+
+
+def test_a_login_form_with_a_megabyte_in_it_is_refused_without_hashing(room) -> None:
+    app, users, _, url = room
+    client = app.server.test_client()
+    resp = _login(client, users.operator, "x" * 100_000)
+    assert resp.status_code in (400, 413) and b"x" * 1000 not in resp.data
+    resp = _login(client, "y" * 5000)
+    assert resp.status_code == 400 and "输入过长".encode() in resp.data
+    assert _audit(url, "login_failed", "login") == []
+
+
+def test_a_request_body_over_the_cap_is_refused_with_413(room) -> None:
+    app, users, *_ = room
+    client = app.server.test_client()
+    assert _login(client, users.worker).status_code == 302
+    cap = app.server.config["MAX_CONTENT_LENGTH"]
+    assert cap == 8 * 1024 * 1024
+    body = json.dumps({"output": "w-found.children", "outputs": {"id": "w-found",
+                       "property": "children"}, "inputs": [{"id": "w-lookup",
+                       "property": "value", "value": "1" * (cap + 1)}], "changedPropIds": []})
+    resp = client.post("/_dash-update-component", data=body,
+                       content_type="application/json")
+    assert resp.status_code == 413
+
+
+def test_statements_time_out_by_class(twin_db_url) -> None:
+    """Interactive reads are cut short; what-if runs, exports and the base map get longer;
+    the longer limit does not outlive its block on the pooled connection."""
+    import psycopg
+
+    from dashboard.context import Settings
+
+    app = create_app(twin_db_url, secret_key="test", settings=Settings(
+        statement_timeout_s=0.3, long_statement_timeout_s=5.0))
+    c = app.server.config["TWIN"]
+    try:
+        with c.pool.connection() as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("300ms",)
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(1)")
+        with c.long_connection() as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("5s",)
+            conn.execute("SELECT pg_sleep(0.5)")
+        for _ in range(c.pool.get_stats()["pool_size"]):  # whichever connection comes back
+            with c.pool.connection() as conn:
+                assert conn.execute("SHOW statement_timeout").fetchone() == ("300ms",)
+    finally:
+        c.pool.close()
+
+
+def test_a_statement_cut_short_answers_503_in_the_readers_words(room) -> None:
+    import psycopg
+
+    app, users, *_ = room
+    server = app.server
+
+    @server.route("/slow-for-test")
+    def slow():
+        raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+
+    client = server.test_client()
+    assert _login(client, users.operator).status_code == 302
+    resp = client.get("/slow-for-test")
+    assert resp.status_code == 503 and resp.json["error"].startswith("查询超时")
+
+
+@contextmanager
+def as_user(app, name: str):
+    import flask
+
+    from dashboard import auth
+
+    with connect(app.server.config["TWIN"].pool.conninfo) as conn:
+        user = auth.get_user(conn, name)
+    with app.server.test_request_context("/"):
+        flask.g.user = user
+        yield user
+
+
+def _plain(value):
+    import orjson
+
+    if isinstance(value, orjson.Fragment):
+        return orjson.loads(orjson.dumps(value))
+    return value.to_plotly_json()

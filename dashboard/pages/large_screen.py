@@ -311,7 +311,7 @@ def _board(board: dict, lg: str) -> list:
 
 
 def _base_map(c) -> dict:
-    with c.pool.connection() as conn:
+    with c.long_connection() as conn:  # built at start, then in the background
         frames = base_map.map_frames(conn, c.communities,
                                      full_devices_limit=c.settings.full_devices_limit,
                                      walkway_buildings_limit=c.settings.walkway_buildings_limit)

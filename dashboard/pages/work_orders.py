@@ -14,6 +14,7 @@ from dashboard.components import badge, denied, when
 from dashboard.context import ctx, current_user, lang, tr, zone
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
+from dashboard.inputs import NOTE_CHARS, check_length
 from dashboard.words import description, notes, titles
 from twin.access import User, actor, can_open
 from twin.alarms import DOMAINS
@@ -176,6 +177,7 @@ def perform(order_id: object, action: str, *, staff_id: object = None, note: obj
     user = current_user()
     c = ctx()
     try:
+        check_length(note, NOTE_CHARS)  # before any database work
         with c.pool.connection() as conn:
             if action == "dispatch":
                 return _auto_dispatch(conn, user, order_id)
@@ -256,7 +258,8 @@ def detail_view(order_id: object):
                                    + (f" · {s['distance_m']:.0f} m" if s["distance_m"] else ""),
                                    "value": s["id"]} for s in choices],
                          style={} if "assign" in actions else {"display": "none"}),
-            dcc.Input(id=NOTE, placeholder=t("wo.note", lg), className="input", debounce=False),
+            dcc.Input(id=NOTE, placeholder=t("wo.note", lg), className="input", debounce=False,
+                      maxLength=NOTE_CHARS),
             html.Div([html.Button(t(f"act.{a}", lg), id={"type": ACTION, "action": a},
                                   className=f"btn btn-{a}")
                       for a in (["dispatch"] if "assign" in actions else []) + actions],

@@ -20,6 +20,7 @@ from dashboard.components import badge, denied, when
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
+from dashboard.inputs import LOOKUP_CHARS, NOTE_CHARS, InputTooLong, check_length
 from dashboard.pages.work_orders import allowed_actions, perform
 from twin.access import AccessDenied, can_open
 from twin.errors import TwinError
@@ -103,7 +104,7 @@ def layout(**_query) -> html.Div:
         html.H2(tr("w.lookup"), className="w-title"),
         html.Div(className="w-lookup", children=[
             dcc.Input(id=LOOKUP, placeholder=tr("w.lookup_hint"), className="input",
-                      type="search", debounce=True),
+                      type="search", debounce=True, maxLength=LOOKUP_CHARS),
             html.Button(tr("w.search"), id=LOOKUP_GO, className="btn"),
         ]),
         html.Div(id=FOUND, className="w-found"),
@@ -218,7 +219,7 @@ def _my_way(conn, staff_id: str | None, tasks: list[dict[str, Any]]
     community = record[0]
 
     def build() -> WalkGraph:
-        with c.pool.connection() as graph_conn:
+        with c.long_connection() as graph_conn:
             return walk_routing_graph(graph_conn, community)
 
     try:
@@ -273,7 +274,7 @@ def task_cards() -> tuple[list, dict[str, Any]]:
             html.Div(way, className="card-way", id=f"task-way-{task['id']}"),
             html.Div(task["description"], className="card-desc") if task["description"] else None,
             dcc.Textarea(id={"type": "w-note", "order": task["id"]}, placeholder=t("wo.note", lg),
-                         className="input note"),
+                         className="input note", maxLength=NOTE_CHARS),
             dcc.Upload(id={"type": "w-photo", "order": task["id"]}, accept="image/*",
                        className="upload", children=html.Div(["＋ ", t("wo.photo", lg)])),
             html.Div(id={"type": "w-photo-name", "order": task["id"]}, className="hint"),
@@ -299,10 +300,15 @@ def _base(c) -> dict:
     return _base_map(c)
 
 
-def found_list(query: str) -> list:
+def found_list(query: object) -> list:
+    """What the look-up finds for `query` (what the browser sent) in the user's scope."""
     user = current_user()
     lg = lang()
-    if not query.strip():
+    try:  # before any database work: a megabyte of look-up held a connection for seconds
+        check_length(query, LOOKUP_CHARS)
+    except InputTooLong as e:
+        return [html.Div(str(e), className="denied")]
+    if not isinstance(query, str) or not query.strip():
         return []
     try:
         with ctx().pool.connection() as conn:

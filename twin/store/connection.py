@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -24,12 +25,39 @@ def connect(url: str, *, autocommit: bool = False, timeout: float = 5.0) -> psyc
         raise UnreachableError(_unreachable_message(url, e)) from e
 
 
-def open_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> ConnectionPool:
-    """A pool opened once per process; fails now, not on first use, if the server is down."""
+def open_pool(url: str, *, min_size: int = 1, max_size: int = 10,
+              statement_timeout_s: float | None = None) -> ConnectionPool:
+    """A pool opened once per process; fails now, not on first use, if the server is down.
+
+    With `statement_timeout_s`, a statement on its connections is cancelled (QueryCanceled)
+    after that long, unless a block asks for longer (`statement_timeout`)."""
     connect(url).close()
-    pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True)
+    configure = None if statement_timeout_s is None else \
+        functools.partial(_set_statement_timeout, _ms(statement_timeout_s))
+    pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True,
+                          configure=configure)
     pool.wait(timeout=10)
     return pool
+
+
+@contextmanager
+def statement_timeout(conn: psycopg.Connection, seconds: float) -> Iterator[psycopg.Connection]:
+    """One transaction on `conn` whose statements may each run up to `seconds` (SET LOCAL:
+    after it, the connection's own limit holds again)."""
+    with conn.transaction():
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", (_ms(seconds),))
+        yield conn
+
+
+def _set_statement_timeout(ms: str, conn: psycopg.Connection) -> None:
+    conn.execute("SELECT set_config('statement_timeout', %s, false)", (ms,))
+    conn.commit()
+
+
+def _ms(seconds: float) -> str:
+    if seconds <= 0:
+        raise ValueError(f"a statement timeout must be positive, not {seconds} s")
+    return str(max(1, round(seconds * 1000)))
 
 
 @contextmanager
