@@ -28,6 +28,7 @@ from dashboard import audit, auth, inputs, security
 from dashboard.context import Context, Settings, ctx
 from dashboard.i18n import DEFAULT_LANG, t
 from dashboard.pages import PAGES
+from dashboard.photos import NOT_AN_IMAGE, served_type
 from dashboard.shell import register_callbacks as register_shell_callbacks
 from dashboard.shell import shell
 from twin.calendars import DEFAULT_TIMEZONE
@@ -217,7 +218,15 @@ def _add_auth_routes(server: flask.Flask) -> None:
             photos = work_order_photos(conn, order_id)
         if not 0 <= index < len(photos):
             flask.abort(404)
-        return flask.Response(photos[index].data, mimetype=photos[index].content_type)
+        kind = served_type(photos[index])
+        response = flask.Response(photos[index].data, mimetype=kind)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Disposition"] = (
+            "inline" if kind != NOT_AN_IMAGE else f'attachment; filename="photo-{order_id}-{index}"')
+        response.headers["Cache-Control"] = "private, max-age=3600"
+        # opened on its own, a photo may do nothing but be an image
+        response.headers["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; sandbox"
+        return response
 
     @server.errorhandler(auth.AccessDenied)
     def _denied(error):

@@ -154,6 +154,9 @@ def local_now() -> datetime:
 
 
 def lang() -> str:
+    """The current user's language; the default outside a request."""
+    if not flask.has_app_context():
+        return DEFAULT_LANG
     user = getattr(flask.g, "user", None)
     return user.lang if user is not None else DEFAULT_LANG
 

@@ -25,6 +25,8 @@ LABELS: dict[str, tuple[str, str]] = {
                      "Too many failed logins: try again in {minutes} min"),
     "input.too_long": ("输入过长：最多 {limit} 个字符", "Too long: at most {limit} characters"),
     "busy": ("查询超时，请稍后再试或缩小范围", "That took too long: try again later or ask for less"),
+    "photo.not_image": ("照片须为 JPEG、PNG 或 WebP 图片", "A photo must be a JPEG, PNG or WebP image"),
+    "photo.too_big": ("照片过大：最多 {mb} MB", "The photo is too large: at most {mb} MB"),
     "form.stale": ("页面已过期，请刷新后重试", "This page has expired: reload it and try again"),
     "denied": ("无权访问此页面", "You may not open this page"),
     "denied.grid": ("不在您的网格内", "Not in your grid"),

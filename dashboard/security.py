@@ -116,6 +116,8 @@ def protect(app: dash.Dash, settings: Settings) -> None:
 
     @app.server.after_request
     def _content_security_policy(response):
+        if "Content-Security-Policy" in response.headers:  # a stricter one of its own
+            return response
         policy = content_security_policy(app, settings)  # a few short hashes: microseconds
         response.headers["Content-Security-Policy"] = "; ".join(
             f"{name} {' '.join(sources)}" for name, sources in policy.items())

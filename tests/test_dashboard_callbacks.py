@@ -8,6 +8,7 @@ of a given user.
 from __future__ import annotations
 
 import base64
+import io
 import json
 from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta, timezone
@@ -16,6 +17,7 @@ import flask
 import pytest
 import shapely
 from dash import Patch, no_update
+from PIL import Image
 
 from dashboard import auth, scoped
 from dashboard.app import create_app
@@ -196,7 +198,9 @@ def test_a_work_order_goes_from_created_to_closed_through_the_pages(room) -> Non
         assert work_orders.perform(order_id, "assign").startswith("选择")  # nobody picked
         assert work_orders.perform(order_id, "assign",
                                    staff_id="wh-guanggu-s01").startswith("✓")
-    photo = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake but typed").decode()
+    png = io.BytesIO()
+    Image.new("RGB", (4, 3), (40, 200, 40)).save(png, format="PNG")  # a real one: it is checked
+    photo = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
     with as_user(app, users.worker):
         cards = json.dumps(worker.task_cards(), default=lambda c: c.to_plotly_json(),
                            ensure_ascii=False)
@@ -235,7 +239,7 @@ def test_the_dispatcher_assigns_from_the_order_page(room) -> None:
 
 def test_worker_photos_must_be_images() -> None:
     assert worker.decode_photo(None) is None
-    with pytest.raises(Exception, match="JPEG, PNG or WebP"):
+    with pytest.raises(Exception, match="JPEG、PNG 或 WebP"):
         worker.decode_photo("data:text/plain;base64,aGk=")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import re
 from contextlib import contextmanager
@@ -500,3 +501,116 @@ def _plain(value):
     if isinstance(value, orjson.Fragment):
         return orjson.loads(orjson.dumps(value))
     return value.to_plotly_json()
+
+
+# --- photos --------------------------------------------------------------------------------
+
+def _image(kind: str, size=(8, 6)) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 40, 40)).save(out, format=kind)
+    return out.getvalue()
+
+
+def _data_url(content_type: str, data: bytes) -> str:
+    return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+
+
+@pytest.mark.parametrize("kind, content_type", [("JPEG", "image/jpeg"), ("PNG", "image/png"),
+                                                 ("WEBP", "image/webp")])
+def test_a_real_photo_is_kept_under_its_real_type(kind: str, content_type: str) -> None:
+    from dashboard.photos import decode_photo
+
+    data = _image(kind)
+    assert decode_photo(_data_url(content_type, data)).content_type == content_type
+    # the browser's word is not taken: a PNG declared as JPEG is kept as the PNG it is
+    other = "image/jpeg" if content_type != "image/jpeg" else "image/png"
+    photo = decode_photo(_data_url(other, data))
+    assert photo.content_type == content_type and photo.data == data
+
+
+@pytest.mark.parametrize("data", [
+    b"\x89PNG fake but typed",                             # the signature and nothing behind it
+    b"<html><script>alert(document.cookie)</script></html>",  # HTML under an image type
+    b"\xff\xd8\xff\xe0" + b"\x00" * 64,                    # a JPEG's first bytes only
+    None,                                                  # a PNG cut short (below)
+])
+def test_bytes_that_are_not_an_image_are_refused(data: bytes | None) -> None:
+    from dashboard.photos import NotAPhoto, decode_photo
+
+    data = data if data is not None else _image("PNG", (64, 64))[:60]
+    with pytest.raises(NotAPhoto, match="JPEG、PNG 或 WebP"):
+        decode_photo(_data_url("image/png", data))
+    with pytest.raises(NotAPhoto):
+        decode_photo("data:text/html;base64," + base64.b64encode(_image("PNG")).decode())
+    with pytest.raises(NotAPhoto):
+        decode_photo("data:image/png;base64,not*base64!")
+
+
+def test_a_photo_over_the_size_limits_is_refused() -> None:
+    from dashboard.photos import MAX_PHOTO_BYTES, NotAPhoto, checked_photo, decode_photo
+
+    big = _image("JPEG") + b"\x00" * MAX_PHOTO_BYTES
+    with pytest.raises(NotAPhoto, match="最多 5 MB"):
+        decode_photo(_data_url("image/jpeg", big))
+    with pytest.raises(NotAPhoto, match="最多 5 MB"):
+        checked_photo(big)
+    # small in bytes, enormous in pixels: a decompression bomb
+    with pytest.raises(NotAPhoto):
+        checked_photo(_image("PNG", (9000, 9000)))
+
+
+def test_the_worker_is_told_why_a_photo_was_refused_and_the_order_stays(room) -> None:
+    from dashboard.pages import work_orders, worker
+    from twin.store.operations import get_work_order
+
+    app, users, ids, url = room
+    order_id = ids["order_bin"]
+    with as_user(app, users.operator):
+        assert work_orders.perform(order_id, "assign", staff_id="wh-guanggu-s01").startswith("✓")
+    with as_user(app, users.worker):
+        for action in ("accept", "arrive"):
+            assert work_orders.perform(order_id, action).startswith("✓")
+        message = worker.act_on_task(order_id, "resolve", note="done",
+                                     contents=_data_url("image/png", b"<svg onload=alert(1)>"))
+        assert message == "✗ 照片须为 JPEG、PNG 或 WebP 图片"
+        with connect(url) as conn:
+            assert get_work_order(conn, order_id).state == "arrived"
+        ok = worker.act_on_task(order_id, "resolve", note="done",
+                                contents=_data_url("image/png", _image("PNG")))
+        assert ok.startswith("✓")
+
+
+def test_photos_are_served_as_the_image_they_are_with_nosniff(room) -> None:
+    from datetime import UTC, datetime
+
+    from dashboard.pages import work_orders
+    from twin.store.operations import Photo, act_on_work_order
+    from twin.work_orders import Actor
+
+    app, users, ids, url = room
+    order_id = ids["order_bin"]
+    with as_user(app, users.operator):
+        assert work_orders.perform(order_id, "assign", staff_id="wh-guanggu-s01").startswith("✓")
+    png = _image("PNG")
+    worker_actor = Actor(users.worker, "grid_worker", staff_id="wh-guanggu-s01")
+    with connect(url) as conn:  # one checked photo, and one stored before the checks were
+        at = datetime.now(UTC)
+        act_on_work_order(conn, order_id, "accept", actor=worker_actor,
+                          at=at, photo=Photo(content_type="image/png", data=png))
+        act_on_work_order(conn, order_id, "arrive", actor=worker_actor,
+                          at=at, photo=Photo(content_type="image/png",
+                                             data=b"<html><script>alert(1)</script>"))
+        conn.commit()
+    client = app.server.test_client()
+    assert _login(client, users.operator).status_code == 302
+    image = client.get(f"/photo/{order_id}/0")
+    assert image.status_code == 200 and image.data == png
+    assert image.headers["Content-Type"] == "image/png"
+    assert image.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in image.headers["Content-Security-Policy"]
+    junk = client.get(f"/photo/{order_id}/1")
+    assert junk.headers["Content-Type"] == "application/octet-stream"
+    assert junk.headers["Content-Disposition"].startswith("attachment")
+    assert junk.headers["X-Content-Type-Options"] == "nosniff"

@@ -5,7 +5,6 @@ position (on accept, on arrive and every minute) as a staff position fix."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -22,10 +21,11 @@ from dashboard.deck import TwinDeck
 from dashboard.i18n import t
 from dashboard.inputs import LOOKUP_CHARS, NOTE_CHARS, InputTooLong, check_length
 from dashboard.pages.work_orders import allowed_actions, perform
+from dashboard.photos import MAX_PHOTO_BYTES, PHOTO_TYPES, NotAPhoto, decode_photo
 from twin.access import AccessDenied, can_open
 from twin.errors import TwinError
 from twin.store.graph import walk_routing_graph
-from twin.store.operations import Photo, get_work_order
+from twin.store.operations import get_work_order
 from twin.store.positions import latest_fix, staff_on_record
 from twin.walkgraph import Route, WalkGraph, walk_route
 
@@ -36,6 +36,7 @@ NAME = "worker"
 TASKS = "w-tasks"
 REFRESH = "w-refresh"
 DONE = "w-done"
+MESSAGE = "w-message"  # what the last step said: done, or why not
 LOOKUP = "w-lookup"
 LOOKUP_GO = "w-lookup-go"
 FOUND = "w-found"
@@ -75,7 +76,6 @@ function(_n, clicks) {
 """
 
 WORKER_ACTIONS = ("accept", "arrive", "resolve", "decline", "escalate")
-PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp"}
 
 
 def layout(**_query) -> html.Div:
@@ -100,6 +100,7 @@ def layout(**_query) -> html.Div:
             tooltips=maps.tooltips(lang()), initialViewState=base["view"],
             tileUrl=c.settings.tile_url)]),
         html.H2(tr("w.my_tasks"), className="w-title"),
+        html.Div(id=MESSAGE, className="message"),
         html.Div(id=TASKS, className="w-tasks"),
         html.H2(tr("w.lookup"), className="w-title"),
         html.Div(className="w-lookup", children=[
@@ -126,7 +127,7 @@ def register_callbacks(app: dash.Dash) -> None:
     def fix(position, staff_id):
         return report_position(staff_id, position)
 
-    @app.callback(Output(DONE, "data"),
+    @app.callback(Output(DONE, "data"), Output(MESSAGE, "children"),
                   Input({"type": "w-act", "order": ALL, "action": ALL}, "n_clicks"),
                   State({"type": "w-note", "order": ALL}, "value"),
                   State({"type": "w-note", "order": ALL}, "id"),
@@ -135,12 +136,13 @@ def register_callbacks(app: dash.Dash) -> None:
                   prevent_initial_call=True)
     def act(clicks, notes, note_ids, photos, photo_ids):
         if not any(clicks or []):
-            return no_update
+            return no_update, no_update
         trig = dash_ctx.triggered_id
         order_id, action = trig["order"], trig["action"]
         note = next((v for v, i in zip(notes, note_ids) if i["order"] == order_id), "") or ""
         contents = next((v for v, i in zip(photos, photo_ids) if i["order"] == order_id), None)
-        return perform(order_id, action, note=note, photo=decode_photo(contents))
+        message = act_on_task(order_id, action, note=note, contents=contents)
+        return message, message
 
     @app.callback(Output({"type": "w-photo-name", "order": MATCH}, "children"),
                   Input({"type": "w-photo", "order": MATCH}, "filename"), prevent_initial_call=True)
@@ -162,15 +164,14 @@ def register_callbacks(app: dash.Dash) -> None:
 
 # --- services the callbacks call -----------------------------------------------------------
 
-def decode_photo(contents: str | None) -> Photo | None:
-    """A dcc.Upload data URL ("data:image/jpeg;base64,...") as a Photo, or None."""
-    if not contents:
-        return None
-    header, _, payload = contents.partition(",")
-    content_type = header.removeprefix("data:").split(";")[0]
-    if content_type not in PHOTO_TYPES:
-        raise TwinError(f"a photo must be JPEG, PNG or WebP, not {content_type or 'unknown'}")
-    return Photo(content_type=content_type, data=base64.b64decode(payload))
+def act_on_task(order_id: object, action: str, *, note: object, contents: object) -> str:
+    """One step on one of my tasks, with its note and photo (checked to be an image); the
+    message to show."""
+    try:
+        photo = decode_photo(contents)
+    except NotAPhoto as e:
+        return f"✗ {e}"
+    return perform(order_id, action, note=note, photo=photo)
 
 
 def report_position(staff_id: str | None, position: Mapping[str, Any] | None) -> str:
@@ -275,7 +276,8 @@ def task_cards() -> tuple[list, dict[str, Any]]:
             html.Div(task["description"], className="card-desc") if task["description"] else None,
             dcc.Textarea(id={"type": "w-note", "order": task["id"]}, placeholder=t("wo.note", lg),
                          className="input note", maxLength=NOTE_CHARS),
-            dcc.Upload(id={"type": "w-photo", "order": task["id"]}, accept="image/*",
+            dcc.Upload(id={"type": "w-photo", "order": task["id"]},
+                       accept=",".join(sorted(PHOTO_TYPES)), max_size=MAX_PHOTO_BYTES,
                        className="upload", children=html.Div(["＋ ", t("wo.photo", lg)])),
             html.Div(id={"type": "w-photo-name", "order": task["id"]}, className="hint"),
             html.Div([html.Button(t(f"act.{a}", lg), className=f"btn btn-{a}",
