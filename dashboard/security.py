@@ -1,4 +1,5 @@
-"""The control room's HTTP armour: the headers every response carries.
+"""The control room's HTTP armour: what every response carries, what its forms must carry,
+and how fast one address may guess passwords.
 
 - a Content-Security-Policy that lets Dash (its one inline renderer script and the
   clientside callbacks, allowed by their hashes), plotly and the locally served deck.gl
@@ -81,9 +82,6 @@ def login_throttle(server: flask.Flask, settings: Settings,
     """A decorator for the login view: each address may post `address_failures` wrong
     logins (answered 401) per `window`; past that its posts are refused, and `on_breach`
     makes the answer, until the oldest failure leaves the window."""
-    if settings.trusted_proxies > 0:  # the address is the client's, not the proxy's
-        n = settings.trusted_proxies
-        server.wsgi_app = ProxyFix(server.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     policy: LoginPolicy = settings.login
     limiter = Limiter(get_remote_address, app=server, storage_uri=settings.ratelimit_storage,
                       strategy="moving-window", headers_enabled=False)
@@ -96,6 +94,10 @@ def login_throttle(server: flask.Flask, settings: Settings,
 def protect(app: dash.Dash, settings: Settings) -> None:
     """Put the security headers on every response of `app`, and the CSRF check in reach of
     its forms."""
+    if settings.trusted_proxies > 0:
+        # the client's address (the one throttled) and scheme, not the proxy's
+        n = settings.trusted_proxies
+        app.server.wsgi_app = ProxyFix(app.server.wsgi_app, x_for=n, x_proto=n)
     # a token lasts as long as its session: a wall screen's logout button works after hours
     app.server.config.update(WTF_CSRF_CHECK_DEFAULT=False, WTF_CSRF_TIME_LIMIT=None)
     _csrf.init_app(app.server)
