@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -252,7 +253,10 @@ def test_a_forged_post_to_the_callback_is_refused_for_a_non_admin_and_served_to_
     answers = {}
     for name in ("worker2", "admin"):
         client = app.server.test_client()
-        client.post("/login", data={"username": name, "password": DEMO_PASSWORD})
+        form = client.get("/login").get_data(as_text=True)  # the form's CSRF token
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+        client.post("/login", data={"username": name, "password": DEMO_PASSWORD,
+                                    "csrf_token": token})
         answer = client.post("/_dash-update-component", json=body)
         assert answer.status_code == 200, answer.data[:300]
         answers[name] = json.dumps(answer.get_json(), ensure_ascii=False)

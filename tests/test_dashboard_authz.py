@@ -10,6 +10,7 @@ history names the user, and the audit log has the refusal.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +44,10 @@ def room(twin_db_url):
 
 def login(app, name: str):
     client = app.server.test_client()
-    resp = client.post("/login", data={"username": name, "password": DEMO_PASSWORD})
+    page = client.get("/login").get_data(as_text=True)  # the form's CSRF token
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    resp = client.post("/login", data={"username": name, "password": DEMO_PASSWORD,
+                                       "csrf_token": token})
     assert resp.status_code == 302, resp.data
     return client
 
