@@ -222,7 +222,8 @@ def _add_auth_routes(server: flask.Flask) -> None:
         response = flask.Response(photos[index].data, mimetype=kind)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Content-Disposition"] = (
-            "inline" if kind != NOT_AN_IMAGE else f'attachment; filename="photo-{order_id}-{index}"')
+            "inline" if kind != NOT_AN_IMAGE
+            else f'attachment; filename="photo-{order_id}-{index}"')
         response.headers["Cache-Control"] = "private, max-age=3600"
         # opened on its own, a photo may do nothing but be an image
         response.headers["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; sandbox"

@@ -43,6 +43,9 @@ def _nothing_refused_by_the_csp():
 
 
 def new_page(browser, *, viewport=FULL_HD):
+    """A page whose CSP refusals fail the test. Under the CSP (no 'unsafe-eval') Playwright
+    can poll `wait_for_function` only with a function ("() => ..."), which it evaluates once:
+    a bare expression is eval'd again on every poll, and refused."""
     page = browser.new_page(viewport=viewport)
     page.on("console", lambda message: _REFUSED.append(message.text)
             if "Content Security Policy" in message.text else None)
@@ -158,8 +161,9 @@ def test_large_screen_draws_the_map_and_shows_numbers_from_the_database(served, 
     base, url, _ = served
     page = login(browser, base, "operator")
     page.wait_for_selector("#ls-map canvas", timeout=20_000)
-    page.wait_for_function("Number(document.getElementById('ls-map').dataset.frames || 0) > 0",
-                           timeout=20_000)
+    page.wait_for_function(
+        "() => Number(document.getElementById('ls-map').dataset.frames || 0) > 0",
+        timeout=20_000)
     layers = page.evaluate("window.__twinDecks['ls-map'].props.layers.map(l => l.id)")
     assert {"ground", "buildings", "walkways", "attention", "staff", "routes"} <= set(layers)
     box = page.locator("#ls-map canvas").bounding_box()
@@ -170,7 +174,7 @@ def test_large_screen_draws_the_map_and_shows_numbers_from_the_database(served, 
         critical = conn.execute("SELECT count(*) FROM alarm WHERE state <> 'cleared' "
                                 "AND severity = 'critical'").fetchone()[0]
     page.wait_for_function(
-        "document.getElementById('kpi-online').innerText.split('/')[0].replace(',', '') > 0",
+        "() => document.getElementById('kpi-online').innerText.split('/')[0].replace(',', '') > 0",
         timeout=20_000)
     online, shown_total = page.locator("#kpi-online").inner_text().replace(",", "").split("/")
     assert int(shown_total) == total and 0 < int(online) <= total
@@ -236,8 +240,9 @@ def test_clicking_a_building_opens_its_drill_down_with_its_floors(served, browse
             "ORDER BY height_m DESC, id LIMIT 1").fetchone()
     page = login(browser, base, "operator")
     page.wait_for_selector("#ls-map canvas", timeout=20_000)
-    page.wait_for_function("Number(document.getElementById('ls-map').dataset.frames || 0) > 0",
-                           timeout=20_000)
+    page.wait_for_function(
+        "() => Number(document.getElementById('ls-map').dataset.frames || 0) > 0",
+        timeout=20_000)
     page.wait_for_timeout(500)
     x, y, *_ = page.evaluate(
         f"window.__twinDecks['ls-map'].getViewports()[0].project([{lon}, {lat}, {height}])")
@@ -246,7 +251,8 @@ def test_clicking_a_building_opens_its_drill_down_with_its_floors(served, browse
     page.wait_for_timeout(400)
     assert page.locator(".twin-deck-tooltip").count() == 1  # hover tooltip on the building
     page.mouse.click(box["x"] + x, box["y"] + y)
-    page.wait_for_function(f"location.pathname === '/building/{building_id}'", timeout=10_000)
+    page.wait_for_function(f"() => location.pathname === '/building/{building_id}'",
+                           timeout=10_000)
     page.wait_for_selector("#floors")
     assert page.locator("#floors .floor-row").count() == floors
     page.wait_for_timeout(1500)
@@ -346,7 +352,7 @@ def test_an_admin_reads_the_audit_log_and_an_operator_may_not(served, browser) -
     page.press("#au-actor", "Enter")
     # every row left is the admin's, and the admin's own login is among them
     page.wait_for_function(
-        "[...document.querySelectorAll('#au-rows tbody tr')].length > 0 && "
+        "() => [...document.querySelectorAll('#au-rows tbody tr')].length > 0 && "
         "[...document.querySelectorAll('#au-rows tbody tr')]"
         ".every(r => r.cells[1].innerText === 'admin')", timeout=10_000)
     assert "登录" in page.locator("#au-rows").inner_text()
@@ -390,7 +396,7 @@ def test_planner_runs_a_scenario_and_shows_the_comparison(served, browser) -> No
     page.wait_for_selector("#wi-map canvas")
     page.click("#wi-scenario")
     page.click(".dash-dropdown-option:has-text('guards-away')")
-    page.wait_for_function("document.querySelector('#wi-name').value === 'guards-away'")
+    page.wait_for_function("() => document.querySelector('#wi-name').value === 'guards-away'")
     page.click("#wi-run")
     page.wait_for_selector("#wi-comparison", timeout=30_000)
     table = page.locator("#wi-comparison").inner_text()
