@@ -79,7 +79,8 @@ def test_the_screens_of_a_lived_hour(live, browser) -> None:
 
     page = login(browser, base, "operator")
     page.wait_for_selector("#ls-map", timeout=FIRST_PAINT_MS)
-    page.wait_for_function("document.querySelectorAll('#ls-feed .feed-row').length > 0",
+    # a function, evaluated once: under the CSP a bare expression is refused on each poll
+    page.wait_for_function("() => document.querySelectorAll('#ls-feed .feed-row').length > 0",
                            timeout=30_000)
     _shot(page, "large-screen")
     page.goto(f"{base}/building/{building}")
