@@ -164,6 +164,10 @@ def _add_auth_routes(server: flask.Flask) -> None:
                 flask.session.clear()
                 flask.session[_TOKEN] = token
                 flask.session.permanent = True
+                # The forms' CSRF token goes into the session cookie now, with the login: made
+                # later, by the page's layout request, it would be lost whenever a request
+                # running beside that one (a callback) answered with the cookie it came with.
+                security.form_token()
                 target = _safe_next(flask.request.args.get("next") or "")
                 if target in ("", "/") or not target.startswith("/"):
                     target = auth.HOME[user.role]

@@ -196,6 +196,27 @@ def test_logout_and_the_language_are_posts_with_the_sessions_token(room) -> None
     assert _audit(url, "logout") == [(users.operator, "logout")]
 
 
+def test_the_forms_token_is_in_the_session_cookie_from_the_login_on(room) -> None:
+    """The browser loads a page's layout and its callbacks at once, and each answer sets the
+    (signed, client-side) session cookie it came with: a token first made by the layout
+    request was overwritten by a callback's answer, and the top bar's forms were refused."""
+    app, users, *_ = room
+    client = app.server.test_client()
+    assert _login(client, users.operator).status_code == 302
+    with client.session_transaction() as session:
+        stored = session.get("csrf_token")
+    assert stored
+    # a callback answered with the cookie as it was at the login keeps the token
+    client.post("/_dash-update-component", json={})
+    with client.session_transaction() as session:
+        assert session.get("csrf_token") == stored
+    layout = client.get("/_dash-layout").get_data(as_text=True)
+    (logout,) = [f for f in _components(json.loads(layout), "Form")
+                 if f["props"]["action"] == "/logout"]
+    token = logout["props"]["children"][0]["props"]["value"]
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+
+
 def test_the_login_form_carries_a_token_and_a_post_without_it_is_refused(room) -> None:
     app, users, _, url = room
     client = app.server.test_client()
