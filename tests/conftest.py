@@ -201,3 +201,12 @@ def start_ingest() -> Iterator[Callable[..., IngestService]]:
     for service, url in started:
         service.stop()
         forget_session(url, service.options.client_id)
+
+
+@pytest.fixture
+def room(twin_db_url: str):
+    """The control room on a fresh sample twin with the demo's logins, alarms and orders."""
+    from tests.control_room import control_room
+
+    with control_room(twin_db_url) as app_users_ids_url:
+        yield app_users_ids_url

@@ -12,17 +12,16 @@ import csv
 import io
 import json
 import re
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import flask
 import pytest
 from typer.testing import CliRunner
 
 from dashboard import audit as dashboard_audit
 from dashboard import auth
 from dashboard.pages import audit as page
+from tests.control_room import as_user as as_room_user
 from twin.errors import TwinError
 from twin.store import audit as log
 from twin.store.connection import connect
@@ -145,13 +144,8 @@ def room(pg, sample_template):
     pg.drop_database(name)
 
 
-@contextmanager
 def as_user(app, name: str):
-    with connect(app.server.config["TWIN"].pool.conninfo) as conn:
-        user = auth.get_user(conn, name)
-    with app.server.test_request_context("/audit"):
-        flask.g.user = user
-        yield user
+    return as_room_user(app, name, "/audit")
 
 
 def _rows_about(url: str, action: str, user_name: str) -> list[tuple]:

@@ -17,10 +17,9 @@ from typing import Any
 import pytest
 
 from dashboard import auth
-from dashboard.app import create_app
-from dashboard.demo import DEMO_PASSWORD, seed_operations, seed_users
+from dashboard.demo import DEMO_PASSWORD
 from dashboard.pages import building, large_screen, work_orders
-from tests.test_dashboard_callbacks import as_user
+from tests.control_room import as_user
 from twin.alarms import AlarmSpec
 from twin.store.connection import connect
 from twin.store.operations import Assignee, act_on_work_order, get_work_order, raise_alarm
@@ -29,15 +28,6 @@ from twin.work_orders import Actor
 OPERATOR = Actor(name="operator", role="operator")
 
 
-@pytest.fixture
-def room(twin_db_url):
-    """The app on a fresh sample twin with the demo's logins, alarms and orders."""
-    with connect(twin_db_url) as conn:
-        users = seed_users(conn)
-        ids = seed_operations(conn)
-    app = create_app(twin_db_url, secret_key="test")
-    yield app, users, ids, twin_db_url
-    app.server.config["TWIN"].pool.close()
 
 
 # --- posting a callback as the browser would -------------------------------------------------

@@ -10,42 +10,21 @@ from __future__ import annotations
 import base64
 import io
 import json
-from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta, timezone
 
-import flask
 import pytest
 import shapely
 from dash import Patch, no_update
 from PIL import Image
 
 from dashboard import auth, scoped
-from dashboard.app import create_app
-from dashboard.demo import DEMO_PASSWORD, seed_operations, seed_users
+from dashboard.demo import DEMO_PASSWORD
 from dashboard.pages import building, large_screen, planner, work_orders, worker
+from tests.control_room import as_user
 from twin.alarms import AlarmSpec
 from twin.store.connection import connect
 from twin.store.operations import get_work_order, raise_alarm
 from twin.store.reads.grids import grid_aggregates
-
-
-@pytest.fixture
-def room(twin_db_url):
-    with connect(twin_db_url) as conn:
-        users = seed_users(conn)
-        ids = seed_operations(conn)
-    app = create_app(twin_db_url, secret_key="test")
-    yield app, users, ids, twin_db_url
-    app.server.config["TWIN"].pool.close()
-
-
-@contextmanager
-def as_user(app, name: str):
-    with connect(app.server.config["TWIN"].pool.conninfo) as conn:
-        user = auth.get_user(conn, name)
-    with app.server.test_request_context("/"):
-        flask.g.user = user
-        yield user
 
 
 def test_every_page_needs_a_login_and_callbacks_answer_401(room) -> None:

@@ -10,23 +10,13 @@ import hashlib
 import io
 import json
 import re
-from contextlib import contextmanager
 
 import pytest
 
 from dashboard.app import create_app
-from dashboard.demo import DEMO_PASSWORD, seed_operations, seed_users
+from dashboard.demo import DEMO_PASSWORD, seed_users
+from tests.control_room import as_user
 from twin.store.connection import connect
-
-
-@pytest.fixture
-def room(twin_db_url):
-    with connect(twin_db_url) as conn:
-        users = seed_users(conn)
-        ids = seed_operations(conn)
-    app = create_app(twin_db_url, secret_key="test")
-    yield app, users, ids, twin_db_url
-    app.server.config["TWIN"].pool.close()
 
 
 def _audit(url: str, *actions: str) -> list[tuple[str, str]]:
@@ -515,19 +505,6 @@ def test_a_statement_cut_short_answers_503_in_the_readers_words(room) -> None:
     assert _login(client, users.operator).status_code == 302
     resp = client.get("/slow-for-test")
     assert resp.status_code == 503 and resp.json["error"].startswith("查询超时")
-
-
-@contextmanager
-def as_user(app, name: str):
-    import flask
-
-    from dashboard import auth
-
-    with connect(app.server.config["TWIN"].pool.conninfo) as conn:
-        user = auth.get_user(conn, name)
-    with app.server.test_request_context("/"):
-        flask.g.user = user
-        yield user
 
 
 def _plain(value):
