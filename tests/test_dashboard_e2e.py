@@ -279,7 +279,7 @@ def test_a_work_order_from_created_to_closed_with_the_grid_worker_view(served, b
 
     phone = login(browser, base, "worker1", viewport=PHONE)
     card = f"#task-{order_id}"
-    phone.wait_for_selector(card, timeout=10_000)
+    phone.wait_for_selector(card, timeout=FIRST_PAINT_MS)  # the phone page's first paint
     for label, state in (("接单", "已接"), ("到场", "到场")):
         phone.click(f"{card} button:text-is('{label}')")
         phone.wait_for_selector(f"#task-state-{order_id} >> text={state}", timeout=10_000)
