@@ -5,6 +5,8 @@ position (on accept, on arrive and every minute) as a staff position fix."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +37,8 @@ NAME = "worker"
 
 TASKS = "w-tasks"
 REFRESH = "w-refresh"
+#: A fingerprint of the task cards on the page, so that an unchanged list is not redrawn.
+SHOWN = "w-shown"
 DONE = "w-done"
 MESSAGE = "w-message"  # what the last step said: done, or why not
 LOOKUP = "w-lookup"
@@ -86,6 +90,7 @@ def layout(**_query) -> html.Div:
     base = c.cached(f"base:{c.scope_key}", c.settings.base_map_ttl_s, lambda: _base(c))
     return html.Div(className="worker", children=[
         dcc.Interval(id=REFRESH, interval=5000),
+        dcc.Store(id=SHOWN),
         dcc.Interval(id=FIX_TICK, interval=FIX_INTERVAL_MS),
         dcc.Store(id=DONE),
         dcc.Store(id=ME, data=user.staff_id),
@@ -115,9 +120,17 @@ def layout(**_query) -> html.Div:
 
 def register_callbacks(app: dash.Dash) -> None:
     @app.callback(Output(TASKS, "children"), Output(ROUTE_MAP, "layerData"),
-                  Input(REFRESH, "n_intervals"), Input(DONE, "data"))
-    def tasks(_n, _done):
-        return task_cards()
+                  Output(SHOWN, "data"),
+                  Input(REFRESH, "n_intervals"), Input(DONE, "data"), State(SHOWN, "data"))
+    def tasks(_n, _done, shown):
+        # redrawn only when what it shows changed: a redraw every 5 s wiped the note being
+        # typed and the photo being attached
+        cards, layer_data = task_cards()
+        seen = hashlib.sha1(json.dumps([cards, layer_data], default=str, sort_keys=True)
+                            .encode()).hexdigest()
+        if seen == shown:
+            return no_update, no_update, no_update
+        return cards, layer_data, seen
 
     app.clientside_callback(GEOLOCATE_JS, Output(FIX, "data"), Input(FIX_TICK, "n_intervals"),
                             Input({"type": "w-act", "order": ALL, "action": ALL}, "n_clicks"))
@@ -275,7 +288,8 @@ def task_cards() -> tuple[list, dict[str, Any]]:
             html.Div(way, className="card-way", id=f"task-way-{task['id']}"),
             html.Div(task["description"], className="card-desc") if task["description"] else None,
             dcc.Textarea(id={"type": "w-note", "order": task["id"]}, placeholder=t("wo.note", lg),
-                         className="input note", maxLength=NOTE_CHARS),
+                         className="input note", maxLength=NOTE_CHARS,
+                         persistence=True, persistence_type="memory"),
             dcc.Upload(id={"type": "w-photo", "order": task["id"]},
                        accept=",".join(sorted(PHOTO_TYPES)), max_size=MAX_PHOTO_BYTES,
                        className="upload", children=html.Div(["＋ ", t("wo.photo", lg)])),
