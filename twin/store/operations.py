@@ -62,14 +62,10 @@ def raise_alarm(
     with conn.transaction():
         same = _grouped_with(conn, spec, group) if group is not None else None
         if same is None:
-            open_row = conn.execute(
-                """SELECT id FROM alarm WHERE community_id = %s AND source_id = %s AND type = %s
-                     AND state <> 'cleared' FOR UPDATE""",
-                (spec.community_id, spec.source_id, spec.type)).fetchone()
-            same = open_row[0] if open_row is not None else None
+            same = _open_of(conn, spec)
         if same is not None:
-            return _repeat_on(conn, same, spec, actor)
-        row = one_row(conn.execute(
+            return _repeat_on(conn, *same, spec, actor)
+        row = conn.execute(
             f"""
             INSERT INTO alarm (community_id, type, rule_id, domain, severity, source_kind,
                                source_id, building_id, floor, unit_id, device_id, resident_id,
@@ -78,19 +74,8 @@ def raise_alarm(
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
                     ST_SetSRID(ST_GeomFromWKB(%s), 4326), %s, %s, %s, %s, %s, %s,
                     ARRAY[%s], ARRAY[%s], %s, %s)
-            ON CONFLICT (community_id, source_id, type) WHERE state <> 'cleared' DO UPDATE SET
-                count = alarm.count + 1,
-                last_at = greatest(alarm.last_at, excluded.last_at),
-                updated_at = excluded.updated_at,
-                detail = excluded.detail,
-                active_sources = array_append(array_remove(alarm.active_sources,
-                                                           excluded.source_id),
-                                              excluded.source_id),
-                text_params = excluded.text_params,
-                severity = CASE WHEN array_position(%s::text[], excluded.severity)
-                                   < array_position(%s::text[], alarm.severity)
-                                THEN excluded.severity ELSE alarm.severity END
-            RETURNING {_ALARM_COLUMNS}, (xmax = 0) AS inserted
+            ON CONFLICT (community_id, source_id, type) WHERE state <> 'cleared' DO NOTHING
+            RETURNING {_ALARM_COLUMNS}
             """,
             (
                 spec.community_id, spec.type, spec.rule_id, spec.domain, spec.severity,
@@ -98,12 +83,26 @@ def raise_alarm(
                 spec.device_id, spec.resident_id, geom, spec.title, _json(spec.detail),
                 spec.at, spec.at, known_at or spec.at, known_at or spec.at, spec.source_id,
                 spec.source_id, spec.text_key, _json(spec.text_params),
-                list(SEVERITIES), list(SEVERITIES),
             ),
-        ), "raising an alarm")
-        alarm, new = _alarm(row[:-1]), bool(row[-1])
-        _alarm_log(conn, alarm.id, spec.at, "raised" if new else "repeated", actor, spec.detail)
-    return Raised(alarm=alarm, new=new)
+        ).fetchone()
+        if row is None:  # another worker opened it between the look and the insert
+            raced = _open_of(conn, spec)
+            if raced is None:
+                raise TwinError(f"raising an alarm: {spec.type} on {spec.source_id} was "
+                                "opened and cleared meanwhile")
+            return _repeat_on(conn, *raced, spec, actor)
+        alarm = _alarm(row)
+        _alarm_log(conn, alarm.id, spec.at, "raised", actor, spec.detail)
+    return Raised(alarm=alarm, new=True)
+
+
+def _open_of(conn: psycopg.Connection, spec: AlarmSpec) -> tuple[int, str] | None:
+    """The open alarm of this source and type, locked, with its severity."""
+    row = conn.execute(
+        """SELECT id, severity FROM alarm WHERE community_id = %s AND source_id = %s
+             AND type = %s AND state <> 'cleared' FOR UPDATE""",
+        (spec.community_id, spec.source_id, spec.type)).fetchone()
+    return (int(row[0]), str(row[1])) if row is not None else None
 
 
 def clear_source(
@@ -545,12 +544,13 @@ def _json(value: dict[str, Any]) -> Jsonb:
     return Jsonb(value, dumps=lambda v: orjson.dumps(v, default=str).decode())
 
 
-def _grouped_with(conn: psycopg.Connection, spec: AlarmSpec, group: AlarmGroup) -> int | None:
+def _grouped_with(conn: psycopg.Connection, spec: AlarmSpec, group: AlarmGroup
+                  ) -> tuple[int, str] | None:
     """The open alarm of the same type that this raise is one incident with, if any: the
     one this source already reports on, else the nearest within the group's radius seen
-    within its window."""
+    within its window; locked, with its severity."""
     row = conn.execute(
-        """SELECT id FROM alarm
+        """SELECT id, severity FROM alarm
            WHERE community_id = %(c)s AND type = %(t)s AND state <> 'cleared'
              AND (source_id = %(s)s OR %(s)s = ANY(sources)
                   OR (geom IS NOT NULL AND %(g)s::bytea IS NOT NULL
@@ -565,14 +565,13 @@ def _grouped_with(conn: psycopg.Connection, spec: AlarmSpec, group: AlarmGroup) 
         {"c": spec.community_id, "t": spec.type, "s": spec.source_id,
          "g": spec.location.wkb if spec.location is not None else None,
          "at": spec.at, "w": group.window_s, "r": group.radius_m}).fetchone()
-    return int(row[0]) if row else None
+    return (int(row[0]), str(row[1])) if row else None
 
 
-def _repeat_on(conn: psycopg.Connection, alarm_id: int, spec: AlarmSpec, actor: str) -> Raised:
-    """Count a repeat (from this source or another of the same incident) on an open alarm;
-    a worse one takes the alarm over (see :func:`raise_alarm`)."""
-    before = one_row(conn.execute("SELECT severity FROM alarm WHERE id = %s FOR UPDATE",
-                                  (alarm_id,)), f"repeating alarm {alarm_id}")[0]
+def _repeat_on(conn: psycopg.Connection, alarm_id: int, before: str, spec: AlarmSpec,
+               actor: str) -> Raised:
+    """Count a repeat (from this source or another of the same incident) on an open alarm
+    (locked, its severity ``before``); a worse one takes it over (see :func:`raise_alarm`)."""
     worse = severity_rank(spec.severity) < severity_rank(before)
     row = one_row(conn.execute(
         f"""UPDATE alarm SET
