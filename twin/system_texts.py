@@ -97,9 +97,6 @@ def role_said(role: str | None) -> Said:
     return Said(role or "staff", key)
 
 
-def is_system_key(key: str | None) -> bool:
-    return bool(key) and str(key).startswith("sys/")
-
 
 def nested(params: Mapping[str, Any] | None) -> list[tuple[str, Mapping[str, Any]]]:
     """Every (key, params) said inside ``params``, at any depth."""

@@ -38,9 +38,11 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 
-#: How often (wall seconds) the simulated staff look at their orders: often enough that a
-#: fast simulation does not outrun the five minutes an assignment waits for an accept.
-STAFF_LOOK_S = 0.05
+#: How often the simulated staff look at their orders, in simulated seconds (well inside
+#: the 45 s before anyone accepts), and at most every so many wall seconds: at 1800x the
+#: floor is 90 s of the day, often enough not to outrun the five minutes an assignment
+#: waits for an accept; at 1x it is a query every 15 s, not twenty a second.
+STAFF_LOOK_SIM_S, STAFF_LOOK_S = 15.0, 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,7 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
     started = time.monotonic()
     interrupted = False
     next_work = 0.0
+    look_every = max(STAFF_LOOK_S, STAFF_LOOK_SIM_S / speed)
 
     def room() -> bool:
         return messages is None or sent.total() < messages
@@ -201,11 +204,10 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
         look()
 
     def look() -> None:
-        """The staff look at their phones (every STAFF_LOOK_S of wall time at most: 90 s
-        of the day at 1800x)."""
+        """The staff look at their phones (see STAFF_LOOK_SIM_S)."""
         nonlocal next_work
         if staff is not None and staff_conn is not None and time.monotonic() >= next_work:
-            next_work = time.monotonic() + STAFF_LOOK_S
+            next_work = time.monotonic() + look_every
             worked.update(staff.step(staff_conn, simulation.clock))
 
     try:
