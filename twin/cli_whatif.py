@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import geopandas as gpd
 import numpy as np
@@ -196,7 +197,8 @@ def impact_command(
 
 Since = Annotated[str | None, typer.Option(
     "--from", help="Start: ISO date or time, community local time; default: --days ago.")]
-Until = Annotated[str | None, typer.Option("--to", help="End (exclusive); default: now.")]
+Until = Annotated[str | None, typer.Option(
+    "--to", help="End: ISO time (exclusive), or a date, which takes that day in; default: now.")]
 Days = Annotated[int, typer.Option(help="Without --from: this many days before --to.")]
 
 
@@ -216,9 +218,9 @@ def charging_command(
     from twin.store.whatif_queries import shed_demand
     from twin.whatif.charging import charging_capacity
 
-    start, end = _period(since, until, days)
     with command_connection() as conn:
         cid = _community(conn, community)
+        start, end = _period(conn, cid, since, until, days)
         chosen = load_scenario(conn, cid, scenario)
         demands = shed_demand(conn, start=start, end=end, community_id=cid)
     try:
@@ -262,10 +264,10 @@ def replay_command(
     from twin.store.whatif_queries import replay_rule, stored_rule
     from twin.whatif.replay import NotReplayable
 
-    start, end = _period(since, until, days)
     rows: list[dict] = []
     with command_connection() as conn:
         cid = _community(conn, community)
+        start, end = _period(conn, cid, since, until, days)
         chosen = load_scenario(conn, cid, scenario)
         if not chosen.rule_params:
             raise TwinError(f"scenario {chosen.name!r} changes no rule parameters (rule_params)")
@@ -338,25 +340,21 @@ def _write(frames, footprints, *, geojson: Path | None, csv: Path | None) -> Non
         console.print(f"wrote {geojson}")
 
 
-def _period(since: str | None, until: str | None, days: int):
-    """(start, end), aware; text without an offset is the community's local time."""
+def _period(conn, cid: str, since: str | None, until: str | None, days: int):
+    """(start, end), aware: text without an offset is on the community's clock, and a date
+    alone as ``until`` takes that whole day in (as `twin audit` reads it)."""
     from datetime import datetime, timedelta
-    from zoneinfo import ZoneInfo
 
-    from twin.calendars import DEFAULT_TIMEZONE
+    from twin.calendars import local_moment
+    from twin.store.reads.texts import community_timezone
 
-    local = ZoneInfo(DEFAULT_TIMEZONE)
-
-    def parse(text: str) -> datetime:
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError as e:
-            raise TwinError(f"{text!r} is not an ISO date or time (2026-11-17 or "
-                            "2026-11-17T08:00)") from e
-        return moment if moment.tzinfo else moment.replace(tzinfo=local)
-
-    end = parse(until) if until else datetime.now(local)
-    start = parse(since) if since else end - timedelta(days=days)
+    tz = community_timezone(conn, cid)
+    try:
+        end = local_moment(until, tz, end_of_day=True) if until else \
+            datetime.now(ZoneInfo(tz))
+        start = local_moment(since, tz) if since else end - timedelta(days=days)
+    except ValueError as e:
+        raise TwinError(str(e)) from None
     if end <= start:
         raise TwinError(f"the period ends ({end:%Y-%m-%d %H:%M}) before it starts "
                         f"({start:%Y-%m-%d %H:%M})")
