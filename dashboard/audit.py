@@ -7,6 +7,8 @@ only by the audit page, and both a refused and an allowed read are written to th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -16,8 +18,8 @@ from twin.access import AccessDenied, User, require_page
 from twin.store import audit as log
 from twin.store.reads.audit import AuditEntry, AuditQuery, actions, entries
 
-__all__ = ["AuditEntry", "AuditQuery", "entries", "log_actions", "read_log", "record",
-           "refused"]
+__all__ = ["AuditEntry", "AuditQuery", "audited", "entries", "log_actions", "read_log",
+           "record", "refused"]
 
 
 def record(
@@ -45,6 +47,24 @@ def refused(conn: psycopg.Connection, user: User, error: Exception, *, subject_k
     refusal's sentence, which names ids and logins, never a resident."""
     record(conn, user, "denied", subject_kind=subject_kind, subject_id=subject_id,
            detail={"reason": str(error), **({"asked": asked} if asked else {})})
+
+
+@contextmanager
+def audited(conn: psycopg.Connection, user: User, asked: str, *, subject_kind: str,
+            subject_id: str) -> Iterator[None]:
+    """Write down and commit any refusal raised inside, then let it go on up (the caller's
+    rollback keeps it).
+
+    ``asked`` is what the user asked to do (``order.dispatch``, ``history``); the subject
+    is what they asked it of. The reason is the refusal's own sentence: ids and login
+    names, never a resident's name.
+    """
+    try:
+        yield
+    except AccessDenied as e:
+        refused(conn, user, e, subject_kind=subject_kind, subject_id=subject_id, asked=asked)
+        conn.commit()
+        raise
 
 
 def read_log(conn: psycopg.Connection, user: User, query: AuditQuery, *,
@@ -75,9 +95,5 @@ def log_actions(conn: psycopg.Connection, user: User) -> list[str]:
 
 
 def _require_reader(conn: psycopg.Connection, user: User) -> None:
-    try:
+    with audited(conn, user, "audit.read", subject_kind="audit_log", subject_id=""):
         require_page(user, "audit")
-    except AccessDenied as e:
-        refused(conn, user, e, subject_kind="audit_log", subject_id="")
-        conn.commit()
-        raise

@@ -19,8 +19,7 @@ else).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +40,7 @@ from twin.store.operations import (
     Photo,
     acknowledge_alarm,
     act_on_work_order,
+    get_alarm,
     get_work_order,
 )
 from twin.store.positions import Fix, record_fixes, staff_on_record
@@ -53,22 +53,11 @@ if TYPE_CHECKING:  # the rule engine's module is heavy; the dispatcher is handed
     from twin.rules.store import Dispatcher
 
 
-@contextmanager
 def audited(conn: psycopg.Connection, user: User, asked: str, *, subject_kind: str,
-            subject_id: object) -> Iterator[None]:
-    """Write down and commit any refusal raised inside, then let it go on up.
-
-    ``asked`` is what the user asked to do (``order.dispatch``, ``history``); the subject
-    is what they asked it of. The reason is the refusal's own sentence: ids and login
-    names, never a resident's name.
-    """
-    try:
-        yield
-    except AccessDenied as e:
-        audit.refused(conn, user, e, subject_kind=subject_kind, subject_id=brief(subject_id),
-                      asked=asked)
-        conn.commit()
-        raise
+            subject_id: object) -> AbstractContextManager[None]:
+    """`dashboard.audit.audited`, with the subject as a browser sent it, shortened."""
+    return audit.audited(conn, user, asked, subject_kind=subject_kind,
+                         subject_id=brief(subject_id))
 
 
 def require(conn: psycopg.Connection, user: User, permission: str, *, what: str,
@@ -230,8 +219,10 @@ def acknowledge(conn: psycopg.Connection, user: User, alarm_id: object, *, at: d
                 ) -> Alarm:
     """The user has seen the alarm: it stops escalating; the log names them."""
     number = _number(alarm_id, "an alarm")
-    require(conn, user, "alarm.acknowledge", what=f"acknowledge alarm {number}",
-            subject_kind="alarm", subject_id=number)
+    with audited(conn, user, "alarm.acknowledge", subject_kind="alarm", subject_id=number):
+        access.require(user, "alarm.acknowledge", what=f"acknowledge alarm {number}")
+        access.require_community(user, get_alarm(conn, number).spec.community_id,
+                                 what=f"alarm {number}")
     return acknowledge_alarm(conn, number, actor=user.name, at=at)
 
 

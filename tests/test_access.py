@@ -95,3 +95,13 @@ def test_every_permission_names_known_roles_and_the_dashboard_reuses_the_policy(
                    ("order.view", "order.act", "building.view", "alarm.acknowledge"))
     assert auth.require_grid is access.require_grid and auth.AccessDenied is AccessDenied
     assert auth.User is User and auth.PAGE_ROLES is access.PAGE_ROLES
+
+
+def test_a_login_bound_to_a_community_reaches_no_other_communitys_orders() -> None:
+    theirs = _order()  # community "c"
+    for user in (User("o2", "operator", community_id="other"),
+                 User("w2", "grid_worker", community_id="other", grid_id="g1", staff_id="s1")):
+        with pytest.raises(AccessDenied, match="not in .*'s community"):
+            access.require_order(user, theirs)
+    access.require_order(User("o3", "operator", community_id="c"), theirs)
+    access.require_order(OPERATOR, theirs)  # a district operator: no community bound

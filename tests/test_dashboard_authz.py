@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from dashboard import auth
+from dashboard import auth, scoped
 from dashboard.demo import DEMO_PASSWORD
 from dashboard.pages import building, large_screen, work_orders
 from tests.control_room import as_user
+from twin.access import AccessDenied
 from twin.alarms import AlarmSpec
 from twin.store.connection import connect
 from twin.store.operations import Assignee, act_on_work_order, get_work_order, raise_alarm
@@ -390,3 +391,30 @@ def test_the_page_services_turn_bad_ids_into_messages(room) -> None:
 
         with pytest.raises(TwinError, match="unknown history range"):
             building.history_figure("some-device", "co", "forever")
+
+
+def test_an_operator_of_another_community_cannot_acknowledge_its_alarm(room) -> None:
+    """A login bound to a community is refused (and audited) on another's alarm, called
+    straight through the service as a forged callback would."""
+    *_, url = room
+    with connect(url) as conn:
+        auth.add_user(conn, "op-elsewhere", DEMO_PASSWORD, "operator",
+                      community_id=_other_community(conn))
+        conn.commit()
+        (alarm_id,) = conn.execute("SELECT id FROM alarm WHERE state = 'active' "
+                                   "ORDER BY id LIMIT 1").fetchone()
+        user = auth.get_user(conn, "op-elsewhere")
+        assert user is not None
+        with pytest.raises(AccessDenied, match="community"):
+            scoped.acknowledge(conn, user, alarm_id, at=datetime.now(UTC))
+        state = conn.execute("SELECT state FROM alarm WHERE id = %s", (alarm_id,)).fetchone()
+        refused = conn.execute("SELECT count(*) FROM audit_log WHERE user_name = 'op-elsewhere' "
+                               "AND action = 'denied'").fetchone()
+    assert state == ("active",) and refused == (1,)
+
+
+def _other_community(conn) -> str:
+    conn.execute("INSERT INTO community (id, name, city, local_srid, boundary, timezone) "
+                 "SELECT 'elsewhere', 'elsewhere', city, local_srid, boundary, timezone "
+                 "FROM community ORDER BY id LIMIT 1")
+    return "elsewhere"

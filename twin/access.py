@@ -25,9 +25,9 @@ from twin.work_orders import Actor, WorkOrder, check_actor
 
 __all__ = [
     "OPERATORS", "PAGE_ROLES", "PERMISSIONS", "ROLES", "UNMASKED_ROLES", "AccessDenied", "User",
-    "actor", "can_open", "may", "require", "require_grid", "require_order",
-    "require_order_action", "require_own_staff", "require_page", "sees_residents_whole",
-    "sees_residents_whole_in",
+    "actor", "can_open", "may", "require", "require_community", "require_grid",
+    "require_order", "require_order_action", "require_own_staff", "require_page",
+    "sees_residents_whole", "sees_residents_whole_in",
 ]
 
 ROLES: tuple[str, ...] = ("admin", "operator", "grid_worker", "planner")
@@ -117,10 +117,18 @@ def require_grid(user: User, grid_id: str | None, *, what: str) -> None:
     require(user, "building.view", what=f"see {what}")
 
 
+def require_community(user: User, community_id: str, *, what: str) -> None:
+    """A login bound to a community reaches only that community's things (a district's
+    database holds many); a login without one (a district operator) reaches them all."""
+    if user.community_id is not None and community_id != user.community_id:
+        raise AccessDenied(f"{what} is not in {user.name}'s community")
+
+
 def require_order(user: User, order: WorkOrder) -> None:
-    """An order is the user's to see: every one for an operator, a grid worker's own
-    (wherever it lies) or their grid's."""
+    """An order is the user's to see: every one of their community for an operator, a
+    grid worker's own (wherever it lies) or their grid's."""
     what = f"work order {order.id}"
+    require_community(user, order.spec.community_id, what=what)
     if user.role == "grid_worker" and user.staff_id is not None \
             and order.assignee_id == user.staff_id:
         return
