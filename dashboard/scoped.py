@@ -165,15 +165,26 @@ def lookup(conn: psycopg.Connection, user: User, query: str, *, limit: int = 20
 
 
 def order_for_user(conn: psycopg.Connection, user: User, order_id: object, *,
-                   asked: str = "order.view") -> WorkOrder:
+                   asked: str = "order.view", history: bool = True) -> WorkOrder:
     """An order, if the user may see it: operators all, a grid worker their own or their grid's.
 
     ``order_id`` may come from a browser: anything but a whole number is refused with a
     TwinError, before the database sees it.
     """
-    order = get_work_order(conn, order_number(order_id))
+    order = get_work_order(conn, order_number(order_id), history=history)
     with audited(conn, user, asked, subject_kind="work_order", subject_id=order.id):
         access.require_order(user, order)
+    return order
+
+
+def _order_to_act_on(conn: psycopg.Connection, user: User, order_id: object, action: str
+                     ) -> WorkOrder:
+    """The order (without its history), if the user may take ``action`` on it: one check
+    (`twin.access.require_order_action`, which sees the order first), audited once."""
+    order = get_work_order(conn, order_number(order_id), history=False)
+    with audited(conn, user, f"order.{brief(action)}", subject_kind="work_order",
+                 subject_id=order.id):
+        access.require_order_action(user, order, action)
     return order
 
 
@@ -186,14 +197,13 @@ def act_on_order(conn: psycopg.Connection, user: User, order_id: object, action:
     the store checks them again as it writes (`twin.work_orders.transition`); a refusal
     from either is audited.
     """
-    order = order_for_user(conn, user, order_id, asked=f"order.{brief(action)}")
     if not isinstance(note, str):
         raise TwinError("a note is text")
+    order = _order_to_act_on(conn, user, order_id, action)
+    assignee = Assignee(staff_id=_text(staff_id, "a staff member")) \
+        if action == "assign" and staff_id is not None else None
     with audited(conn, user, f"order.{brief(action)}", subject_kind="work_order",
-                 subject_id=order.id):
-        access.require_order_action(user, order, action)
-        assignee = Assignee(staff_id=_text(staff_id, "a staff member")) \
-            if action == "assign" and staff_id is not None else None
+                 subject_id=order.id):  # the store's own check, as it writes
         return act_on_work_order(conn, order.id, action, actor=access.actor(user), at=at,
                                  note=note, assignee=assignee, photo=photo)
 
@@ -205,12 +215,11 @@ def dispatch_order(conn: psycopg.Connection, user: User, order_id: object, *, at
     when nobody could be sent, why. Committed here, as the rule engine commits its own."""
     from twin.rules.store import Outcome
 
-    order = order_for_user(conn, user, order_id, asked="order.dispatch")
+    order = _order_to_act_on(conn, user, order_id, "dispatch")
+    outcome = Outcome()
     with audited(conn, user, "order.dispatch", subject_kind="work_order", subject_id=order.id):
-        access.require_order_action(user, order, "dispatch")
-        outcome = Outcome()
-        order = dispatcher.assign(conn, get_work_order(conn, order.id, history=False), now=at,
-                                  outcome=outcome, actor=access.actor(user))
+        order = dispatcher.assign(conn, order, now=at, outcome=outcome,
+                                  actor=access.actor(user))
     conn.commit()
     return order, outcome.not_dispatched[0][1] if outcome.not_dispatched else None
 
