@@ -23,6 +23,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from twin.access import (
     PAGE_ROLES,
+    PEOPLE,
     ROLES,
     UNMASKED_ROLES,
     AccessDenied,
@@ -37,6 +38,7 @@ from twin.store import users as stored
 from twin.store.queries import communities
 from twin.store.reads import users as read
 from twin.store.reads.grids import grid_owner
+from twin.store.reads.residents import resident_home
 from twin.store.reads.staff import staff_exists
 
 __all__ = [
@@ -52,6 +54,7 @@ LANGS: tuple[str, ...] = ("zh-CN", "en")
 #: Where each role lands after logging in.
 HOME: dict[str, str] = {
     "admin": "/", "operator": "/", "grid_worker": "/worker", "planner": "/planner",
+    "resident": "/m", "family": "/family",
 }
 
 MIN_PASSWORD = 8
@@ -101,14 +104,32 @@ def add_user(
     staff_id: str | None = None,
     lang: str = "zh-CN",
     display_name: str = "",
+    resident_id: str | None = None,
 ) -> User:
-    """Create (or replace the password and role of) a login; its old sessions end."""
+    """Create (or replace the password and role of) a login; its old sessions end.
+
+    A resident's or a family member's login is bound to a resident (``resident_id``) and
+    to the community they live in; a resident logs in by their phone number, so their
+    login's name is the phone number the twin holds for them."""
     if role not in ROLES:
         raise TwinError(f"unknown role {role!r}; expected one of {ROLES}")
     if lang not in LANGS:
         raise TwinError(f"unknown language {lang!r}; expected one of {LANGS}")
     if role == "grid_worker" and not grid_id:
         raise TwinError("a grid worker needs --grid: the grid they look after")
+    if (role in PEOPLE) != (resident_id is not None):
+        raise TwinError(f"a {role} login {'needs' if role in PEOPLE else 'takes no'} --resident")
+    if resident_id is not None:
+        home = resident_home(conn, resident_id)
+        if home is None:
+            raise TwinError(f"there is no resident {resident_id!r} in the twin")
+        if role == "resident" and name != home.phone:
+            raise TwinError("a resident logs in by phone number: the login's name must be "
+                            "the phone number the twin holds for them")
+        if role == "family" and not home.care_flags:
+            raise TwinError(f"resident {resident_id} is not in special care: a family login "
+                            "follows a special-care resident's status")
+        community_id, grid_id, staff_id = home.community_id, None, None
     if grid_id is not None:
         owner = grid_owner(conn, grid_id)
         community_id = community_id or owner.community_id
@@ -119,8 +140,8 @@ def add_user(
     if community_id is None:
         found = communities(conn)
         community_id = found[0][0] if len(found) == 1 else None
-    stored.save_user(conn, User(name, role, display_name, community_id, grid_id, staff_id, lang),
-                     password_hash=hash_password(password))
+    stored.save_user(conn, User(name, role, display_name, community_id, grid_id, staff_id, lang,
+                                resident_id), password_hash=hash_password(password))
     return get_user(conn, name)
 
 

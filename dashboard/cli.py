@@ -58,7 +58,8 @@ def dashboard_command(
 @users_app.command("add")
 def users_add(
     name: str,
-    role: Annotated[str, typer.Option(help="admin, operator, grid_worker or planner.")],
+    role: Annotated[str, typer.Option(help="admin, operator, grid_worker, planner, resident "
+                                           "or family.")],
     password: Annotated[str, typer.Option(prompt=True, hide_input=True,
                                           confirmation_prompt=True,
                                           envvar="TWIN_USER_PASSWORD")],
@@ -67,6 +68,9 @@ def users_add(
                                                    "(default: the grid's worker).")] = None,
     lang: Annotated[str, typer.Option(help="zh-CN or en.")] = "zh-CN",
     display_name: Annotated[str, typer.Option(help="Shown in the top bar.")] = "",
+    resident: Annotated[str | None, typer.Option(
+        help="The resident a resident login is (its name is their phone number), or whom a "
+             "family login looks after.")] = None,
 ) -> None:
     """Add a login (or reset its password and role)."""
     from dashboard.auth import add_user
@@ -74,7 +78,7 @@ def users_add(
     with connect(stack.database_url(load_settings())) as conn:
         migrations.require_current(conn)
         user = add_user(conn, name, password, role, grid_id=grid, staff_id=staff, lang=lang,
-                        display_name=display_name)
+                        display_name=display_name, resident_id=resident)
     console.print(f"user {user.name}: {user.role}" + (f", grid {user.grid_id}" if user.grid_id
                                                        else ""))
 

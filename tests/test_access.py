@@ -105,3 +105,23 @@ def test_a_login_bound_to_a_community_reaches_no_other_communitys_orders() -> No
             access.require_order(user, theirs)
     access.require_order(User("o3", "operator", community_id="c"), theirs)
     access.require_order(OPERATOR, theirs)  # a district operator: no community bound
+
+
+def test_people_act_only_for_their_own_resident_and_never_on_the_control_room() -> None:
+    me = User("13800000000", "resident", community_id="c", resident_id="r1")
+    kin = User("kin", "family", community_id="c", resident_id="r2")
+    access.require_own_resident(me, "r1", what="household")
+    access.require_own_resident(kin, "r2", what="care status")
+    for user, other in ((me, "r2"), (kin, "r1"), (OPERATOR, "r1"), (WORKER, None)):
+        with pytest.raises(AccessDenied):
+            access.require_own_resident(user, other, what="a resident")
+    control_room = {"live.view", "order.list", "order.view", "order.act", "order.dispatch",
+                    "building.view", "whatif.use", "alarm.acknowledge", "alarm.clear",
+                    "order.create", "broadcast.send", "report.queue", "access.history"}
+    for permission in control_room:
+        assert not access.may(me, permission) and not access.may(kin, permission)
+    assert access.may(me, "door.open") and not access.may(kin, "door.open")
+    assert access.may(kin, "care.view") and not access.may(me, "care.view")
+    with pytest.raises(AccessDenied):
+        access.require_order_action(User("x", "resident", resident_id="r1"),
+                                    _order(grid=None, assignee="s1"), "accept")

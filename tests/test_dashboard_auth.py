@@ -99,3 +99,27 @@ def test_audit_entries_say_who_what_and_when(users_conn) -> None:
     assert (entry.user_name, entry.role, entry.action, entry.subject_id) == (
         "admin", "admin", "view_residents_unmasked", "u1")
     assert entry.detail == {"residents": ["r1"]} and entry.time is not None
+
+
+def test_residents_log_in_by_phone_and_family_follow_one_special_care_resident(
+        users_conn) -> None:
+    rid, phone = users_conn.execute(
+        "SELECT id, phone FROM resident WHERE care_flags = '{}' ORDER BY id LIMIT 1").fetchone()
+    cared = users_conn.execute(
+        "SELECT id FROM resident WHERE care_flags <> '{}' ORDER BY id LIMIT 1").fetchone()[0]
+    with pytest.raises(TwinError, match="needs --resident"):
+        auth.add_user(users_conn, phone, "long enough", "resident")
+    with pytest.raises(TwinError, match="phone number"):
+        auth.add_user(users_conn, "somebody", "long enough", "resident", resident_id=rid)
+    with pytest.raises(TwinError, match="takes no --resident"):
+        auth.add_user(users_conn, "op", "long enough", "operator", resident_id=rid)
+    with pytest.raises(TwinError, match="not in special care"):
+        auth.add_user(users_conn, "kin", "long enough", "family", resident_id=rid)
+    resident = auth.add_user(users_conn, phone, "long enough", "resident", resident_id=rid)
+    assert (resident.resident_id, resident.community_id) == (rid, "wh-guanggu")
+    assert auth.authenticate(users_conn, phone, "long enough") == resident
+    kin = auth.add_user(users_conn, "kin", "long enough", "family", resident_id=cared)
+    assert kin.resident_id == cared and auth.HOME[kin.role] == "/family"
+    for page in auth.PAGE_ROLES:
+        assert auth.can_open(resident, page) == (page == "resident_app")
+        assert auth.can_open(kin, page) == (page == "family")

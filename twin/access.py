@@ -14,6 +14,11 @@ Roles:
   or that lie in their grid; residents of their grid whole (they visit them); nothing
   outside their grid.
 - planner: the planner page with aggregates only; no residents, buildings or orders.
+- resident: the resident app on their phone, for their own household only: its members,
+  free charging piles and their own sessions, the doors they may open, visitor passes,
+  their own reports, the community's notices, a one-key SOS.
+- family: a relative of one special-care resident: that resident's care status and
+  alerts, and nothing else.
 """
 
 from __future__ import annotations
@@ -24,13 +29,18 @@ from twin.errors import AccessDenied
 from twin.work_orders import Actor, WorkOrder, check_actor
 
 __all__ = [
-    "OPERATORS", "PAGE_ROLES", "PERMISSIONS", "ROLES", "UNMASKED_ROLES", "AccessDenied", "User",
+    "OPERATORS", "PAGE_ROLES", "PEOPLE", "PERMISSIONS", "ROLES", "UNMASKED_ROLES", "AccessDenied",
+    "User",
     "actor", "can_open", "may", "require", "require_community", "require_grid",
-    "require_order", "require_order_action", "require_own_staff", "require_page",
+    "require_order", "require_order_action", "require_own_resident", "require_own_staff",
+    "require_page",
     "sees_residents_whole", "sees_residents_whole_in",
 ]
 
-ROLES: tuple[str, ...] = ("admin", "operator", "grid_worker", "planner")
+ROLES: tuple[str, ...] = ("admin", "operator", "grid_worker", "planner", "resident", "family")
+#: The roles of people who live in the community (or look after someone who does): they
+#: act for one resident (`User.resident_id`), never on the control room.
+PEOPLE: frozenset[str] = frozenset({"resident", "family"})
 #: The roles that run the control room: every order, alarm and building, no grid limit.
 OPERATORS: frozenset[str] = frozenset({"admin", "operator"})
 _FIELD = frozenset({"admin", "operator", "grid_worker"})
@@ -44,6 +54,8 @@ PAGE_ROLES: dict[str, frozenset[str]] = {
     "worker": frozenset({"admin", "grid_worker"}),
     "planner": _PLANNING,
     "audit": frozenset({"admin"}),
+    "resident_app": frozenset({"resident"}),
+    "family": frozenset({"family"}),
 }
 
 #: What each role may do, whichever page (or none) asks. A service function asks for
@@ -66,6 +78,29 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "position.report": frozenset({"admin", "grid_worker"}),
     # what-if scenarios: load, edit, save, run, export (per building and counts only)
     "whatif.use": _PLANNING,
+    # -- people and operators acting on the twin --
+    # a hand-made order (from a point, a building, an alarm); a manual clear with a reason
+    "order.create": OPERATORS,
+    "alarm.clear": OPERATORS,
+    # cloud broadcast to speakers; notices to a community, building or grid
+    "broadcast.send": OPERATORS,
+    "notice.publish": OPERATORS,
+    # the queue of residents' reports
+    "report.queue": OPERATORS,
+    # a door opened remotely: an operator any of the community's, a resident their own
+    # unit's entrance and the gates (the scope is checked against the door)
+    "door.open": frozenset({"admin", "operator", "resident"}),
+    # the access history of a door or a resident (a grid worker's in their grid)
+    "access.history": _FIELD,
+    # the resident's own: household, charging, passes, reports, notices, SOS
+    "household.view": frozenset({"resident"}),
+    "charging.use": frozenset({"resident"}),
+    "pass.issue": frozenset({"resident"}),
+    "report.submit": frozenset({"resident"}),
+    "notice.read": frozenset({"resident", "family"}),
+    "sos.raise": frozenset({"resident"}),
+    # a family member: their relative's care status and alerts
+    "care.view": frozenset({"family"}),
 }
 
 #: Roles that see residents' names and phone numbers whole (within their scope).
@@ -83,6 +118,8 @@ class User:
     grid_id: str | None = None
     staff_id: str | None = None
     lang: str = "zh-CN"
+    #: The resident a resident login is, or a family login looks after.
+    resident_id: str | None = None
 
     @property
     def label(self) -> str:
@@ -157,6 +194,15 @@ def require_own_staff(user: User, staff_id: str | None) -> None:
     if staff_id != user.staff_id:
         raise AccessDenied(f"{user.name} may report only their own position, "
                            f"not that of {staff_id!r}")
+
+
+def require_own_resident(user: User, resident_id: str | None, *, what: str) -> None:
+    """A resident or family login reaches only the resident it acts for (a family member
+    their relative); any other id, whatever the browser claims, is refused."""
+    if user.role not in PEOPLE or user.resident_id is None:
+        raise AccessDenied(f"{user.name} ({user.role}) does not act for a resident")
+    if resident_id != user.resident_id:
+        raise AccessDenied(f"{what} is not {user.name}'s own")
 
 
 def sees_residents_whole(user: User) -> bool:

@@ -14,7 +14,8 @@ import psycopg
 from twin.access import User  # a login, as the policy knows it; stored here
 
 #: The columns of `app_user` that make a User, in its fields' order.
-USER_COLUMNS = ("name", "role", "display_name", "community_id", "grid_id", "staff_id", "lang")
+USER_COLUMNS = ("name", "role", "display_name", "community_id", "grid_id", "staff_id", "lang",
+                "resident_id")
 
 
 def save_user(conn: psycopg.Connection, user: User, *, password_hash: str) -> None:
@@ -24,16 +25,16 @@ def save_user(conn: psycopg.Connection, user: User, *, password_hash: str) -> No
         conn.execute(
             """
             INSERT INTO app_user (name, display_name, password_hash, role, community_id,
-                                  grid_id, staff_id, lang)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                                  grid_id, staff_id, lang, resident_id)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (name) DO UPDATE SET
                 display_name = excluded.display_name, password_hash = excluded.password_hash,
                 role = excluded.role, community_id = excluded.community_id,
                 grid_id = excluded.grid_id, staff_id = excluded.staff_id,
-                lang = excluded.lang, disabled = false
+                lang = excluded.lang, resident_id = excluded.resident_id, disabled = false
             """,
             (user.name, user.display_name, password_hash, user.role, user.community_id,
-             user.grid_id, user.staff_id, user.lang),
+             user.grid_id, user.staff_id, user.lang, user.resident_id),
         )
         conn.execute("DELETE FROM app_session WHERE user_name = %s", (user.name,))
 

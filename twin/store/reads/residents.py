@@ -64,3 +64,27 @@ def first_with_care_flag(conn: psycopg.Connection, grid_id: str, flag: str
            WHERE %s = ANY(r.care_flags) AND b.grid_id = %s
            ORDER BY r.id LIMIT 1""", (flag, grid_id)).fetchone()
     return None if row is None else (row[0], row[1], row[2])
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentHome:
+    """Where a resident lives: what a resident's or family member's login is bound to."""
+
+    resident_id: str
+    unit_id: str
+    building_id: str
+    community_id: str
+    grid_id: str | None
+    phone: str
+    care_flags: tuple[str, ...]
+
+
+def resident_home(conn: psycopg.Connection, resident_id: str) -> ResidentHome | None:
+    row = conn.execute(
+        """SELECT r.id, u.id, b.id, b.community_id, b.grid_id, r.phone, r.care_flags
+           FROM resident r JOIN unit u ON u.id = r.unit_id JOIN building b ON b.id = u.building_id
+           WHERE r.id = %s""", (resident_id,)).fetchone()
+    if row is None:
+        return None
+    rid, unit_id, building_id, community_id, grid_id, phone, flags = row
+    return ResidentHome(rid, unit_id, building_id, community_id, grid_id, phone, tuple(flags))
