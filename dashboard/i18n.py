@@ -16,7 +16,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "nav.logout": ("退出", "Log out"),
     "nav.lang": ("English", "中文"),
     "login.title": ("登录", "Log in"),
-    "login.user": ("用户名", "User name"),
+    "login.user": ("用户名或手机号", "User name or phone number"),
     "login.password": ("密码", "Password"),
     "login.submit": ("登录", "Log in"),
     "login.failed": ("用户名或密码错误", "Wrong user name or password"),
@@ -257,6 +257,27 @@ LABELS: dict[str, tuple[str, str]] = {
     "au.d.until": ("止", "until"),
 }
 
+
+
+def _merge_feature_catalogues() -> None:
+    """Add each feature's catalogue (`dashboard.labels.*`) to LABELS, refusing a key that
+    two catalogues both define."""
+    import importlib
+    import pkgutil
+
+    from dashboard import labels
+
+    for found in sorted(pkgutil.iter_modules(labels.__path__), key=lambda m: m.name):
+        catalogue = importlib.import_module(f"dashboard.labels.{found.name}").LABELS
+        twice = LABELS.keys() & catalogue.keys()
+        if twice:
+            raise KeyError(f"labels defined twice (dashboard.labels.{found.name}): "
+                           f"{sorted(twice)}")
+        LABELS.update(catalogue)
+
+
+_merge_feature_catalogues()
+
 _INDEX = {"zh-CN": 0, "en": 1}
 
 
@@ -265,4 +286,5 @@ def t(key: str, lang: str = DEFAULT_LANG) -> str:
     try:
         return LABELS[key][_INDEX.get(lang, 0)]
     except KeyError:
-        raise KeyError(f"no label {key!r} in dashboard/i18n.py") from None
+        raise KeyError(f"no label {key!r} in dashboard/i18n.py or dashboard/labels/") \
+            from None

@@ -8,7 +8,7 @@ from dash import dcc, html
 
 from dashboard import security
 from dashboard.context import current_user, tr, zone
-from twin.access import can_open
+from twin.access import PEOPLE, can_open
 
 _NAV = (
     ("large_screen", "/", "nav.large_screen"),
@@ -18,12 +18,20 @@ _NAV = (
     ("audit", "/audit", "nav.audit"),  # admins only (auth.PAGE_ROLES)
 )
 
+#: The resident app's tabs, at the foot of the phone's screen: (href, label, icon). Every
+#: /m page is the "resident_app" page (`twin.access.PAGE_ROLES`); each checks again.
+MOBILE_NAV: tuple[tuple[str, str, str], ...] = (
+    ("/m", "m.nav.home", "⌂"),
+)
+
 
 def shell() -> html.Div:
     if getattr(flask.g, "user", None) is None:
         # Dash builds the layout once outside any page request to validate it.
         return html.Div([dash.page_container])
     user = current_user()
+    if user.role in PEOPLE:
+        return _phone_shell(user)
     here = flask.request.path
     links = [
         html.A(tr(label), href=href, className="nav-link" + (" active" if here == href else ""),
@@ -48,6 +56,29 @@ def shell() -> html.Div:
         dcc.Interval(id="clock-tick", interval=1000),
         # the clock shows the community's time, wherever the browser is
         dcc.Store(id="clock-zone", data={"tz": zone().key, "lang": user.lang}),
+    ])
+
+
+def _phone_shell(user) -> html.Div:
+    """A resident's or a family member's frame: a phone's screen, with the app's tabs at
+    its foot (a family member has one page and no tabs)."""
+    here = flask.request.path
+    tabs = [] if user.role != "resident" else [
+        html.A([html.Span(icon, className="m-tab-icon"), html.Span(tr(label))], href=href,
+               className="m-tab" + (" active" if here == href else ""),
+               id="m-tab-" + (href.strip("/").replace("/", "-") or "home"))
+        for href, label, icon in MOBILE_NAV]
+    other = "en" if user.lang == "zh-CN" else "zh-CN"
+    return html.Div(className=f"app phone lang-{user.lang}", children=[
+        html.Header(className="m-topbar", children=[
+            html.Span(tr("m.title"), className="m-brand"),
+            html.Span(user.label if user.role == "family" else tr("role." + user.role),
+                      className="who", id="who"),
+            _post_button(tr("nav.lang"), f"/lang/{other}", "lang-toggle"),
+            _post_button(tr("nav.logout"), "/logout", "logout"),
+        ]),
+        html.Main(dash.page_container, className="page m-page"),
+        html.Nav(tabs, className="m-tabs") if tabs else None,
     ])
 
 
