@@ -47,7 +47,7 @@ from pydantic import (
     model_validator,
 )
 
-from twin.calendars import WEEKDAYS, WorkingHours
+from twin.calendars import DEFAULT_TIMEZONE, WEEKDAYS, WorkingHours
 from twin.config_errors import KeyCheckError, describe
 from twin.dispatch import SHIFTS
 from twin.errors import TwinError
@@ -183,7 +183,7 @@ class Tier(_Model):
 class EscalationConfig(_Model):
     """The whole file: time zone, calendars, order categories, departments and the tiers."""
 
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     calendars: dict[str, CalendarSpec] = Field(min_length=1)
     #: category -> the order kinds in it (work_order.kind)
     categories: dict[str, tuple[str, ...]] = {}

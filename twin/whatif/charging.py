@@ -36,8 +36,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from twin.calendars import DEFAULT_TIMEZONE
+
 #: The community's local time: days are its days.
-DEFAULT_TZ = "Asia/Shanghai"
+DEFAULT_TZ = DEFAULT_TIMEZONE
 
 
 @dataclass(frozen=True, slots=True, eq=False)
