@@ -203,9 +203,9 @@ def db_restore(
     console.print(f"restored {file} as {describe(url)}{' (replaced)' if done.replaced else ''}: "
                   f"{done.tables} tables in {done.seconds:.1f} s")
     with command_connection() as conn:
-        pending = [s for s in migrations.status(conn) if s.applied_at is None]
-    if pending:
-        console.print(f"{len(pending)} migrations are newer than the backup: run "
+        behind = migrations.pending(conn)
+    if behind:
+        console.print(f"{len(behind)} migrations are newer than the backup: run "
                       "`twin db upgrade`")
 
 

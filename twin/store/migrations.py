@@ -93,11 +93,16 @@ def status(conn: psycopg.Connection) -> list[MigrationStatus]:
     return [MigrationStatus(m, when.get(m.version)) for m in discover()]
 
 
+def pending(conn: psycopg.Connection) -> list[Migration]:
+    """The migrations of this code that the database has not applied yet."""
+    return [s.migration for s in status(conn) if s.applied_at is None]
+
+
 def require_current(conn: psycopg.Connection) -> None:
     """Fail in one sentence when the schema is behind this code."""
-    pending = [s.migration for s in status(conn) if s.applied_at is None]
-    if pending:
-        names = ", ".join(f"{m.version:04d}_{m.name}" for m in pending)
+    behind = pending(conn)
+    if behind:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in behind)
         raise TwinError(f"the database schema is not up to date (pending: {names}): "
                         "run `twin db upgrade`")
 
