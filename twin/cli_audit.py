@@ -23,8 +23,8 @@ from twin.calendars import DEFAULT_TIMEZONE, local_moment
 from twin.console import command_connection, console
 from twin.errors import TwinError
 from twin.store import audit as log
-from twin.store.queries import communities
 from twin.store.reads.audit import OUTCOMES, AuditEntry, AuditQuery, entries
+from twin.store.reads.scope import one_community
 from twin.store.reads.texts import community_timezone
 
 #: The columns of every output, in order.
@@ -105,11 +105,14 @@ def _print_table(rows: list[AuditEntry], zone: ZoneInfo, *, limit: int) -> None:
 
 
 def _timezone(conn: psycopg.Connection, community: str | None) -> str:
-    ids = [row[0] for row in communities(conn)]
-    if community is not None and community not in ids:
-        raise TwinError(f"there is no community {community!r} in the twin")
-    chosen = community or (ids[0] if ids else None)
-    return community_timezone(conn, chosen) if chosen else DEFAULT_TIMEZONE
+    """The zone the times are shown in: the community's (the one named, or the only one),
+    else, for a district's log, the default zone."""
+    try:
+        return community_timezone(conn, one_community(conn, community))
+    except TwinError:
+        if community is not None:
+            raise
+        return DEFAULT_TIMEZONE
 
 
 def _system_user() -> str:

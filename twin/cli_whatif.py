@@ -302,12 +302,9 @@ def replay_command(
 # --- internals -------------------------------------------------------------------------
 
 def _community(conn, community: str | None) -> str:
-    if community is not None:
-        return community
-    rows = conn.execute("SELECT id FROM community ORDER BY id").fetchall()
-    if len(rows) != 1:
-        raise TwinError(f"the twin holds {len(rows)} communities; choose one with --community")
-    return rows[0][0]
+    from twin.store.reads.scope import one_community
+
+    return one_community(conn, community)
 
 
 def _names(conn, cid: str) -> dict[str, str]:

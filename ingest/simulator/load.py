@@ -11,24 +11,14 @@ import psycopg
 
 from ingest.simulator.world import Community
 from twin.errors import TwinError
-from twin.store import queries
 from twin.store.graph import walk_routing_graph
+from twin.store.reads.scope import one_community
 from twin.walkgraph import WalkGraph
 
 
 def load_community(conn: psycopg.Connection, community_id: str | None) -> Community:
     """The frames a simulation needs, of one community of the twin (None: the only one)."""
-    known = [row[0] for row in queries.communities(conn)]
-    if community_id is None:
-        if not known:
-            raise TwinError("no community is loaded: run `twin load` first")
-        if len(known) > 1:
-            raise TwinError(f"{len(known)} communities are loaded ({', '.join(known[:10])}"
-                            f"{' ...' if len(known) > 10 else ''}): choose one with --community")
-        community_id = known[0]
-    elif community_id not in known:
-        raise TwinError(f"no community {community_id!r} in the twin"
-                        + (f" (there are: {', '.join(known[:10])})" if known else ""))
+    community_id = one_community(conn, community_id)
     devices = community_devices(conn, community_id)
     if devices.empty:
         raise TwinError(f"community {community_id} has no devices")

@@ -30,6 +30,23 @@ def communities_of(conn: psycopg.Connection, wanted: str | None = None) -> list[
     return Everywhere(ids)
 
 
+def one_community(conn: psycopg.Connection, wanted: str | None = None) -> str:
+    """The one community a command works on: the one named, or the only one loaded; with
+    several loaded and none named, the error lists them and asks for --community."""
+    known = [row[0] for row in communities(conn)]
+    if wanted is not None:
+        if wanted not in known:
+            raise TwinError(f"there is no community {wanted!r} in the twin"
+                            + (f" (there are: {', '.join(known[:10])})" if known else ""))
+        return wanted
+    if not known:
+        raise TwinError("the twin is empty: run `twin load` first")
+    if len(known) > 1:
+        raise TwinError(f"{len(known)} communities are loaded ({', '.join(known[:10])}"
+                        f"{' ...' if len(known) > 10 else ''}): choose one with --community")
+    return known[0]
+
+
 def ids(scope: Scope) -> list[str]:
     """The scope as a list for `community_id = ANY(%s)`."""
     return [scope] if isinstance(scope, str) else list(scope)
