@@ -78,13 +78,7 @@ def read_log(conn: psycopg.Connection, user: User, query: AuditQuery, *,
     first, so that it stays whatever the caller does with the exception.
     """
     _require_reader(conn, user)
-    with conn.transaction():
-        rows = entries(conn, query, before=before, limit=limit)
-        detail: dict[str, Any] = {**query.as_detail(), "rows": len(rows)}
-        if before is not None:
-            detail["older_than"] = before[0].isoformat()
-        record(conn, user, "view_audit_log", subject_kind="audit_log", detail=detail)
-    return rows
+    return log.read_log(conn, user.name, user.role, query, before=before, limit=limit)
 
 
 def log_actions(conn: psycopg.Connection, user: User) -> list[str]:

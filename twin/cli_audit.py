@@ -23,7 +23,7 @@ from twin.calendars import DEFAULT_TIMEZONE, local_moment
 from twin.console import command_connection, console
 from twin.errors import TwinError
 from twin.store import audit as log
-from twin.store.reads.audit import OUTCOMES, AuditEntry, AuditQuery, entries
+from twin.store.reads.audit import OUTCOMES, AuditEntry, AuditQuery
 from twin.store.reads.scope import one_community
 from twin.store.reads.texts import community_timezone
 
@@ -66,10 +66,7 @@ def audit_command(
                 until=local_moment(until, zone.key, end_of_day=True) if until else None)
         except ValueError as e:  # a time that is not one; AuditQuery raises TwinError
             raise TwinError(str(e)) from e
-        with conn.transaction():
-            rows = entries(conn, query, limit=limit)
-            log.record(conn, _system_user(), "cli", "view_audit_log", subject_kind="audit_log",
-                       detail={**query.as_detail(), "rows": len(rows)})
+        rows = log.read_log(conn, _system_user(), "cli", query, limit=limit)
     records = [as_record(e, zone) for e in rows]
     if as_json:
         sys.stdout.write(orjson.dumps(records, option=orjson.OPT_INDENT_2).decode() + "\n")
