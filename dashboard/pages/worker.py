@@ -27,7 +27,7 @@ from dashboard.photos import MAX_PHOTO_BYTES, PHOTO_TYPES, NotAPhoto, decode_pho
 from twin.access import AccessDenied, can_open
 from twin.errors import TwinError
 from twin.store.graph import walk_routing_graph
-from twin.store.operations import get_work_order
+from twin.store.operations import work_orders_by_id
 from twin.store.positions import latest_fix, staff_on_record
 from twin.walkgraph import Route, WalkGraph, walk_route
 
@@ -248,7 +248,7 @@ def task_cards() -> tuple[list, dict[str, Any]]:
     lg = lang()
     with ctx().pool.connection() as conn:
         tasks = scoped.my_tasks(conn, user)
-        orders = {task["id"]: get_work_order(conn, task["id"], history=False) for task in tasks}
+        orders = work_orders_by_id(conn, [task["id"] for task in tasks])
         fix, routes = _my_way(conn, user.staff_id, tasks)
     layer_data: dict[str, Any] = {"route": {}, "target": {}}
     if fix is not None:
