@@ -55,7 +55,7 @@ def serve(factory: Callable[[], flask.Flask], options: ServeOptions) -> None:
     _DashboardServer(factory, options).run()
 
 
-class _DashboardServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no types
+class _DashboardServer(BaseApplication):
     """gunicorn configured in code: no gunicorn.conf.py or command line of its own to read."""
 
     def __init__(self, factory: Callable[[], flask.Flask], options: ServeOptions) -> None:
@@ -92,7 +92,7 @@ class _DashboardServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships
         return self._factory()
 
 
-class _Logger(GunicornLogger):  # type: ignore[misc]
+class _Logger(GunicornLogger):
     """gunicorn's own messages (workers booting, dying) in the twin's log format."""
 
     def setup(self, cfg: Any) -> None:
