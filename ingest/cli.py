@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate_command)
     app.command("broker-config")(broker_config_command)
     app.command("mqtt-schemas")(mqtt_schemas)
+    app.command("broker-tls")(broker_tls)
     rules_app.command("run")(rules_run)
 
 
@@ -111,6 +112,21 @@ def mqtt_schemas(
 
     for path in write_schemas(out or SCHEMA_DIR):
         console.print(f"wrote {path}")
+
+
+def broker_tls(
+    out: Annotated[Path, typer.Argument(help="Directory for ca.crt, ca.key, server.crt and "
+                                             "server.key (e.g. deploy/tls).")],
+    host: Annotated[list[str] | None, typer.Option(
+        help="A name or address clients dial (repeat); default: localhost and "
+             "127.0.0.1.")] = None,
+) -> None:
+    """Make the broker's CA and server certificate for its TLS listener (kept if they
+    already name every host). Clients trust ca.crt: mqtts://host:8883?ca=.../ca.crt."""
+    from twin.services.tls import DEFAULT_HOSTS, ensure_certificates
+
+    files = ensure_certificates(out, tuple(host) if host else DEFAULT_HOSTS)
+    console.print(f"CA {files.ca}\nserver certificate {files.cert}, key {files.key} (0600)")
 
 
 def _log_to_console() -> None:

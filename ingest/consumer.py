@@ -230,12 +230,14 @@ class Consumer:
                           for t in contract.subscriptions(self.options.group, self.kinds,
                                                           self.options.community_id)])
         self._connected.set()
+        self.metrics.broker_up.set(1)
         self.log.info("%s connected to %s:%d (session present: %s)", self.service,
                       self.address.host, self.address.port, flags.session_present)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
         self._connected.clear()
+        self.metrics.broker_up.set(0)
         if not self._stopping.is_set():
             self.log.warning("%s lost the broker (%s); reconnecting", self.service, reason_code)
 

@@ -40,6 +40,8 @@ class ConsumerMetrics:
         self.pending = Gauge(f"{p}_pending_messages",
                              "Messages taken for a flush and not yet committed (nor acknowledged)",
                              registry=r)
+        self.broker_up = Gauge(f"{p}_broker_up", "1 while the MQTT session is connected",
+                               registry=r)
         self.database_up.set(1)
 
     def serve(self, port: int, checks: health.Checks, host: str | None = None
