@@ -55,12 +55,16 @@ def dashboard_command(
     from dashboard.serving import ServeOptions, pool_size, serve
     from twin import logs
     from twin.store.connection import connection_limit
+    from twin.store.reads.scope import communities_of
 
     logs.configure()
     url = stack.database_url(load_settings())
     per_worker = pool_size(threads)
     with connect(url) as conn:
         migrations.require_current(conn)
+        # what each worker's create_app will ask, asked once here: a user error (an empty
+        # twin, an unknown community) is one sentence, not a worker that fails to boot
+        communities_of(conn, community)
         limit = connection_limit(conn)
     if workers * per_worker > limit:
         raise typer.BadParameter(

@@ -81,6 +81,9 @@ class _DashboardServer(BaseApplication):
             "errorlog": "-",
             "logger_class": _Logger,
             "proc_name": "twin-dashboard",
+            # gunicorn 23+ opens a control socket in $HOME by default: one path for every
+            # dashboard of a user (several would fight over it), and nothing the twin uses
+            "control_socket_disable": True,
             # headers and request lines past these get 400/431 from gunicorn itself
             "limit_request_line": 8190,
             "limit_request_fields": 100,

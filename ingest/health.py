@@ -59,8 +59,9 @@ def health(checks: dict[str, bool | None]) -> tuple[int, bytes]:
 
 def _handler(registry: CollectorRegistry, checks: Checks) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        server_version = "community-twin"
-        sys_version = ""
+        def version_string(self) -> str:
+            """Not Python's version (see dashboard.serving.SERVER_NAME)."""
+            return "community-twin"
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]

@@ -174,3 +174,28 @@ def _json_lines(served, keep) -> list[dict]:
         if keep(line):
             found.append(line)
     return found
+
+
+def _dashboard_refuses(url: str, *args: str) -> str:
+    """`twin dashboard` that must not start: its exit status and one-sentence error."""
+    import os
+    import subprocess
+
+    from tests.dashboard_process import TWIN
+    from twin.services.ports import free_port
+
+    done = subprocess.run([str(TWIN), "dashboard", "--port", str(free_port()), *args],
+                          env={**os.environ, "TWIN_DATABASE_URL": url, "COLUMNS": "200"},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr and "Worker failed to boot" not in done.stderr
+    return " ".join(done.stderr.split())
+
+
+def test_an_empty_twin_is_one_sentence_not_workers_failing_to_boot(db_url) -> None:
+    assert "the twin is empty: run `twin load` first" in _dashboard_refuses(db_url)
+
+
+def test_workers_times_their_pools_must_fit_the_database(serving_db) -> None:
+    said = _dashboard_refuses(serving_db, "--workers", "32", "--threads", "64")
+    assert "32 workers x 68 connections" in said and "max_connections" in said
