@@ -109,3 +109,28 @@ def test_text_lines_for_a_terminal() -> None:
     assert "WARNING ingest connected" in text and "[service=ingest port=9108]" in text
     assert logs.log_format({"TWIN_LOG_FORMAT": "TEXT"}) == "text"
     assert logs.log_format({"TWIN_LOG_FORMAT": "json"}) == "json"
+
+
+def test_the_rule_engine_serves_its_health_beside_its_metrics(twin_db_url, broker) -> None:
+    from ingest.broker import forget_session
+    from ingest.rules import RulesOptions, RulesService
+    from twin.clock import wall_clock
+    from twin.services.broker_accounts import RULES
+
+    url = broker.service_url(RULES)
+    service = RulesService(twin_db_url, url, RulesOptions(
+        group=f"h{uuid.uuid4().hex[:6]}", client_id=f"rules-h-{uuid.uuid4().hex[:6]}",
+        tick_s=3600, metrics_port=0), clock=wall_clock)
+    service.start()
+    try:
+        assert service.metrics_port is not None
+        assert _health(service.metrics_port) == (200, {"ok": True, "database": "up",
+                                                       "broker": "up"})
+        with urllib.request.urlopen(f"http://127.0.0.1:{service.metrics_port}/metrics",
+                                    timeout=10) as answer:
+            text = answer.read().decode()
+        assert "twin_rules_broker_up 1.0" in text and "twin_rules_database_up 1.0" in text
+    finally:
+        service.stop()
+        forget_session(url, service.options.client_id)
+    assert _health(service.metrics_port) is None  # stopped with the service
