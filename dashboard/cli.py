@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -47,6 +46,7 @@ def dashboard_command(
     on gunicorn: several worker processes, compressed answers, JSON logs (docs/deploy.md)."""
     import os
     import secrets
+    from dataclasses import replace
     from datetime import timedelta
 
     from dashboard.app import create_app
@@ -75,11 +75,9 @@ def dashboard_command(
     secret = os.environ.get("TWIN_DASHBOARD_SECRET") or secrets.token_hex(32)
     settings = Settings(community_id=community, tile_url=tiles, pool_size=per_worker,
                         session=SessionPolicy(idle=timedelta(minutes=session_minutes)))
-    if workers > 1 and settings.ratelimit_storage.startswith("memory"):
-        logging.getLogger("twin.dashboard").warning(
-            "each of the %d workers counts wrong logins per address on its own (set "
-            "TWIN_DASHBOARD_RATELIMIT_STORAGE=redis://... to share the count); the lockout of "
-            "a user name is kept in the database and holds across workers", workers)
+    if settings.ratelimit_storage.startswith("memory"):
+        # each worker counts wrong logins per address in its own memory: each allows its share
+        settings = replace(settings, login_processes=workers)
     console.print(f"control room on http://{host}:{port}/ ({workers} workers x {threads} "
                   "threads; log in with a user from `twin users add`)")
 

@@ -69,6 +69,10 @@ class Settings:
     ratelimit_storage: str = field(
         default_factory=lambda: os.environ.get("TWIN_DASHBOARD_RATELIMIT_STORAGE")
         or "memory://")
+    #: How many processes count an address's wrong logins apart (`twin dashboard`'s workers,
+    #: with counts in memory): each allows its share of `LoginPolicy.address_failures`, so
+    #: that the address gets no more than that in all (rounded up per worker).
+    login_processes: int = 1
 
 
 @dataclass

@@ -199,3 +199,29 @@ def test_an_empty_twin_is_one_sentence_not_workers_failing_to_boot(db_url) -> No
 def test_workers_times_their_pools_must_fit_the_database(serving_db) -> None:
     said = _dashboard_refuses(serving_db, "--workers", "32", "--threads", "64")
     assert "32 workers x 68 connections" in said and "max_connections" in said
+
+
+def test_one_address_gets_no_more_wrong_logins_with_two_workers_than_with_one(serving_db
+                                                                             ) -> None:
+    """Each worker counts an address's wrong logins in its own memory and allows half of
+    LoginPolicy.address_failures (20): whichever worker answers, 20 is the most in all."""
+    from dashboard.auth import LoginPolicy
+
+    limit = LoginPolicy().address_failures
+
+    def wrong(i: int) -> int:  # a new name each time: no name's own lockout kicks in
+        return _post_login(_browser_like(), served.base, f"nobody-{i}", "wrong-password-x")
+
+    with dashboard_process(serving_db, workers=2, threads=4) as served:
+        # one after another: tries in flight at once all pass the limiter's check before any
+        # is counted (flask-limiter counts a failure after its answer), in one worker or two
+        statuses: list[int] = []
+        for i in range(2 * limit):
+            statuses.append(wrong(i))
+            if statuses.count(429) >= 3:
+                break
+        answered = {line["worker"] for line in _json_lines(
+            served, lambda line: line.get("path") == "/login" and line.get("method") == "POST")}
+    assert set(statuses) == {401, 429}
+    assert statuses.count(401) <= limit, statuses
+    assert len(answered) == 2  # both workers took tries, and the total still held
