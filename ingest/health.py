@@ -73,6 +73,12 @@ def _handler(registry: CollectorRegistry, checks: Checks) -> type[BaseHTTPReques
             else:
                 self._answer(404, b'{"error": "not found"}', "application/json")
 
+        def _not_allowed(self) -> None:
+            """Only GET: anything else is the caller's mistake (405), never a 501."""
+            self._answer(405, b'{"error": "only GET"}', "application/json")
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _not_allowed
+
         def _answer(self, status: int, body: bytes, kind: str) -> None:
             self.send_response(status)
             self.send_header("Content-Type", kind)

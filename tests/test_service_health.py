@@ -130,6 +130,17 @@ def test_the_rule_engine_serves_its_health_beside_its_metrics(twin_db_url, broke
                                     timeout=10) as answer:
             text = answer.read().decode()
         assert "twin_rules_broker_up 1.0" in text and "twin_rules_database_up 1.0" in text
+        # anything but a GET of the two paths is the caller's mistake, and the server lives on
+        for method, path, status in (("POST", "/healthz", 405), ("GET", "/x" * 40_000, 414),
+                                     ("GET", "/nothing", 404)):
+            request = urllib.request.Request(f"http://127.0.0.1:{service.metrics_port}{path}",
+                                             method=method, data=b"x" if method == "POST" else None)
+            try:
+                urllib.request.urlopen(request, timeout=10)
+                raise AssertionError(f"{method} {path[:20]} answered 2xx")
+            except urllib.error.HTTPError as e:
+                assert e.code == status, (method, path[:20], e.code)
+        assert _health(service.metrics_port)[0] == 200
     finally:
         service.stop()
         forget_session(url, service.options.client_id)
