@@ -225,3 +225,24 @@ def test_one_address_gets_no_more_wrong_logins_with_two_workers_than_with_one(se
     assert set(statuses) == {401, 429}
     assert statuses.count(401) <= limit, statuses
     assert len(answered) == 2  # both workers took tries, and the total still held
+
+
+def test_oversized_request_lines_and_headers_get_4xx_and_the_server_lives_on(production
+                                                                            ) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(production.base)
+
+    def raw(request: bytes) -> int:
+        with socket.create_connection((parts.hostname, parts.port), timeout=30) as s:
+            s.sendall(request)
+            status_line = s.makefile("rb").readline().decode()
+        return int(status_line.split()[1])
+
+    assert 400 <= raw(b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n") < 500
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(200))
+    assert 400 <= raw(b"GET /login HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n") < 500
+    assert raw(b"BREW /login HTCPCP/1.0\r\n\r\n") == 400
+    status, _, body = _get(f"{production.base}/healthz")
+    assert status == 200 and json.loads(body)["ok"] is True
