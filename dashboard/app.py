@@ -21,10 +21,12 @@ from zoneinfo import ZoneInfo
 
 import dash
 import flask
+import psycopg
+from flask_compress import Compress
 from psycopg.errors import QueryCanceled
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from dashboard import audit, auth, inputs, security
+from dashboard import audit, auth, inputs, request_log, security
 from dashboard.context import Context, Settings, ctx
 from dashboard.i18n import DEFAULT_LANG, t
 from dashboard.pages import PAGES
@@ -33,7 +35,7 @@ from dashboard.shell import register_callbacks as register_shell_callbacks
 from dashboard.shell import shell
 from twin.calendars import DEFAULT_TIMEZONE
 from twin.errors import TwinError
-from twin.store.connection import open_pool
+from twin.store.connection import open_pool, ping
 from twin.store.reads.scope import communities_of
 from twin.store.reads.texts import community_timezone
 
@@ -43,6 +45,11 @@ _ASSETS = Path(__file__).with_name("assets")
 _OPEN_PATHS = frozenset({"/login", "/healthz", "/_favicon.ico", "/favicon.ico"})
 _OPEN_FOLDERS = ("/_dash-component-suites/", "/assets/")
 _TOKEN = "twin_session"
+#: Answers compressed with brotli or gzip, as the browser asks (plotly's 3.5 MB bundle
+#: travels as about 1 MB); small answers are sent as they are.
+_COMPRESS = Compress()
+#: How long /healthz waits for a pooled connection before it says the database is down.
+_HEALTH_WAIT_S = 2.0
 
 
 def create_app(
@@ -55,7 +62,7 @@ def create_app(
     """The dashboard for the twin at `database_url`: the community settings.community_id, or
     every community loaded (one, or a district)."""
     settings = settings or Settings()
-    pool = pool or open_pool(database_url, min_size=2, max_size=12,
+    pool = pool or open_pool(database_url, min_size=2, max_size=settings.pool_size,
                              statement_timeout_s=settings.statement_timeout_s)
     with pool.connection() as conn:
         communities = communities_of(conn, settings.community_id)
@@ -72,8 +79,11 @@ def create_app(
         SESSION_COOKIE_NAME="twin_dashboard",
         PERMANENT_SESSION_LIFETIME=settings.session.lifetime,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        COMPRESS_ALGORITHM=["br", "gzip"],
+        COMPRESS_ALGORITHM_STREAMING=["br", "gzip"],  # files (plotly, deck.gl) are streamed
         TWIN=Context(pool=pool, communities=communities, settings=settings, zone=zone),
     )
+    request_log.install(server)  # first: the request id is bound before anything logs
     _add_auth_routes(server)
 
     app = dash.Dash(
@@ -94,6 +104,7 @@ def create_app(
     register_shell_callbacks(app)
     app.layout = shell
     security.protect(app, settings)  # last: the CSP allows the callbacks' inline scripts
+    _COMPRESS.init_app(server)
     return app
 
 
@@ -207,7 +218,17 @@ def _add_auth_routes(server: flask.Flask) -> None:
 
     @server.route("/healthz")
     def healthz():
-        return {"ok": True}
+        """This worker can answer and reach the database (200), or not (503): what a load
+        balancer or Prometheus asks; it says nothing about the twin's contents."""
+        try:
+            with ctx().pool.connection(timeout=_HEALTH_WAIT_S) as conn:
+                ping(conn)
+            database = True
+        except (psycopg.Error, PoolTimeout):
+            database = False
+        body = {"ok": database, "database": "up" if database else "down",
+                "worker": os.getpid()}
+        return flask.jsonify(body), 200 if database else 503
 
     @server.route("/photo/<int:order_id>/<int:index>")
     def photo(order_id: int, index: int):

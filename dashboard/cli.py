@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,14 +13,19 @@ from twin.services import stack
 from twin.store import migrations
 from twin.store.connection import connect
 
+if TYPE_CHECKING:
+    import flask
+
 console = Console()
 users_app = typer.Typer(help="Logins of the control room (admin, operator, grid_worker, planner).",
                         no_args_is_help=True)
 
 
 def dashboard_command(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8050,
+    host: Annotated[str, typer.Option(envvar="TWIN_DASHBOARD_HOST",
+                                      help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="TWIN_DASHBOARD_PORT",
+                                      help="Port to listen on.")] = 8050,
     community: Annotated[str | None, typer.Option(help="Community to show; default: the only "
                                                        "one loaded.")] = None,
     tiles: Annotated[str | None, typer.Option(
@@ -29,30 +34,57 @@ def dashboard_command(
              "is drawn from the twin's own geometry.")] = None,
     session_minutes: Annotated[int, typer.Option(help="Idle minutes before a session "
                                                       "ends.")] = 30,
+    workers: Annotated[int, typer.Option(
+        envvar="TWIN_DASHBOARD_WORKERS", min=1, max=64,
+        help="gunicorn worker processes (about one per core).")] = 2,
+    threads: Annotated[int, typer.Option(
+        envvar="TWIN_DASHBOARD_THREADS", min=1, max=256,
+        help="Requests each worker answers at once; each holds a database connection "
+             "while it runs.")] = 8,
 ) -> None:
-    """Serve the control room (large screen, buildings, work orders, grid workers, planner)."""
+    """Serve the control room (large screen, buildings, work orders, grid workers, planner)
+    on gunicorn: several worker processes, compressed answers, JSON logs (docs/deploy.md)."""
+    import os
+    import secrets
+    from dataclasses import replace
     from datetime import timedelta
 
     from dashboard.app import create_app
     from dashboard.auth import SessionPolicy
     from dashboard.context import Settings
-    from dashboard.serving import make_server
+    from dashboard.serving import ServeOptions, pool_size, serve
+    from twin import logs
+    from twin.store.connection import connection_limit
+    from twin.store.reads.scope import communities_of
 
+    logs.configure()
     url = stack.database_url(load_settings())
+    per_worker = pool_size(threads)
     with connect(url) as conn:
         migrations.require_current(conn)
-    app = create_app(url, settings=Settings(
-        community_id=community, tile_url=tiles,
-        session=SessionPolicy(idle=timedelta(minutes=session_minutes))))
-    console.print(f"control room on http://{host}:{port}/ (log in with a user from "
-                  "`twin users add`)")
-    server = make_server(app, host, port)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+        # what each worker's create_app will ask, asked once here: a user error (an empty
+        # twin, an unknown community) is one sentence, not a worker that fails to boot
+        communities_of(conn, community)
+        limit = connection_limit(conn)
+    if workers * per_worker > limit:
+        raise typer.BadParameter(
+            f"{workers} workers x {per_worker} connections ({threads} threads + 4) is more than "
+            f"the database takes ({limit}): use fewer workers or threads, or raise the "
+            "server's max_connections", param_hint="--workers/--threads")
+    # one key for every worker: a session cookie signed by one must be good in the others
+    secret = os.environ.get("TWIN_DASHBOARD_SECRET") or secrets.token_hex(32)
+    settings = Settings(community_id=community, tile_url=tiles, pool_size=per_worker,
+                        session=SessionPolicy(idle=timedelta(minutes=session_minutes)))
+    if settings.ratelimit_storage.startswith("memory"):
+        # each worker counts wrong logins per address in its own memory: each allows its share
+        settings = replace(settings, login_processes=workers)
+    console.print(f"control room on http://{host}:{port}/ ({workers} workers x {threads} "
+                  "threads; log in with a user from `twin users add`)")
+
+    def build() -> flask.Flask:
+        return create_app(url, settings=settings, secret_key=secret).server
+
+    serve(build, ServeOptions(host=host, port=port, workers=workers, threads=threads))
 
 
 @users_app.command("add")

@@ -39,6 +39,10 @@ class Settings:
     #: Charts and slow aggregates refresh this often.
     chart_interval_ms: int = 30_000
     full_devices_limit: int = 5000
+    #: Connections in this process's pool: one per request thread, a few for background
+    #: refreshes (`twin dashboard` sets it from --threads; times the workers, it must fit the
+    #: database's max_connections).
+    pool_size: int = 12
     #: How long the static base map (geometry) is cached.
     base_map_ttl_s: float = 600.0
     #: How long the device counts (total, reporting, EV chargers) are shared between tabs.
@@ -65,6 +69,10 @@ class Settings:
     ratelimit_storage: str = field(
         default_factory=lambda: os.environ.get("TWIN_DASHBOARD_RATELIMIT_STORAGE")
         or "memory://")
+    #: How many processes count an address's wrong logins apart (`twin dashboard`'s workers,
+    #: with counts in memory): each allows its share of `LoginPolicy.address_failures`, so
+    #: that the address gets no more than that in all (rounded up per worker).
+    login_processes: int = 1
 
 
 @dataclass

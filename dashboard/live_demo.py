@@ -14,6 +14,7 @@ screen. Nothing on the screen is seeded.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shlex
 import shutil
@@ -63,6 +64,8 @@ def demo_command(
         users = seed_users(conn, password=password)
     _open_sessions()
     twin = _twin_command()
+    # the processes' logs go to a person at this terminal, through honcho's pipes
+    os.environ.setdefault("TWIN_LOG_FORMAT", "text")
     manager = Manager(Printer(sys.stdout))
     for name, args in demo_processes(speed=speed, port=port, incidents=incidents,
                                      notify_config=notify_config):

@@ -19,6 +19,7 @@ TLS itself is the reverse proxy's job: nothing here redirects to https.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -85,8 +86,11 @@ def login_throttle(server: flask.Flask, settings: Settings,
     policy: LoginPolicy = settings.login
     limiter = Limiter(get_remote_address, app=server, storage_uri=settings.ratelimit_storage,
                       strategy="moving-window", headers_enabled=False)
+    # counted apart in each of N processes, each allows 1/N: the address's total stays
+    # within the policy whichever worker answers each try
+    allowed = math.ceil(policy.address_failures / max(1, settings.login_processes))
     return limiter.limit(
-        f"{policy.address_failures} per {int(policy.window.total_seconds())} seconds",
+        f"{allowed} per {int(policy.window.total_seconds())} seconds",
         methods=["POST"], deduct_when=lambda response: response.status_code == 401,
         on_breach=on_breach)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -25,18 +28,31 @@ class BrokerAddress:
     port: int
     username: str | None = None
     password: str | None = None
+    #: Connect with TLS (``mqtts://``), checking the broker's certificate and host name.
+    tls: bool = False
+    #: The CA that signed the broker's certificate; None: the system's trusted CAs.
+    ca_file: str | None = None
 
     @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
-        """``mqtt://[user:password@]host[:port]``."""
+    def parse(cls, url: str, environ: Mapping[str, str] | None = None) -> BrokerAddress:
+        """``mqtt://[user:password@]host[:port]``, or ``mqtts://...[?ca=FILE]`` for TLS
+        (the CA file from ``?ca=``, else TWIN_MQTT_CA, else the system's CAs)."""
+        env = os.environ if environ is None else environ
         parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-            raise TwinError(f"not an MQTT URL (mqtt://host:port): {url!r}")
+        if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parts.hostname:
+            raise TwinError(f"not an MQTT URL (mqtt://host:port or mqtts://host:port): "
+                            f"{_without_password(url)!r}")
+        tls = parts.scheme in ("mqtts", "ssl")
+        ca = parse_qs(parts.query).get("ca", [""])[0] or env.get("TWIN_MQTT_CA") or None
+        if tls and ca is not None and not os.path.isfile(ca):
+            raise TwinError(f"the MQTT CA file {ca} does not exist")
         return cls(
             host=parts.hostname,
-            port=parts.port or 1883,
+            port=parts.port or (8883 if tls else 1883),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+            ca_file=ca if tls else None,
         )
 
 
@@ -86,6 +102,9 @@ def make_client(address: BrokerAddress, client_id: str, *, manual_ack: bool = Fa
                          protocol=mqtt.MQTTv5, manual_ack=manual_ack)
     if address.username:
         client.username_pw_set(address.username, address.password)
+    if address.tls:
+        # the broker's certificate must chain to the CA and name the host dialled
+        client.tls_set(ca_certs=address.ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
     # paho annotates the delays int, but waits any number of seconds
     client.reconnect_delay_set(min_delay=0.2, max_delay=5)  # type: ignore[arg-type]
     return client
@@ -109,3 +128,12 @@ def forget_session(url: str, client_id: str) -> None:
     time.sleep(0.1)
     client.disconnect()
     client.loop_stop()
+
+
+def _without_password(url: str) -> str:
+    """The URL fit for an error message: the password replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+                          ).geturl()

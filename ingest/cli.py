@@ -7,13 +7,10 @@ core's CLI imports no adapter.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 
 from ingest.broker import with_service_credentials
 from ingest.broker_auth import broker_config_command
@@ -32,6 +29,7 @@ def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate_command)
     app.command("broker-config")(broker_config_command)
     app.command("mqtt-schemas")(mqtt_schemas)
+    app.command("broker-tls")(broker_tls)
     rules_app.command("run")(rules_run)
 
 
@@ -45,8 +43,10 @@ def ingest(
         help="Only this community's topics; default: every community.")] = None,
     max_batch: Annotated[int, typer.Option(help="Flush after this many messages.")] = 5000,
     flush_ms: Annotated[int, typer.Option(help="Flush at least this often.")] = 100,
-    metrics_port: Annotated[int, typer.Option(help="Serve Prometheus /metrics here "
-                                                   "(0: a free port).")] = 9108,
+    metrics_port: Annotated[int, typer.Option(
+        envvar="TWIN_INGEST_METRICS_PORT",
+        help="Serve Prometheus /metrics and /healthz here (0: a free port); on "
+             "TWIN_METRICS_HOST, default loopback.")] = 9108,
 ) -> None:
     """Run the MQTT ingest service (readings, events, status, acks) until interrupted."""
     from ingest.service import IngestOptions, IngestService
@@ -72,7 +72,9 @@ def rules_run(
     tick_s: Annotated[float, typer.Option(help="Seconds between clock ticks (timers, "
                                                "escalation).")] = 5.0,
     metrics_port: Annotated[int | None, typer.Option(
-        help="Serve Prometheus /metrics here (0: a free port).")] = None,
+        envvar="TWIN_RULES_METRICS_PORT",
+        help="Serve Prometheus /metrics and /healthz here (0: a free port); default: "
+             "none.")] = None,
     max_fix_age_s: Annotated[float, typer.Option(
         help="Dispatch uses a staff member's newest position fix up to this age (seconds); "
              "older, it starts them from their post.")] = 600.0,
@@ -112,6 +114,23 @@ def mqtt_schemas(
         console.print(f"wrote {path}")
 
 
+def broker_tls(
+    out: Annotated[Path, typer.Argument(help="Directory for ca.crt, ca.key, server.crt and "
+                                             "server.key (e.g. deploy/tls).")],
+    host: Annotated[list[str] | None, typer.Option(
+        help="A name or address clients dial (repeat); default: localhost and "
+             "127.0.0.1.")] = None,
+) -> None:
+    """Make the broker's CA and server certificate for its TLS listener (kept if they
+    already name every host). Clients trust ca.crt: mqtts://host:8883?ca=.../ca.crt."""
+    from twin.services.tls import DEFAULT_HOSTS, ensure_certificates
+
+    files = ensure_certificates(out, tuple(host) if host else DEFAULT_HOSTS)
+    console.print(f"CA {files.ca}\nserver certificate {files.cert}, key {files.key} (0600)")
+
+
 def _log_to_console() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
+    """JSON lines for a service, text at a terminal (TWIN_LOG_FORMAT; twin.logs)."""
+    from twin import logs
+
+    logs.configure()

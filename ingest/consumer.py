@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from http.server import ThreadingHTTPServer
 from typing import Any, ClassVar, TypeVar
 
 import paho.mqtt.client as mqtt
@@ -48,6 +49,7 @@ from ingest import contract
 from ingest.broker import BrokerAddress, Received, make_client, session_properties
 from ingest.decode import Decoded, decode
 from ingest.directory import DeviceDirectory
+from ingest.health import database_reachable
 from ingest.metrics import ConsumerMetrics
 from ingest.writer import write_dead_letters
 from twin.errors import TwinError, UnreachableError
@@ -94,6 +96,7 @@ class Consumer:
         self.options = options
         self.metrics = metrics
         self.metrics_port: int | None = None
+        self._health_server: ThreadingHTTPServer | None = None
         self.log = logging.getLogger(f"twin.{self.service}")
         self.directory = DeviceDirectory(self._lookup_db, community_id=options.community_id,
                                          track_discovered=self.tracks_new_devices)
@@ -146,7 +149,11 @@ class Consumer:
                       f" of {self.options.community_id}" if self.options.community_id else "")
         self.retrying(self.prepare, 0)
         if self.options.metrics_port is not None:
-            self.metrics_port = self.metrics.serve(self.options.metrics_port)
+            self._health_server = self.metrics.serve(self.options.metrics_port, self.health)
+            self.metrics_port = int(self._health_server.server_port)
+            self.log.info("%s: /metrics and /healthz on port %d", self.service,
+                          self.metrics_port, extra={"service": self.service,
+                                                    "port": self.metrics_port})
         try:
             self._client.connect(self.address.host, self.address.port, keepalive=30,
                                  clean_start=False,
@@ -177,6 +184,15 @@ class Consumer:
         self._client.disconnect()
         self._client.loop_stop()
         self._close_connections()
+        if self._health_server is not None:
+            self._health_server.shutdown()
+            self._health_server.server_close()
+
+    def health(self) -> dict[str, bool | None]:
+        """For /healthz: a fresh connection reaches the database, and the broker session is
+        up (paho reconnects by itself; until then this says down)."""
+        return {"database": database_reachable(self.database_url),
+                "broker": self.connected}
 
     def run_forever(self) -> None:
         """Run until SIGINT or SIGTERM."""
@@ -214,12 +230,14 @@ class Consumer:
                           for t in contract.subscriptions(self.options.group, self.kinds,
                                                           self.options.community_id)])
         self._connected.set()
+        self.metrics.broker_up.set(1)
         self.log.info("%s connected to %s:%d (session present: %s)", self.service,
                       self.address.host, self.address.port, flags.session_present)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
         self._connected.clear()
+        self.metrics.broker_up.set(0)
         if not self._stopping.is_set():
             self.log.warning("%s lost the broker (%s); reconnecting", self.service, reason_code)
 
@@ -269,7 +287,9 @@ class Consumer:
         except DB_ERRORS:
             raise
         except Exception as e:  # a bug must not make one message poison the stream
-            self.log.exception("%s could not decode a message on %s", self.service, item.topic)
+            self.log.exception("%s could not decode a message on %s", self.service, item.topic,
+                               extra={"topic": item.topic, "mqtt_mid": item.mid,
+                                      "service": self.service})
             into.dead.append((received, item.topic, item.payload, "internal_error",
                               repr(e)[:500], None))
 

@@ -1,10 +1,14 @@
-"""Prometheus metrics of one MQTT consumer (ingest or rules), served at /metrics."""
+"""Prometheus metrics of one MQTT consumer (ingest or rules), served at /metrics beside its
+/healthz (ingest.health)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ingest import health
 
 _BATCH_BUCKETS = (1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 25000)
 _LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -36,12 +40,14 @@ class ConsumerMetrics:
         self.pending = Gauge(f"{p}_pending_messages",
                              "Messages taken for a flush and not yet committed (nor acknowledged)",
                              registry=r)
+        self.broker_up = Gauge(f"{p}_broker_up", "1 while the MQTT session is connected",
+                               registry=r)
         self.database_up.set(1)
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        """Serve /metrics on ``port`` (0 picks a free one); returns the port."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return int(server.server_port)
+    def serve(self, port: int, checks: health.Checks, host: str | None = None
+              ) -> ThreadingHTTPServer:
+        """Serve /metrics and /healthz on ``port`` (0 picks a free one)."""
+        return health.serve(self.registry, checks, port, host)
 
 
 @dataclass

@@ -19,16 +19,17 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated, Any
 
 import paho.mqtt.client as mqtt
 import psycopg
 import typer
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from psycopg.types.json import Jsonb
 
-from ingest import contract
+from ingest import contract, health
 from ingest.broker import (
     NO_MATCHING_SUBSCRIBERS,
     BrokerAddress,
@@ -199,9 +200,10 @@ class NotifyMetrics:
             if n := getattr(tally, outcome):
                 self.finished.labels(outcome).inc(n)
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return int(server.server_port)
+    def serve(self, port: int, checks: health.Checks, host: str | None = None
+              ) -> ThreadingHTTPServer:
+        """Serve /metrics and /healthz on ``port`` (0 picks a free one)."""
+        return health.serve(self.registry, checks, port, host)
 
 
 def build_transports(config: NotifyConfig, *, origin: str, conn: psycopg.Connection,
@@ -259,7 +261,9 @@ def run_command(
     client_id: Annotated[str, typer.Option(help="MQTT client id; one per process.")]
     = "twin-notify-1",
     metrics_port: Annotated[int | None, typer.Option(
-        help="Serve Prometheus /metrics here (0: a free port).")] = None,
+        envvar="TWIN_NOTIFY_METRICS_PORT",
+        help="Serve Prometheus /metrics and /healthz here (0: a free port); default: "
+             "none.")] = None,
 ) -> None:
     """Deliver due notifications until interrupted (or one round with --once).
 
@@ -280,7 +284,15 @@ def run_command(
                                 client_id)
     metrics = NotifyMetrics()
     if metrics_port is not None:
-        log.info("metrics on port %d", metrics.serve(metrics_port))
+        mqtt_client = client
+
+        def checks() -> dict[str, bool | None]:
+            return {"database": health.database_reachable(url),
+                    "broker": None if mqtt_client is None else mqtt_client.is_connected()}
+
+        port = metrics.serve(metrics_port, checks).server_port
+        log.info("/metrics and /healthz on port %d", port, extra={"service": "notify",
+                                                                  "port": port})
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -339,6 +351,6 @@ def retry_command(
 
 
 def _log_to_console() -> None:
-    from ingest.cli import _log_to_console as setup
+    from twin import logs
 
-    setup()
+    logs.configure()

@@ -8,7 +8,8 @@ system_ready() {
   [ -f /usr/share/postgresql/15/extension/timescaledb.control ] &&
   [ -f /usr/share/postgresql/15/extension/postgis.control ] &&
   { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } &&
-  { command -v chromium >/dev/null 2>&1; }
+  { command -v chromium >/dev/null 2>&1; } &&
+  { command -v promtool >/dev/null 2>&1; } && { command -v docker-compose >/dev/null 2>&1; }
 }
 
 if ! system_ready || ! python3 -c 'import ensurepip' 2>/dev/null; then

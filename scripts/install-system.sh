@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what the twin needs from Debian 12 (as root):
 # PostgreSQL 15, PostGIS 3, Mosquitto, TimescaleDB (built from Debian 13's
-# Apache-2 source package), and Chromium for the browser tests.
+# Apache-2 source package), Chromium for the browser tests, and the checkers of
+# deploy/ (docker-compose validates the compose file; promtool the Prometheus rules).
 # Every step is skipped when it is already done.
 set -euo pipefail
 
@@ -20,7 +21,7 @@ need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for p in postgresql-$PG_MAJOR postgresql-$PG_MAJOR-postgis-3 postgresql-server-dev-$PG_MAJOR \
          mosquitto mosquitto-clients cmake make gcc libkrb5-dev libssl-dev python3-venv \
-         chromium fonts-noto-cjk; do
+         chromium fonts-noto-cjk docker-compose; do
   have_pkg "$p" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -70,6 +71,18 @@ else
               -DPG_CONFIG=$PG_CONFIG >/dev/null 2>&1
   make -C build -j"$(nproc)" install >/dev/null 2>&1
   log "TimescaleDB installed"
+fi
+
+# promtool checks deploy/prometheus; only the tool is taken from Debian's prometheus
+# package (installing the package would start a Prometheus server on this machine).
+if command -v promtool >/dev/null 2>&1; then
+  log "promtool already installed"
+else
+  log "installing promtool from Debian's prometheus package"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1 && dpkg -x prometheus_*.deb x)
+  install -m 0755 "$tmp/x/usr/bin/promtool" /usr/local/bin/promtool
+  rm -rf "$tmp"
 fi
 
 # Debian starts a system-wide mosquitto on 1883 after install; the twin runs

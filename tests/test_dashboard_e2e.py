@@ -1,7 +1,8 @@
 """The control room in a real browser: Debian's Chromium driven by Playwright.
 
-The app is served from a thread on a free port, against a fresh copy of the
-sample community with the demo's logins, alarms and orders (seeded, so that each
+The app is served as production serves it (`twin dashboard` on gunicorn, two
+workers, as a subprocess on a free port: tests/dashboard_process.py), against a fresh
+copy of the sample community with the demo's logins, alarms and orders (seeded, so that each
 interaction has a known order in a known state), while the device simulator
 publishes through Mosquitto into a running ingest. No browser is downloaded:
 Playwright drives /usr/bin/chromium (installed by scripts/install-system.sh).
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 import shapely
 
-from twin.services.ports import free_port
+from tests.dashboard_process import dashboard_process
 
 #: The seeded pages are photographed for review only; the README's screenshots come
 #: from the live pipeline (tests/test_live_screens.py).
@@ -55,9 +56,7 @@ def new_page(browser, *, viewport=FULL_HD):
 @pytest.fixture(scope="module")
 def served(pg, sample_template, broker):
     """(base URL, database URL, demo ids): the app over live simulated data."""
-    from dashboard.app import create_app
     from dashboard.demo import seed_operations, seed_users
-    from dashboard.serving import make_server
     from ingest.broker import forget_session
     from ingest.service import IngestOptions, IngestService
     from ingest.simulator import run_simulation
@@ -84,15 +83,10 @@ def served(pg, sample_template, broker):
 
     simulator = threading.Thread(target=simulate, daemon=True)
     simulator.start()
-    app = create_app(url, secret_key="e2e")
-    port = free_port()
-    server = make_server(app, "127.0.0.1", port)
-    serving = threading.Thread(target=server.serve_forever, daemon=True)
-    serving.start()
-    _wait_for_data(url)
-    yield f"http://127.0.0.1:{port}", url, ids
+    with dashboard_process(url, secret="e2e") as dashboard:
+        _wait_for_data(url)
+        yield dashboard.base, url, ids
     stop.set()
-    server.shutdown()
     simulator.join(timeout=30)
     ingest.stop()
     forget_session(broker.service_url(INGEST), ingest.options.client_id)
@@ -103,7 +97,6 @@ def served(pg, sample_template, broker):
     with connect(url) as conn:
         devices = conn.execute("SELECT community_id, id FROM device").fetchall()
     clear_retained(broker.admin_url, [topic(c, d, "status") for c, d in devices])
-    app.server.config["TWIN"].pool.close()
     pg.drop_database(name)
 
 

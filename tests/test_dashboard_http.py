@@ -39,7 +39,8 @@ def test_the_open_paths_stay_open(room) -> None:
     app, *_ = room
     client = app.server.test_client()
     assert client.get("/login").status_code == 200
-    assert client.get("/healthz").json == {"ok": True}
+    health = client.get("/healthz").json
+    assert health["ok"] is True and health["database"] == "up"
     assert client.get("/assets/control_room.css").status_code == 200
 
 
@@ -102,37 +103,17 @@ def test_an_online_tile_server_is_the_one_other_origin_allowed(twin_db_url) -> N
 
 
 def test_responses_name_no_server_or_python_version(twin_db_url) -> None:
-    """Through `twin dashboard` itself, not the test client (which has no server)."""
-    import os
-    import subprocess
-    import sys
-    import time
+    """Through `twin dashboard` itself (gunicorn, as production), not the test client (which
+    has no server)."""
     import urllib.request
-    from pathlib import Path
 
-    from twin.services.ports import free_port
+    from tests.dashboard_process import dashboard_process
 
-    port = free_port()
-    twin = Path(sys.executable).with_name("twin")
-    served = subprocess.Popen([str(twin), "dashboard", "--port", str(port)],
-                              env={**os.environ, "TWIN_DATABASE_URL": twin_db_url},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5) as r:
-                    headers = r.headers
-                break
-            except OSError:
-                assert served.poll() is None, served.stdout.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "twin dashboard never answered"
-                time.sleep(0.5)
-    finally:
-        served.terminate()
-        served.wait(timeout=30)
-    banner = " ".join(headers.get_all("Server") or [])  # not "Werkzeug/3.1.9 Python/3.11.2"
-    assert "Werkzeug" not in banner and "Python" not in banner
+    with dashboard_process(twin_db_url, workers=1, threads=2) as served, \
+            urllib.request.urlopen(f"{served.base}/login", timeout=30) as answer:
+        headers = answer.headers
+    banner = " ".join(headers.get_all("Server") or [])  # not "gunicorn" nor "Python/3.11"
+    assert "Werkzeug" not in banner and "Python" not in banner and "gunicorn" not in banner
     assert not re.search(r"\d", banner), banner  # no version of any server
     assert headers["X-Frame-Options"] == "DENY" and "Content-Security-Policy" in headers
 

@@ -11,7 +11,6 @@ photograph into a temporary folder only.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.dashboard_process import dashboard_process
 from tests.day_in_the_life import live_loop
 from tests.test_dashboard_e2e import FIRST_PAINT_MS, FULL_HD, PHONE, login
-from twin.services.ports import free_port
 
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 INCIDENTS = ("co-leak:1号地库@+10m", "fire-lane-parking:东门@+20m",
@@ -31,9 +30,7 @@ INCIDENTS = ("co-leak:1号地库@+10m", "fire-lane-parking:东门@+20m",
 @pytest.fixture(scope="module")
 def live(pg, sample_template, broker) -> Iterator[tuple[str, str]]:
     """(base URL, database URL): the app over an hour the live loop has just lived."""
-    from dashboard.app import create_app
     from dashboard.demo import seed_users
-    from dashboard.serving import make_server
     from twin.store.connection import connect
 
     url = pg.create_database("live_screens", template=sample_template)
@@ -42,12 +39,8 @@ def live(pg, sample_template, broker) -> Iterator[tuple[str, str]]:
     end = datetime.now(UTC) - timedelta(minutes=2)
     with live_loop(url, broker) as loop:
         loop.live_through(end - timedelta(minutes=60), end, speed=120.0, inject=list(INCIDENTS))
-        app = create_app(url, secret_key="live-screens")
-        server = make_server(app, "127.0.0.1", free_port())
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        yield f"http://127.0.0.1:{server.server_port}", url
-        server.shutdown()
-        app.server.config["TWIN"].pool.close()
+        with dashboard_process(url, secret="live-screens") as dashboard:  # as production
+            yield dashboard.base, url
     pg.drop_database("live_screens")
 
 

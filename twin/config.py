@@ -2,7 +2,10 @@
 
 ``TWIN_DATABASE_URL`` and ``TWIN_MQTT_URL`` point at servers run elsewhere
 (production, the timescaledb-ha image); without them the twin runs its own
-private PostgreSQL and Mosquitto under ``TWIN_HOME``.
+private PostgreSQL and Mosquitto under ``TWIN_HOME``. ``TWIN_MQTT_TLS=1`` gives the
+embedded broker a TLS listener (with the installation's own CA) and points the services
+at it; a ``mqtts://`` URL in ``TWIN_MQTT_URL`` does the same for a broker run elsewhere
+(the CA in ``?ca=FILE`` or ``TWIN_MQTT_CA``). docs/deploy.md lists every setting.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ class Settings:
     database_url: str | None
     mqtt_url: str | None
     home: Path
+    #: The embedded broker listens with TLS too, and the services use that listener.
+    mqtt_tls: bool = False
 
     @property
     def embedded_database(self) -> bool:
@@ -35,6 +40,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         database_url=env.get("TWIN_DATABASE_URL") or None,
         mqtt_url=env.get("TWIN_MQTT_URL") or None,
         home=Path(env["TWIN_HOME"]) if env.get("TWIN_HOME") else default_home(),
+        mqtt_tls=(env.get("TWIN_MQTT_TLS") or "0").strip().lower() in ("1", "true", "yes", "on"),
     )
 
 

@@ -302,6 +302,9 @@ def simulate_command(
     from twin.services import stack
 
     begin = parse_start(start)
+    from twin import logs
+
+    logs.configure()  # its staff's work (staff_work) logs: JSON lines, or text at a terminal
     settings = load_settings()
     console = Console()
     mqtt_url = stack.mqtt_url(settings)

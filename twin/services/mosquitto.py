@@ -40,7 +40,7 @@ class EmbeddedMosquitto:
     """A broker whose configuration, persistence and log live in one directory."""
 
     def __init__(self, directory: Path, *,
-                 services: Sequence[str] = RUNNING_SERVICES) -> None:
+                 services: Sequence[str] = RUNNING_SERVICES, tls: bool = False) -> None:
         """
         Parameters
         ----------
@@ -50,6 +50,10 @@ class EmbeddedMosquitto:
             The stack's accounts it admits before `twin broker-config` has run:
             ``twin-admin``, ``twin-ingest`` and ``twin-rules`` by default; the
             test suite adds ``twin-simulator``.
+        tls
+            Listen with TLS too, on a second port, with a certificate signed by the
+            installation's own CA (``<directory>/tls/``; twin.services.tls). The plain
+            listener stays, on loopback only.
         """
         self.directory = Path(directory)
         self.conf = self.directory / "mosquitto.conf"
@@ -62,6 +66,8 @@ class EmbeddedMosquitto:
         #: The installation's secret, from which every password is derived.
         self.secret_file = self.directory / SECRET_FILE
         self.services = tuple(services)
+        self.tls = tls
+        self.tls_dir = self.directory / "tls"
 
     @property
     def port(self) -> int:
@@ -69,6 +75,32 @@ class EmbeddedMosquitto:
         if not match:
             raise TwinError(f"{self.conf} names no listener port")
         return int(match.group(1))
+
+    @property
+    def tls_port(self) -> int | None:
+        """The TLS listener's port (None without one)."""
+        match = re.search(r"^listener\s+(\d+)[^\n]*\ncafile ", self.conf.read_text(),
+                          re.MULTILINE)
+        return int(match.group(1)) if match else None
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA a TLS client must trust (made with the listener)."""
+        return self.tls_dir / "ca.crt"
+
+    @property
+    def tls_url(self) -> str:
+        """The TLS listener's address, naming the CA to trust (no credentials)."""
+        port = self.tls_port
+        if port is None:
+            raise TwinError(f"the broker in {self.directory} has no TLS listener")
+        return f"mqtts://localhost:{port}?ca={quote(str(self.ca_file), safe='/')}"
+
+    def service_tls_url(self, name: str) -> str:
+        """The TLS address with the credentials of the stack's account ``name``."""
+        user, password = self.credentials(name)
+        return self.tls_url.replace("mqtts://", f"mqtts://{quote(user, safe='')}:"
+                                                f"{quote(password, safe='')}@", 1)
 
     @property
     def url(self) -> str:
@@ -105,11 +137,17 @@ class EmbeddedMosquitto:
         port = self.port if self.conf.exists() else free_port()
         if port_in_use(port):
             port = free_port()
-        self._write_conf(port)
+        tls_port = None
+        if self.tls:
+            tls_port = (self.tls_port if self.conf.exists() else None) or free_port()
+            if port_in_use(tls_port) or tls_port == port:
+                tls_port = free_port()
+        self._write_conf(port, tls_port)
         self.pid_file.unlink(missing_ok=True)
         result = subprocess.run([binary, "-c", str(self.conf), "-d"], capture_output=True,
                                 text=True, check=False)
-        if result.returncode != 0 or not wait_for_port(port, timeout=10):
+        if result.returncode != 0 or not wait_for_port(port, timeout=10) or \
+                (tls_port is not None and not wait_for_port(tls_port, timeout=10)):
             raise TwinError(f"the embedded Mosquitto did not start: {self._tail()}")
         return self.url
 
@@ -142,7 +180,7 @@ class EmbeddedMosquitto:
         if pid is None or not self.running():
             return False
         self._ensure_accounts()
-        self._write_conf(self.port)
+        self._write_conf(self.port, self.tls_port)
         # Before its handler is installed, SIGHUP would end a broker that is still starting.
         _wait_for_handler(pid, signal.SIGHUP, timeout=10)
         os.kill(pid, signal.SIGHUP)
@@ -155,7 +193,7 @@ class EmbeddedMosquitto:
             write_service_accounts(self.include_dir, secret=load_secret(self.secret_file),
                                    services=self.services)
 
-    def _write_conf(self, port: int) -> None:
+    def _write_conf(self, port: int, tls_port: int | None = None) -> None:
         # Mosquitto 2.0 keeps the last allow_anonymous it reads (across include files)
         # and refuses a second password_file, so both are said in exactly one place:
         # auth.conf, which _ensure_accounts always writes first.
@@ -176,6 +214,7 @@ class EmbeddedMosquitto:
             f"user {getpass.getuser()}",
             "max_queued_messages 1000000",
             "max_inflight_messages 1000",
+            *self._tls_listener(tls_port),
             f"include_dir {self.include_dir}",
             "",
         ])
@@ -183,6 +222,17 @@ class EmbeddedMosquitto:
         tmp = self.conf.with_name(f".{self.conf.name}.{os.getpid()}.tmp")
         tmp.write_text(text)
         tmp.replace(self.conf)
+
+    def _tls_listener(self, tls_port: int | None) -> list[str]:
+        """The TLS listener's lines (the same accounts and ACLs: per_listener_settings is
+        off), with the certificates made on first use."""
+        if tls_port is None:
+            return []
+        from twin.services.tls import ensure_certificates
+
+        files = ensure_certificates(self.tls_dir)
+        return [f"listener {tls_port} 127.0.0.1", f"cafile {files.ca}",
+                f"certfile {files.cert}", f"keyfile {files.key}", "tls_version tlsv1.2"]
 
     def _pid(self) -> int | None:
         try:

@@ -20,7 +20,7 @@ def embedded_postgres(settings: Settings) -> EmbeddedPostgres:
 
 
 def embedded_mosquitto(settings: Settings) -> EmbeddedMosquitto:
-    return EmbeddedMosquitto(settings.home / "mqtt")
+    return EmbeddedMosquitto(settings.home / "mqtt", tls=settings.mqtt_tls)
 
 
 def database_url(settings: Settings) -> str:
@@ -29,7 +29,13 @@ def database_url(settings: Settings) -> str:
 
 
 def mqtt_url(settings: Settings) -> str:
-    return settings.mqtt_url or embedded_mosquitto(settings).start()
+    """The configured broker, or the embedded one (started if it is not running); its TLS
+    listener when TWIN_MQTT_TLS is set."""
+    if settings.mqtt_url:
+        return settings.mqtt_url
+    broker = embedded_mosquitto(settings)
+    url = broker.start()
+    return broker.tls_url if settings.mqtt_tls else url
 
 
 def up(settings: Settings) -> Endpoints:

@@ -127,3 +127,16 @@ def _unreachable_message(url: str, error: psycopg.OperationalError) -> str:
             return (f"PostgreSQL at {describe(url)} refused the login: "
                     f"{line.split('FATAL:')[-1].split('fe_sendauth:')[-1].strip()}")
     return f"cannot reach PostgreSQL at {describe(url)}: {reason}"
+
+
+def ping(conn: psycopg.Connection) -> None:
+    """Raise unless the server answers a statement (the health checks)."""
+    conn.execute("SELECT 1").fetchone()
+
+
+def connection_limit(conn: psycopg.Connection) -> int:
+    """How many connections the server takes in all, less those kept for superusers."""
+    row = conn.execute("SELECT current_setting('max_connections')::int - "
+                       "current_setting('superuser_reserved_connections')::int").fetchone()
+    assert row is not None
+    return int(row[0])
