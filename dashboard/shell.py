@@ -15,6 +15,7 @@ _NAV = (
     ("work_orders", "/work-orders", "nav.work_orders"),
     ("worker", "/worker", "nav.worker"),
     ("planner", "/planner", "nav.planner"),
+    ("reports", "/reports", "nav.reports"),
     ("audit", "/audit", "nav.audit"),  # admins only (auth.PAGE_ROLES)
 )
 
@@ -22,6 +23,8 @@ _NAV = (
 #: /m page is the "resident_app" page (`twin.access.PAGE_ROLES`); each checks again.
 MOBILE_NAV: tuple[tuple[str, str, str], ...] = (
     ("/m", "m.nav.home", "⌂"),
+    ("/m/report", "m.nav.report", "✎"),
+    ("/m/notices", "m.nav.notices", "✉"),
 )
 
 

@@ -161,7 +161,7 @@ def test_reports_are_rate_limited_and_bad_input_is_refused_and_audited(twin) -> 
         _submit(app, url, resident, category="other", text="路灯不亮", limit=2)
     with pytest.raises(ReportRefused) as refused:
         _submit(app, url, resident, category="other", text="路灯不亮", limit=2)
-    assert refused.value.key == "r.err.rate"
+    assert refused.value.key == "rpt.err.rate"
     with pytest.raises(NotAPhoto):
         _submit(app, url, resident, photo="data:image/png;base64,"
                 + base64.b64encode(b"MZ\x90\x00 not a picture").decode())
@@ -264,10 +264,10 @@ def test_an_operator_makes_orders_by_hand_and_clears_an_alarm_with_a_reason(twin
 
 
 def test_notices_reach_their_building_grid_or_community_and_count_reads(twin) -> None:
-    app, url, resident, other, family = twin
+    app, url, resident, _, family = twin
     with connect(url) as conn:
         home = conn.execute("SELECT u.building_id FROM app_user a JOIN resident r ON "
-                            "r.id = a.resident_id JOIN unit u ON u.id = r.unit_id "
+                            "rpt.id = a.resident_id JOIN unit u ON u.id = r.unit_id "
                             "WHERE a.name = %s", (resident,)).fetchone()[0]
         elsewhere = conn.execute("SELECT id FROM building WHERE id <> %s AND grid_id <> "
                                  "'wh-guanggu-g1' ORDER BY id LIMIT 1", (home,)).fetchone()[0]

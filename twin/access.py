@@ -54,6 +54,7 @@ PAGE_ROLES: dict[str, frozenset[str]] = {
     "worker": frozenset({"admin", "grid_worker"}),
     "planner": _PLANNING,
     "audit": frozenset({"admin"}),
+    "reports": OPERATORS,
     "resident_app": frozenset({"resident"}),
     "family": frozenset({"family"}),
 }

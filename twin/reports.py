@@ -105,7 +105,7 @@ class Catalogue(BaseModel):
     def get(self, category: object) -> tuple[str, Category]:
         """The category a browser named, or a ReportRefused."""
         if not isinstance(category, str) or category not in self.categories:
-            raise ReportRefused("r.err.category")
+            raise ReportRefused("rpt.err.category")
         return category, self.categories[category]
 
     def texts(self) -> dict[str, dict[str, str]]:
@@ -164,9 +164,9 @@ def load_catalogue(path: str = str(CATALOGUE_PATH)) -> Catalogue:
 def checked_text(text: object) -> str:
     """The resident's words, trimmed, or a ReportRefused."""
     if not isinstance(text, str) or len(text.strip()) < MIN_TEXT_CHARS:
-        raise ReportRefused("r.err.text_short")
+        raise ReportRefused("rpt.err.text_short")
     if len(text) > MAX_TEXT_CHARS:
-        raise ReportRefused("r.err.text_long", chars=MAX_TEXT_CHARS)
+        raise ReportRefused("rpt.err.text_long", chars=MAX_TEXT_CHARS)
     return text.strip()
 
 
@@ -174,7 +174,7 @@ def check_rate(recent: int, *, limit: int = RATE_LIMIT) -> None:
     """Refuse a report past the resident's allowance (``recent``: their reports in the
     window, this one not counted)."""
     if recent >= limit:
-        raise ReportRefused("r.err.rate", limit=limit,
+        raise ReportRefused("rpt.err.rate", limit=limit,
                             minutes=int(RATE_WINDOW.total_seconds() // 60))
 
 
@@ -182,15 +182,15 @@ def checked_rating(stars: object, comment: object, *, state: str | None, rated: 
                    ) -> tuple[int, str]:
     """A rating of 1-5 with an optional comment, once, for a report whose order is done."""
     if rated:
-        raise ReportRefused("r.err.rated")
+        raise ReportRefused("rpt.err.rated")
     if state not in RATEABLE:
-        raise ReportRefused("r.err.not_done")
+        raise ReportRefused("rpt.err.not_done")
     if isinstance(stars, bool) or not isinstance(stars, int | str) \
             or not str(stars).strip().isdigit() or not 1 <= int(stars) <= 5:
-        raise ReportRefused("r.err.stars")
+        raise ReportRefused("rpt.err.stars")
     comment = comment if isinstance(comment, str) else ""
     if len(comment) > MAX_COMMENT_CHARS:
-        raise ReportRefused("r.err.text_long", chars=MAX_COMMENT_CHARS)
+        raise ReportRefused("rpt.err.text_long", chars=MAX_COMMENT_CHARS)
     return int(stars), comment.strip()
 
 
@@ -199,9 +199,9 @@ def checked_point(lon: object, lat: object) -> Point:
     try:
         x, y = float(lon), float(lat)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ReportRefused("r.err.place") from None
+        raise ReportRefused("rpt.err.place") from None
     if not (np.isfinite(x) and np.isfinite(y) and -180 <= x <= 180 and -90 <= y <= 90):
-        raise ReportRefused("r.err.place")
+        raise ReportRefused("rpt.err.place")
     return Point(x, y)
 
 
@@ -219,7 +219,7 @@ def snap_place(graph: WalkGraph, place: Point, *, max_m: float = MAX_SNAP_M) -> 
     ``max_m`` from every walkway (outside the community)."""
     s = snap(graph, [place])[0]
     if s.offset_m > max_m:
-        raise ReportRefused("r.err.far", metres=round(max_m))
+        raise ReportRefused("rpt.err.far", metres=round(max_m))
     line = graph.edge_lines[s.edge]
     length = float(shapely.length(line))
     fraction = s.along_m / float(graph.edge_length[s.edge]) if graph.edge_length[s.edge] else 0.0

@@ -14,7 +14,7 @@ import dash
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, dcc, html, no_update
 
-from dashboard import live, maps, scoped
+from dashboard import live, maps, operator_panel, scoped
 from dashboard.components import badge, denied, panel, tile, when
 from dashboard.context import ctx, current_user, lang, local_now, tr, zone
 from dashboard.deck import TwinDeck
@@ -109,6 +109,7 @@ def layout(**_query) -> html.Div:
                 html.Div([html.Span(className="swatch calm"), "OK"]),
             ]),
             html.Div(id=UPDATED, className="map-updated"),
+            operator_panel.panel(folded=True),  # by hand: orders, clears (its own module)
         ]),
         html.Div(className="ls-right", children=[
             panel(tr("ls.alarm_feed"), html.Div(_feed(state.feed, lang()), id=FEED,

@@ -218,3 +218,13 @@ def _row(row: tuple[Any, ...]) -> ReportRow:
         order_state=state, assignee_id=assignee, assignee_role=assignee_role,
         order_role=order_role, tier=tier, rating=rating, rating_comment=comment,
         rated_at=rated_at, has_photo=bool(has_photo))
+
+
+def targets(conn: psycopg.Connection, community_ids: list[str]) -> list[tuple[str, str, str]]:
+    """(kind, id, name) of what a notice or a hand-made order may name: the communities,
+    their grids and their buildings."""
+    return [(k, i, n) for k, i, n in conn.execute(
+        """SELECT 'community', id, name FROM community WHERE id = ANY(%(c)s)
+           UNION ALL SELECT 'grid', id, name FROM grid WHERE community_id = ANY(%(c)s)
+           UNION ALL SELECT 'building', id, name FROM building WHERE community_id = ANY(%(c)s)
+           ORDER BY 1 DESC, 2""", {"c": community_ids}).fetchall()]
