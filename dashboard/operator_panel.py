@@ -57,11 +57,11 @@ def panel(*, folded: bool) -> html.Details | None:
             {"label": tr(f"hand.source.{s}"), "value": s} for s in ("point", "building", "alarm")]),
         html.Div(tr("hand.point_hint"), className="hint"),
         html.Div(className="hand-row", children=[
-            dcc.Input(id=LON, type="number", placeholder="lon", className="input"),
-            dcc.Input(id=LAT, type="number", placeholder="lat", className="input")]),
+            dcc.Input(id=LON, type="text", inputMode="decimal", placeholder="lon", className="input"),
+            dcc.Input(id=LAT, type="text", inputMode="decimal", placeholder="lat", className="input")]),
         dcc.Dropdown(id=BUILDING, placeholder=tr("hand.source.building"),
                      options=[{"label": n, "value": i} for i, n in buildings]),
-        dcc.Input(id=ALARM, type="number", placeholder=tr("hand.alarm"), className="input"),
+        dcc.Input(id=ALARM, type="text", inputMode="numeric", placeholder=tr("hand.alarm"), className="input"),
         dcc.Dropdown(id=CATEGORY, value="other", clearable=False, options=[
             {"label": c_.name.get(lg, cid), "value": cid}
             for cid, c_ in load_catalogue().categories.items()]),
@@ -73,7 +73,7 @@ def panel(*, folded: bool) -> html.Details | None:
         html.Button(tr("hand.create"), id=CREATE, className="btn"),
         html.Div(id=MESSAGE, className="message"),
         html.H3(tr("hand.clear")),
-        dcc.Input(id=CLEAR_ALARM, type="number", placeholder=tr("hand.alarm"), className="input"),
+        dcc.Input(id=CLEAR_ALARM, type="text", inputMode="numeric", placeholder=tr("hand.alarm"), className="input"),
         dcc.Input(id=REASON, placeholder=tr("hand.reason"), maxLength=300, className="input"),
         html.Button(tr("hand.do_clear"), id=CLEAR, className="btn"),
         html.Div(id=CLEAR_MESSAGE, className="message"),

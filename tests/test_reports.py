@@ -267,7 +267,7 @@ def test_notices_reach_their_building_grid_or_community_and_count_reads(twin) ->
     app, url, resident, _, family = twin
     with connect(url) as conn:
         home = conn.execute("SELECT u.building_id FROM app_user a JOIN resident r ON "
-                            "rpt.id = a.resident_id JOIN unit u ON u.id = r.unit_id "
+                            "r.id = a.resident_id JOIN unit u ON u.id = r.unit_id "
                             "WHERE a.name = %s", (resident,)).fetchone()[0]
         elsewhere = conn.execute("SELECT id FROM building WHERE id <> %s AND grid_id <> "
                                  "'wh-guanggu-g1' ORDER BY id LIMIT 1", (home,)).fetchone()[0]
@@ -304,3 +304,55 @@ def test_notices_reach_their_building_grid_or_community_and_count_reads(twin) ->
     assert counts[mine] == (in_home, 1)
     assert counts[party] == (total, 0)
     assert _refusals(url, resident) == 1
+
+
+def test_the_live_loop_at_3am_from_badge_fixes_to_a_rating(twin, broker, start_ingest,
+                                                           publisher) -> None:
+    """At 03:00 in Wuhan the night staff's badges report through Mosquitto into ingest; a
+    resident's leak goes to the engineer on call from where their badge says they are; the
+    simulated staff work it on the simulated clock; the resident sees it done and rates it."""
+    from ingest.simulator import Simulation
+    from ingest.simulator.load import load_community
+    from ingest.simulator.staff_work import StaffAtWork
+    from tests.mqtt_helpers import wait_until
+    from twin.services.broker_accounts import INGEST
+
+    app, url, resident, _, _ = twin
+    now = datetime.now(UTC)
+    at = now.replace(hour=19, minute=0, second=0, microsecond=0)  # 03:00 in Wuhan
+    while at > now - timedelta(hours=1):
+        at -= timedelta(days=1)
+    assert at.astimezone(WUHAN).hour == 3
+    start_ingest(url, broker.service_url(INGEST))
+    with connect(url) as conn:
+        community = load_community(conn, "wh-guanggu")
+    sim = Simulation(community, start=at - timedelta(minutes=3), seed=3, tick_s=5)
+    fixes = [m for m in sim.advance(at) if m[0].endswith("/position")]
+    for topic, payload in fixes:
+        publisher.send(topic, payload)
+
+    def landed() -> bool:
+        with connect(url) as conn:
+            return conn.execute("SELECT count(*) FROM staff_position").fetchone()[0] == len(fixes)
+
+    wait_until(landed, timeout=30)
+    done = _submit(app, url, resident, at=at)
+    with connect(url) as conn:
+        order = get_work_order(conn, done.order_id)
+        shift = conn.execute("SELECT shift FROM staff WHERE id = %s",
+                             (order.assignee_id,)).fetchone()[0]
+    assert order.state == "assigned" and shift == "night"
+    assert order.history[-1].detail["origin"] == "fix"  # from the badge, not the post
+    staff = StaffAtWork("wh-guanggu")
+    with connect(url) as conn:
+        for minutes in (5, 30, 90, 240):
+            staff.step(conn, at + timedelta(minutes=minutes))
+            conn.commit()
+    with as_user(app, resident) as user, connect(url) as conn:
+        row, history = reports.my_report(conn, user, done.report_id)
+        assert row.status == "done" and row.order_state == "resolved"
+        assert [e.action for e in history if e.action != "note"] == [
+            "created", "assign", "accept", "arrive", "resolve"]
+        rated = reports.rate_report(conn, user, done.report_id, stars=5, comment="半夜也来了",
+                                    at=at + timedelta(hours=5))
+    assert rated.rating == 5

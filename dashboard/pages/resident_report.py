@@ -82,7 +82,7 @@ def layout(**_query) -> html.Div:
             html.Div(className="m-map", children=[TwinDeck(
                 id=MAP, layers=maps.order_map_layers(base["frames"]),
                 layerData={"route": {}, "target": {}}, featureColors={"buildings": {}},
-                tooltips=maps.tooltips(lg), initialViewState=base["view"],
+                tooltips=maps.tooltips(lg), initialViewState={**base["view"], "pitch": 0, "bearing": 0},
                 tileUrl=c.settings.tile_url)]),
             html.Div(id="r-picked", className="hint"),
             html.Button(tr("rpt.submit"), id=SUBMIT, className="btn m-button"),
