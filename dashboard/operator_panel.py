@@ -16,7 +16,7 @@ from dash import ctx as dash_ctx
 from dashboard import operator_actions
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.i18n import t
-from dashboard.report_views import picked_point, staff_role
+from dashboard.report_views import picked_point, staff_role, with_pickable_ground
 from twin.access import AccessDenied, may
 from twin.errors import TwinError
 from twin.reports import load_catalogue
@@ -41,6 +41,8 @@ CLEAR_MESSAGE = "h-clear-message"
 #: The large screen's map and feed, whose taps fill the form.
 LS_MAP = "ls-map"
 
+__all__ = ["panel", "register_callbacks", "with_pickable_ground"]
+
 
 def panel(*, folded: bool) -> html.Details | None:
     """The controls, for a user who may use them (None for anyone else)."""
@@ -57,8 +59,8 @@ def panel(*, folded: bool) -> html.Details | None:
             {"label": tr(f"hand.source.{s}"), "value": s} for s in ("point", "building", "alarm")]),
         html.Div(tr("hand.point_hint"), className="hint"),
         html.Div(className="hand-row", children=[
-            dcc.Input(id=LON, type="text", inputMode="decimal", placeholder="lon", className="input"),
-            dcc.Input(id=LAT, type="text", inputMode="decimal", placeholder="lat", className="input")]),
+            dcc.Input(id=LON, type="text", placeholder="lon", className="input"),
+            dcc.Input(id=LAT, type="text", placeholder="lat", className="input")]),
         dcc.Dropdown(id=BUILDING, placeholder=tr("hand.source.building"),
                      options=[{"label": n, "value": i} for i, n in buildings]),
         dcc.Input(id=ALARM, type="text", inputMode="numeric", placeholder=tr("hand.alarm"), className="input"),
@@ -87,7 +89,7 @@ def register_callbacks(app: dash.Dash) -> None:
                   Input(LS_MAP, "clickInfo"), prevent_initial_call=True)
     def from_map(click):
         # a building's tap opens its drill-down; open ground gives the point
-        if isinstance(click, dict) and click.get("object"):
+        if not isinstance(click, dict) or click.get("layer") != "ground":
             return no_update, no_update, no_update
         point = picked_point(click)
         if point is None:

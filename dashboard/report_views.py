@@ -3,6 +3,8 @@ place, and a staff role in the reader's words."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from twin.system_texts import SYSTEM_TEXTS
 
 
@@ -23,3 +25,11 @@ def staff_role(role: str | None, lg: str) -> str:
     """A staff role in the reader's words (the system's own names for them)."""
     texts = SYSTEM_TEXTS.get(f"sys/role/{role}") or SYSTEM_TEXTS["sys/role/staff"]
     return texts.get(lg, texts["zh-CN"])
+
+
+def with_pickable_ground(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The layers with the community's ground answering taps (a copy: the base map's specs
+    are cached and shared), so that a tap on open ground gives a place: the map component
+    reports a tap only on something pickable."""
+    return [{**spec, "pickable": True} if spec.get("id") == "ground" else spec
+            for spec in layers]

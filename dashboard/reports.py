@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -98,7 +98,8 @@ def submit_report(conn: psycopg.Connection, user: User, *, category: object, tex
                                             snapped=snapped, at=at, photo=kept_photo)
             spec = order_spec(category_id, entry, where, resident_id=user.resident_id, at=at)
             # the staff who handle it read the resident's words as the order's description
-            order = open_work_order(conn, _described(spec, words), actor=access.actor(user))
+            order = open_work_order(conn, replace(spec, description=words),
+                                    actor=access.actor(user))
             store.link_order(conn, report_id, order.id)
             audit.record(conn, user, "report.submit", subject_kind="report",
                          subject_id=str(report_id),
@@ -216,12 +217,6 @@ def _where(conn: psycopg.Connection, unit_id: str, community_id: str, place: obj
     if found is None:
         raise ReportRefused("r.err.place")
     return found
-
-
-def _described(spec: Any, words: str) -> Any:
-    from dataclasses import replace
-
-    return replace(spec, description=words)
 
 
 def _number(value: object) -> int:

@@ -356,3 +356,26 @@ def test_the_live_loop_at_3am_from_badge_fixes_to_a_rating(twin, broker, start_i
         rated = reports.rate_report(conn, user, done.report_id, stars=5, comment="半夜也来了",
                                     at=at + timedelta(hours=5))
     assert rated.rating == 5
+
+
+def test_a_report_nobody_can_take_at_night_escalates_like_any_order(twin) -> None:
+    """'Something else' asks for a grid worker, and grid workers work days: at 03:00 the
+    order waits, then the rules' clock hands it to the night duty officer."""
+    from twin.rules.store import Outcome, follow_up
+
+    app, url, resident, _, _ = twin
+    done = _submit(app, url, resident, category="other", text="单元门禁坏了")
+    assert done.not_dispatched is not None and done.state == "created"
+    dispatcher = Dispatcher()
+    with connect(url) as conn:
+        follow_up(conn, ["wh-guanggu"], now=NIGHT + timedelta(minutes=3),
+                  dispatcher=dispatcher, outcome=Outcome())
+        conn.commit()
+        order = get_work_order(conn, done.order_id)
+        role = conn.execute("SELECT role FROM staff WHERE id = %s",
+                            (order.assignee_id,)).fetchone()
+    assert order.tier == "duty_officer" and order.state == "assigned"
+    assert role == ("duty_officer",)
+    with as_user(app, resident) as user, connect(url) as conn:
+        [mine] = reports.my_reports(conn, user)
+    assert mine.status == "in_progress" and mine.assignee_role == "duty_officer"

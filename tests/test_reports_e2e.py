@@ -142,6 +142,7 @@ def test_a_report_becomes_an_order_that_is_worked_and_rated(served, browser) -> 
     me.wait_for_selector(f"#report-handler-{report_id} >> text={order.assignee_id}",
                          timeout=20_000)
     assert "工程人员" in me.locator(f"#report-handler-{report_id}").inner_text()
+    me.locator(card).scroll_into_view_if_needed()
     shot(me, "report-assigned")
 
     # the engineer it went to works it on the worker's phone page
@@ -171,6 +172,7 @@ def test_a_report_becomes_an_order_that_is_worked_and_rated(served, browser) -> 
     me.click(f"{card} button:has-text('评价')")
     me.wait_for_selector(f"#r-rated-{report_id}", timeout=20_000)
     me.click(f"{card} summary")  # the history, in community time
+    me.locator(card).scroll_into_view_if_needed()
     shot(me, "report-rated")
     me.close()
     with connect(url) as conn:
@@ -229,3 +231,77 @@ def test_a_notice_is_read_on_the_phone_and_counted_for_the_operator(served, brow
     operator.wait_for_selector("#q-in_progress, #q-done")
     shot(operator, "operator-reports")
     operator.close()
+
+
+def test_an_operator_makes_an_order_from_an_alarm_and_clears_it_on_the_large_screen(
+        served, browser) -> None:
+    from twin.store.connection import connect
+    from twin.store.operations import alarm_history, get_alarm, get_work_order
+
+    base, url, _ = served
+    with connect(url) as conn:  # open ground: inside the boundary, 25 m from any building
+        candidates = conn.execute(
+            """SELECT ST_X(g.geom), ST_Y(g.geom) FROM (SELECT (ST_Dump(ST_GeneratePoints(
+                   ST_Difference(c.boundary, (SELECT ST_Union(ST_Buffer(
+                       footprint::geography, 25)::geometry) FROM building)), 60, 7))).geom
+               FROM community c) g""").fetchall()
+    page = login(browser, base, "operator")
+    page.wait_for_selector("#ls-feed .feed-row", timeout=FIRST_PAINT_MS)
+    page.wait_for_function(
+        "() => Number(document.getElementById('ls-map').dataset.frames || 0) > 0",
+        timeout=FIRST_PAINT_MS)
+    page.click("#hand-panel summary")
+    # a point on the map: a tap on open ground fills the form, and makes an order there
+    box = page.locator("#ls-map canvas").bounding_box()
+    for lon, lat in candidates:  # one a tower does not hide from the camera
+        x, y = page.evaluate(
+            f"window.__twinDecks['ls-map'].getViewports()[0].project([{lon}, {lat}, 0])")[:2]
+        if not (20 < x < box["width"] - 20 and 20 < y < box["height"] - 20) \
+                or x < 400:  # the folded-out panel covers the map's left
+            continue
+        hit = page.evaluate(f"(window.__twinDecks['ls-map'].pickObject("
+                            f"{{x: {x}, y: {y}, radius: 3}}) || {{}}).layer?.id || null")
+        if hit == "ground":
+            break
+    else:
+        pytest.fail("no open ground in sight on the large screen's map")
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    page.wait_for_function("() => document.getElementById('h-lon').value !== ''",
+                           timeout=20_000)
+    page.click("#h-create")
+    page.wait_for_selector("#h-message >> text=已创建", timeout=30_000)
+    page.evaluate("() => { window.__firstOrder = "
+                  "document.getElementById('h-message').innerText; }")
+    with connect(url) as conn:
+        point_order = conn.execute(
+            "SELECT ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint(%s, %s), 4326)"
+            "::geography), alarm_id FROM work_order ORDER BY id DESC LIMIT 1",
+            (lon, lat)).fetchone()
+    assert point_order[0] < 15 and point_order[1] is None
+    row = page.locator("#ls-feed .feed-row").first
+    alarm_id = int(row.get_attribute("id").split('"id":')[1].split("}")[0].split(",")[0])
+    row.locator(".feed-time").click()  # the alarm fills the form
+    page.wait_for_function(
+        f"() => document.getElementById('h-alarm').value === '{alarm_id}'", timeout=20_000)
+    page.fill("#h-text", "请到场核查")
+    page.click("#h-create")
+    page.wait_for_function(
+        "() => document.getElementById('h-message').innerText.includes('已创建') && "
+        "document.getElementById('h-message').innerText !== window.__firstOrder",
+        timeout=30_000)
+    page.fill("#h-reason", "现场核实为误报")
+    page.click("#h-clear")
+    page.wait_for_selector(f"#h-clear-message >> text=#{alarm_id}", timeout=30_000)
+    page.wait_for_timeout(1500)
+    shot(page, "large-screen-by-hand")
+    page.close()
+    with connect(url) as conn:
+        (order_id,) = conn.execute("SELECT max(id) FROM work_order WHERE alarm_id = %s",
+                                   (alarm_id,)).fetchone()
+        order = get_work_order(conn, order_id)
+        alarm = get_alarm(conn, alarm_id)
+        log = alarm_history(conn, alarm_id)
+    assert order.history[0].actor == "operator" and order.spec.description == "请到场核查"
+    assert order.state == "closed" and order.history[-1].action == "settle"
+    assert alarm.state == "cleared" and alarm.cleared_by == "operator"
+    assert log[-1]["detail"]["reason"] == "现场核实为误报"

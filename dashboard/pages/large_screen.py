@@ -65,7 +65,7 @@ def layout(**_query) -> html.Div:
     c.live.put(token, state)
     the_map = TwinDeck(
         id=MAP,
-        layers=base["layers"] + maps.live_layers(),
+        layers=operator_panel.with_pickable_ground(base["layers"]) + maps.live_layers(),
         layerData={name: maps.encoded(records) for name, records in state.layers.items()},
         featureColors={"buildings": state.building_colors},
         colorBy=LIVE_COLORS,

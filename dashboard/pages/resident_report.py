@@ -22,7 +22,7 @@ from dashboard.context import ctx, current_user, lang, tr
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
 from dashboard.photos import MAX_PHOTO_BYTES, PHOTO_TYPES, NotAPhoto
-from dashboard.report_views import picked_point, staff_role
+from dashboard.report_views import picked_point, staff_role, with_pickable_ground
 from twin.access import AccessDenied, can_open
 from twin.errors import TwinError
 from twin.reports import MAX_COMMENT_CHARS, MAX_TEXT_CHARS, ReportRefused, load_catalogue
@@ -80,7 +80,7 @@ def layout(**_query) -> html.Div:
                 {"label": tr("rpt.place.map"), "value": "map"}]),
             html.Div(tr("rpt.map_hint"), className="hint"),
             html.Div(className="m-map", children=[TwinDeck(
-                id=MAP, layers=maps.order_map_layers(base["frames"]),
+                id=MAP, layers=with_pickable_ground(maps.order_map_layers(base["frames"])),
                 layerData={"route": {}, "target": {}}, featureColors={"buildings": {}},
                 tooltips=maps.tooltips(lg), initialViewState={**base["view"], "pitch": 0, "bearing": 0},
                 tileUrl=c.settings.tile_url)]),
