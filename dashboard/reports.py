@@ -95,12 +95,12 @@ def submit_report(conn: psycopg.Connection, user: User, *, category: object, tex
             store.store_texts(conn, load_catalogue())
             report_id = store.insert_report(conn, resident_id=user.resident_id,
                                             category=category_id, text=words, where=where,
-                                            snapped=snapped, at=at, photo=kept_photo)
+                                            snapped=snapped, at=at)
             spec = order_spec(category_id, entry, where, resident_id=user.resident_id, at=at)
             # the staff who handle it read the resident's words as the order's description
             order = open_work_order(conn, replace(spec, description=words),
                                     actor=access.actor(user))
-            store.link_order(conn, report_id, order.id)
+            store.link_order(conn, report_id, order.id, photo=kept_photo, at=at)
             audit.record(conn, user, "report.submit", subject_kind="report",
                          subject_id=str(report_id),
                          detail={"category": category_id, "work_order": order.id,

@@ -95,8 +95,9 @@ def test_a_report_at_night_becomes_an_order_dispatched_to_the_night_engineer(twi
         report = conn.execute(
             "SELECT category, snap_m, ST_Distance(snapped::geography, geom::geography), "
             "work_order_id, text FROM report WHERE id = %s", (done.report_id,)).fetchone()
-        photo = conn.execute("SELECT content_type FROM report_photo WHERE report_id = %s",
-                             (done.report_id,)).fetchone()
+        photo = conn.execute(
+            "SELECT p.content_type, e.action FROM work_order_photo p JOIN work_order_event e "
+            "ON e.id = p.event_id WHERE p.work_order_id = %s", (done.order_id,)).fetchone()
         logged = conn.execute("SELECT detail::text FROM audit_log WHERE action = 'report.submit'"
                               ).fetchone()[0]
     assert order.state == "assigned" and order.spec.kind == "water_leak"
@@ -107,7 +108,7 @@ def test_a_report_at_night_becomes_an_order_dispatched_to_the_night_engineer(twi
     assert order.spec.text_key == "report/water_leak"
     assert report[0] == "water_leak" and report[3] == done.order_id
     assert abs(report[1] - report[2]) < 0.5  # snapped onto the walkway, that far off
-    assert photo == ("image/png",)
+    assert photo == ("image/png", "created")  # the order's first photo, where staff see it
     assert "楼道" not in logged  # the audit log has ids, not the resident's words
     # the history names the resident's login, then the dispatcher
     assert [e.action for e in order.history] == ["created", "assign"]
@@ -224,9 +225,10 @@ def test_people_and_planners_may_not_act_as_operators(twin, who) -> None:
         assert get_alarm(conn, alarm.id).state != "cleared"
     assert after == before
     assert _refusals(url, login) == 5
-    if who in ("planner", "worker1"):  # and nobody but a resident reports
+    if who != "resident":  # and nobody but a resident reports
         with pytest.raises(AccessDenied):
             _submit(app, url, login)
+        assert _refusals(url, login) == 6
 
 
 def test_an_operator_makes_orders_by_hand_and_clears_an_alarm_with_a_reason(twin) -> None:
@@ -379,3 +381,18 @@ def test_a_report_nobody_can_take_at_night_escalates_like_any_order(twin) -> Non
     with as_user(app, resident) as user, connect(url) as conn:
         [mine] = reports.my_reports(conn, user)
     assert mine.status == "in_progress" and mine.assignee_role == "duty_officer"
+
+
+def test_each_page_is_refused_to_the_roles_it_is_not_for(twin) -> None:
+    from dashboard.pages import reports_queue, resident_notices, resident_report
+
+    app, _, resident, _, family = twin
+    for login, pages in ((resident, [reports_queue]),
+                         (family, [reports_queue, resident_report, resident_notices]),
+                         ("operator", [resident_report, resident_notices]),
+                         ("planner", [reports_queue, resident_report, resident_notices])):
+        for page in pages:
+            with as_user(app, login, page.PATH):
+                assert page.layout().id == "denied", (login, page.PATH)
+    with as_user(app, resident, resident_report.PATH):  # and a forged report id, as the page
+        assert "✗" in resident_report.rate_report("999999", 5, "")

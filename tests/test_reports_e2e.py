@@ -133,9 +133,9 @@ def test_a_report_becomes_an_order_that_is_worked_and_rated(served, browser) -> 
             "SELECT id, work_order_id, place_source FROM report ORDER BY id DESC LIMIT 1"
         ).fetchone()
         order = get_work_order(conn, order_id)
-        photos = conn.execute("SELECT count(*) FROM report_photo WHERE report_id = %s",
-                              (report_id,)).fetchone()[0]
-    assert source == "map" and photos == 1
+        photos = conn.execute("SELECT count(*) FROM work_order_photo WHERE work_order_id = %s",
+                              (order_id,)).fetchone()[0]
+    assert source == "map" and photos == 1  # the resident's, on the order
     assert order.state == "assigned", order.history
     assert order.spec.role == "engineer" and order.spec.skill == "plumbing"
     card = f"#report-{report_id}"
@@ -184,7 +184,7 @@ def test_a_report_becomes_an_order_that_is_worked_and_rated(served, browser) -> 
     assert [e.action for e in order.history if e.action != "note"] == [
         "created", "assign", "accept", "arrive", "resolve"]
     assert order.history[0].actor == phone  # the resident's login opened it
-    assert rating == (4, "处理及时") and kept == 1
+    assert rating == (4, "处理及时") and kept == 2  # the resident's and the engineer's
 
 
 def test_a_notice_is_read_on_the_phone_and_counted_for_the_operator(served, browser) -> None:

@@ -5,7 +5,9 @@
 --                 map or their unit's, where it meets the walkway, and the work order it
 --                 became. Their words are personal: shown to the staff who handle it,
 --                 never copied into an order's title, a notification or a log.
--- report_photo    the photo a resident attached (a checked JPEG, PNG or WebP image).
+--                 The photo a resident attached (a checked JPEG, PNG or WebP image) is the
+--                 order's first photo (work_order_photo, on its 'created' step): the staff
+--                 see it with the order, served by the order's own checked photo route.
 -- notice          a notice or an activity published to a community, a building or a grid,
 --                 in the words the operator typed (zh-CN and/or en), with a time range
 --                 for an activity.
@@ -34,12 +36,6 @@ CREATE TABLE report (
 CREATE INDEX report_resident_idx ON report (resident_id, created_at DESC);
 CREATE INDEX report_community_idx ON report (community_id, created_at DESC);
 CREATE UNIQUE INDEX report_order_idx ON report (work_order_id) WHERE work_order_id IS NOT NULL;
-
-CREATE TABLE report_photo (
-    report_id     bigint PRIMARY KEY REFERENCES report ON DELETE CASCADE,
-    content_type  text NOT NULL CHECK (content_type IN ('image/jpeg', 'image/png', 'image/webp')),
-    data          bytea NOT NULL CHECK (octet_length(data) <= 10485760)
-);
 
 CREATE TABLE notice (
     id            bigserial PRIMARY KEY,

@@ -1,6 +1,7 @@
-"""Residents' reports as kept: named queries over ``report`` and ``report_photo``
-(migration 0025). The rules of a report are `twin.reports`; who may read or write one is
-asked by the service (`dashboard.reports`) before it comes here."""
+"""Residents' reports as kept: named queries over ``report`` (migration 0025), whose photo
+is its work order's first (``work_order_photo``). The rules of a report are
+`twin.reports`; who may read or write one is asked by the service (`dashboard.reports`)
+before it comes here."""
 
 from __future__ import annotations
 
@@ -96,8 +97,7 @@ def map_place(conn: psycopg.Connection, community_id: str, point: Point, *,
 
 
 def insert_report(conn: psycopg.Connection, *, resident_id: str, category: str, text: str,
-                  where: Where, snapped: Snapped, at: datetime, photo: Photo | None
-                  ) -> int:
+                  where: Where, snapped: Snapped, at: datetime) -> int:
     (report_id,) = one_row(conn.execute(
         """INSERT INTO report (community_id, resident_id, category, text, place_source, geom,
                                snapped, snap_m, walk_edge_id, building_id, unit_id, grid_id,
@@ -108,14 +108,20 @@ def insert_report(conn: psycopg.Connection, *, resident_id: str, category: str, 
         (where.community_id, resident_id, category, text, where.source, where.point.x,
          where.point.y, snapped.point.x, snapped.point.y, snapped.offset_m, snapped.edge_id,
          where.building_id, where.unit_id, where.grid_id, at)), "keeping a report")
-    if photo is not None:
-        conn.execute("INSERT INTO report_photo (report_id, content_type, data) VALUES (%s, %s, %s)",
-                     (report_id, photo.content_type, photo.data))
     return int(report_id)
 
 
-def link_order(conn: psycopg.Connection, report_id: int, order_id: int) -> None:
+def link_order(conn: psycopg.Connection, report_id: int, order_id: int, *,
+               photo: Photo | None, at: datetime) -> None:
+    """The report became this order; its photo is the order's first (on its 'created' step),
+    where the staff see an order's photos."""
     conn.execute("UPDATE report SET work_order_id = %s WHERE id = %s", (order_id, report_id))
+    if photo is not None:
+        conn.execute(
+            """INSERT INTO work_order_photo (work_order_id, event_id, content_type, data, taken_at)
+               SELECT %s, (SELECT id FROM work_order_event WHERE work_order_id = %s
+                           AND action = 'created' ORDER BY id LIMIT 1), %s, %s, %s""",
+            (order_id, order_id, photo.content_type, photo.data, at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +162,8 @@ _COLUMNS = """
     ST_Y(r.geom), r.snap_m, r.building_id, b.name, u.number, r.grid_id, r.created_at,
     w.id, w.created_at, c.timezone, w.state, w.assignee_id, s.role, w.role, w.tier,
     r.rating, r.rating_comment, r.rated_at,
-    EXISTS (SELECT 1 FROM report_photo p WHERE p.report_id = r.id)
+    EXISTS (SELECT 1 FROM work_order_photo p JOIN work_order_event e ON e.id = p.event_id
+            WHERE p.work_order_id = r.work_order_id AND e.action = 'created')
 """
 _FROM = """
     FROM report r
@@ -192,8 +199,12 @@ def queue(conn: psycopg.Connection, community_ids: list[str], *, limit: int = 20
 
 
 def report_photo(conn: psycopg.Connection, report_id: int) -> Photo | None:
-    row = conn.execute("SELECT content_type, data FROM report_photo WHERE report_id = %s",
-                       (report_id,)).fetchone()
+    """The photo the resident sent with the report (their order's first)."""
+    row = conn.execute(
+        """SELECT p.content_type, p.data FROM report r
+           JOIN work_order_photo p ON p.work_order_id = r.work_order_id
+           JOIN work_order_event e ON e.id = p.event_id AND e.action = 'created'
+           WHERE r.id = %s ORDER BY p.id LIMIT 1""", (report_id,)).fetchone()
     return None if row is None else Photo(row[0], bytes(row[1]))
 
 
