@@ -15,6 +15,7 @@ from twin import access
 from twin.access import AccessDenied, User
 from twin.calendars import local_moment
 from twin.errors import TwinError
+from twin.reports import Refused
 from twin.store import notices as store
 from twin.store.reads.texts import community_timezone
 
@@ -33,21 +34,21 @@ def publish_notice(conn: psycopg.Connection, user: User, *, kind: object, scope_
     with audited(conn, user, "notice.publish", subject_kind="notice", subject_id=scope_id):
         access.require(user, "notice.publish", what="publish a notice")
     if kind not in KINDS:
-        raise TwinError(f"a notice's kind is one of {', '.join(KINDS)}, not {brief(kind)}")
+        raise Refused("pub.err.kind")
     if scope_kind not in SCOPES or not isinstance(scope_id, str) or not scope_id:
-        raise TwinError(f"publish to one of {', '.join(SCOPES)}, named by its id")
+        raise Refused("pub.err.scope")
     community = store.scope_community(conn, scope_kind, scope_id)
     if community is None:
-        raise TwinError(f"there is no {scope_kind} {brief(scope_id)}")
+        raise Refused("pub.err.scope")
     with audited(conn, user, "notice.publish", subject_kind=scope_kind, subject_id=scope_id):
         access.require_community(user, community, what=f"{scope_kind} {scope_id}")
     titles, bodies = _words(title, MAX_TITLE_CHARS), _words(body, MAX_BODY_CHARS)
     if not titles:
-        raise TwinError("a notice needs a title, in Chinese or English")
+        raise Refused("pub.err.title")
     tz = community_timezone(conn, community)
     start, end = _moment(starts, tz), _moment(ends, tz, end_of_day=True)
     if start is not None and end is not None and not start < end:
-        raise TwinError("an activity ends after it starts")
+        raise Refused("pub.err.order")
     with conn.transaction():
         nid = store.insert_notice(conn, community_id=community, kind=kind,
                                   scope_kind=scope_kind, scope_id=scope_id, title=titles,
@@ -100,9 +101,9 @@ def _words(by_lang: dict[str, object], limit: int) -> dict[str, str]:
         if value is None or value == "":
             continue
         if not isinstance(value, str):
-            raise TwinError("a notice's text is text")
+            raise Refused("pub.err.title")
         if len(value) > limit:
-            raise TwinError(f"at most {limit} characters")
+            raise Refused("rpt.err.text_long", chars=limit)
         if value.strip():
             out[lang] = value.strip()
     return out
@@ -112,8 +113,8 @@ def _moment(value: object, tz: str, *, end_of_day: bool = False) -> datetime | N
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise TwinError(f"not a time: {brief(value)}")
+        raise Refused("pub.err.time", text=brief(value))
     try:
         return local_moment(value.strip(), tz, end_of_day=end_of_day)
     except ValueError as e:
-        raise TwinError(str(e)) from None
+        raise Refused("pub.err.time", text=brief(value)) from e

@@ -18,7 +18,7 @@ from twin import access
 from twin.access import User
 from twin.alarms import Alarm
 from twin.errors import TwinError
-from twin.reports import checked_point, load_catalogue, manual_key
+from twin.reports import Refused, checked_point, load_catalogue, manual_key
 from twin.store import queries
 from twin.store import reports as report_store
 from twin.store.operations import (
@@ -56,40 +56,38 @@ def create_order(conn: psycopg.Connection, user: User, *, source: object,
     role = role or entry.role
     priority = priority or entry.priority
     if role not in STAFF_ROLES or priority not in PRIORITIES:
-        raise TwinError(f"a role of {', '.join(STAFF_ROLES)} and a priority of "
-                        f"{', '.join(PRIORITIES)}")
+        raise Refused("hand.err.role")
     if skill is not None and not isinstance(skill, str):
-        raise TwinError("a skill is a word")
+        raise Refused("hand.err.role")
     if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
-        raise TwinError(f"the order's text is at most {MAX_TEXT_CHARS} characters")
+        raise Refused("rpt.err.text_long", chars=MAX_TEXT_CHARS)
     alarm: Alarm | None = None
     kind, domain = entry.kind, entry.domain
     title_key, params = manual_key(category_id), {}
     if source == "alarm":
         alarm = get_alarm(conn, _number(alarm_id, "an alarm"))
         if alarm.spec.location is None:
-            raise TwinError(f"alarm {alarm.id} has no place")
+            raise Refused("hand.err.no_place", alarm=alarm.id)
         place, building, grid = alarm.spec.location, alarm.spec.building_id, None
         kind, domain = alarm.spec.type, alarm.spec.domain
         title_key, params = alarm.spec.text_key or title_key, dict(alarm.spec.text_params)
         where_community = alarm.spec.community_id
     elif source == "building":
         if not isinstance(building_id, str) or not building_id:
-            raise TwinError("pick a building")
+            raise Refused("hand.err.building")
         b = queries.building(conn, building_id)
         place = report_store.building_point(conn, building_id)
         if place is None:
-            raise TwinError(f"there is no building {brief(building_id)}")
+            raise Refused("hand.err.building")
         building, grid, where_community = b.id, b.grid_id, b.community_id
     elif source == "point":
         place = checked_point(lon, lat)
         found = report_store.map_place(conn, community_id, place, max_m=150.0)
         if found is None:
-            raise TwinError("that point is not in the community")
+            raise Refused("hand.err.point")
         building, grid, where_community = found.building_id, found.grid_id, community_id
     else:
-        raise TwinError(f"an order is made from a point, a building or an alarm, "
-                        f"not {brief(source)}")
+        raise Refused("hand.err.source")
     if grid is None and building is not None:
         grid = queries.building(conn, building).grid_id
     with audited(conn, user, "order.create", subject_kind="work_order", subject_id=source):
@@ -126,9 +124,9 @@ def clear_alarm_by_hand(conn: psycopg.Connection, user: User, alarm_id: object, 
         access.require_community(user, get_alarm(conn, number).spec.community_id,
                                  what=f"alarm {number}")
     if not isinstance(reason, str) or not reason.strip():
-        raise TwinError("say why the alarm is cleared")
+        raise Refused("hand.err.reason")
     if len(reason) > MAX_REASON_CHARS:
-        raise TwinError(f"a reason is at most {MAX_REASON_CHARS} characters")
+        raise Refused("rpt.err.text_long", chars=MAX_REASON_CHARS)
     with conn.transaction():
         alarm = clear_alarm(conn, number, actor=user.name, at=at, reason=reason.strip())
         settled = report_store.open_orders_of_alarm(conn, number)

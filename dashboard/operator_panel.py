@@ -16,10 +16,10 @@ from dash import ctx as dash_ctx
 from dashboard import operator_actions
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.i18n import t
-from dashboard.report_views import picked_point, staff_role, with_pickable_ground
+from dashboard.report_views import picked_point, refusal, staff_role, with_pickable_ground
 from twin.access import AccessDenied, may
 from twin.errors import TwinError
-from twin.reports import load_catalogue
+from twin.reports import Refused, load_catalogue
 from twin.store.reports import targets
 from twin.work_orders import PRIORITIES, STAFF_ROLES
 
@@ -132,6 +132,8 @@ def create_order(**form: Any) -> str:
             order, why_not = operator_actions.create_order(
                 conn, current_user(), community_id=c.communities[0], at=datetime.now(UTC),
                 dispatcher=dispatcher, **form)
+    except Refused as e:
+        return refusal(e)
     except AccessDenied:
         return "✗ " + tr("denied")
     except TwinError as e:
@@ -145,6 +147,8 @@ def clear_alarm(alarm: object, reason: object) -> str:
         with ctx().pool.connection() as conn:
             cleared = operator_actions.clear_alarm_by_hand(conn, current_user(), alarm,
                                                            reason=reason, at=datetime.now(UTC))
+    except Refused as e:
+        return refusal(e)
     except AccessDenied:
         return "✗ " + tr("denied")
     except TwinError as e:

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashboard.context import lang
+from dashboard.i18n import t
+from twin.reports import Refused
 from twin.system_texts import SYSTEM_TEXTS
+
+
+def refusal(e: Refused) -> str:
+    """A refused input in the reader's words."""
+    return "✗ " + t(e.key, lang()).format(**e.values)
 
 
 def picked_point(click: dict | None) -> dict[str, float] | None:

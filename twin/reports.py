@@ -60,14 +60,19 @@ class CatalogueError(TwinError):
     """The service list is not valid: the message names the file and the key."""
 
 
-class ReportRefused(TwinError):
-    """A report, or its rating, that cannot be kept as sent; the message says why (a key
-    of `dashboard.labels.reports` and its values, rendered for the reader)."""
+class Refused(TwinError):
+    """Input that cannot be kept as sent, said as a label key of `dashboard.labels.reports`
+    and its values, so that each reader gets it in their language (the exception's own
+    text, for logs, is the key and the values)."""
 
     def __init__(self, key: str, **values: object) -> None:
         super().__init__(f"{key} {values}" if values else key)
         self.key = key
         self.values = values
+
+
+class ReportRefused(Refused):
+    """A report, or its rating, that cannot be kept as sent."""
 
 
 class Category(BaseModel):

@@ -17,9 +17,10 @@ from dashboard import reports as service
 from dashboard.components import denied, when
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.pages.resident_notices import in_lang
+from dashboard.report_views import refusal
 from twin.access import AccessDenied, can_open
 from twin.errors import TwinError
-from twin.reports import load_catalogue
+from twin.reports import Refused, load_catalogue
 from twin.store.notices import NoticeRow
 from twin.store.reports import ReportRow, targets
 
@@ -106,6 +107,8 @@ def publish_notice(*, kind: object, scope: object, title: dict[str, object],
             notices.publish_notice(conn, current_user(), kind=kind, scope_kind=scope_kind,
                                    scope_id=scope_id, title=title, body=body, starts=starts,
                                    ends=ends, at=datetime.now(UTC))
+    except Refused as e:
+        return refusal(e)
     except AccessDenied:
         return "✗ " + tr("denied")
     except TwinError as e:

@@ -22,10 +22,10 @@ from dashboard.context import ctx, current_user, lang, tr
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
 from dashboard.photos import MAX_PHOTO_BYTES, PHOTO_TYPES, NotAPhoto
-from dashboard.report_views import picked_point, staff_role, with_pickable_ground
+from dashboard.report_views import picked_point, refusal, staff_role, with_pickable_ground
 from twin.access import AccessDenied, can_open
 from twin.errors import TwinError
-from twin.reports import MAX_COMMENT_CHARS, MAX_TEXT_CHARS, ReportRefused, load_catalogue
+from twin.reports import MAX_COMMENT_CHARS, MAX_TEXT_CHARS, Refused, load_catalogue
 from twin.store.graph import walk_routing_graph
 from twin.store.reports import ReportRow
 from twin.walkgraph import WalkGraph
@@ -166,8 +166,8 @@ def send_report(*, category: object, text: object, photo: object, place: object
                                          place=place if place is not None else "map",
                                          photo=photo, at=datetime.now(UTC),
                                          graph_for=_graph, dispatcher=dispatcher)
-    except ReportRefused as e:
-        return False, "✗ " + t(e.key, lang()).format(**e.values)
+    except Refused as e:
+        return False, refusal(e)
     except NotAPhoto as e:
         return False, f"✗ {e}"
     except AccessDenied:
@@ -184,8 +184,8 @@ def rate_report(report_id: object, stars: object, comment: object) -> str:
         with ctx().pool.connection() as conn:
             row = service.rate_report(conn, user, report_id, stars=stars, comment=comment,
                                       at=datetime.now(UTC))
-    except ReportRefused as e:
-        return "✗ " + t(e.key, lang()).format(**e.values)
+    except Refused as e:
+        return refusal(e)
     except AccessDenied:
         return "✗ " + tr("rpt.err.denied")
     except TwinError as e:
