@@ -172,8 +172,15 @@ def test_a_report_becomes_an_order_that_is_worked_and_rated(served, browser) -> 
     me.click(f"{card} button:has-text('评价')")
     me.wait_for_selector(f"#r-rated-{report_id}", timeout=20_000)
     me.click(f"{card} summary")  # the history, in community time
-    me.locator(card).scroll_into_view_if_needed()
+    me.evaluate(f"document.getElementById('r-rated-{report_id}')"
+                ".scrollIntoView({block: 'center'})")
     shot(me, "report-rated")
+    me.click("#lang-toggle")  # the same page in English
+    me.wait_for_selector(f"#report-{report_id} >> text=Done", timeout=FIRST_PAINT_MS)
+    me.evaluate(f"document.getElementById('report-{report_id}').scrollIntoView()")
+    shot(me, "report-rated-en")
+    me.click("#lang-toggle")
+    me.wait_for_selector(f"#report-{report_id} >> text=已完成", timeout=FIRST_PAINT_MS)
     me.close()
     with connect(url) as conn:
         order = get_work_order(conn, order_id)
