@@ -396,3 +396,27 @@ def test_each_page_is_refused_to_the_roles_it_is_not_for(twin) -> None:
                 assert page.layout().id == "denied", (login, page.PATH)
     with as_user(app, resident, resident_report.PATH):  # and a forged report id, as the page
         assert "✗" in resident_report.rate_report("999999", 5, "")
+
+
+def test_the_rules_of_a_report_without_a_database() -> None:
+    from twin.escalation import DEFAULT_PATH, load_config
+    from twin.reports import CatalogueError, check_rate, checked_rating, parse_catalogue
+
+    check_rate(4, limit=5)
+    with pytest.raises(ReportRefused) as e:
+        check_rate(5, limit=5)
+    assert e.value.values == {"limit": 5, "minutes": 60}
+    assert checked_rating("4", " 好 ", state="closed", rated=False) == (4, "好")
+    for stars, state, rated in ((0, "closed", False), (True, "closed", False),
+                                (3, "accepted", False), (3, "resolved", True)):
+        with pytest.raises(ReportRefused):
+            checked_rating(stars, "", state=state, rated=rated)
+    wrong = """categories:
+  leak: {name: {zh-CN: 漏水, en: Leak}, role: engineer, skill: plumbing, kind: water_leak,
+         department: police, domain: equipment}
+"""
+    with pytest.raises(CatalogueError, match=r"categories\.leak\.department.*water_utility"):
+        parse_catalogue(wrong, origin="x.yaml", escalation=load_config(DEFAULT_PATH))
+    with pytest.raises(CatalogueError, match="role"):
+        parse_catalogue(wrong.replace("engineer", "plumber").replace("police", "water_utility"),
+                        origin="x.yaml", escalation=load_config(DEFAULT_PATH))

@@ -213,7 +213,7 @@ def _card(r: ReportRow, history: list, lg: str) -> html.Div:
     name = names[r.category].name.get(lg, r.category) if r.category in names else r.category
     handler = (f"{staff_role(r.assignee_role, lg)} · {r.assignee_id}" if r.assignee_id
                else tr("rpt.nobody"))
-    steps = [html.Li(f"{when(e.time, '%m-%d %H:%M')} {t('act.' + e.action, lg)}"
+    steps = [html.Li(f"{when(e.time, '%m-%d %H:%M')} {_step_word(e.action, lg)}"
                      f" → {t('wo.' + e.to_state, lg)}"
                      + (f" ({e.staff_id})" if e.staff_id else ""))
              for e in history if e.action != "note"]
@@ -248,6 +248,12 @@ def _card(r: ReportRow, history: list, lg: str) -> html.Div:
         html.Details([html.Summary(tr("rpt.history")), html.Ul(steps)], className="m-history"),
         rating,
     ])
+
+
+def _step_word(action: str, lg: str) -> str:
+    """A step of the order's history: 'settle' (closed by the system when its alarm
+    cleared) reads as closed."""
+    return t("wo.closed" if action == "settle" else f"act.{action}", lg)
 
 
 def _graph(community_id: str) -> WalkGraph:
