@@ -18,7 +18,7 @@ from twin import access
 from twin.access import User
 from twin.alarms import Alarm
 from twin.errors import TwinError
-from twin.reports import Refused, checked_point, load_catalogue, manual_key
+from twin.reports import MAX_SNAP_M, Refused, checked_point, load_catalogue, manual_key
 from twin.store import queries
 from twin.store import reports as report_store
 from twin.store.operations import (
@@ -82,7 +82,7 @@ def create_order(conn: psycopg.Connection, user: User, *, source: object,
         building, grid, where_community = b.id, b.grid_id, b.community_id
     elif source == "point":
         place = checked_point(lon, lat)
-        found = report_store.map_place(conn, community_id, place, max_m=150.0)
+        found = report_store.map_place(conn, community_id, place, max_m=MAX_SNAP_M)
         if found is None:
             raise Refused("hand.err.point")
         building, grid, where_community = found.building_id, found.grid_id, community_id

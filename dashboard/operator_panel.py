@@ -1,7 +1,7 @@
 """The operators' by-hand controls: a work order made from a point on the map, a building
 or an alarm, dispatched at once; an alarm cleared with a reason. On the large screen they
-fold out over the map (a tap on open ground gives the point, a tap on an alarm of the feed
-the alarm), and the reports page shows them open. The services are
+fold out over the map (a tap on open ground gives the point, a tap on an alarm's time in
+the feed the alarm), and the reports page shows them open. The services are
 `dashboard.operator_actions`, which check the role and audit refusals."""
 
 from __future__ import annotations
