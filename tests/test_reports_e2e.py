@@ -1,6 +1,7 @@
 """Reports and notices in a real browser at phone size (Debian's Chromium, Playwright), over
 the live loop: the simulator publishes through Mosquitto into a running ingest (the staff's
-badges give the dispatcher their positions), the app serves the pages.
+badges give the dispatcher their positions), and `twin dashboard` serves the pages as in
+production (gunicorn workers, tests/dashboard_process.py).
 
 A resident reports a leak with a photo and a place tapped on the map; it becomes a work
 order, dispatched to the nearest engineer with the skill by walkway, at whatever hour the
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.dashboard_process import dashboard_process
 from tests.test_dashboard_e2e import (  # noqa: F401  (the CSP check is an autouse fixture)
     FIRST_PAINT_MS,
     PHONE,
@@ -26,7 +28,6 @@ from tests.test_dashboard_e2e import (  # noqa: F401  (the CSP check is an autou
     _wait_for_data,
     login,
 )
-from twin.services.ports import free_port
 
 SHOTS = Path(__file__).resolve().parents[1] / "docs" / "img" / "residents"
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00"
@@ -43,9 +44,7 @@ def shot(page, name: str) -> None:
 def served(pg, sample_template, broker):
     """(base URL, database URL, resident's login) over live simulated data."""
     from dashboard import auth
-    from dashboard.app import create_app
     from dashboard.demo import DEMO_PASSWORD, seed_operations, seed_users
-    from dashboard.serving import make_server
     from ingest.broker import forget_session
     from ingest.contract import topic
     from ingest.service import IngestOptions, IngestService
@@ -81,22 +80,17 @@ def served(pg, sample_template, broker):
 
     simulator = threading.Thread(target=simulate, daemon=True)
     simulator.start()
-    app = create_app(url, secret_key="e2e-reports")
-    port = free_port()
-    server = make_server(app, "127.0.0.1", port)
-    serving = threading.Thread(target=server.serve_forever, daemon=True)
-    serving.start()
-    _wait_for_data(url)
-    yield f"http://127.0.0.1:{port}", url, phone
+    # served as production serves it: `twin dashboard` (gunicorn workers) on a free port
+    with dashboard_process(url, secret="e2e-reports") as dashboard:
+        _wait_for_data(url)
+        yield dashboard.base, url, phone
     stop.set()
-    server.shutdown()
     simulator.join(timeout=30)
     ingest.stop()
     forget_session(broker.service_url(INGEST), ingest.options.client_id)
     with connect(url) as conn:
         devices = conn.execute("SELECT community_id, id FROM device").fetchall()
     clear_retained(broker.admin_url, [topic(c, d, "status") for c, d in devices])
-    app.server.config["TWIN"].pool.close()
     pg.drop_database(name)
 
 
