@@ -152,6 +152,16 @@ def broadcast(conn: psycopg.Connection, user: User, text: object, *, community_i
     return {"id": broadcast_id, "speakers": found}
 
 
+def broadcast_targets(conn: psycopg.Connection, user: User, community_id: str
+                      ) -> dict[str, list[tuple[str, str]]]:
+    """The grids, buildings and speakers an operator may broadcast to (the panel's lists)."""
+    with audited(conn, user, "broadcast.send", subject_kind="community",
+                 subject_id=community_id):
+        access.require(user, "broadcast.send", what="send a cloud broadcast")
+        access.require_community(user, community_id, what=f"community {community_id}")
+    return store.broadcast_targets(conn, community_id)
+
+
 def broadcast_status(conn: psycopg.Connection, user: User, broadcast_id: object
                      ) -> list[dict[str, Any]]:
     """The speakers of a broadcast and their acks (n of m acknowledged)."""

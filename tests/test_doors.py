@@ -155,8 +155,8 @@ def test_a_pass_opens_once_within_its_hours_and_a_redelivered_scan_gets_the_same
     with connect(url) as conn:
         issued = doors.issue_pass(conn, a, a.resident_id, 2, at=NIGHT)
         token = issued["token"]
-        answer = dict(device_id=p["gate"], community_id=p["community"], token=token,
-                      now=NIGHT)
+        answer = {"device_id": p["gate"], "community_id": p["community"], "token": token,
+                      "now": NIGHT}
         with conn.transaction():
             first, reason = store.answer_scan(conn, scan_id="s1", at=NIGHT + timedelta(
                 minutes=5), **answer)
@@ -271,3 +271,71 @@ def test_access_history_of_a_door_and_a_resident_by_role(room) -> None:
                              (users.admin,)).fetchone()[0]
         assert views == 1
     assert _refusals(url, users.operator) and _refusals(url, worker)
+
+
+# --- the simulated gates and doors ----------------------------------------------------------
+
+def _small(sample):
+    from tests.test_simulator import BUILDINGS, LEFT_OUT, community_of
+
+    return community_of(sample, buildings=BUILDINGS, left_out=LEFT_OUT)
+
+
+def test_a_simulated_door_opened_remotely_reports_who_asked_and_a_gate_asks_about_a_pass(
+        sample) -> None:
+    """Pure simulation: ``open`` with ``by`` gives an access event with method remote naming
+    the actor by id; a pass shown at a gate is a pass_scan with its token; the twin's open
+    or deny is reported as visitor_qr access or access_denied. Every message is one ingest
+    accepts."""
+    import orjson
+
+    from ingest import contract
+    from ingest.simulator.simulation import Simulation
+    from tests.test_simulator import accepted
+
+    small = _small(sample)
+    start = datetime(2026, 11, 24, 19, 0, tzinfo=UTC)  # 03:00 in Wuhan
+    sim = Simulation(small, start=start, seed=2, tick_s=1)
+    d = small.devices
+    door = d.loc[d["type"] == "access_door", "id"].iloc[0]
+    gate = d.loc[d["type"] == "access_gate", "id"].iloc[0]
+    cid = small.id
+    out = sim.opening() + sim.advance(start + timedelta(seconds=5))
+
+    def command(device: str, name: str, args: dict, cid_: str = "c1") -> dict:
+        topic = contract.topic(cid, device, "cmd")
+        (ack,) = sim.obey(topic, orjson.dumps({"id": cid_, "ts": contract.fmt_time(start),
+                                               "command": name, "args": args}))
+        return orjson.loads(ack[1])
+
+    ack = command(door, "open", {"by": "resident:r-1", "subject": "r-1"})
+    assert ack["ok"] and "resident:r-1" in ack["detail"]
+    sim.present_pass(gate, "tok-abc")
+    with pytest.raises(ValueError, match="not a gate"):
+        sim.present_pass(door, "tok-abc")
+    out += sim.advance(start + timedelta(seconds=10))
+    assert command(gate, "open", {"pass": "vp-1"}, "c2")["ok"]
+    assert command(gate, "deny", {"pass": "vp-1", "reason": "used"}, "c3")["ok"]
+    out += sim.advance(start + timedelta(seconds=15))
+    rows = accepted(small, out, received_at=start + timedelta(seconds=16))
+    assert rows.dead == []
+    events = [(e[1], e[3], e[6], e[8], orjson.loads(e[10])) for e in rows.events
+              if e[3] in ("access", "pass_scan", "access_denied")
+              and e[6] in (None, "remote", "visitor_qr")]
+    assert (door, "access", "remote", "r-1", {"by": "resident:r-1"}) in events
+    assert (gate, "pass_scan", None, None, {"token": "tok-abc"}) in events
+    assert (gate, "access", "visitor_qr", None, {"pass": "vp-1", "result": "granted"}) in events
+    assert (gate, "access_denied", "visitor_qr", None,
+            {"pass": "vp-1", "result": "denied", "reason": "used"}) in events
+
+
+def test_old_access_payloads_and_the_new_methods_are_accepted() -> None:
+    from ingest import contract
+
+    for method in ("face", "card", "qr", "remote", "voice", "intercom", "password", "nfc",
+                   "visitor_qr", "fingerprint", "bluetooth", "super_sim", "exit_button"):
+        contract.Event.model_validate({"ts": "2026-11-24T07:00:00Z", "id": "e", "kind": "access",
+                                       "method": method})
+    with pytest.raises(ValueError):
+        contract.Event.model_validate({"ts": "2026-11-24T07:00:00Z", "id": "e",
+                                       "kind": "access", "method": "telepathy"})

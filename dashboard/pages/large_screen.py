@@ -19,6 +19,7 @@ from dashboard.components import badge, denied, panel, tile, when
 from dashboard.context import ctx, current_user, lang, local_now, tr, zone
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
+from dashboard.pages import broadcast_panel
 from dashboard.words import titles
 from layers.twin_layers import LIVE_COLORS
 from twin.access import AccessDenied, can_open
@@ -109,6 +110,7 @@ def layout(**_query) -> html.Div:
                 html.Div([html.Span(className="swatch calm"), "OK"]),
             ]),
             html.Div(id=UPDATED, className="map-updated"),
+            broadcast_panel.panel(),
         ]),
         html.Div(className="ls-right", children=[
             panel(tr("ls.alarm_feed"), html.Div(_feed(state.feed, lang()), id=FEED,
@@ -127,6 +129,7 @@ def warm_up(c) -> None:
 
 
 def register_callbacks(app: dash.Dash) -> None:
+    broadcast_panel.register_callbacks(app)
     kpi_outputs = [Output(KPI[k], "children") for k in KPI]
 
     @app.callback(

@@ -234,3 +234,19 @@ def answer_scan(conn: psycopg.Connection, *, device_id: str, community_id: str, 
         conn.execute("INSERT INTO rule_outbox (command_id, created_at) VALUES (%s, %s)",
                      (command_id, now))
     return command_id, reason
+
+
+def broadcast_targets(conn: psycopg.Connection, community_id: str
+                      ) -> dict[str, list[tuple[str, str]]]:
+    """What a broadcast may go to in a community: its grids, buildings and speakers as
+    (id, name), by name."""
+    rows = conn.execute(
+        """SELECT 'grid', id, name FROM grid WHERE community_id = %(c)s
+           UNION ALL SELECT 'building', id, name FROM building WHERE community_id = %(c)s
+           UNION ALL SELECT 'speaker', id, name FROM device
+                     WHERE community_id = %(c)s AND type = 'speaker'
+           ORDER BY 1, 3, 2""", {"c": community_id}).fetchall()
+    out: dict[str, list[tuple[str, str]]] = {"grid": [], "building": [], "speaker": []}
+    for kind, id_, name in rows:
+        out[kind].append((id_, name))
+    return out
