@@ -22,7 +22,7 @@ _NAV = (
 #: /m page is the "resident_app" page (`twin.access.PAGE_ROLES`); each checks again.
 MOBILE_NAV: tuple[tuple[str, str, str], ...] = (
     ("/m", "m.nav.home", "⌂"),
-    ("/m/doors", "m.nav.doors", "⚿"),
+    ("/m/doors", "m.nav.doors", "▣"),
 )
 
 

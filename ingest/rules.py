@@ -149,9 +149,10 @@ class RulesService(Consumer):
         with conn.transaction():
             self._act(conn, [(batch[i], f) for i, f in staged.firings], now, outcome, dead)
             for scan in staged.scans:  # the gate waits: answered in this commit
+                # the pass's hours are checked on the twin's clock, not the gate's
                 doors.answer_scan(conn, device_id=scan.device_id,
                                   community_id=scan.community_id, scan_id=scan.scan_id,
-                                  token=scan.token, at=scan.at, now=now)
+                                  token=scan.token, at=now, now=now)
             store.save_engine(conn, engine, at=now)
             self.store_dead(conn, dead)
         self.metrics.firings.inc(len(staged.firings))
@@ -317,6 +318,7 @@ class Scan:
     community_id: str
     scan_id: str
     token: object
+    #: The gate's own time of the scan (the pass is checked on the twin's clock).
     at: datetime
 
 

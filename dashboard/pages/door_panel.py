@@ -24,6 +24,9 @@ STATUS = "bd-door-status"
 COMMAND = "bd-door-command"
 POLL = "bd-door-poll"
 HISTORY = "bd-door-history"
+#: The building page's refresh tick (`dashboard.pages.building.REFRESH`): the history
+#: follows the door's reports.
+REFRESH = "b-refresh"
 
 
 def door_panel(devices: list[dict[str, Any]], lg: str) -> html.Div:
@@ -49,8 +52,9 @@ def door_panel(devices: list[dict[str, Any]], lg: str) -> html.Div:
 
 
 def register_callbacks(app: dash.Dash) -> None:
-    @app.callback(Output(HISTORY, "children"), Input(DOOR, "value"), Input(POLL, "disabled"))
-    def history(device_id, _polling):
+    @app.callback(Output(HISTORY, "children"), Input(DOOR, "value"), Input(POLL, "disabled"),
+                  Input(REFRESH, "n_intervals"))
+    def history(device_id, _polling, _n):
         return door_history(device_id)
 
     @app.callback(Output(COMMAND, "data"), Output(STATUS, "children"),

@@ -48,7 +48,8 @@ def layout(**_query) -> html.Div:
     except AccessDenied:
         return denied()
     lg = lang()
-    cards = [html.Div(className="m-card dr-door", children=[
+    cards = [html.Div(className="m-card dr-door " + ("dr-gate" if d.is_gate else "dr-entrance"),
+                      children=[
         html.Div([html.Div(d.name, className="dr-name"),
                   html.Div(t("dr.gate" if d.is_gate else "dr.entrance", lg),
                            className="dr-kind")]),

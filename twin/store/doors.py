@@ -34,11 +34,11 @@ def door(conn: psycopg.Connection, device_id: str) -> Door | None:
 
 
 def doors_of(conn: psycopg.Connection, community_id: str, building_id: str) -> list[Door]:
-    """A resident's doors: the community's gates, then their building's entrances."""
+    """A resident's doors: their building's entrances, then the community's gates."""
     rows = conn.execute(
         _DOOR + """ WHERE d.community_id = %s AND d.type = ANY(%s)
                       AND (d.type = 'access_gate' OR d.building_id = %s)
-                    ORDER BY d.type DESC, d.name, d.id""",
+                    ORDER BY d.type, d.name, d.id""",
         (community_id, list(DOOR_TYPES), building_id)).fetchall()
     return [Door(*r) for r in rows]
 
