@@ -305,6 +305,10 @@ def simulate_command(
         "--staff/--no-staff",
         help="The community's staff accept, walk to and resolve the orders they are given.")]
     = True,
+    visitor: Annotated[list[str] | None, typer.Option(
+        help="GATE:TOKEN, repeatable: a visitor shows the pass with this token (the code under "
+             "its QR) at the gate with this device id, at the start; the twin answers.")]
+    = None,
 ) -> None:
     """Publish realistic device messages of a loaded community, with incidents on demand;
     its actuators obey the twin's commands."""
@@ -320,6 +324,12 @@ def simulate_command(
     from twin import logs
 
     logs.configure()  # its staff's work (staff_work) logs: JSON lines, or text at a terminal
+    visitors: queue.Queue[tuple[str, str]] = queue.Queue()
+    for text in visitor or []:
+        gate, _, token = text.partition(":")
+        if not gate or not token:
+            raise TwinError(f"--visitor takes GATE:TOKEN, not {text!r}")
+        visitors.put((gate, token))
     settings = load_settings()
     console = Console()
     mqtt_url = stack.mqtt_url(settings)
@@ -334,7 +344,7 @@ def simulate_command(
             community_id=community,
             rate=rate, duration=duration, messages=messages, batch_size=batch,
             start=begin, speed=speed, inject=inject or [], seed=seed,
-            progress=progress, staff_work=staff,
+            progress=progress, staff_work=staff, visitors=visitors,
         )
     table = Table("what", "value", title=f"simulated {report.community_id}"
                   + (" (interrupted)" if report.interrupted else ""))
