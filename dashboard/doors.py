@@ -75,7 +75,8 @@ def door_command(conn: psycopg.Connection, user: User, command_id: object
     row = store.command_status(conn, command_id)
     with audited(conn, user, "door.status", subject_kind="command", subject_id=command_id):
         if row is None or row["issued_by"] != policy.actor_ref(user):
-            raise AccessDenied(f"command {brief(command_id)} is not {user.name}'s")
+            raise AccessDenied(f"command {brief(command_id)} is not "
+                               f"{policy.actor_ref(user)}'s")
     assert row is not None
     return row
 
@@ -214,7 +215,7 @@ def resident_history(conn: psycopg.Connection, user: User, resident_id: object, 
             if user.role == "grid_worker" and home.grid_id != user.grid_id:
                 raise AccessDenied(f"resident {resident} is not in {user.name}'s grid")
         else:
-            raise AccessDenied(f"{user.name} ({user.role}) may not see a resident's "
+            raise AccessDenied(f"{policy.actor_ref(user)} ({user.role}) may not see a resident's "
                                f"access history")
     rows = store.access_history(conn, subject_id=resident, limit=limit)
     if user.role == "resident":
@@ -253,7 +254,7 @@ def _named(conn: psycopg.Connection, user: User, rows: list[dict[str, Any]], *,
 
 def _home(conn: psycopg.Connection, user: User) -> Home:
     if user.resident_id is None:
-        raise AccessDenied(f"{user.name} ({user.role}) does not act for a resident")
+        raise AccessDenied(f"{policy.actor_ref(user)} ({user.role}) does not act for a resident")
     found = resident_home(conn, user.resident_id)
     if found is None:
         raise TwinError(f"resident {user.resident_id} is no longer in the twin")

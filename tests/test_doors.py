@@ -339,3 +339,57 @@ def test_old_access_payloads_and_the_new_methods_are_accepted() -> None:
     with pytest.raises(ValueError):
         contract.Event.model_validate({"ts": "2026-11-24T07:00:00Z", "id": "e",
                                        "kind": "access", "method": "telepathy"})
+
+
+# --- the pages' callbacks, called directly as a forged request would ---------------------
+
+def test_the_callbacks_refuse_and_audit_what_the_role_may_not_do(room) -> None:
+    from dashboard.pages import broadcast_panel, door_panel, resident_doors
+    from tests.control_room import as_user
+
+    app, users, _, url = room
+    p = _people(url)
+    with as_user(app, p["a"].name, "/m/doors"):
+        with pytest.raises(AccessDenied):
+            resident_doors.open_door(p["door_b"])
+        command_id, shown = resident_doors.open_door(p["gate"])
+        assert command_id and shown
+        assert resident_doors.door_answers({p["gate"]: command_id}) == {
+            p["gate"]: shown}  # still waiting: nobody answers in this test
+        with pytest.raises(AccessDenied):
+            door_panel.door_history(p["door_b"])
+        with pytest.raises(AccessDenied):
+            broadcast_panel.send("x", grid_id="any")
+    with as_user(app, "family-1", "/m/doors"):
+        with pytest.raises(AccessDenied):
+            resident_doors.issue_pass(4)
+        with pytest.raises(AccessDenied):
+            broadcast_panel.send("x", speakers=["any"])
+    with as_user(app, users.worker, "/"):
+        with pytest.raises(AccessDenied):
+            broadcast_panel.send("x", speakers=["any"])
+        with pytest.raises(AccessDenied):
+            door_panel.open_door(p["door_b"])
+    with as_user(app, users.operator, "/"):
+        # bad input is a message, nothing sent
+        assert broadcast_panel.send("", speakers=["x"]) == (None, "a broadcast needs a text")
+        assert door_panel.open_door({"x": 1})[0] is None
+    with connect(url) as conn:
+        refused = conn.execute(
+            "SELECT user_name, detail ->> 'asked' FROM audit_log WHERE action = 'denied'"
+        ).fetchall()
+    assert (p["a"].name, "door.open") in refused
+    assert (p["a"].name, "access.history") in refused
+    assert ("family-1", "pass.issue") in refused and ("family-1", "broadcast.send") in refused
+    assert (users.worker, "broadcast.send") in refused and (users.worker, "door.open") in refused
+
+
+def test_refusals_name_a_resident_by_id_never_by_their_phone(room) -> None:
+    _, _, _, url = room
+    p = _people(url)
+    a = p["a"]
+    with connect(url) as conn:
+        with pytest.raises(AccessDenied) as refused:
+            doors.open_door(conn, a, p["door_b"], at=NIGHT)
+    assert a.name not in str(refused.value) and a.resident_id in str(refused.value)
+    assert all(a.name not in str(detail) for _, detail in _refusals(url, a.name))

@@ -75,7 +75,8 @@ def require_door(user: User, door: Door, home: Home | None) -> None:
         raise AccessDenied(f"{door.id} is a {door.type}, not a door")
     if user.role == "resident" and (home is None or home.resident_id != user.resident_id
                                     or not resident_may_open(door, home)):
-        raise AccessDenied(f"{what} is not one of {user.name}'s doors")
+        # the actor by id: a resident's login name is their phone number
+        raise AccessDenied(f"{what} is not one of {actor_ref(user)}'s doors")
 
 
 def actor_ref(user: User) -> str:
