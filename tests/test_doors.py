@@ -388,8 +388,7 @@ def test_refusals_name_a_resident_by_id_never_by_their_phone(room) -> None:
     _, _, _, url = room
     p = _people(url)
     a = p["a"]
-    with connect(url) as conn:
-        with pytest.raises(AccessDenied) as refused:
-            doors.open_door(conn, a, p["door_b"], at=NIGHT)
+    with connect(url) as conn, pytest.raises(AccessDenied) as refused:
+        doors.open_door(conn, a, p["door_b"], at=NIGHT)
     assert a.name not in str(refused.value) and a.resident_id in str(refused.value)
     assert all(a.name not in str(detail) for _, detail in _refusals(url, a.name))

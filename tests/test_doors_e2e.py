@@ -251,6 +251,70 @@ def test_an_operator_broadcast_to_an_area_reaches_exactly_the_speakers_inside_it
     del grid
 
 
+def test_a_broadcast_to_an_area_drawn_on_the_map_reaches_exactly_the_speakers_inside(
+        live, browser) -> None:
+    base, url = live["base"], live["url"]
+    boundary = shapely.from_wkt(_scalar(url, "SELECT ST_AsText(boundary) FROM community"))
+    speakers = {s: shapely.Point(x, y) for s, x, y in _rows(
+        url, "SELECT id, ST_X(geom), ST_Y(geom) FROM device WHERE type = 'speaker'")}
+    page = _login(browser, base, "operator", viewport=FULL_HD)
+    page.wait_for_selector("#ls-map canvas", timeout=FIRST_PAINT_MS)
+    page.wait_for_function(
+        "() => Number(document.getElementById('ls-map').dataset.frames || 0) > 0",
+        timeout=FIRST_PAINT_MS)
+    page.wait_for_timeout(500)
+
+    def screen(lon: float, lat: float) -> tuple[float, float]:
+        x, y, *_ = page.evaluate(
+            f"window.__twinDecks['ls-map'].getViewports()[0].project([{lon}, {lat}, 0])")
+        return x, y
+
+    page.click("#bc-open")
+    page.click("#bc-kind label:has-text('地图上圈选的区域')")
+    box = page.locator("#ls-map canvas").bounding_box()
+
+    def on_ground(lon: float, lat: float) -> bool:
+        """Bare ground under the tap: not a building, not the panel over the map."""
+        x, y = screen(lon, lat)
+        layer = page.evaluate(f"(() => {{ const o = window.__twinDecks['ls-map'].pickObject("
+                              f"{{x: {x}, y: {y}, radius: 0}}); return o && o.layer.id; }})()")
+        top = page.evaluate(f"document.elementFromPoint({box['x'] + x}, {box['y'] + y})"
+                            f".tagName")
+        return layer == "bc-ground" and top == "CANVAS"
+
+    # a rectangle whose corners are bare ground (a tap there is a corner, not a building),
+    # with speakers inside and out, none near its edges (a tap lands within a pixel)
+    x0, y0, x1, y1 = boundary.bounds
+    for fx0, fx1, fy0, fy1 in [(a, a + w, b, b + h) for w in (0.4, 0.3, 0.5)
+                               for a in (0.3, 0.2, 0.1, 0.4) for b, h in ((0.1, 0.8),
+                                                                         (0.05, 0.6),
+                                                                         (0.3, 0.6))]:
+        area = shapely.box(x0 + fx0 * (x1 - x0), y0 + fy0 * (y1 - y0),
+                           x0 + fx1 * (x1 - x0), y0 + fy1 * (y1 - y0))
+        inside = sorted(s for s, pt in speakers.items() if area.contains(pt))
+        corners = list(area.exterior.coords)[:-1]
+        if 0 < len(inside) < len(speakers) and all(
+                area.exterior.distance(pt) > 5e-5 for pt in speakers.values()) \
+                and all(on_ground(*c) for c in corners):
+            break
+    else:
+        pytest.fail("no rectangle on bare ground splits the community's speakers")
+    for n, (lon, lat) in enumerate(corners, start=1):
+        x, y = screen(lon, lat)
+        page.mouse.click(box["x"] + x, box["y"] + y)
+        page.wait_for_selector(f"#bc-point-count >> text={n}", timeout=10_000)
+    assert page.url.rstrip("/") == base  # a tap while drawing opens no building
+    page.fill("#bc-text", "测试广播 drawn area")
+    page.click("#bc-send")
+    n = len(inside)
+    page.wait_for_selector(f"#bc-status >> text={n} / {n} 已应答", timeout=LOOP_MS)
+    got = [r[0] for r in _rows(url, "SELECT device_id FROM device_command WHERE command = "
+                                    "'broadcast' AND args ->> 'text' = '测试广播 drawn area' "
+                                    "ORDER BY device_id")]
+    assert got == inside
+    _shot(page, "broadcast-drawn")
+
+
 def test_an_operator_opens_a_door_from_the_building_page_and_reads_its_history_masked(
         live, browser) -> None:
     base, url = live["base"], live["url"]

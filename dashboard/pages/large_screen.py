@@ -66,7 +66,7 @@ def layout(**_query) -> html.Div:
     c.live.put(token, state)
     the_map = TwinDeck(
         id=MAP,
-        layers=base["layers"] + maps.live_layers(),
+        layers=base["layers"] + broadcast_panel.map_layers(base["layers"]) + maps.live_layers(),
         layerData={name: maps.encoded(records) for name, records in state.layers.items()},
         featureColors={"buildings": state.building_colors},
         colorBy=LIVE_COLORS,
@@ -145,8 +145,11 @@ def register_callbacks(app: dash.Dash) -> None:
     def charts(_n):
         return chart_figures()
 
-    @app.callback(Output(NAV, "href"), Input(MAP, "clickInfo"), prevent_initial_call=True)
-    def open_clicked(click):
+    @app.callback(Output(NAV, "href"), Input(MAP, "clickInfo"),
+                  State(broadcast_panel.KIND, "value"), prevent_initial_call=True)
+    def open_clicked(click, broadcast_area):
+        if broadcast_panel.is_drawing(broadcast_area):  # a tap is a corner of the area
+            return no_update
         return clicked_target(click) or no_update
 
     @app.callback(Output(ACK_MESSAGE, "children"), Input({"type": ACK, "id": ALL}, "n_clicks"),
