@@ -370,7 +370,11 @@ def test_the_callbacks_refuse_and_audit_what_the_role_may_not_do(room) -> None:
             broadcast_panel.send("x", speakers=["any"])
         with pytest.raises(AccessDenied):
             door_panel.open_door(p["door_b"])
+    with as_user(app, users.admin, "/"):
+        assert door_panel.resident_history(p["a"].resident_id) is not None
     with as_user(app, users.operator, "/"):
+        with pytest.raises(AccessDenied):  # an operator sees doors' histories, not people's
+            door_panel.resident_history(p["a"].resident_id)
         # bad input is a message, nothing sent
         assert broadcast_panel.send("", speakers=["x"]) == (None, "a broadcast needs a text")
         assert door_panel.open_door({"x": 1})[0] is None
@@ -382,6 +386,7 @@ def test_the_callbacks_refuse_and_audit_what_the_role_may_not_do(room) -> None:
     assert (p["a"].name, "access.history") in refused
     assert ("family-1", "pass.issue") in refused and ("family-1", "broadcast.send") in refused
     assert (users.worker, "broadcast.send") in refused and (users.worker, "door.open") in refused
+    assert (users.operator, "access.history") in refused
 
 
 def test_refusals_name_a_resident_by_id_never_by_their_phone(room) -> None:

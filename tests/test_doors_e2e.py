@@ -333,6 +333,16 @@ def test_an_operator_opens_a_door_from_the_building_page_and_reads_its_history_m
                                       "u.id = r.unit_id WHERE u.building_id = %s", building)]
     table = page.inner_text("#door-history-table")
     assert not any(n in table for n in names)  # an operator sees residents masked
+    assert page.locator("#bd-resident").count() == 0  # and no resident's own history
+    # an admin reads a resident's passages (whole, and the view is audited)
+    admin = _login(browser, base, "admin", viewport=FULL_HD)
+    admin.goto(f"{base}/building/{building}")
+    admin.wait_for_selector("#bd-resident", timeout=FIRST_PAINT_MS)
+    admin.click("#bd-resident")
+    admin.locator(".dash-dropdown-option").first.click()
+    admin.keyboard.press("Escape")
+    admin.wait_for_selector("#bd-resident-history table, #bd-resident-history .empty",
+                            timeout=30_000)
 
 
 def _name(url: str, device_id: str) -> str:

@@ -34,6 +34,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "ah.who": ("人员", "Who"),
     "ah.result": ("结果", "Result"),
     "ah.none": ("暂无通行记录", "No passages yet"),
+    "ah.resident": ("住户通行记录", "A resident's passages"),
     "ah.in": ("进", "in"),
     "ah.out": ("出", "out"),
     "ah.granted": ("通过", "passed"),

@@ -81,7 +81,8 @@ def layout(building_id: str | None = None, **_query) -> html.Div:
             html.Div(className="bd-col", children=[
                 panel(tr("b.devices"), html.Div(_device_table(devices, lg), id=DEVICES),
                       className="bd-devices"),
-                panel(tr("bd.doors"), door_panel.door_panel(devices, lg), className="bd-doors"),
+                panel(tr("bd.doors"), door_panel.door_panel(devices, lg, people),
+                      className="bd-doors"),
                 panel(tr("b.history"), html.Div(className="history-controls", children=[
                     dcc.Dropdown(id=DEVICE, options=[
                         {"label": f"{d['name']} ({d['type']})", "value": d["id"]}
