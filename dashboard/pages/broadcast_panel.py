@@ -40,6 +40,8 @@ CLEAR = "bc-clear"
 #: The large screen's map (its clicks on a speaker's dot pick that speaker).
 MAP = "ls-map"
 KINDS = ("grid", "building", "drawn", "speakers")
+#: How long the panel waits for the speakers' acks (s); then it shows the count it has.
+ACKS_WITHIN_S = 60.0
 #: The map layers of the panel: the ground, pickable, so that a tap anywhere gives a
 #: point; and the area drawn so far.
 GROUND, AREA = "bc-ground", "bc-area"
@@ -210,8 +212,10 @@ def acks(broadcast_id: str) -> tuple[str, bool]:
         rows = doors.broadcast_status(conn, current_user(), broadcast_id)
     answered = sum(r["acked_at"] is not None for r in rows)
     ok = sum(bool(r["ok"]) for r in rows)
+    late = bool(rows) and (datetime.now(UTC) - min(r["sent_at"] for r in rows)
+                           ).total_seconds() >= ACKS_WITHIN_S
     return (f"{ok} {tr('bc.of')} {len(rows)} {tr('bc.acked')}",
-            answered == len(rows))
+            answered == len(rows) or late)
 
 
 def _community() -> str:

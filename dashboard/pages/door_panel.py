@@ -15,7 +15,7 @@ from dashboard import doors
 from dashboard.components import when
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.i18n import t
-from dashboard.pages.resident_doors import method_label
+from dashboard.pages.resident_doors import ANSWER_WITHIN_S, method_label
 from twin.access import AccessDenied, may, sees_residents_whole
 from twin.errors import TwinError
 
@@ -105,6 +105,8 @@ def answer(command_id: str) -> tuple[str, bool]:
     with ctx().pool.connection() as conn:
         row = doors.door_command(conn, current_user(), command_id)
     if row["acked_at"] is None:
+        if (datetime.now(UTC) - row["sent_at"]).total_seconds() >= ANSWER_WITHIN_S:
+            return tr("dr.no_answer"), True
         return tr("dr.sent"), False
     return (f"{tr('dr.acked_ok' if row['ok'] else 'dr.acked_fail')} "
             f"{when(row['acked_at'], '%H:%M:%S')} · {row['detail'] or ''}"), True

@@ -32,8 +32,9 @@ ISSUE = "vp-issue"
 PASS = "vp-result"
 PASSES = "vp-recent"
 HISTORY = "dr-history"
-#: How often the page asks for the door's ack while one is awaited.
+#: How often the page asks for the door's ack while one is awaited, and for how long.
 POLL_MS = 1000
+ANSWER_WITHIN_S = 30.0
 
 
 def layout(**_query) -> html.Div:
@@ -134,7 +135,8 @@ def door_answers(pending: dict[str, Any]) -> dict[str, str]:
         for door, command_id in pending.items():
             row = doors.door_command(conn, current_user(), command_id)
             if row["acked_at"] is None:
-                out[door] = tr("dr.sent")
+                waited = (datetime.now(UTC) - row["sent_at"]).total_seconds()
+                out[door] = tr("dr.sent") if waited < ANSWER_WITHIN_S else tr("dr.no_answer")
             else:
                 out[door] = (f"{tr('dr.acked_ok' if row['ok'] else 'dr.acked_fail')} "
                              f"{when(row['acked_at'], '%H:%M:%S')}")

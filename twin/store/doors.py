@@ -168,13 +168,14 @@ def speakers_in(conn: psycopg.Connection, community_id: str, *, area_geojson: st
 def broadcast_acks(conn: psycopg.Connection, broadcast_id: str) -> list[dict[str, Any]]:
     """The commands of one broadcast, speaker by speaker, with their acks."""
     rows = conn.execute(
-        """SELECT c.device_id, d.name, c.acked_at, c.ok, c.detail, c.issued_by,
+        """SELECT c.device_id, d.name, c.sent_at, c.acked_at, c.ok, c.detail, c.issued_by,
                   d.community_id
            FROM device_command c JOIN device d ON d.id = c.device_id
            WHERE c.command = 'broadcast' AND c.args ? 'broadcast'
              AND c.args ->> 'broadcast' = %s ORDER BY c.device_id""",
         (broadcast_id,)).fetchall()
-    keys = ("device_id", "name", "acked_at", "ok", "detail", "issued_by", "community_id")
+    keys = ("device_id", "name", "sent_at", "acked_at", "ok", "detail", "issued_by",
+            "community_id")
     return [dict(zip(keys, r)) for r in rows]
 
 
