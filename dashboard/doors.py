@@ -12,7 +12,7 @@ Call these outside a ``conn.transaction()`` block, as `dashboard.scoped`'s.
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -95,6 +95,10 @@ def issue_pass(conn: psycopg.Connection, user: User, resident_id: object, hours:
                                     else None, what=f"resident {brief(resident_id)}")
     home = _home(conn, user)
     issued = policy.new_pass(at, hours)
+    if store.passes_issued_since(conn, home.resident_id, at - timedelta(days=1)) \
+            >= policy.PASSES_PER_DAY:
+        raise TwinError(f"at most {policy.PASSES_PER_DAY} visitor passes a day; "
+                        "try again later")
     with conn.transaction():
         store.insert_pass(conn, issued, community_id=home.community_id,
                           resident_id=home.resident_id, at=at)

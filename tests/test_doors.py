@@ -143,6 +143,11 @@ def test_a_resident_issues_passes_only_for_their_own_household(room) -> None:
             doors.issue_pass(conn, a, a.resident_id, "soon", at=NIGHT)
         assert [x["id"] for x in doors.my_passes(conn, a)] == [issued["id"]]
         assert doors.my_passes(conn, b) == []
+        for _ in range(policy.PASSES_PER_DAY - 1):
+            doors.issue_pass(conn, a, a.resident_id, 1, at=NIGHT)
+        with pytest.raises(TwinError, match="a day"):
+            doors.issue_pass(conn, a, a.resident_id, 1, at=NIGHT)
+        doors.issue_pass(conn, a, a.resident_id, 1, at=NIGHT + timedelta(days=1, seconds=1))
     assert b.resident_id in [s for s, _ in _refusals(url, a.name)]
     assert _refusals(url, "family-1") and _refusals(url, users.operator)
 

@@ -27,6 +27,8 @@ from twin.errors import AccessDenied, TwinError
 DOOR_TYPES: tuple[str, ...] = ("access_door", "access_gate")
 #: How long a visitor pass may be good for, and the default.
 PASS_MAX_HOURS, PASS_DEFAULT_HOURS = 72, 4
+#: How many passes a household may issue in a day: a party, not a hotel's front desk.
+PASSES_PER_DAY = 20
 #: Why a gate was told not to open a pass (the ``deny`` command's reason, an event's attr).
 DENY_REASONS: tuple[str, ...] = ("unknown", "used", "expired", "not_yet", "other_community")
 #: The longest text a speaker is asked to say.

@@ -96,6 +96,12 @@ def insert_pass(conn: psycopg.Connection, issued: NewPass, *, community_id: str,
          issued.valid_until))
 
 
+def passes_issued_since(conn: psycopg.Connection, resident_id: str, since: datetime) -> int:
+    row = conn.execute("SELECT count(*) FROM visitor_pass WHERE resident_id = %s "
+                       "AND issued_at >= %s", (resident_id, since)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def passes_of(conn: psycopg.Connection, resident_id: str, *, limit: int = 10
               ) -> list[dict[str, Any]]:
     """A resident's latest passes (never their tokens: the twin does not have them)."""
