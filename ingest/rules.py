@@ -149,10 +149,12 @@ class RulesService(Consumer):
         with conn.transaction():
             self._act(conn, [(batch[i], f) for i, f in staged.firings], now, outcome, dead)
             for scan in staged.scans:  # the gate waits: answered in this commit
-                # the pass's hours are checked on the twin's clock, not the gate's
+                # A pass's hours are the wall clock's (a person issued it on the app),
+                # checked on the twin's, not the gate's, even when the rules run on the
+                # data's own clock.
                 doors.answer_scan(conn, device_id=scan.device_id,
                                   community_id=scan.community_id, scan_id=scan.scan_id,
-                                  token=scan.token, at=now, now=now)
+                                  token=scan.token, at=wall_clock(), now=now)
             store.save_engine(conn, engine, at=now)
             self.store_dead(conn, dead)
         self.metrics.firings.inc(len(staged.firings))
