@@ -3,7 +3,7 @@
 The stack is the live center's: the simulator publishes the sample community at 03:00
 Wuhan time (a night) to Mosquitto, ingest stores it, the rules service (the shipped
 library) answers gates and publishes the twin's commands from its outbox, and the
-control room is served from a thread. Nothing is seeded but the logins: a resident
+control room is `twin dashboard` as production serves it (tests/dashboard_process.py). Nothing is seeded but the logins: a resident
 (logging in by the phone number the twin holds) opens their building's entrance and
 issues a visitor pass on a phone-sized screen; a visitor shows the pass at a simulated
 gate twice; an operator broadcasts to a grid from the large screen. Each is checked on
@@ -24,7 +24,6 @@ import pytest
 import shapely
 
 from tests.test_dashboard_e2e import FIRST_PAINT_MS, FULL_HD, PHONE, new_page
-from twin.services.ports import free_port
 
 SHOTS = Path(__file__).resolve().parents[1] / "docs" / "img" / "residents"
 #: 03:00 in Wuhan on the day before the test runs: the community asleep.
@@ -39,14 +38,13 @@ def live(pg, sample_template, broker):
     """(base URL, database URL, resident login, visitors queue): the control room over the
     live loop at night."""
     from dashboard import auth
-    from dashboard.app import create_app
     from dashboard.demo import DEMO_PASSWORD, seed_users
-    from dashboard.serving import make_server
     from ingest.broker import forget_session
     from ingest.contract import topic
     from ingest.rules import RulesOptions, RulesService
     from ingest.service import IngestOptions, IngestService
     from ingest.simulator import run_simulation
+    from tests.dashboard_process import dashboard_process
     from tests.mqtt_helpers import clear_retained
     from twin.clock import wall_clock
     from twin.rules.store import store_library_if_empty
@@ -82,16 +80,12 @@ def live(pg, sample_template, broker):
         url, broker.service_url(SIMULATOR), start=NIGHT_START, speed=1, seed=7, stop=stop,
         visitors=visitors))
     simulator.start()
-    app = create_app(url, secret_key="doors-e2e")
-    port = free_port()
-    server = make_server(app, "127.0.0.1", port)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _wait(lambda: _scalar(url, "SELECT count(*) FILTER (WHERE online) FROM device_state")
-          > 1000, 120, "the simulator's data never reached the twin")
-    yield {"base": f"http://127.0.0.1:{port}", "url": url, "phone": phone,
-           "resident": resident, "visitors": visitors, "community": community}
+    with dashboard_process(url, secret="doors-e2e") as dashboard:  # as production serves it
+        _wait(lambda: _scalar(url, "SELECT count(*) FILTER (WHERE online) FROM device_state")
+              > 1000, 120, "the simulator's data never reached the twin")
+        yield {"base": dashboard.base, "url": url, "phone": phone, "resident": resident,
+               "visitors": visitors, "community": community}
     stop.set()
-    server.shutdown()
     simulator.join(timeout=30)
     rules.stop()
     ingest.stop()
@@ -100,7 +94,6 @@ def live(pg, sample_template, broker):
     with connect(url) as conn:
         devices = conn.execute("SELECT community_id, id FROM device").fetchall()
     clear_retained(broker.admin_url, [topic(c, d, "status") for c, d in devices])
-    app.server.config["TWIN"].pool.close()
     pg.drop_database(name)
 
 
