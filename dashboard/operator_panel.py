@@ -41,6 +41,9 @@ CLEAR_MESSAGE = "h-clear-message"
 #: The large screen's map and feed, whose taps fill the form.
 LS_MAP = "ls-map"
 
+#: The broadcast panel's choice of area (dashboard.pages.broadcast_panel.KIND), on the same map.
+BROADCAST_KIND = "bc-kind"
+
 __all__ = ["panel", "register_callbacks", "with_pickable_ground"]
 
 
@@ -86,10 +89,13 @@ def panel(*, folded: bool) -> html.Details | None:
 
 def register_callbacks(app: dash.Dash) -> None:
     @app.callback(Output(LON, "value"), Output(LAT, "value"), Output(SOURCE, "value"),
-                  Input(LS_MAP, "clickInfo"), prevent_initial_call=True)
-    def from_map(click):
-        # a building's tap opens its drill-down; open ground gives the point
-        if not isinstance(click, dict) or click.get("layer") != "ground":
+                  Input(LS_MAP, "clickInfo"), State(BROADCAST_KIND, "value"),
+                  prevent_initial_call=True)
+    def from_map(click, broadcast_kind):
+        # a building's tap opens its drill-down; open ground gives the point, unless the
+        # broadcast panel is drawing an area (then the tap is one of its corners)
+        if not isinstance(click, dict) or click.get("layer") != "ground" \
+                or broadcast_kind == "drawn":
             return no_update, no_update, no_update
         point = picked_point(click)
         if point is None:

@@ -25,6 +25,7 @@ MOBILE_NAV: tuple[tuple[str, str, str], ...] = (
     ("/m", "m.nav.home", "⌂"),
     ("/m/report", "m.nav.report", "✎"),
     ("/m/notices", "m.nav.notices", "✉"),
+    ("/m/doors", "m.nav.doors", "▣"),
 )
 
 

@@ -46,6 +46,7 @@ from twin.model import DeviceInfo
 from twin.rules import store
 from twin.rules.actions import Firing
 from twin.rules.engine import Engine, Observation
+from twin.store import doors
 
 #: What the rules listen to: everything a device says except command acks.
 RULE_KINDS = ("telemetry", "event", "status", "batch")
@@ -68,6 +69,8 @@ class Staged:
     #: (index of the message in the flush, firing)
     firings: list[tuple[int, Firing]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    #: Visitor passes shown at gates, to answer (`pass_scans`).
+    scans: list[Scan] = field(default_factory=list)
 
 
 class RulesService(Consumer):
@@ -134,6 +137,7 @@ class RulesService(Consumer):
                     staged.firings.extend((index, f) for f in engine.observe(obs))
             except Exception as e:  # noqa: BLE001 - a rule bug must not end the worker
                 self._failed(item, f"evaluating the message on {item.topic}", e, staged.dead)
+            staged.scans.extend(pass_scans(decoded, self.directory.get))
         return staged
 
     def commit(self, batch: list[Received], staged: Staged) -> None:
@@ -144,11 +148,18 @@ class RulesService(Consumer):
         dead = list(staged.dead)
         with conn.transaction():
             self._act(conn, [(batch[i], f) for i, f in staged.firings], now, outcome, dead)
+            for scan in staged.scans:  # the gate waits: answered in this commit
+                # A pass's hours are the wall clock's (a person issued it on the app),
+                # checked on the twin's, not the gate's, even when the rules run on the
+                # data's own clock.
+                doors.answer_scan(conn, device_id=scan.device_id,
+                                  community_id=scan.community_id, scan_id=scan.scan_id,
+                                  token=scan.token, at=wall_clock(), now=now)
             store.save_engine(conn, engine, at=now)
             self.store_dead(conn, dead)
         self.metrics.firings.inc(len(staged.firings))
         self.processed += len(batch)
-        if outcome.outbox:
+        if outcome.outbox or staged.scans:
             self._publish_pending()
 
     def idle(self) -> None:
@@ -157,6 +168,8 @@ class RulesService(Consumer):
         if asked or now - self._last_reload >= self.options.reload_s:
             self._reload()
             self._last_reload = now
+            # commands queued by people (a door opened, a broadcast) since the last look
+            self._publish_pending()
         data_moved = (self._watermark is not None and self._last_tick_at is not None
                       and (self.clock() - self._last_tick_at).total_seconds()
                       >= self.options.tick_s)
@@ -296,6 +309,31 @@ class RulesService(Consumer):
                 done.append(outbox_id)
         with conn.transaction():
             store.mark_published(conn, done, at=self.clock())
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """A visitor pass shown at a gate (a ``pass_scan`` event): the gate waits for the
+    twin's open or deny."""
+
+    device_id: str
+    community_id: str
+    scan_id: str
+    token: object
+    #: The gate's own time of the scan (the pass is checked on the twin's clock).
+    at: datetime
+
+
+def pass_scans(rows: Decoded, directory: Callable[[str], DeviceInfo | None]) -> list[Scan]:
+    """The ``pass_scan`` events among decoded rows."""
+    out = []
+    for ts, device_id, event_id, kind, *_, attrs, _got in rows.events:
+        info = directory(device_id)
+        if kind != "pass_scan" or info is None:
+            continue
+        token = orjson.loads(attrs).get("token") if attrs else None
+        out.append(Scan(device_id, info.community_id, event_id, token, ts))
+    return out
 
 
 def _hour(at: datetime) -> datetime:

@@ -19,9 +19,19 @@ GATEWAY_TYPE = "iot_gateway"
 #: The device type a staff member wears: it publishes ``position`` fixes for its wearer.
 BADGE_TYPE = "staff_badge"
 
-#: How an access gate or door can be opened.
-AccessMethod = Literal["face", "card", "qr", "remote", "voice", "intercom", "password"]
+#: How an access gate or door was opened, as access controllers report it (Hikvision's and
+#: Dahua's event types name the same credentials): a face, a card (IC/ID), an NFC phone or
+#: card, a resident's own QR code, a visitor pass's QR code (checked by the twin), a
+#: fingerprint, a password (PIN), a phone over Bluetooth, a remote opening by the twin
+#: (app or control room), a video intercom (answered by a resident, also from a
+#: mini-program), voice, a "super SIM" (the carrier's NFC SIM) and the exit button inside.
+#: The first seven are version 1's first list; a payload that uses them is unchanged.
+AccessMethod = Literal["face", "card", "qr", "remote", "voice", "intercom", "password",
+                       "nfc", "visitor_qr", "fingerprint", "bluetooth", "super_sim",
+                       "exit_button"]
 ACCESS_METHODS: tuple[AccessMethod, ...] = get_args(AccessMethod)
+#: Methods the twin itself grants (a command), never a reader on its own.
+GRANTED_BY_TWIN: frozenset[str] = frozenset({"remote", "visitor_qr"})
 
 #: What the community's AI cameras are trained to detect.
 CAMERA_CLASSES: tuple[str, ...] = (
@@ -95,13 +105,16 @@ DEVICE_TYPES: dict[str, DeviceType] = {
         DeviceType(
             "access_gate", "safety", "Pedestrian/vehicle access gate (人行/车行道闸)",
             metrics={"door_state": Metric("", choices=("open", "closed", "held_open", "forced"))},
-            events=("access", "door_forced", "door_held_open", "tailgating"),
-            commands=("open", "lock", "unlock"),
+            # pass_scan: a visitor pass shown at the reader (the twin answers open or deny);
+            # access_denied: a credential refused, by the reader or the twin
+            events=("access", "door_forced", "door_held_open", "tailgating", "pass_scan",
+                    "access_denied"),
+            commands=("open", "lock", "unlock", "deny"),
         ),
         DeviceType(
             "access_door", "safety", "Building entrance door with face/card reader (单元门禁)",
             metrics={"door_state": Metric("", choices=("open", "closed", "held_open", "forced"))},
-            events=("access", "door_forced", "door_held_open", "tailgating"),
+            events=("access", "door_forced", "door_held_open", "tailgating", "access_denied"),
             commands=("open", "lock", "unlock"),
         ),
         DeviceType(

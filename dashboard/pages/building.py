@@ -14,6 +14,7 @@ from dashboard import scoped
 from dashboard.components import badge, denied, panel, when
 from dashboard.context import ctx, current_user, lang, tr, zone
 from dashboard.i18n import t
+from dashboard.pages import door_panel
 from dashboard.pages.large_screen import _dark
 from dashboard.words import titles
 from twin.access import AccessDenied, can_open
@@ -80,6 +81,8 @@ def layout(building_id: str | None = None, **_query) -> html.Div:
             html.Div(className="bd-col", children=[
                 panel(tr("b.devices"), html.Div(_device_table(devices, lg), id=DEVICES),
                       className="bd-devices"),
+                panel(tr("bd.doors"), door_panel.door_panel(devices, lg, people),
+                      className="bd-doors"),
                 panel(tr("b.history"), html.Div(className="history-controls", children=[
                     dcc.Dropdown(id=DEVICE, options=[
                         {"label": f"{d['name']} ({d['type']})", "value": d["id"]}
@@ -104,6 +107,7 @@ def layout(building_id: str | None = None, **_query) -> html.Div:
 
 
 def register_callbacks(app: dash.Dash) -> None:
+    door_panel.register_callbacks(app)
     @app.callback(Output(METRIC, "options"), Output(METRIC, "value"), Input(DEVICE, "value"),
                   State(BUILDING, "data"), prevent_initial_call=True)
     def pick_device(device_id, building_id):

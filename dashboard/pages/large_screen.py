@@ -19,6 +19,7 @@ from dashboard.components import badge, denied, panel, tile, when
 from dashboard.context import ctx, current_user, lang, local_now, tr, zone
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
+from dashboard.pages import broadcast_panel
 from dashboard.words import titles
 from layers.twin_layers import LIVE_COLORS
 from twin.access import AccessDenied, can_open
@@ -65,7 +66,9 @@ def layout(**_query) -> html.Div:
     c.live.put(token, state)
     the_map = TwinDeck(
         id=MAP,
-        layers=operator_panel.with_pickable_ground(base["layers"]) + maps.live_layers(),
+        # one pickable ground: a tap on it is a hand-made order's place or an area's corner
+        layers=(operator_panel.with_pickable_ground(base["layers"]) + broadcast_panel.map_layers()
+                + maps.live_layers()),
         layerData={name: maps.encoded(records) for name, records in state.layers.items()},
         featureColors={"buildings": state.building_colors},
         colorBy=LIVE_COLORS,
@@ -110,6 +113,7 @@ def layout(**_query) -> html.Div:
             ]),
             html.Div(id=UPDATED, className="map-updated"),
             operator_panel.panel(folded=True),  # by hand: orders, clears (its own module)
+            broadcast_panel.panel(),
         ]),
         html.Div(className="ls-right", children=[
             panel(tr("ls.alarm_feed"), html.Div(_feed(state.feed, lang()), id=FEED,
@@ -128,6 +132,7 @@ def warm_up(c) -> None:
 
 
 def register_callbacks(app: dash.Dash) -> None:
+    broadcast_panel.register_callbacks(app)
     kpi_outputs = [Output(KPI[k], "children") for k in KPI]
 
     @app.callback(
@@ -143,8 +148,11 @@ def register_callbacks(app: dash.Dash) -> None:
     def charts(_n):
         return chart_figures()
 
-    @app.callback(Output(NAV, "href"), Input(MAP, "clickInfo"), prevent_initial_call=True)
-    def open_clicked(click):
+    @app.callback(Output(NAV, "href"), Input(MAP, "clickInfo"),
+                  State(broadcast_panel.KIND, "value"), prevent_initial_call=True)
+    def open_clicked(click, broadcast_area):
+        if broadcast_panel.is_drawing(broadcast_area):  # a tap is a corner of the area
+            return no_update
         return clicked_target(click) or no_update
 
     @app.callback(Output(ACK_MESSAGE, "children"), Input({"type": ACK, "id": ALL}, "n_clicks"),

@@ -2,8 +2,15 @@
 
 Passages follow the community's comings and goings (out in the morning, in
 in the evening); a resident of the door's building, or anyone at a gate, is
-the ``subject``. Doors obey ``open`` (a remote opening), ``lock`` (ends a
+the ``subject``. Doors obey ``open`` (a remote opening, or a visitor pass the
+twin accepted), ``deny`` (a visitor pass the twin refused), ``lock`` (ends a
 door held open) and ``unlock`` (open until locked).
+
+A visitor shows a pass at a gate with :meth:`Access.present_pass`: the gate
+publishes a ``pass_scan`` event with the pass's opaque token and waits for the
+twin's answer, as a real controller in "online verification" mode does; it
+never decides itself. An ``open`` that names the pass lets the visitor in
+(``access`` with method ``visitor_qr``), a ``deny`` reports ``access_denied``.
 """
 
 from __future__ import annotations
@@ -20,12 +27,16 @@ from twin.device_types import ACCESS_METHODS
 #: Share of passages that go out: mornings out to work and school, evenings back in.
 OUT_SHARE = daily([0.5, 0.5, 0.5, 0.5, 0.55, 0.7, 0.8, 0.85, 0.85, 0.75, 0.6, 0.5,
                    0.5, 0.5, 0.5, 0.45, 0.35, 0.2, 0.15, 0.25, 0.35, 0.4, 0.45, 0.5])
-#: How gates and doors are opened (shares per method of ACCESS_METHODS).
+#: How residents open gates and doors on their own (shares per method of ACCESS_METHODS):
+#: mostly faces, then cards and NFC phones, then the rest. ``remote`` and ``visitor_qr``
+#: are never drawn here: the twin grants them by command (docs/mqtt.md#access-methods).
 METHOD_SHARES = {
-    "access_door": {"face": 0.58, "card": 0.18, "qr": 0.04, "remote": 0.08, "voice": 0.02,
-                    "intercom": 0.06, "password": 0.04},
-    "access_gate": {"face": 0.45, "card": 0.22, "qr": 0.16, "remote": 0.10, "voice": 0.01,
-                    "intercom": 0.04, "password": 0.02},
+    "access_door": {"face": 0.55, "card": 0.14, "nfc": 0.05, "qr": 0.04, "fingerprint": 0.03,
+                    "password": 0.03, "bluetooth": 0.03, "super_sim": 0.01, "voice": 0.01,
+                    "intercom": 0.06, "exit_button": 0.05},
+    "access_gate": {"face": 0.46, "card": 0.18, "nfc": 0.06, "qr": 0.12, "fingerprint": 0.01,
+                    "password": 0.02, "bluetooth": 0.04, "super_sim": 0.02, "voice": 0.01,
+                    "intercom": 0.04, "exit_button": 0.04},
 }
 #: Passages per device and day.
 PASSAGES_PER_DAY = {"access_door": 180.0, "access_gate": 450.0}
@@ -52,7 +63,7 @@ class Access(Domain):
         self.doors = np.concatenate([world.rows["access_gate"], world.rows["access_door"]])
         self.passages = np.array([PASSAGES_PER_DAY.get(c, 0.0) for c in world.type])
         self.passages *= world.rng.uniform(0.7, 1.3, n)
-        self.method_cdf = {code: np.cumsum([shares[m] for m in ACCESS_METHODS])
+        self.method_cdf = {code: np.cumsum([shares.get(m, 0.0) for m in ACCESS_METHODS])
                            / sum(shares.values()) for code, shares in METHOD_SHARES.items()}
         self.last_access = np.full(n, -np.inf)
         self.held_until = np.full(n, -np.inf)
@@ -80,6 +91,8 @@ class Access(Domain):
             method = ACCESS_METHODS[int(np.searchsorted(self.method_cdf[w.type[i]],
                                                         rng.random(), side="right"))]
             direction = "out" if rng.random() < out_share else "in"
+            if method == "exit_button":  # pressed from inside: always on the way out
+                direction = "out"
             fields: dict[str, Any] = {"method": method, "direction": direction}
             if method not in ANONYMOUS_METHODS:
                 subject = self.people.subject(w.building[i], direction, t)
@@ -154,11 +167,42 @@ class Access(Domain):
         open_ = (t - self.last_access[rows] < OPEN_AFTER_PASSAGE_S) | self.unlocked[rows]
         return {"door_state": np.where(held, "held_open", np.where(open_, "open", "closed"))}
 
+    def present_pass(self, device_id: str, token: str) -> None:
+        """A visitor shows a pass's QR code at the gate ``device_id``: the gate reads the
+        token and asks the twin (a ``pass_scan`` event in the next tick)."""
+        w = self.world
+        i = w.index.get(device_id)
+        if i is None or w.type[i] != "access_gate":
+            raise ValueError(f"{device_id!r} is not a gate of {w.cid}")
+        w.outbox.append((w.clock.now + 1e-3, i, "pass_scan", {"attrs": {"token": token}}))
+
     def obey(self, i: int, command: str, args: dict[str, Any]) -> Outcome:
-        now = self.world.clock.now
+        w = self.world
+        now = w.clock.now
         if command == "open":
             self.last_access[i] = now
             detail = "door opened"
+            if isinstance(args.get("pass"), str):  # a visitor pass the twin accepted
+                w.outbox.append((now + 1e-3, i, "access", {
+                    "method": "visitor_qr", "direction": "in",
+                    "attrs": {"pass": args["pass"], "result": "granted"}}))
+                detail = f"door opened for visitor pass {args['pass']}"
+            elif isinstance(args.get("by"), str):  # opened remotely, on someone's behalf
+                by = args["by"]
+                fields: dict[str, Any] = {"method": "remote", "direction": "in",
+                                          "attrs": {"by": by}}
+                if isinstance(args.get("subject"), str):
+                    fields["subject"] = args["subject"]
+                w.outbox.append((now + 1e-3, i, "access", fields))
+                detail = f"door opened remotely for {by}"
+        elif command == "deny":
+            reason = str(args.get("reason", "refused"))[:64]
+            attrs: dict[str, Any] = {"result": "denied", "reason": reason}
+            if isinstance(args.get("pass"), str):
+                attrs["pass"] = args["pass"]
+            w.outbox.append((now + 1e-3, i, "access_denied", {"method": "visitor_qr",
+                                                              "attrs": attrs}))
+            return Outcome(True, f"visitor refused: {reason}")
         elif command == "lock":
             self.held_until[i] = -np.inf
             self.unlocked[i] = False

@@ -11,7 +11,9 @@ Commands the twin sends to the community's devices are obeyed between ticks.
 
 from __future__ import annotations
 
+import logging
 import os
+import queue
 import threading
 import time
 from collections import Counter
@@ -33,6 +35,8 @@ from ingest.simulator.staff_work import StaffAtWork
 from twin.errors import TwinError
 from twin.services.broker_accounts import SIMULATOR
 from twin.store.connection import connect
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -87,7 +91,8 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
                    until: datetime | None = None,
                    linger_s: float = 0.0,
                    published_all: threading.Event | None = None,
-                   staff_work: bool = True) -> SimulationReport:
+                   staff_work: bool = True,
+                   visitors: queue.Queue[tuple[str, str]] | None = None) -> SimulationReport:
     """Publish a simulated stream of one community's devices to the broker.
 
     Parameters
@@ -133,6 +138,9 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
     staff_work
         The community's staff accept, walk to, and resolve the orders the twin gives
         them (:mod:`ingest.simulator.staff_work`), on the simulated clock.
+    visitors
+        (gate device id, pass token) put here while the run lasts: a visitor shows that
+        pass's QR code at that gate (`Simulation.present_pass`), which asks the twin.
 
     The actuators obey the commands the twin publishes to their ``cmd``
     topics while the run lasts, and each answers with an ``ack``. Acks are
@@ -195,7 +203,14 @@ def run_simulation(database_url: str, mqtt_url: str, *, community_id: str | None
                                 else time.monotonic() - started)
 
     def obey() -> None:
-        """Carry out the commands that arrived; their acks go out at once."""
+        """Carry out the commands that arrived; their acks go out at once. Visitors who
+        arrived meanwhile show their passes."""
+        while visitors is not None and not visitors.empty():
+            gate, token = visitors.get_nowait()
+            try:
+                simulation.present_pass(gate, token)
+            except ValueError as e:
+                log.warning("visitor pass not shown: %s", e)
         for topic, payload in publisher.take_commands():
             for ack_topic, ack in simulation.obey(topic, payload):
                 publisher.send(ack_topic, ack, paced=False)
@@ -290,6 +305,10 @@ def simulate_command(
         "--staff/--no-staff",
         help="The community's staff accept, walk to and resolve the orders they are given.")]
     = True,
+    visitor: Annotated[list[str] | None, typer.Option(
+        help="GATE:TOKEN, repeatable: a visitor shows the pass with this token (the code under "
+             "its QR) at the gate with this device id, at the start; the twin answers.")]
+    = None,
 ) -> None:
     """Publish realistic device messages of a loaded community, with incidents on demand;
     its actuators obey the twin's commands."""
@@ -305,6 +324,12 @@ def simulate_command(
     from twin import logs
 
     logs.configure()  # its staff's work (staff_work) logs: JSON lines, or text at a terminal
+    visitors: queue.Queue[tuple[str, str]] = queue.Queue()
+    for text in visitor or []:
+        gate, _, token = text.partition(":")
+        if not gate or not token:
+            raise TwinError(f"--visitor takes GATE:TOKEN, not {text!r}")
+        visitors.put((gate, token))
     settings = load_settings()
     console = Console()
     mqtt_url = stack.mqtt_url(settings)
@@ -319,7 +344,7 @@ def simulate_command(
             community_id=community,
             rate=rate, duration=duration, messages=messages, batch_size=batch,
             start=begin, speed=speed, inject=inject or [], seed=seed,
-            progress=progress, staff_work=staff,
+            progress=progress, staff_work=staff, visitors=visitors,
         )
     table = Table("what", "value", title=f"simulated {report.community_id}"
                   + (" (interrupted)" if report.interrupted else ""))

@@ -98,8 +98,9 @@ class Simulation:
         self._gateways = Gateways(world, batch_size=batch_size)
         self._charging = Charging(world, people)  # draws nothing when built
         # Built left to right: the order in which they draw from the generator.
+        self._access = Access(world, people)
         self._domains: tuple[Domain, ...] = (
-            people, Access(world, people), Cameras(world), Safety(world), Environment(world),
+            people, self._access, Cameras(world), Safety(world), Environment(world),
             Home(world, people), self._charging, Equipment(world, self._gateways),
             Patrols(world))
         assert tuple(map(type, self._domains)) == DOMAINS
@@ -211,6 +212,12 @@ class Simulation:
             domain.begin(active)
         self._started.append(incident)
         return incident
+
+    def present_pass(self, device_id: str, token: str) -> None:
+        """A visitor shows the QR code of a pass (its opaque token) at the gate
+        ``device_id``; the gate asks the twin in the next tick (`Access.present_pass`).
+        Raises ValueError if the device is not one of the community's gates."""
+        self._access.present_pass(device_id, token)
 
     def obey(self, topic: str, payload: bytes) -> list[Message]:
         """A command from the twin, carried out at the current clock; the device's ``ack``.
