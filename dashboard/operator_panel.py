@@ -16,7 +16,13 @@ from dash import ctx as dash_ctx
 from dashboard import operator_actions
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.i18n import t
-from dashboard.report_views import picked_point, refusal, staff_role, with_pickable_ground
+from dashboard.report_views import (
+    PICK_GROUND,
+    picked_point,
+    refusal,
+    staff_role,
+    with_pickable_ground,
+)
 from twin.access import AccessDenied, may
 from twin.errors import TwinError
 from twin.reports import Refused, load_catalogue
@@ -94,7 +100,7 @@ def register_callbacks(app: dash.Dash) -> None:
     def from_map(click, broadcast_kind):
         # a building's tap opens its drill-down; open ground gives the point, unless the
         # broadcast panel is drawing an area (then the tap is one of its corners)
-        if not isinstance(click, dict) or click.get("layer") != "ground" \
+        if not isinstance(click, dict) or click.get("layer") != PICK_GROUND \
                 or broadcast_kind == "drawn":
             return no_update, no_update, no_update
         point = picked_point(click)

@@ -35,9 +35,18 @@ def staff_role(role: str | None, lg: str) -> str:
     return texts.get(lg, texts["zh-CN"])
 
 
+#: The id of the ground's tappable copy: a tap on it is a tap on open ground.
+PICK_GROUND = "ground-pick"
+
+
 def with_pickable_ground(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The layers with the community's ground answering taps (a copy: the base map's specs
-    are cached and shared), so that a tap on open ground gives a place: the map component
-    reports a tap only on something pickable."""
-    return [{**spec, "pickable": True} if spec.get("id") == "ground" else spec
-            for spec in layers]
+    """The layers and, over them, an all but invisible tappable copy of the community's
+    ground (`PICK_GROUND`), so that a tap on open ground gives a place: the map component
+    reports a tap only on something pickable. Drawn last, the copy also answers where the
+    walkways and the flat areas lie over the ground; the base's own specs, cached and
+    shared, are not changed."""
+    ground = next((dict(spec) for spec in layers if spec.get("id") == "ground"), None)
+    if ground is None:
+        return list(layers)
+    ground.update(id=PICK_GROUND, pickable=True, stroked=False, getFillColor=[0, 0, 0, 1])
+    return [*layers, ground]

@@ -276,7 +276,7 @@ def test_a_broadcast_to_an_area_drawn_on_the_map_reaches_exactly_the_speakers_in
                               f"{{x: {x}, y: {y}, radius: 0}}); return o && o.layer.id; }})()")
         top = page.evaluate(f"document.elementFromPoint({box['x'] + x}, {box['y'] + y})"
                             f".tagName")
-        return layer == "ground" and top == "CANVAS"
+        return layer == "ground-pick" and top == "CANVAS"
 
     # a rectangle whose corners are bare ground (a tap there is a corner, not a building),
     # with speakers inside and out, none near its edges (a tap lands within a pixel)

@@ -262,7 +262,7 @@ def test_an_operator_makes_an_order_from_an_alarm_and_clears_it_on_the_large_scr
             continue
         hit = page.evaluate(f"(window.__twinDecks['ls-map'].pickObject("
                             f"{{x: {x}, y: {y}, radius: 3}}) || {{}}).layer?.id || null")
-        if hit == "ground":
+        if hit == "ground-pick":
             break
     else:
         pytest.fail("no open ground in sight on the large screen's map")
