@@ -31,6 +31,8 @@ MESSAGE = "rc-message"
 DONE = "rc-done"
 #: My session and the piles are looked at this often while the page is open.
 TICK_MS = 3000
+#: How many free piles of each shed are listed.
+FREE_SHOWN = 4
 
 
 def layout(**_query: Any) -> html.Div:
@@ -62,7 +64,9 @@ def session_card(s: dict[str, Any] | None, *, now: datetime) -> list[Any]:
     if s is None:
         return [html.Div(tr("m.no_session"), className="hint", id="rc-none")]
     start = s["started_at"] or s["requested_at"]
-    end = s["ended_at"] or (now if s["state"] == "charging" else start)
+    # while it charges, up to what the pile last reported (its clock, not the server's)
+    end = s["ended_at"] or (max(s["pile_seen_at"] or now, start) if s["state"] == "charging"
+                            else start)
     minutes = max(0, round((end - start).total_seconds() / 60)) if s["started_at"] else 0
     state = tr(f"m.session.{s['state']}")
     if s["end_reason"]:
@@ -103,15 +107,22 @@ def shed_cards(sheds: list[dict[str, Any]], *, can_start: bool) -> list[Any]:
                     html.Button(tr("m.start"), id={"type": "rc-start", "pile": p["device_id"]},
                                 className="m-button m-small")
                     if p["free"] and can_start else None])
-                for p in shed["piles"]]),
+                for p in _shown(shed["piles"])]),
         ]))
     return out
+
+
+def _shown(piles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A shed's first free piles (a phone screen, not a list of 30): the one a bike is
+    plugged into is among them, or the resident walks to the next."""
+    free = [p for p in piles if p["free"]]
+    return free[:FREE_SHOWN]
 
 
 def _pile_state(p: dict[str, Any]) -> str:
     if not p["online"]:
         return tr("m.pile.offline")
-    if p["taken"]:
+    if p["taken"] and p["status"] == "idle":  # a session being started there
         return tr("m.pile.taken")
     key = f"m.pile.{p['status']}"
     return tr(key if p["status"] in ("idle", "charging", "full", "fault") else "m.pile.unknown")

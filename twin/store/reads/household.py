@@ -87,7 +87,7 @@ def pile(conn: psycopg.Connection, device_id: str) -> dict[str, Any] | None:
 _SESSION_COLUMNS = """c.id, c.device_id, d.name, c.state, c.requested_at, c.started_at,
     c.ended_at, c.energy_kwh, c.end_reason, c.stop_requested_at,
     s.metrics->'status'->>'v', (s.metrics->'power'->>'v')::float, c.resident_id,
-    c.community_id"""
+    c.community_id, s.last_seen"""
 
 
 def sessions(conn: psycopg.Connection, resident_id: str, *, limit: int = 10
@@ -147,10 +147,12 @@ def care_status(conn: psycopg.Connection, resident_id: str, *, since: datetime
 
 def _session(r: tuple) -> dict[str, Any]:
     (sid, device, name, state, requested, started, ended, kwh, reason, stop_at, status,
-     power, resident, community, so_far) = r
+     power, resident, community, seen, so_far) = r
     return {"id": sid, "device_id": device, "device": name, "state": state,
             "requested_at": requested, "started_at": started, "ended_at": ended,
             "energy_kwh": kwh if kwh is not None else (float(so_far) if so_far else 0.0),
             "end_reason": reason, "stop_requested_at": stop_at, "pile_status": status,
             "power_kw": power if state == "charging" else 0.0, "resident_id": resident,
-            "community_id": community}
+            "community_id": community,
+            # the pile's own clock: how long it has charged, by what it last reported
+            "pile_seen_at": seen}
