@@ -243,3 +243,29 @@ def _event(conn, device_id: str, kind: str, at: datetime, *, subject: str | None
            VALUES (%s, %s, %s, %s, %s, %s, '{"session": "s-test-1"}')""",
         (at, device_id, f"{kind}-{at.timestamp()}", kind, subject, kwh))
     conn.commit()
+
+
+def test_a_pile_that_refuses_the_start_ends_the_session_and_says_so(logins) -> None:
+    conn, resident, *_, url = logins
+    _piles_report(conn, resident.community_id)
+    (pile,) = conn.execute("""SELECT id FROM device WHERE type = 'ev_charger'
+                              ORDER BY id LIMIT 1""").fetchone()
+    session = people.start_charging(conn, resident, resident.resident_id, pile, at=NIGHT)
+    # the pile answers the start: nothing is plugged in (as ingest records an ack)
+    conn.execute("""UPDATE device_command SET acked_at = %s, ok = false,
+                           detail = 'nothing is plugged in'
+                     WHERE device_id = %s AND command = 'start'""",
+                 (NIGHT + timedelta(seconds=2), pile))
+    conn.commit()
+    [refused] = people.my_sessions(conn, resident, resident.resident_id)
+    assert (refused["id"], refused["state"], refused["end_reason"]) == (
+        session["id"], "refused", "refused")
+    config = parse_config(CONFIG)
+    with connect(url, autocommit=True) as db:
+        Worker(db, config, build_transports(config, origin="t", conn=db, mqtt_client=None)
+               ).run_once()
+    [message] = people.my_inbox(conn, resident)
+    assert "未能开始充电" in message["text"]
+    # the pile is free again: a new session may start
+    again = people.start_charging(conn, resident, resident.resident_id, pile, at=NIGHT)
+    assert again["state"] == "requested"

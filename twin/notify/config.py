@@ -180,7 +180,7 @@ class NotifyConfig(_Model):
                     settings = self.transports.get(name)
                     if settings is None:
                         raise KeyCheckError(key, f"there is no transport {name!r}; the transports "
-                                             f"are {sorted(self.transports)}")
+                                             f"are {self._named()}")
                     need = settings.address
                     if need != "none" and need not in RECIPIENT_GIVES[channel] \
                             and need not in route.duty.gives():
@@ -193,6 +193,11 @@ class NotifyConfig(_Model):
                                     f"{where}.{channel} (via {', '.join(route.via)}: up to "
                                     f"{slowest:g} s of timeouts); give at least twice that")
         return self
+
+    def _named(self) -> list[str]:
+        """The transports the file names (not the built-in inbox it did not)."""
+        return sorted(n for n, t in self.transports.items()
+                      if n != INBOX or not isinstance(t, InboxSettings))
 
     def route(self, community_id: str, channel: str) -> Route:
         """The route of a channel in a community: its own, else the default.
