@@ -164,8 +164,8 @@ def test_free_piles_nearest_first_and_a_session_of_ones_own(logins) -> None:
     assert (ended["state"], ended["end_reason"], ended["energy_kwh"]) == ("ended", "full", 0.31)
     config = parse_config(CONFIG)
     with connect(url, autocommit=True) as db:
-        Worker(db, config, build_transports(config, origin="t", conn=db, mqtt_client=None)
-               ).run_once()
+        Worker(db, config, build_transports(config, origin="t", conn=db, mqtt_client=None),
+               clock=lambda: NIGHT + timedelta(hours=1)).run_once()
     [message] = people.my_inbox(conn, resident)
     assert "0.31" in message["text"] and "47" in message["text"] and "充满" in message["text"]
     assert people.my_inbox(conn, family) == []  # nobody else's inbox
@@ -219,15 +219,15 @@ def test_a_family_member_sees_only_their_relative_and_receives_the_care_alerts(l
         text_key="special-care-not-out/alarm", text_params=params))
     for contact in ("家属 <13800000001>", "家属 <13800000002>"):
         notify(conn, community_id=home[2], channel="family", recipient=contact, message="…",
-               at=datetime.now(UTC), alarm_id=raised.alarm.id, rule_id="special-care-not-out",
+               at=NIGHT, alarm_id=raised.alarm.id, rule_id="special-care-not-out",
                text_key="special-care-not-out/tell", text_params=params)
     conn.commit()
     assert conn.execute("""SELECT count(*) FROM notification WHERE channel = 'app'
                            AND recipient = %s""", (family.name,)).fetchone()[0] == 1
     config = parse_config(CONFIG)
     with connect(url, autocommit=True) as db:
-        Worker(db, config, build_transports(config, origin="t", conn=db, mqtt_client=None)
-               ).run_once()
+        Worker(db, config, build_transports(config, origin="t", conn=db, mqtt_client=None),
+               clock=lambda: NIGHT + timedelta(hours=1)).run_once()
     [message] = people.my_inbox(conn, family)
     assert "36" in message["text"] and "going out" in message["text"]  # English, as set
     status = people.care_status(conn, family, cared, now=NIGHT)
@@ -262,8 +262,8 @@ def test_a_pile_that_refuses_the_start_ends_the_session_and_says_so(logins) -> N
         session["id"], "refused", "refused")
     config = parse_config(CONFIG)
     with connect(url, autocommit=True) as db:
-        Worker(db, config, build_transports(config, origin="t", conn=db, mqtt_client=None)
-               ).run_once()
+        Worker(db, config, build_transports(config, origin="t", conn=db, mqtt_client=None),
+               clock=lambda: NIGHT + timedelta(hours=1)).run_once()
     [message] = people.my_inbox(conn, resident)
     assert "未能开始充电" in message["text"]
     # the pile is free again: a new session may start

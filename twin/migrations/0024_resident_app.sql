@@ -7,7 +7,9 @@
 --                      requested -> charging   the pile's charge_start
 --                      requested -> refused    the pile acknowledged the start with ok=false
 --                      charging  -> ended      the pile's charge_stop (its energy_kwh)
---                    and its end queues an 'app' notification to the login that started it.
+--                    and its end queues an 'app' notification to the login that started it,
+--                    at the pile's own time (as the rules stamp theirs with their clock: the
+--                    wall clock live, the data's clock in a simulation or a replay).
 -- inbox_message      a notification of channel 'app' delivered to a login: what the
 --                    resident's or family member's app lists (rendered for them when read).
 -- notification       gains the channel 'app' (recipient: an app_user name).
@@ -78,7 +80,7 @@ BEGIN
     IF FOUND AND s.login IS NOT NULL THEN
         INSERT INTO notification (community_id, time, channel, recipient, message, text_key,
                                   text_params)
-        VALUES (s.community_id, now(), 'app', s.login,
+        VALUES (s.community_id, NEW.time, 'app', s.login,
                 format('charging at %s ended (%s): %s kWh', s.device_id, s.end_reason,
                        round(coalesce(s.energy_kwh, 0)::numeric, 2)),
                 'sys/charging-ended/' || s.end_reason,
@@ -105,7 +107,7 @@ BEGIN
     IF FOUND AND s.login IS NOT NULL THEN
         INSERT INTO notification (community_id, time, channel, recipient, message, text_key,
                                   text_params)
-        VALUES (s.community_id, now(), 'app', s.login,
+        VALUES (s.community_id, NEW.acked_at, 'app', s.login,
                 format('the pile %s did not start', s.device_id),
                 'sys/charging-refused', jsonb_build_object('device', s.device_id,
                                                            'session', s.id));
