@@ -16,14 +16,12 @@ from dashboard import auth, people
 from dashboard.demo import DEMO_PASSWORD
 from ingest.notify import build_transports
 from twin.access import AccessDenied, User
-from twin.alarms import AlarmSpec
 from twin.errors import TwinError
 from twin.notify.config import parse_config
 from twin.notify.worker import Worker
 from twin.rules.store import Dispatcher
 from twin.store.connection import connect
 from twin.store.graph import walk_routing_graph
-from twin.store.operations import notify, raise_alarm
 
 #: A night hour on the community's clock (Wuhan): 03:00.
 NIGHT = datetime(2026, 11, 30, 3, 0, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(UTC)
@@ -52,7 +50,7 @@ def logins(room):
             """SELECT DISTINCT ON (r.unit_id) r.id FROM resident r
                 WHERE r.phone <> '' ORDER BY r.unit_id, r.id LIMIT 2""").fetchall()
         (cared,) = conn.execute(
-            "SELECT id FROM resident WHERE cardinality(care_flags) > 0 ORDER BY id LIMIT 1"
+            "SELECT id FROM resident WHERE 'elderly_alone' = ANY(care_flags) ORDER BY id LIMIT 1"
         ).fetchone()
         phone = conn.execute("SELECT phone FROM resident WHERE id = %s", me).fetchone()[0]
         resident = auth.add_user(conn, phone, DEMO_PASSWORD, "resident", resident_id=me[0])
@@ -200,49 +198,57 @@ def test_sos_at_night_raises_one_critical_alarm_dispatched_to_the_nearest_guard(
 
 
 def test_a_family_member_sees_only_their_relative_and_receives_the_care_alerts(logins) -> None:
+    """The special-care-not-out rule itself, on the twin's snapshot: its alarm and its
+    message to the family contacts, carried out by the rule store, reach the family
+    login's inbox through the notification worker."""
+    from twin.rules.compile import library_dir, load_directory
+    from twin.rules.engine import Engine, Observation
+    from twin.rules.store import Outcome, execute, load_snapshot, store_texts
+
     conn, resident, other, family, cared, *_, url = logins
-    status = people.care_status(conn, family, cared, now=NIGHT)
-    assert status["resident_id"] == cared and status["alarms"] == []
     for forged in (other, resident.resident_id):
         with pytest.raises(AccessDenied):
             people.care_status(conn, family, forged, now=NIGHT)
     assert len(_denials(conn, family.name)) == 2
-    # the care rule raises its alarm and tells the family contacts: the family login too
-    home = conn.execute("""SELECT u.id, u.building_id, b.community_id FROM resident r
-                             JOIN unit u ON u.id = r.unit_id JOIN building b ON b.id = u.building_id
-                            WHERE r.id = %s""", (cared,)).fetchone()
-    params = {"resident": cared, "hours": 36, "age_band": "80+"}
-    raised = raise_alarm(conn, AlarmSpec(
-        community_id=home[2], type="care_not_out", domain="activity", severity="major",
-        source_kind="resident", source_id=cared, title="…", at=NIGHT, unit_id=home[0],
-        building_id=home[1], resident_id=cared, rule_id="special-care-not-out",
-        text_key="special-care-not-out/alarm", text_params=params))
-    for contact in ("家属 <13800000001>", "家属 <13800000002>"):
-        notify(conn, community_id=home[2], channel="family", recipient=contact, message="…",
-               at=NIGHT, alarm_id=raised.alarm.id, rule_id="special-care-not-out",
-               text_key="special-care-not-out/tell", text_params=params)
+    rule = next(r for r in load_directory(library_dir()) if r.id == "special-care-not-out")
+    store_texts(conn, [rule])
+    conn.commit()
+    # the relative came home through a gate the evening before, and did not go out again
+    (gate,) = conn.execute("""SELECT id FROM device WHERE type = 'access_gate'
+                              ORDER BY id LIMIT 1""").fetchone()
+    came_in = NIGHT - timedelta(hours=40)
+    conn.execute("""INSERT INTO event (time, device_id, event_id, kind, method, direction,
+                                       subject_id) VALUES (%s, %s, 'e-in', 'access', 'face',
+                                                           'in', %s)""",
+                 (came_in, gate, cared))
+    conn.commit()
+    engine = Engine([rule], load_snapshot(conn), started=came_in)
+    engine.observe(Observation(resident.community_id, gate, came_in, "event", event="access",
+                               direction="in", subject=cared))
+    # quiet hours hold it (22:00-07:00): the morning after, on the community's clock
+    morning = NIGHT + timedelta(hours=5)
+    firings = [f for f in engine.tick(morning) if f.key == cared]
+    assert firings, "the care rule did not fire"
+    with conn.transaction():
+        for firing in firings:
+            execute(conn, firing, now=morning, dispatcher=Dispatcher(), outcome=Outcome())
     conn.commit()
     assert conn.execute("""SELECT count(*) FROM notification WHERE channel = 'app'
                            AND recipient = %s""", (family.name,)).fetchone()[0] == 1
     config = parse_config(CONFIG)
     with connect(url, autocommit=True) as db:
         Worker(db, config, build_transports(config, origin="t", conn=db, mqtt_client=None),
-               clock=lambda: NIGHT + timedelta(hours=1)).run_once()
+               clock=lambda: morning + timedelta(minutes=1)).run_once()
     [message] = people.my_inbox(conn, family)
-    assert "36" in message["text"] and "going out" in message["text"]  # English, as set
-    status = people.care_status(conn, family, cared, now=NIGHT)
-    assert [a["id"] for a in status["alarms"]] == [raised.alarm.id]
+    name = conn.execute("SELECT name FROM resident WHERE id = %s", (cared,)).fetchone()[0]
+    assert "going out" in message["text"] and name in message["text"]  # English, as set
+    status = people.care_status(conn, family, cared, now=morning)
+    assert status["last_in"] == came_in and status["last_out"] is None
+    [alert] = status["alarms"]
+    assert alert["type"] == "care_not_out" and "going out" in alert["title"]
     assert people.my_inbox(conn, resident) == []
-
-
-def _event(conn, device_id: str, kind: str, at: datetime, *, subject: str | None = None,
-           kwh: float | None = None) -> None:
-    """A pile's event as ingest stores it (its session id in attrs, energy in value)."""
-    conn.execute(
-        """INSERT INTO event (time, device_id, event_id, kind, subject_id, value, attrs)
-           VALUES (%s, %s, %s, %s, %s, %s, '{"session": "s-test-1"}')""",
-        (at, device_id, f"{kind}-{at.timestamp()}", kind, subject, kwh))
-    conn.commit()
+    assert conn.execute("""SELECT count(*) FROM audit_log WHERE user_name = %s
+                           AND action = 'view_care_status'""", (family.name,)).fetchone()[0] == 1
 
 
 def test_a_pile_that_refuses_the_start_ends_the_session_and_says_so(logins) -> None:
@@ -269,3 +275,13 @@ def test_a_pile_that_refuses_the_start_ends_the_session_and_says_so(logins) -> N
     # the pile is free again: a new session may start
     again = people.start_charging(conn, resident, resident.resident_id, pile, at=NIGHT)
     assert again["state"] == "requested"
+
+
+def _event(conn, device_id: str, kind: str, at: datetime, *, subject: str | None = None,
+           kwh: float | None = None) -> None:
+    """A pile's event as ingest stores it (its session id in attrs, energy in value)."""
+    conn.execute(
+        """INSERT INTO event (time, device_id, event_id, kind, subject_id, value, attrs)
+           VALUES (%s, %s, %s, %s, %s, %s, '{"session": "s-test-1"}')""",
+        (at, device_id, f"{kind}-{at.timestamp()}", kind, subject, kwh))
+    conn.commit()

@@ -25,12 +25,13 @@ def deliver(conn: psycopg.Connection, notification_id: int) -> bool:
 
 
 def messages(conn: psycopg.Connection, login: str, *, limit: int = 30) -> list[dict[str, Any]]:
-    """A login's inbox, newest first: each message's key and parameters to render."""
+    """A login's inbox, newest first: each message's key and parameters to render, and the
+    time of what it tells (the session's end, the alarm), not of its delivery."""
     rows = conn.execute(
-        """SELECT m.notification_id, m.delivered_at, m.read_at, n.message, n.text_key,
+        """SELECT m.notification_id, n.time, m.read_at, n.message, n.text_key,
                   n.text_params, n.alarm_id
              FROM inbox_message m JOIN notification n ON n.id = m.notification_id
-            WHERE m.login = %s ORDER BY m.delivered_at DESC, m.notification_id DESC
+            WHERE m.login = %s ORDER BY n.time DESC, m.notification_id DESC
             LIMIT %s""", (login, limit)).fetchall()
     return [{"id": nid, "at": at, "read_at": read_at, "text": text, "text_key": key,
              "text_params": params or {}, "alarm_id": alarm_id}
