@@ -285,3 +285,40 @@ def _event(conn, device_id: str, kind: str, at: datetime, *, subject: str | None
            VALUES (%s, %s, %s, %s, %s, %s, '{"session": "s-test-1"}')""",
         (at, device_id, f"{kind}-{at.timestamp()}", kind, subject, kwh))
     conn.commit()
+
+
+def test_the_charging_callbacks_posted_as_another_role_or_for_another_session(logins, room
+                                                                             ) -> None:
+    """A forged request to the page's own callback, as the browser would post it: an
+    operator starting a pile, a resident stopping someone else's session."""
+    from tests.test_dashboard_authz import login, pattern, post
+
+    app = room[0]
+    conn, resident, other, *_ = logins
+    _piles_report(conn, resident.community_id)
+    (pile,) = conn.execute("""SELECT id FROM device WHERE type = 'ev_charger'
+                              ORDER BY id LIMIT 1""").fetchone()
+    start = {"pile": pile, "type": "rc-start"}
+    resp = post(login(app, "operator"), app, output="rc-done.data",
+                trigger=pattern(start, "n_clicks"),
+                values={'{"pile":["ALL"],"type":"rc-start"}.n_clicks': [(start, 1)],
+                        '{"session":["ALL"],"type":"rc-stop"}.n_clicks': [],
+                        "rc-done.data": None})
+    assert resp.status_code == 403 or "✗" in resp.get_data(as_text=True)
+    assert conn.execute("SELECT count(*) FROM charging_session").fetchone()[0] == 0
+    assert ("resident", "charging.use") in _denials(conn, "operator")
+    # a neighbour's session, stopped from this resident's page
+    (phone,) = conn.execute("SELECT phone FROM resident WHERE id = %s", (other,)).fetchone()
+    neighbour = auth.add_user(conn, phone, DEMO_PASSWORD, "resident", resident_id=other)
+    conn.commit()
+    theirs = people.start_charging(conn, neighbour, other, pile, at=NIGHT)
+    _event(conn, pile, "charge_start", NIGHT + timedelta(seconds=5), subject=other)
+    stop = {"session": theirs["id"], "type": "rc-stop"}
+    resp = post(login(app, resident.name), app, output="rc-done.data",
+                trigger=pattern(stop, "n_clicks"),
+                values={'{"pile":["ALL"],"type":"rc-start"}.n_clicks': [],
+                        '{"session":["ALL"],"type":"rc-stop"}.n_clicks': [(stop, 1)],
+                        "rc-done.data": None})
+    assert resp.status_code == 403 or "✗" in resp.get_data(as_text=True)
+    assert people.my_sessions(conn, neighbour, other)[0]["stop_requested_at"] is None
+    assert ("charging_session", "charging.use") in _denials(conn, resident.name)
