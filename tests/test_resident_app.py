@@ -322,3 +322,44 @@ def test_the_charging_callbacks_posted_as_another_role_or_for_another_session(lo
     assert resp.status_code == 403 or "✗" in resp.get_data(as_text=True)
     assert people.my_sessions(conn, neighbour, other)[0]["stop_requested_at"] is None
     assert ("charging_session", "charging.use") in _denials(conn, resident.name)
+
+
+def test_the_pages_speak_the_logins_language_and_refuse_other_roles(logins, room) -> None:
+    """The pages as their callbacks build them: zh-CN by default, English for a login set
+    to it; a control-room login gets a refusal, not the resident's data."""
+    from dash import html
+
+    from dashboard.pages import family as family_page
+    from dashboard.pages import resident_charging, resident_home
+    from tests.control_room import as_user
+
+    app = room[0]
+    conn, resident, _other, family, *_ = logins
+
+    def text(component) -> str:
+        if isinstance(component, str | int | float):
+            return str(component)
+        if isinstance(component, list | tuple):
+            return " ".join(text(c) for c in component)
+        children = getattr(component, "children", None)
+        return "" if children is None else text(children)
+
+    with as_user(app, resident.name, "/m"):
+        home = text(resident_home.layout())
+        assert "一键报警" in home and "家庭成员" in home
+        sessions, sheds = resident_charging.charging_view()
+        assert "当前没有充电" in text(sessions)
+    auth.set_language(conn, resident.name, "en")
+    conn.commit()
+    with as_user(app, resident.name, "/m"):
+        home = text(resident_home.layout())
+        assert "SOS" in home and "Members" in home and "一键报警" not in home
+    with as_user(app, family.name, "/family"):  # set to English in the fixture
+        status, _inbox = family_page.family_view()
+        assert "Your relative" in text(status)
+        assert isinstance(resident_home.layout(), html.Div)  # the page's own refusal
+        assert "My household" not in text(resident_home.layout())
+    with as_user(app, "operator", "/m"):
+        assert "一键报警" not in text(resident_home.layout())
+        sessions, sheds = resident_charging.charging_view()
+        assert "✗" in text(sessions) and sheds == []
