@@ -198,9 +198,8 @@ def test_sos_at_night_raises_one_critical_alarm_dispatched_to_the_nearest_guard(
 
 
 def test_a_family_member_sees_only_their_relative_and_receives_the_care_alerts(logins) -> None:
-    """The special-care-not-out rule itself, on the twin's snapshot: its alarm and its
-    message to the family contacts, carried out by the rule store, reach the family
-    login's inbox through the notification worker."""
+    """The special-care-not-out rule itself, on the twin's snapshot: its alarm, raised by
+    the rule store, reaches the family login's inbox through the notification worker."""
     from twin.rules.compile import library_dir, load_directory
     from twin.rules.engine import Engine, Observation
     from twin.rules.store import Outcome, execute, load_snapshot, store_texts

@@ -158,7 +158,7 @@ def test_a_resident_charges_at_night_and_is_told_at_the_cut_off(pg, sample_templ
             family = _login(browser, base, "family-e2e")
             assert family.url.endswith("/family")
             family.wait_for_selector("#f-not-out")
-            _shot(family, "08-family")
+            _shot(family, "08-family-night")
             family.close()
             with connect(url) as conn:
                 sos = conn.execute("""SELECT severity, state FROM alarm WHERE type = 'sos'
@@ -171,6 +171,81 @@ def test_a_resident_charges_at_night_and_is_told_at_the_cut_off(pg, sample_templ
         server.shutdown()
         app.server.config["TWIN"].pool.close()
         pg.drop_database(name)
+
+
+@pytest.mark.timeout(1200)
+def test_a_family_member_receives_their_relatives_care_alert(pg, sample_template, broker,
+                                                             browser) -> None:
+    """In the day (quiet hours hold care alerts at night): a special-care resident living
+    alone whose own limit is a few minutes (care_override, as a grid worker sets it) is not
+    seen going out; the special-care-not-out rule raises its alarm and tells the family,
+    the worker delivers it to the family login, and the family page shows it."""
+    import os
+
+    from dashboard import auth
+    from dashboard.app import create_app
+    from dashboard.demo import DEMO_PASSWORD, seed_users
+    from dashboard.serving import make_server
+    from ingest.simulator import run_simulation
+    from tests.day_in_the_life import live_loop
+    from twin.store.connection import connect
+
+    name = f"family_e2e_{os.getpid()}"
+    url = pg.create_database(name, template=sample_template)
+    with connect(url) as conn:
+        seed_users(conn)
+        (cared,) = conn.execute(
+            """SELECT id FROM resident WHERE 'elderly_alone' = ANY(care_flags)
+                ORDER BY id LIMIT 1""").fetchone()
+        auth.add_user(conn, "family-day", DEMO_PASSWORD, "family", resident_id=cared)
+        conn.execute("""INSERT INTO care_override (resident_id, not_out_h, note)
+                        VALUES (%s, 0.05, 'e2e: three minutes')""", (cared,))
+        conn.commit()
+    begin = _day_start(datetime.now(UTC))
+    app = create_app(url, secret_key="family-e2e")
+    server = make_server(app, "127.0.0.1", port := free_port())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+    stop = threading.Event()
+    try:
+        with live_loop(url, broker) as loop:
+            simulating = threading.Thread(target=lambda: run_simulation(
+                url, loop.mqtt_url, start=begin, speed=SPEED, seed=9, stop=stop,
+                inject=[f"elderly-not-seen:{cared}"]), daemon=True)
+            simulating.start()
+            page = _login(browser, base, "family-day")
+            assert page.url.endswith("/family")
+            page.wait_for_selector("#f-not-out")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#f-alerts .m-message-text')]"
+                ".some(e => e.innerText.includes('未出门'))", timeout=420_000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#f-inbox .m-message-text')]"
+                ".some(e => e.innerText.includes('未出门'))", timeout=180_000)
+            _shot(page, "09-family-alert")
+            page.close()
+            with connect(url) as conn:
+                told = conn.execute(
+                    """SELECT n.state, a.type, a.resident_id FROM notification n
+                         JOIN alarm a ON a.id = n.alarm_id
+                        WHERE n.channel = 'app' AND n.recipient = 'family-day'""").fetchall()
+            assert told == [("delivered", "care_not_out", cared)]
+            stop.set()
+            simulating.join(timeout=60)
+    finally:
+        stop.set()
+        server.shutdown()
+        app.server.config["TWIN"].pool.close()
+        pg.drop_database(name)
+
+
+def _day_start(now: datetime) -> datetime:
+    """The last 10:00 in Wuhan at least an hour before now (a weekday morning's light)."""
+    local = now.astimezone(ZoneInfo("Asia/Shanghai"))
+    at = local.replace(hour=10, minute=0, second=0, microsecond=0)
+    if at > local - timedelta(hours=1):
+        at -= timedelta(days=1)
+    return at.astimezone(UTC)
 
 
 def _pile_free(url: str, pile: str) -> bool:

@@ -12,7 +12,8 @@
 --                    wall clock live, the data's clock in a simulation or a replay).
 -- inbox_message      a notification of channel 'app' delivered to a login: what the
 --                    resident's or family member's app lists (rendered for them when read).
--- notification       gains the channel 'app' (recipient: an app_user name).
+-- notification       gains the channel 'app' (recipient: an app_user name): a session's
+--                    end to its resident, a care alert to the relative's family logins.
 
 ALTER TABLE notification DROP CONSTRAINT IF EXISTS notification_channel_check;
 ALTER TABLE notification ADD CONSTRAINT notification_channel_check CHECK (channel IN (
@@ -118,21 +119,21 @@ CREATE TRIGGER charging_session_refused AFTER UPDATE OF ok ON device_command
     FOR EACH ROW WHEN (NEW.ok IS FALSE AND OLD.ok IS DISTINCT FROM FALSE)
     EXECUTE FUNCTION charging_session_refused();
 
--- A care rule telling a special-care resident's family (channel 'family', about an alarm
--- on that resident) tells the family logins bound to that resident too, in their app.
-CREATE FUNCTION family_login_notice() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A care alert about a special-care resident (the special-care rules' alarms, and an SOS
+-- the resident raised) tells the family logins bound to that resident, in their app, when
+-- it is raised (a repeat counted on the open alarm is not raised again). Rendered from the
+-- alarm's own key and parameters, at the alarm's time.
+CREATE FUNCTION family_login_alert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO notification (community_id, time, channel, recipient, message, alarm_id,
                               rule_id, text_key, text_params)
-    SELECT NEW.community_id, NEW.time, 'app', u.name, NEW.message, NEW.alarm_id,
-           NEW.rule_id, NEW.text_key, NEW.text_params
-      FROM alarm a JOIN app_user u ON u.resident_id = a.resident_id AND u.role = 'family'
-     WHERE a.id = NEW.alarm_id AND NOT u.disabled
-       -- one per login and alarm, however many family contacts the rule told
-       AND NOT EXISTS (SELECT 1 FROM notification n WHERE n.alarm_id = NEW.alarm_id
-                          AND n.channel = 'app' AND n.recipient = u.name);
+    SELECT NEW.community_id, NEW.raised_at, 'app', u.name, NEW.title, NEW.id, NEW.rule_id,
+           NEW.text_key, NEW.text_params
+      FROM app_user u
+     WHERE u.resident_id = NEW.resident_id AND u.role = 'family' AND NOT u.disabled;
     RETURN NULL;
 END $$;
-CREATE TRIGGER family_login_notice AFTER INSERT ON notification
-    FOR EACH ROW WHEN (NEW.channel = 'family' AND NEW.alarm_id IS NOT NULL)
-    EXECUTE FUNCTION family_login_notice();
+CREATE TRIGGER family_login_alert AFTER INSERT ON alarm
+    FOR EACH ROW WHEN (NEW.resident_id IS NOT NULL
+                       AND NEW.type IN ('care_not_out', 'care_not_back', 'sos'))
+    EXECUTE FUNCTION family_login_alert();

@@ -11,8 +11,9 @@ from typing import Any
 import psycopg
 from shapely.geometry import Point
 
-#: The alarm types of the special-care rules (twin/rules/library/activity/special-care-*).
-CARE_ALARM_TYPES: tuple[str, ...] = ("care_not_out", "care_not_back")
+#: The alarm types of the special-care rules (twin/rules/library/activity/special-care-*),
+#: and the resident's own SOS: what a family login is told of (migration 0024).
+CARE_ALARM_TYPES: tuple[str, ...] = ("care_not_out", "care_not_back", "sos")
 
 
 def household(conn: psycopg.Connection, resident_id: str) -> dict[str, Any] | None:
