@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.test_dashboard_e2e import FIRST_PAINT_MS, PHONE, new_page
-from twin.services.ports import free_port
 
 #: Where docs/residents.md finds its screenshots.
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "img" / "residents"
@@ -66,10 +65,9 @@ def test_a_resident_charges_at_night_and_is_told_at_the_cut_off(pg, sample_templ
     import os
 
     from dashboard import auth, people
-    from dashboard.app import create_app
     from dashboard.demo import DEMO_PASSWORD, seed_users
-    from dashboard.serving import make_server
     from ingest.simulator import run_simulation
+    from tests.dashboard_process import dashboard_process
     from tests.day_in_the_life import live_loop
     from twin.store.connection import connect
     from twin.store.graph import walk_routing_graph
@@ -91,13 +89,11 @@ def test_a_resident_charges_at_night_and_is_told_at_the_cut_off(pg, sample_templ
                                       graph=walk_routing_graph(conn, resident.community_id))
         pile = sheds[0]["piles"][0]["device_id"]
     begin = _night_start(datetime.now(UTC))
-    app = create_app(url, secret_key="resident-e2e")
-    server = make_server(app, "127.0.0.1", port := free_port())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
     stop = threading.Event()
     try:
-        with live_loop(url, broker) as loop:
+        with dashboard_process(url, secret="resident-e2e", workers=1) as served, \
+                live_loop(url, broker) as loop:
+            base = served.base
             simulating = threading.Thread(target=lambda: run_simulation(
                 url, loop.mqtt_url, start=begin, speed=SPEED, seed=5, stop=stop,
                 inject=[f"charger-full:{pile}@+{FULL_AFTER_S}s"]), daemon=True)
@@ -168,8 +164,6 @@ def test_a_resident_charges_at_night_and_is_told_at_the_cut_off(pg, sample_templ
             simulating.join(timeout=60)
     finally:
         stop.set()
-        server.shutdown()
-        app.server.config["TWIN"].pool.close()
         pg.drop_database(name)
 
 
@@ -183,10 +177,9 @@ def test_a_family_member_receives_their_relatives_care_alert(pg, sample_template
     import os
 
     from dashboard import auth
-    from dashboard.app import create_app
     from dashboard.demo import DEMO_PASSWORD, seed_users
-    from dashboard.serving import make_server
     from ingest.simulator import run_simulation
+    from tests.dashboard_process import dashboard_process
     from tests.day_in_the_life import live_loop
     from twin.store.connection import connect
 
@@ -202,13 +195,11 @@ def test_a_family_member_receives_their_relatives_care_alert(pg, sample_template
                         VALUES (%s, 0.05, 'e2e: three minutes')""", (cared,))
         conn.commit()
     begin = _day_start(datetime.now(UTC))
-    app = create_app(url, secret_key="family-e2e")
-    server = make_server(app, "127.0.0.1", port := free_port())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
     stop = threading.Event()
     try:
-        with live_loop(url, broker) as loop:
+        with dashboard_process(url, secret="family-e2e", workers=1) as served, \
+                live_loop(url, broker) as loop:
+            base = served.base
             simulating = threading.Thread(target=lambda: run_simulation(
                 url, loop.mqtt_url, start=begin, speed=SPEED, seed=9, stop=stop,
                 inject=[f"elderly-not-seen:{cared}"]), daemon=True)
@@ -234,8 +225,6 @@ def test_a_family_member_receives_their_relatives_care_alert(pg, sample_template
             simulating.join(timeout=60)
     finally:
         stop.set()
-        server.shutdown()
-        app.server.config["TWIN"].pool.close()
         pg.drop_database(name)
 
 
