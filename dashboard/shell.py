@@ -26,6 +26,7 @@ MOBILE_NAV: tuple[tuple[str, str, str], ...] = (
     ("/m/report", "m.nav.report", "✎"),
     ("/m/notices", "m.nav.notices", "✉"),
     ("/m/doors", "m.nav.doors", "▣"),
+    ("/m/charging", "m.nav.charging", "⚡"),
 )
 
 

@@ -41,6 +41,7 @@ from twin.console import console
 from twin.errors import TwinError, UnreachableError
 from twin.notify import outbox
 from twin.notify.config import MqttSettings, NotifyConfig, NotifyConfigError, load_config
+from twin.notify.inbox import InboxTransport
 from twin.notify.routing import Delivery
 from twin.notify.smtp import SmtpTransport
 from twin.notify.transport import DeliveryError, Transport
@@ -225,6 +226,8 @@ def build_transports(config: NotifyConfig, *, origin: str, conn: psycopg.Connect
             password = secret(settings.password_env, f"{name}.password_env") \
                 if settings.password_env else None
             built[name] = SmtpTransport(settings, password)
+        elif settings.kind == "inbox":
+            built[name] = InboxTransport(conn)
         elif settings.kind == "webhook":
             built[name] = WebhookTransport(
                 settings, secret(settings.secret_env, f"{name}.secret_env").encode())

@@ -256,8 +256,9 @@ class RulesService(Consumer):
                             outcome=outcome)
             store.save_engine(conn, engine, at=now)
         self._owed = []
-        if outcome.outbox:
-            self._publish_pending()
+        # every tick, not only after its own firings: a command another part of the twin
+        # committed to the outbox (a resident starting a charging pile) goes out too
+        self._publish_pending()
 
     def _reload(self, *, force: bool = False) -> None:
         conn = self.db()

@@ -88,7 +88,7 @@ def test_the_shipped_example_configuration_is_valid() -> None:
      "string as an integer; got 'twenty'")),
     (("kind: mqtt", "kind: pager"),
      ("cfg.yaml: key 'transports.speakers': Input tag 'pager' found using 'kind' does not "
-     "match any of the expected tags: 'smtp', 'webhook', 'mqtt'; got {'kind': 'pager'}")),
+     "match any of the expected tags: 'smtp', 'webhook', 'mqtt', 'inbox'; got {'kind': 'pager'}")),
     (("family: {via: [sms]}", "family: {via: [fax]}"),
      ("cfg.yaml: key 'default.family.via.0': there is no transport 'fax'; the transports are "
      "['mail', 'sms', 'speakers']")),

@@ -107,3 +107,13 @@ def nested(params: Mapping[str, Any] | None) -> list[tuple[str, Mapping[str, Any
             found.append((str(value["key"]), inner))
             found += nested(inner)
     return found
+
+
+def _with_resident_texts() -> None:
+    """The resident app's texts (`twin.resident_texts`), kept in their own module."""
+    from twin.resident_texts import RESIDENT_TEXTS
+
+    SYSTEM_TEXTS.update(RESIDENT_TEXTS)
+
+
+_with_resident_texts()

@@ -3,10 +3,13 @@
 from dashboard.pages import (
     audit,
     building,
+    family,
     large_screen,
     planner,
     reports_queue,
+    resident_charging,
     resident_doors,
+    resident_home,
     resident_notices,
     resident_report,
     work_orders,
@@ -14,4 +17,5 @@ from dashboard.pages import (
 )
 
 PAGES = (large_screen, building, work_orders, worker, planner, audit,
-         resident_report, resident_notices, reports_queue, resident_doors)
+         resident_report, resident_notices, reports_queue, resident_doors,
+         resident_home, resident_charging, family)

@@ -6,7 +6,9 @@ the bike is unplugged. A ``charger-overheat`` incident heats one pile that
 does not stop by itself; a ``charger-full`` incident fills one pile's battery
 within minutes. A pile obeys ``cut_off`` and ``stop`` (the session ends,
 power drops to 0 and an overheated pile cools down) and ``start`` (charging
-resumes if a bike is plugged in and not full).
+resumes if a bike is plugged in and not full; on a pile with nothing plugged in, a
+``start`` with ``plugged_in`` is a resident who plugged their bike in and started the
+pile from the app: a new session begins, for the ``subject`` it names).
 """
 
 from __future__ import annotations
@@ -97,8 +99,9 @@ class Charging(Domain):
             events.append(self.plug_in(int(i), w.clock.random_time(rng)))
         return events
 
-    def plug_in(self, i: int, t: float) -> Event:
-        """A bike plugged in at ``t``: a new session; its ``charge_start``."""
+    def plug_in(self, i: int, t: float, *, subject: str | None = None) -> Event:
+        """A bike plugged in at ``t`` (by ``subject``, if known): a new session; its
+        ``charge_start``."""
         rng = self.world.rng
         self.sessions += 1
         self.session[i] = f"s{self.world.tag}-{self.sessions}"
@@ -108,7 +111,7 @@ class Charging(Domain):
         self.charge_end[i] = t + rng.uniform(2.5, 5.5) * 3600
         self.power[i] = rng.uniform(0.2, 0.45)
         fields: dict[str, Any] = {"session": self.session[i]}
-        subject = self.people.subject(None)
+        subject = subject or self.people.subject(None)
         self.owner[i] = subject
         if subject is not None:
             fields["subject"] = subject
@@ -165,7 +168,7 @@ class Charging(Domain):
         if command in ("cut_off", "stop"):
             return self._cut(i, command)
         if command == "start":
-            return self._resume(i)
+            return self._resume(i, args)
         return super().obey(i, command, args)
 
     def _cut(self, i: int, command: str) -> Outcome:
@@ -189,11 +192,17 @@ class Charging(Domain):
         return Outcome(True, f"{verb}: session {session} ended after "
                              f"{stop[3]['energy_kwh']:g} kWh")
 
-    def _resume(self, i: int) -> Outcome:
+    def _resume(self, i: int, args: dict[str, Any]) -> Outcome:
         w = self.world
         state = self.state[i]
         if state == CHARGING:
             return Outcome(True, f"already charging (session {self.session[i]})")
+        if state == IDLE and args.get("plugged_in"):
+            subject = args.get("subject")
+            w.outbox.append(self.plug_in(i, w.clock.now + 1e-3, subject=subject
+                                         if isinstance(subject, str) else None))
+            w.report_now[i] = True
+            return Outcome(True, f"charging started (session {self.session[i]})")
         if state == IDLE:
             return Outcome(False, "nothing is plugged in")
         if state == FULL:

@@ -27,8 +27,9 @@ CHANNELS: tuple[str, ...] = ("family", "grid_worker", "security_desk", "staff", 
 #: Channels a file may route but need not: without a route of its own, ``department``
 #: (an escalated order handed to a city department, twin.escalation) goes the way of
 #: ``staff``, to the department's own addresses only.
-OPTIONAL_CHANNELS: tuple[str, ...] = ("department",)
-Channel = Literal["family", "grid_worker", "security_desk", "staff", "broadcast", "department"]
+OPTIONAL_CHANNELS: tuple[str, ...] = ("department", "app")
+Channel = Literal["family", "grid_worker", "security_desk", "staff", "broadcast", "department",
+                  "app"]
 AddressKind = Literal["email", "phone", "devices", "none"]
 
 #: The kinds of address each channel's recipient can give (twin.rules.engine._recipients):
@@ -41,7 +42,11 @@ RECIPIENT_GIVES: dict[str, frozenset[str]] = {
     "security_desk": frozenset(),
     "broadcast": frozenset({"devices"}),
     "department": frozenset({"phone", "email"}),
+    # a resident's or family member's login: the in-app inbox needs no address
+    "app": frozenset(),
 }
+#: The built-in transport of the ``app`` channel: the twin's own in-app inbox.
+INBOX = "inbox"
 
 
 class NotifyConfigError(TwinError):
@@ -108,7 +113,20 @@ class MqttSettings(_Model):
         return "devices"
 
 
-Transport = Annotated[SmtpSettings | WebhookSettings | MqttSettings, Field(discriminator="kind")]
+class InboxSettings(_Model):
+    """The twin's own in-app inbox (resident and family logins): always there, added to
+    every file's transports as ``inbox`` unless the file names one itself."""
+
+    kind: Literal["inbox"]
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    @property
+    def address(self) -> AddressKind:
+        return "none"
+
+
+Transport = Annotated[SmtpSettings | WebhookSettings | MqttSettings | InboxSettings,
+                      Field(discriminator="kind")]
 
 
 class Duty(_Model):
@@ -140,6 +158,15 @@ class NotifyConfig(_Model):
     #: Per community, the channels routed otherwise than the default.
     communities: dict[str, dict[Channel, Route]] = {}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _with_inbox(cls, data: Any) -> Any:
+        """Every configuration can deliver to the in-app inbox (channel ``app``)."""
+        if isinstance(data, dict) and isinstance(data.get("transports"), dict) \
+                and data["transports"] and INBOX not in data["transports"]:
+            data = {**data, "transports": {**data["transports"], INBOX: {"kind": "inbox"}}}
+        return data
+
     @model_validator(mode="after")
     def _complete(self) -> NotifyConfig:
         missing = [c for c in CHANNELS if c not in self.default]
@@ -153,7 +180,7 @@ class NotifyConfig(_Model):
                     settings = self.transports.get(name)
                     if settings is None:
                         raise KeyCheckError(key, f"there is no transport {name!r}; the transports "
-                                             f"are {sorted(self.transports)}")
+                                             f"are {self._named()}")
                     need = settings.address
                     if need != "none" and need not in RECIPIENT_GIVES[channel] \
                             and need not in route.duty.gives():
@@ -167,6 +194,11 @@ class NotifyConfig(_Model):
                                     f"{slowest:g} s of timeouts); give at least twice that")
         return self
 
+    def _named(self) -> list[str]:
+        """The transports the file names (not the built-in inbox it did not)."""
+        return sorted(n for n, t in self.transports.items()
+                      if n != INBOX or not isinstance(t, InboxSettings))
+
     def route(self, community_id: str, channel: str) -> Route:
         """The route of a channel in a community: its own, else the default.
 
@@ -177,6 +209,8 @@ class NotifyConfig(_Model):
         own = self.communities.get(community_id, {}).get(key) or self.default.get(key)
         if own is None and channel == "department":
             return Route(via=self.route(community_id, "staff").via)
+        if own is None and channel == "app":
+            return Route(via=(INBOX,))
         assert own is not None, f"no route for channel {channel!r}"
         return own
 
@@ -210,6 +244,7 @@ def _describe_notify(origin: str, error: ValidationError) -> str:
 
 
 def _untagged(loc: list[Any]) -> list[Any]:
-    if len(loc) > 2 and loc[0] == "transports" and loc[2] in ("smtp", "webhook", "mqtt"):
+    if len(loc) > 2 and loc[0] == "transports" and loc[2] in ("smtp", "webhook", "mqtt",
+                                                                 "inbox"):
         return loc[:2] + loc[3:]
     return loc

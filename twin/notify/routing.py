@@ -63,6 +63,9 @@ READERS: dict[str, Viewer] = {
     "staff": Viewer(DEFAULT_LANG, whole=True),
     "security_desk": Viewer(DEFAULT_LANG, whole=False),
     "broadcast": Viewer(DEFAULT_LANG, whole=False),
+    # a resident's own app, or a family login about their relative (the app renders it
+    # again in the login's own language when it is read)
+    "app": Viewer(DEFAULT_LANG, whole=True),
 }
 
 

@@ -491,7 +491,7 @@ def work_order_photos(conn: psycopg.Connection, order_id: int) -> list[Photo]:
 # --- notifications -----------------------------------------------------------------------
 
 NOTIFICATION_CHANNELS: tuple[str, ...] = (
-    "family", "grid_worker", "security_desk", "staff", "broadcast", "department")
+    "family", "grid_worker", "security_desk", "staff", "broadcast", "department", "app")
 
 
 def notify(
