@@ -168,7 +168,8 @@ class RulesService(Consumer):
         if asked or now - self._last_reload >= self.options.reload_s:
             self._reload()
             self._last_reload = now
-            # commands queued by people (a door opened, a broadcast) since the last look
+            # commands queued by people (a door opened, a broadcast, a charging pile
+            # started from the app) since the last look: out within reload_s
             self._publish_pending()
         data_moved = (self._watermark is not None and self._last_tick_at is not None
                       and (self.clock() - self._last_tick_at).total_seconds()
@@ -256,9 +257,8 @@ class RulesService(Consumer):
                             outcome=outcome)
             store.save_engine(conn, engine, at=now)
         self._owed = []
-        # every tick, not only after its own firings: a command another part of the twin
-        # committed to the outbox (a resident starting a charging pile) goes out too
-        self._publish_pending()
+        if outcome.outbox:
+            self._publish_pending()
 
     def _reload(self, *, force: bool = False) -> None:
         conn = self.db()
