@@ -5,7 +5,7 @@ and the dispatcher use. For demos, screenshots and end-to-end tests only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +26,7 @@ from twin.store.operations import (
 from twin.store.queries import care_residents, communities, devices_within
 from twin.store.reads.devices import PlacedDevice, first_device
 from twin.store.reads.grids import grid_ids, grid_owner
-from twin.store.reads.residents import first_with_care_flag
+from twin.store.reads.residents import first_with_care_flag, household_resident
 from twin.store.reads.staff import staff_position
 from twin.store.reads.texts import wording
 from twin.texts import Viewer
@@ -44,6 +44,10 @@ class DemoUsers:
     worker: str = "worker1"
     #: grid worker of the second grid
     worker2: str = "worker2"
+    #: a resident of the first grid, who logs in by their phone number (set by seed_users)
+    resident: str = ""
+    #: the family of the first grid's first special-care resident
+    family: str = "family1"
 
 
 def seed_users(conn: psycopg.Connection, *, password: str = DEMO_PASSWORD,
@@ -57,6 +61,16 @@ def seed_users(conn: psycopg.Connection, *, password: str = DEMO_PASSWORD,
              display_name="网格员 李")
     add_user(conn, users.worker2, password, "grid_worker", grid_id=grids[1], lang=lang,
              display_name="网格员 沈")
+    # the people's apps: a resident without special care, and the family of one with it
+    resident = household_resident(conn, grids[0])
+    if resident is not None:
+        rid, phone = resident
+        users = replace(users, resident=phone)
+        add_user(conn, phone, password, "resident", resident_id=rid, lang=lang)
+    cared = first_with_care_flag(conn, grids[0], "elderly_alone")
+    if cared is not None:
+        add_user(conn, users.family, password, "family", resident_id=cared[0], lang=lang,
+                 display_name="家属")
     conn.commit()
     return users
 

@@ -72,8 +72,12 @@ def demo_command(
         manager.add_process(name, shlex.join([twin, *args]))
     console.print(f"\n[bold]control room[/]  http://127.0.0.1:{port}/")
     for role, name in (("admin", users.admin), ("operator", users.operator),
-                       ("planner", users.planner), ("grid worker", users.worker)):
-        console.print(f"  {role:<12} {name} / {password}")
+                       ("planner", users.planner), ("grid worker", users.worker),
+                       ("resident", users.resident), ("family", users.family)):
+        if name:
+            console.print(f"  {role:<12} {name} / {password}")
+    console.print("  (the resident's and family's phone app: open the same URL on a phone, "
+                  "or a narrow window; their inbox fills with --notify-config)")
     console.print("Ctrl-C stops everything.\n")
     manager.loop()
     if not were_running:  # servers this demo started stop with it

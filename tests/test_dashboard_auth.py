@@ -123,3 +123,15 @@ def test_residents_log_in_by_phone_and_family_follow_one_special_care_resident(
     for page in auth.PAGE_ROLES:
         assert auth.can_open(resident, page) == (page == "resident_app")
         assert auth.can_open(kin, page) == (page == "family")
+
+
+def test_the_demo_has_a_resident_who_logs_in_by_phone_and_a_family_login(users_conn) -> None:
+    from dashboard.demo import DEMO_PASSWORD, seed_users
+
+    users = seed_users(users_conn)
+    resident = auth.authenticate(users_conn, users.resident, DEMO_PASSWORD)
+    family = auth.authenticate(users_conn, users.family, DEMO_PASSWORD)
+    assert resident is not None and resident.role == "resident"
+    assert users_conn.execute("SELECT phone FROM resident WHERE id = %s",
+                              (resident.resident_id,)).fetchone()[0] == users.resident
+    assert family is not None and family.role == "family" and family.resident_id

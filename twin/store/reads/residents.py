@@ -66,6 +66,17 @@ def first_with_care_flag(conn: psycopg.Connection, grid_id: str, flag: str
     return None if row is None else (row[0], row[1], row[2])
 
 
+def household_resident(conn: psycopg.Connection, grid_id: str) -> tuple[str, str] | None:
+    """(resident, phone) of the first adult of a grid without special care: whom a demo's
+    resident login is."""
+    row = conn.execute(
+        """SELECT r.id, r.phone FROM resident r JOIN unit u ON u.id = r.unit_id
+           JOIN building b ON b.id = u.building_id
+           WHERE b.grid_id = %s AND r.care_flags = '{}' AND r.age_band = '18-59'
+           ORDER BY r.id LIMIT 1""", (grid_id,)).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
 @dataclass(frozen=True, slots=True)
 class ResidentHome:
     """Where a resident lives: what a resident's or family member's login is bound to."""
