@@ -1,6 +1,7 @@
 """The control room over the live pipeline, in a real browser: the README's screenshots.
 
-Nothing is seeded. The last hour of the sample community is lived through the
+Nothing is seeded. The last night hour (02:30-03:30 on the community's clock) of the
+sample community is lived through the
 real broker, ingest, the rules (on the data's clock), dispatch and the
 notification worker, with a CO leak, a car in the fire lane and a full trash
 station scripted into it; then Debian's Chromium logs in as an operator (zh-CN,
@@ -15,9 +16,11 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from dashboard.demo import DemoUsers
 from tests.dashboard_process import dashboard_process
 from tests.day_in_the_life import live_loop
 from tests.test_dashboard_e2e import FIRST_PAINT_MS, FULL_HD, PHONE, login
@@ -28,20 +31,30 @@ INCIDENTS = ("co-leak:1号地库@+10m", "fire-lane-parking:东门@+20m",
 
 
 @pytest.fixture(scope="module")
-def live(pg, sample_template, broker) -> Iterator[tuple[str, str]]:
-    """(base URL, database URL): the app over an hour the live loop has just lived."""
+def live(pg, sample_template, broker) -> Iterator[tuple[str, str, DemoUsers]]:
+    """(base URL, database URL, logins): the app over a night hour the live loop has just
+    lived: the screens must hold at 03:00, not only in office hours."""
     from dashboard.demo import seed_users
     from twin.store.connection import connect
+    from twin.store.reads.texts import community_timezone
 
     url = pg.create_database("live_screens", template=sample_template)
     with connect(url) as conn:
-        seed_users(conn)  # logins only: every alarm and order below is made by the rules
-    end = datetime.now(UTC) - timedelta(minutes=2)
+        users = seed_users(conn)  # logins only: every alarm and order below is made by the rules
+        zone = ZoneInfo(community_timezone(conn, "wh-guanggu"))
+    end = last_night(datetime.now(UTC) - timedelta(minutes=2), zone)
     with live_loop(url, broker) as loop:
         loop.live_through(end - timedelta(minutes=60), end, speed=120.0, inject=list(INCIDENTS))
         with dashboard_process(url, secret="live-screens") as dashboard:  # as production
-            yield dashboard.base, url
+            yield dashboard.base, url, users
     pg.drop_database("live_screens")
+
+
+def last_night(now: datetime, zone: ZoneInfo) -> datetime:
+    """The latest 03:30 on the community's clock before ``now`` (devices report no future)."""
+    local = now.astimezone(zone)
+    night = local.replace(hour=3, minute=30, second=0, microsecond=0)
+    return (night if night <= local else night - timedelta(days=1)).astimezone(UTC)
 
 
 def _shot(page, name: str) -> None:
@@ -53,7 +66,7 @@ def _shot(page, name: str) -> None:
 def test_the_screens_of_a_lived_hour(live, browser) -> None:
     from twin.store.connection import connect
 
-    base, url = live
+    base, url, users = live
     with connect(url) as conn:
         alarms = conn.execute("SELECT count(*), count(*) FILTER (WHERE rule_id IS NULL) "
                               "FROM alarm").fetchone()
@@ -96,4 +109,25 @@ def test_the_screens_of_a_lived_hour(live, browser) -> None:
     phone.wait_for_selector("#w-tasks", timeout=FIRST_PAINT_MS)
     _shot(phone, "worker-phone")
     phone.close()
+
+    # the people's apps, at the same hour: a resident's home (their household whole, and
+    # nobody else's) and a family member's view of their relative
+    resident = login(browser, base, users.resident, viewport=PHONE)
+    resident.wait_for_selector("#m-household", timeout=FIRST_PAINT_MS)
+    _shot(resident, "resident-home")
+    with connect(url) as conn:
+        # names of other households (a synthetic name may also be a household member's)
+        others = [r[0] for r in conn.execute(
+            """WITH home AS (SELECT unit_id FROM resident WHERE phone = %s LIMIT 1)
+               SELECT DISTINCT name FROM resident WHERE unit_id <> (SELECT unit_id FROM home)
+               EXCEPT SELECT name FROM resident WHERE unit_id = (SELECT unit_id FROM home)""",
+            (users.resident,))]
+    page_text = resident.content()
+    assert not any(n in page_text for n in others if len(n) > 1), \
+        "a resident sees only their own household"
+    resident.close()
+    family = login(browser, base, users.family, viewport=PHONE)
+    family.wait_for_selector("#f-relative", timeout=FIRST_PAINT_MS)
+    _shot(family, "family")
+    family.close()
     assert FULL_HD["width"] == 1920

@@ -170,6 +170,27 @@ def _fields(spec: AlarmSpec) -> dict:
     return {f: getattr(spec, f) for f in spec.__dataclass_fields__}
 
 
+def test_a_repeat_by_another_rule_of_the_place_keeps_the_titles_parameters(db) -> None:
+    """The bins' alarm, titled with the fill, repeated by the station's camera (same place,
+    same type, its own text): the title keeps the fill it was written with (it read "?")."""
+    device, building, community = _device(db)
+    bins = AlarmSpec(community_id=community, type="trash_full", domain="environment",
+                     severity="minor", source_kind="facility", source_id="f1",
+                     title="bins full", at=T0, device_id=device, building_id=building,
+                     location=Point(114.0, 22.5), text_key="trash-bin-full/alarm",
+                     text_params={"value": 96})
+    first = ops.raise_alarm(db, bins)
+    camera = ops.raise_alarm(db, AlarmSpec(**{**_fields(bins), "at": T0 + timedelta(minutes=1),
+                                              "text_key": "trash-overflow-seen/alarm",
+                                              "text_params": {"camera": device}}))
+    assert camera.alarm.id == first.alarm.id and not camera.upgraded
+    assert camera.alarm.spec.text_key == "trash-bin-full/alarm"
+    assert camera.alarm.spec.text_params == {"value": 96}
+    fuller = ops.raise_alarm(db, AlarmSpec(**{**_fields(bins), "at": T0 + timedelta(minutes=2),
+                                              "text_params": {"value": 99}}))
+    assert fuller.alarm.spec.text_params == {"value": 99}  # its own rule's repeat: the news
+
+
 def test_a_note_keeps_the_order_where_it_is_and_is_not_repeated(db) -> None:
     _, building, community = _device(db)
     order = ops.open_work_order(db, WorkOrderSpec(

@@ -593,8 +593,11 @@ def _repeat_on(conn: psycopg.Connection, alarm_id: int, before: str, spec: Alarm
                 rule_id = CASE WHEN %(worse)s THEN %(rule)s ELSE rule_id END,
                 title = CASE WHEN %(worse)s THEN %(title)s ELSE title END,
                 text_key = CASE WHEN %(worse)s THEN %(key)s ELSE text_key END,
-                text_params = CASE WHEN %(worse)s OR source_id = %(s)s THEN %(params)s
-                                   ELSE text_params END
+                -- the parameters follow the title's own text: a repeat by another rule
+                -- of the same place (a camera's on the bins' alarm) keeps the title's
+                text_params = CASE WHEN %(worse)s OR (source_id = %(s)s
+                                        AND text_key IS NOT DISTINCT FROM %(key)s)
+                                   THEN %(params)s ELSE text_params END
             WHERE id = %(id)s RETURNING {_ALARM_COLUMNS}""",
         {"id": alarm_id, "at": spec.at, "s": spec.source_id, "d": _json(spec.detail),
          "worse": worse, "sev": spec.severity, "rule": spec.rule_id, "title": spec.title,
