@@ -18,14 +18,13 @@ from dashboard.context import ctx, current_user, lang, tr
 from dashboard.i18n import t
 from dashboard.report_views import (
     PICK_GROUND,
+    attempt,
     picked_point,
-    refusal,
     staff_role,
     with_pickable_ground,
 )
-from twin.access import AccessDenied, may
-from twin.errors import TwinError
-from twin.reports import Refused, load_catalogue
+from twin.access import may
+from twin.reports import load_catalogue
 from twin.store.reports import targets
 from twin.work_orders import PRIORITIES, STAFF_ROLES
 
@@ -139,30 +138,17 @@ def create_order(**form: Any) -> str:
 
     c = ctx()
     dispatcher = c.cached("dispatcher", 3600.0, Dispatcher)
-    try:
-        with c.pool.connection() as conn:
-            order, why_not = operator_actions.create_order(
-                conn, current_user(), community_id=c.communities[0], at=datetime.now(UTC),
-                dispatcher=dispatcher, **form)
-    except Refused as e:
-        return refusal(e)
-    except AccessDenied:
-        return "✗ " + tr("denied")
-    except TwinError as e:
-        return f"✗ {e}"
+    made, error = attempt(lambda conn: operator_actions.create_order(
+        conn, current_user(), community_id=c.communities[0], at=datetime.now(UTC),
+        dispatcher=dispatcher, **form))
+    if made is None:
+        return error
+    order, why_not = made
     said = tr("hand.created").format(code=order.code, state=tr("wo." + order.state))
     return f"✓ {said}" + (f" ({why_not})" if why_not else "")
 
 
 def clear_alarm(alarm: object, reason: object) -> str:
-    try:
-        with ctx().pool.connection() as conn:
-            cleared = operator_actions.clear_alarm_by_hand(conn, current_user(), alarm,
-                                                           reason=reason, at=datetime.now(UTC))
-    except Refused as e:
-        return refusal(e)
-    except AccessDenied:
-        return "✗ " + tr("denied")
-    except TwinError as e:
-        return f"✗ {e}"
-    return "✓ " + tr("hand.cleared").format(alarm=cleared.id)
+    cleared, error = attempt(lambda conn: operator_actions.clear_alarm_by_hand(
+        conn, current_user(), alarm, reason=reason, at=datetime.now(UTC)))
+    return error if cleared is None else "✓ " + tr("hand.cleared").format(alarm=cleared.id)

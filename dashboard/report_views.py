@@ -3,10 +3,15 @@ place, and a staff role in the reader's words."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from dashboard.context import lang
+import psycopg
+
+from dashboard.context import ctx, lang, tr
 from dashboard.i18n import t
+from twin.access import AccessDenied
+from twin.errors import TwinError
 from twin.reports import Refused
 from twin.system_texts import SYSTEM_TEXTS
 
@@ -14,6 +19,25 @@ from twin.system_texts import SYSTEM_TEXTS
 def refusal(e: Refused) -> str:
     """A refused input in the reader's words."""
     return "✗ " + t(e.key, lang()).format(**e.values)
+
+
+T = TypeVar("T")
+
+
+def attempt(action: Callable[[psycopg.Connection], T], *, denied: str = "denied"
+            ) -> tuple[T | None, str]:
+    """A service call on a pooled connection: (its result, "") or (None, why not, in the
+    reader's words: a refused input, a refused role as the ``denied`` label, or the
+    service's own message). The service has audited a refusal already."""
+    try:
+        with ctx().pool.connection() as conn:
+            return action(conn), ""
+    except Refused as e:
+        return None, refusal(e)
+    except AccessDenied:
+        return None, "✗ " + tr(denied)
+    except TwinError as e:
+        return None, f"✗ {e}"
 
 
 def picked_point(click: dict | None) -> dict[str, float] | None:

@@ -17,10 +17,10 @@ from dashboard import reports as service
 from dashboard.components import denied, when
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.pages.resident_notices import in_lang
-from dashboard.report_views import refusal
+from dashboard.report_views import attempt
 from twin.access import AccessDenied, can_open
 from twin.errors import TwinError
-from twin.reports import Refused, load_catalogue
+from twin.reports import load_catalogue
 from twin.store.notices import NoticeRow
 from twin.store.reports import ReportRow, targets
 
@@ -102,18 +102,10 @@ def register_callbacks(app: dash.Dash) -> None:
 def publish_notice(*, kind: object, scope: object, title: dict[str, object],
                    body: dict[str, object], starts: object, ends: object) -> str:
     scope_kind, _, scope_id = scope.partition(":") if isinstance(scope, str) else ("", "", "")
-    try:
-        with ctx().pool.connection() as conn:
-            notices.publish_notice(conn, current_user(), kind=kind, scope_kind=scope_kind,
-                                   scope_id=scope_id, title=title, body=body, starts=starts,
-                                   ends=ends, at=datetime.now(UTC))
-    except Refused as e:
-        return refusal(e)
-    except AccessDenied:
-        return "✗ " + tr("denied")
-    except TwinError as e:
-        return f"✗ {e}"
-    return "✓ " + tr("pub.published")
+    published, error = attempt(lambda conn: notices.publish_notice(
+        conn, current_user(), kind=kind, scope_kind=scope_kind, scope_id=scope_id, title=title,
+        body=body, starts=starts, ends=ends, at=datetime.now(UTC)))
+    return error if published is None else "✓ " + tr("pub.published")
 
 
 def queue_view() -> list[Any]:

@@ -21,11 +21,10 @@ from dashboard.components import badge, denied, when
 from dashboard.context import ctx, current_user, lang, tr
 from dashboard.deck import TwinDeck
 from dashboard.i18n import t
-from dashboard.photos import MAX_PHOTO_BYTES, PHOTO_TYPES, NotAPhoto
-from dashboard.report_views import picked_point, refusal, staff_role, with_pickable_ground
+from dashboard.photos import MAX_PHOTO_BYTES, PHOTO_TYPES
+from dashboard.report_views import attempt, picked_point, staff_role, with_pickable_ground
 from twin.access import AccessDenied, can_open
-from twin.errors import TwinError
-from twin.reports import MAX_COMMENT_CHARS, MAX_TEXT_CHARS, Refused, load_catalogue
+from twin.reports import MAX_COMMENT_CHARS, MAX_TEXT_CHARS, load_catalogue
 from twin.store.graph import walk_routing_graph
 from twin.store.reports import ReportRow
 from twin.walkgraph import WalkGraph
@@ -160,36 +159,23 @@ def send_report(*, category: object, text: object, photo: object, place: object
     from twin.rules.store import Dispatcher
 
     dispatcher = c.cached("dispatcher", 3600.0, Dispatcher)
-    try:
-        with c.pool.connection() as conn:
-            done = service.submit_report(conn, user, category=category, text=text,
-                                         place=place if place is not None else "map",
-                                         photo=photo, at=datetime.now(UTC),
-                                         graph_for=_graph, dispatcher=dispatcher)
-    except Refused as e:
-        return False, refusal(e)
-    except NotAPhoto as e:
-        return False, f"✗ {e}"
-    except AccessDenied:
-        return False, "✗ " + tr("rpt.err.denied")
-    except TwinError as e:
-        return False, f"✗ {e}"
+    done, error = attempt(lambda conn: service.submit_report(
+        conn, user, category=category, text=text, place=place if place is not None else "map",
+        photo=photo, at=datetime.now(UTC), graph_for=_graph, dispatcher=dispatcher),
+        denied="rpt.err.denied")
+    if done is None:
+        return False, error
     key = "rpt.sent" if done.not_dispatched is None else "rpt.sent_waiting"
     return True, "✓ " + tr(key).format(code=done.order_code)
 
 
 def rate_report(report_id: object, stars: object, comment: object) -> str:
     user = current_user()
-    try:
-        with ctx().pool.connection() as conn:
-            row = service.rate_report(conn, user, report_id, stars=stars, comment=comment,
-                                      at=datetime.now(UTC))
-    except Refused as e:
-        return refusal(e)
-    except AccessDenied:
-        return "✗ " + tr("rpt.err.denied")
-    except TwinError as e:
-        return f"✗ {e}"
+    row, error = attempt(lambda conn: service.rate_report(
+        conn, user, report_id, stars=stars, comment=comment, at=datetime.now(UTC)),
+        denied="rpt.err.denied")
+    if row is None:
+        return error
     return f"✓ {tr('rpt.thanks')} ({row.rating}★)"
 
 
