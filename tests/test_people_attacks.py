@@ -633,3 +633,27 @@ def test_text_typed_before_a_nul_does_not_land_in_the_log(room) -> None:
     time.sleep(0.5)
     text = "\n".join(room.served.log_lines())
     assert room.b["name"] not in text, "a resident's name typed in a reason is in the log"
+
+
+def test_a_reports_order_history_does_not_show_the_residents_phone_to_an_operator(room) -> None:
+    """A report opens its order with actor=access.actor(user), whose name is the resident's
+    login: their phone number. The order's history keeps it as the 'created' step's actor
+    and the work-order page shows e.actor as it is, to an operator, who sees residents
+    masked (UNMASKED_ROLES is admin and grid_worker); twin.doors.actor_ref exists to name
+    a resident by id for exactly this reason."""
+    b = login(room, room.b["phone"])
+    answer = submit_report(room, b, "楼道灯坏了 probe for the history")
+    assert "✓" in answer.text, answer.text[:300]
+    order = scalar(room, "SELECT max(work_order_id) FROM report WHERE resident_id = %s",
+                   room.b["id"])
+    op = login(room, room.users.operator)
+    detail = post(room, op, output="wo-detail.children", trigger="wo-selected.data",
+                  values={"wo-selected.data": order, "wo-message.children": None})
+    assert detail.status_code == 200, detail.text[:300]
+    assert "wo-title" in detail.text, detail.text[:300]
+    assert room.b["phone"] not in detail.text, \
+        "the resident's phone number is shown whole to an operator in the order's history"
+    with connect(room.url) as conn:
+        actors = [r[0] for r in conn.execute(
+            "SELECT actor FROM work_order_event WHERE work_order_id = %s", (order,))]
+    assert room.b["phone"] not in actors, "the order's history keeps the resident's phone"
