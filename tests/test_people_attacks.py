@@ -692,3 +692,27 @@ def test_concurrent_passes_stay_within_the_days_allowance(room) -> None:
     count = scalar(room, "SELECT count(*) FROM visitor_pass WHERE resident_id = %s",
                    room.a["id"])
     assert count <= PASSES_PER_DAY, f"{count} passes in a day, allowance {PASSES_PER_DAY}"
+
+
+@pytest.mark.parametrize("where", ["charging", "feed", "map-click"])
+def test_more_forged_triggers_and_clicks_are_refused_not_a_500(room, where) -> None:
+    """The same class as the notices' KeyError: the charging tab reads trig["type"], the
+    by-hand panel's feed reads triggered_id["id"], the broadcast panel's map tap calls
+    click.get(...) on whatever the browser sent as clickInfo (any login may post these)."""
+    s = login(room, room.a["phone"] if where == "charging" else room.users.operator)
+    if where == "charging":
+        answer = post(room, s, output="rc-done.data",
+                      trigger=pattern({"type": "rc-start", "pile": "x"}, "n_clicks"),
+                      values={"rc-start.n_clicks": [({"type": "rc-start", "pile": "x"}, 1)],
+                              "rc-stop.n_clicks": []},
+                      changed='{"pile":"x"}.n_clicks')
+    elif where == "feed":
+        fid = {"type": "feed-row", "id": 1}
+        answer = post(room, s, output="h-alarm.value", trigger=pattern(fid, "n_clicks"),
+                      values={"feed-row.n_clicks": [(fid, 1)]},
+                      changed='{"type":"feed-row"}.n_clicks')
+    else:
+        answer = post(room, s, output="bc-speakers.value", trigger="ls-map.clickInfo",
+                      values={"ls-map.clickInfo": ["not", "a", "dict"],
+                              "bc-speakers.value": [], "bc-kind.value": "speakers"})
+    not_500(answer, where)
