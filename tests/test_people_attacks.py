@@ -671,7 +671,8 @@ def test_staff_and_family_cannot_open_doors(room, role) -> None:
 
 def test_concurrent_passes_stay_within_the_days_allowance(room) -> None:
     """issue_pass counts the passes of the day, then inserts, with no lock between: passes
-    asked for at the same moment each see the count below the allowance."""
+    asked for at the same moment each see the count below the allowance (a race: seen as
+    21-22 passes in 2 of 3 runs here; the report's allowance locks, lock_and_count)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from twin.doors import PASSES_PER_DAY
@@ -687,8 +688,8 @@ def test_concurrent_passes_stay_within_the_days_allowance(room) -> None:
                     room.a["id"])
     for i in range(PASSES_PER_DAY - 2 - issued):
         assert ask(i)
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(ask, range(12)))
+    with ThreadPoolExecutor(12) as pool:
+        list(pool.map(ask, range(16)))
     count = scalar(room, "SELECT count(*) FROM visitor_pass WHERE resident_id = %s",
                    room.a["id"])
     assert count <= PASSES_PER_DAY, f"{count} passes in a day, allowance {PASSES_PER_DAY}"
