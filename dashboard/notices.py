@@ -74,7 +74,7 @@ def read_notice(conn: psycopg.Connection, user: User, notice_id: object, *, at: 
     """The resident opened a notice: counted once. A notice that does not reach them is
     refused (and audited)."""
     if isinstance(notice_id, bool) or not isinstance(notice_id, int | str) \
-            or not str(notice_id).isdigit():
+            or not str(notice_id).isdecimal():
         raise TwinError(f"not a notice: {brief(notice_id)}")
     with audited(conn, user, "notice.read", subject_kind="notice", subject_id=notice_id):
         access.require(user, "notice.read", what="read notices")

@@ -142,6 +142,6 @@ def clear_alarm_by_hand(conn: psycopg.Connection, user: User, alarm_id: object, 
 
 def _number(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str) \
-            or not str(value).strip().isdigit() or not 0 < int(value) < 2**63:
+            or not str(value).strip().isdecimal() or not 0 < int(value) < 2**63:
         raise TwinError(f"not {what}: {brief(value)}")
     return int(value)

@@ -264,7 +264,7 @@ def care_status(conn: psycopg.Connection, user: User, resident_id: object, *, no
 
 def _session_number(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str) \
-            or isinstance(value, str) and not value.strip().isdigit():
+            or isinstance(value, str) and not value.strip().isdecimal():
         raise TwinError(f"not a charging session: {brief(value)}")
     number = int(value)
     if not 0 < number < 2**63:

@@ -221,7 +221,7 @@ def _where(conn: psycopg.Connection, unit_id: str, community_id: str, place: obj
 
 def _number(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str) \
-            or isinstance(value, str) and not value.strip().isdigit() \
+            or isinstance(value, str) and not value.strip().isdecimal() \
             or not 0 < int(value) < 2**63:
         raise TwinError(f"not a report: {brief(value)}")
     return int(value)

@@ -296,7 +296,7 @@ def _require_building(conn: psycopg.Connection, user: User, building_id: str, *,
 def _number(value: object, what: str) -> int:
     """A whole number a browser sent for ``what`` ("an alarm")."""
     if isinstance(value, bool) or not isinstance(value, int | str) \
-            or isinstance(value, str) and not value.strip().isdigit():
+            or isinstance(value, str) and not value.strip().isdecimal():
         raise TwinError(f"not {what}: {brief(value)}")
     number = int(value)
     if not 0 < number < 2**63:

@@ -191,7 +191,7 @@ def checked_rating(stars: object, comment: object, *, state: str | None, rated: 
     if state not in RATEABLE:
         raise ReportRefused("rpt.err.not_done")
     if isinstance(stars, bool) or not isinstance(stars, int | str) \
-            or not str(stars).strip().isdigit() or not 1 <= int(stars) <= 5:
+            or not str(stars).strip().isdecimal() or not 1 <= int(stars) <= 5:
         raise ReportRefused("rpt.err.stars")
     comment = comment if isinstance(comment, str) else ""
     if len(comment) > MAX_COMMENT_CHARS:

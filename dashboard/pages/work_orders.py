@@ -53,7 +53,7 @@ def layout(id: str | None = None, **_query) -> html.Div:
     c = ctx()
     with c.pool.connection() as conn:
         grids = grid_ids(conn, c.communities)
-    selected = int(id) if id and str(id).isdigit() else None
+    selected = int(id) if id and str(id).isdecimal() else None
     base = c.cached(f"base:{c.scope_key}", c.settings.base_map_ttl_s,
                     lambda: _base(c))
     return html.Div(className="wo", children=[
