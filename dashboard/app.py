@@ -110,6 +110,17 @@ def create_app(
 
 # --- logins ---------------------------------------------------------------------------
 
+def _refuse_nul(path: str) -> tuple[flask.Response, int] | None:
+    """A callback whose input holds a NUL character: refused with a 400 here. PostgreSQL
+    takes no NUL in text (nor \\u0000 in jsonb), and its error quotes the text up to it,
+    which a 500's trace would then copy into the log."""
+    if path.startswith("/_dash-") and flask.request.method == "POST":
+        body = flask.request.get_data(cache=True)
+        if b"\\u0000" in body or b"\x00" in body:
+            return flask.jsonify({"error": "a text may not hold a NUL character"}), 400
+    return None
+
+
 def _add_auth_routes(server: flask.Flask) -> None:
     @server.before_request
     def _require_session():
@@ -123,7 +134,9 @@ def _add_auth_routes(server: flask.Flask) -> None:
             if flask.g.user is None:
                 flask.session.pop(_TOKEN, None)
                 flask.g.session_ended = True
-        if flask.g.user is not None or _is_open(path):
+        if flask.g.user is not None:
+            return _refuse_nul(path)
+        if _is_open(path):
             return None
         if path.startswith("/_dash-") or flask.request.method != "GET":
             return flask.jsonify({"error": "login required"}), 401
@@ -297,8 +310,10 @@ def _login_page(lang: str, error: str) -> str:
 
 
 def _typed_name() -> str:
-    """The user name of a login post ("?" if none was typed)."""
-    return flask.request.form.get("username", "").strip() or "?"
+    """The user name of a login post ("?" if none was typed; a NUL, which no name holds and
+    PostgreSQL refuses, as "?" too)."""
+    name = flask.request.form.get("username", "").strip()
+    return name if name and "\x00" not in name else "?"
 
 
 def _locked(until: datetime, lang: str) -> str:

@@ -95,15 +95,24 @@ def issue_pass(conn: psycopg.Connection, user: User, resident_id: object, hours:
                                     else None, what=f"resident {brief(resident_id)}")
     home = _home(conn, user)
     issued = policy.new_pass(at, hours)
-    if store.passes_issued_since(conn, home.resident_id, at - timedelta(days=1)) \
-            >= policy.PASSES_PER_DAY:
-        raise TwinError(f"at most {policy.PASSES_PER_DAY} visitor passes a day; "
-                        "try again later")
     with conn.transaction():
-        store.insert_pass(conn, issued, community_id=home.community_id,
-                          resident_id=home.resident_id, at=at)
-        audit.record(conn, user, "pass.issue", subject_kind="visitor_pass",
-                     subject_id=issued.id, detail={"until": issued.valid_until.isoformat()})
+        # counted and written under the resident's lock: parallel requests queue here, so
+        # the day's allowance holds however many arrive at once
+        store.lock_passes_of(conn, home.resident_id)
+        full = store.passes_issued_since(conn, home.resident_id, at - timedelta(days=1)) \
+            >= policy.PASSES_PER_DAY
+        if not full:
+            store.insert_pass(conn, issued, community_id=home.community_id,
+                              resident_id=home.resident_id, at=at)
+            audit.record(conn, user, "pass.issue", subject_kind="visitor_pass",
+                         subject_id=issued.id, detail={"until": issued.valid_until.isoformat()})
+    if full:
+        error = TwinError(f"at most {policy.PASSES_PER_DAY} visitor passes a day; "
+                          "try again later")
+        audit.refused(conn, user, error, subject_kind="resident", subject_id=home.resident_id,
+                      asked="pass.issue")
+        conn.commit()
+        raise error
     return {"id": issued.id, "token": issued.token, "valid_from": issued.valid_from,
             "valid_until": issued.valid_until, "qr": qr_svg(issued.token)}
 

@@ -113,7 +113,10 @@ def register_callbacks(app: dash.Dash) -> None:
     def from_feed(clicks):
         if not any(clicks or []):
             return no_update, no_update, no_update
-        alarm_id = dash_ctx.triggered_id["id"]
+        trig = dash_ctx.triggered_id
+        alarm_id = trig.get("id") if isinstance(trig, dict) else None
+        if alarm_id is None:  # a forged trigger without the alarm's id
+            return no_update, no_update, no_update
         return alarm_id, alarm_id, "alarm"
 
     @app.callback(Output(MESSAGE, "children"), Input(CREATE, "n_clicks"),

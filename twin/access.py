@@ -98,7 +98,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "charging.use": frozenset({"resident"}),
     "pass.issue": frozenset({"resident"}),
     "report.submit": frozenset({"resident"}),
-    "notice.read": frozenset({"resident", "family"}),
+    "notice.read": frozenset({"resident"}),
     "sos.raise": frozenset({"resident"}),
     # a family member: their relative's care status and alerts
     "care.view": frozenset({"family"}),
@@ -217,5 +217,9 @@ def sees_residents_whole_in(user: User, grid_id: str | None) -> bool:
 
 
 def actor(user: User) -> Actor:
-    """The user as the actor of an order's step, the name its history keeps."""
-    return Actor(name=user.name, role=user.role, staff_id=user.staff_id)
+    """The user as the actor of an order's step, the name its history keeps: a resident or
+    family member by their resident id, never by their login (their phone number), which
+    an operator's masked view would show whole."""
+    name = f"resident:{user.resident_id}" if user.role in PEOPLE and user.resident_id \
+        else user.name
+    return Actor(name=name, role=user.role, staff_id=user.staff_id)

@@ -100,8 +100,9 @@ def register_callbacks(app: dash.Dash) -> None:
     def tap(click, picked, kind):
         """A tap on a speaker's dot adds it to (or takes it from) the picked speakers (not
         while an area is being drawn: then it is a corner)."""
-        obj = (click or {}).get("object") or {}
-        if kind == "drawn" or obj.get("type") != "speaker" or not obj.get("id"):
+        obj = click.get("object") if isinstance(click, dict) else None
+        if kind == "drawn" or not isinstance(obj, dict) or obj.get("type") != "speaker" \
+                or not obj.get("id"):
             raise dash.exceptions.PreventUpdate
         picked = list(picked or [])
         picked.remove(obj["id"]) if obj["id"] in picked else picked.append(obj["id"])
@@ -160,8 +161,10 @@ def is_drawing(kind: object) -> bool:
 def add_corner(points: list[list[float]] | None, click: dict[str, Any] | None
                ) -> list[list[float]]:
     """The corners with the tapped point added (a tap without a coordinate adds nothing)."""
-    points = list(points or [])
-    where = (click or {}).get("coordinate")
+    points = [p for p in points if isinstance(p, list) and len(p) == 2
+              and all(isinstance(v, int | float) for v in p)] \
+        if isinstance(points, list) else []  # the browser's store: forged, it is dropped
+    where = click.get("coordinate") if isinstance(click, dict) else None
     if isinstance(where, list | tuple) and len(where) >= 2 \
             and all(isinstance(v, int | float) for v in where[:2]):
         points.append([round(float(where[0]), 7), round(float(where[1]), 7)])

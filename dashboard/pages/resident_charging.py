@@ -142,10 +142,11 @@ def register_callbacks(app: dash.Dash) -> None:
         trig = dash.ctx.triggered_id
         if not isinstance(trig, dict) or not any((starts or []) + (stops or [])):
             return no_update, no_update
-        if trig["type"] == "rc-start":
-            message = start_at(trig["pile"])
+        # the service refuses a missing or forged id with a message
+        if trig.get("type") == "rc-start":
+            message = start_at(trig.get("pile"))
         else:
-            message = stop(trig["session"])
+            message = stop(trig.get("session"))
         return (done or 0) + 1, message
 
 

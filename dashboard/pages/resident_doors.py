@@ -87,7 +87,7 @@ def register_callbacks(app: dash.Dash) -> None:
     def open_or_poll(clicks, _n, pending):
         shown = [o["id"]["door"] for o in dash.ctx.outputs_list[1]]
         trigger = dash.ctx.triggered_id
-        pending = dict(pending or {})
+        pending = dict(pending) if isinstance(pending, dict) else {}  # the browser's store
         messages: dict[str, str] = {}
         if isinstance(trigger, dict) and trigger.get("type") == OPEN:
             if not any(clicks or ()):

@@ -44,7 +44,10 @@ def register_callbacks(app: dash.Dash) -> None:
     def open_notice(clicks, _ids):
         if not any(clicks or []):
             return no_update, no_update
-        said = read(dash_ctx.triggered_id["notice"])  # first: the cards then show it read
+        trig = dash_ctx.triggered_id  # a forged trigger may lack the key: nothing to open
+        if not isinstance(trig, dict) or "notice" not in trig:
+            return no_update, no_update
+        said = read(trig["notice"])  # first: the cards then show it read
         return notice_cards(), said
 
 

@@ -96,6 +96,13 @@ def insert_pass(conn: psycopg.Connection, issued: NewPass, *, community_id: str,
          issued.valid_until))
 
 
+def lock_passes_of(conn: psycopg.Connection, resident_id: str) -> None:
+    """Hold the resident's pass allowance until the transaction ends (an advisory lock on
+    the id's hash: no row to lock before the first pass)."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('visitor_pass:' || %s, 0))",
+                 (resident_id,))
+
+
 def passes_issued_since(conn: psycopg.Connection, resident_id: str, since: datetime) -> int:
     row = conn.execute("SELECT count(*) FROM visitor_pass WHERE resident_id = %s "
                        "AND issued_at >= %s", (resident_id, since)).fetchone()
