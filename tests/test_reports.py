@@ -300,9 +300,9 @@ def test_notices_reach_their_building_grid_or_community_and_count_reads(twin) ->
         notices.read_notice(conn, user, mine, at=NOON)  # counted once
         with pytest.raises(AccessDenied):
             notices.read_notice(conn, user, mine + 1, at=NOON)  # not theirs to read
-    with as_user(app, family) as user, connect(url) as conn:  # a relative's care, nothing else
-        with pytest.raises(AccessDenied):
-            notices.my_notices(conn, user)
+    # a family login has their relative's care, nothing else
+    with as_user(app, family) as user, connect(url) as conn, pytest.raises(AccessDenied):
+        notices.my_notices(conn, user)
     with as_user(app, "operator") as user, connect(url) as conn:
         counts = {n.id: (n.reached, n.read_count) for n in
                   notices.notice_counts(conn, user, ["wh-guanggu"])}
