@@ -10,11 +10,10 @@ from datetime import datetime
 import psycopg
 
 from dashboard import audit
-from dashboard.scoped import audited, brief
+from dashboard.scoped import audited, brief, whole_number
 from twin import access
 from twin.access import AccessDenied, User
 from twin.calendars import local_moment
-from twin.errors import TwinError
 from twin.reports import Refused
 from twin.store import notices as store
 from twin.store.reads.texts import community_timezone
@@ -73,9 +72,7 @@ def read_notice(conn: psycopg.Connection, user: User, notice_id: object, *, at: 
                 ) -> None:
     """The resident opened a notice: counted once. A notice that does not reach them is
     refused (and audited)."""
-    if isinstance(notice_id, bool) or not isinstance(notice_id, int | str) \
-            or not str(notice_id).isdecimal():
-        raise TwinError(f"not a notice: {brief(notice_id)}")
+    notice_id = whole_number(notice_id, "a notice")
     with audited(conn, user, "notice.read", subject_kind="notice", subject_id=notice_id):
         access.require(user, "notice.read", what="read notices")
         access.require_own_resident(user, user.resident_id, what="this notice")

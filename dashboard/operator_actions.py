@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from dashboard import audit
-from dashboard.scoped import audited, brief
+from dashboard.scoped import audited, whole_number
 from twin import access
 from twin.access import User
 from twin.alarms import Alarm
-from twin.errors import TwinError
 from twin.reports import MAX_SNAP_M, Refused, checked_point, load_catalogue, manual_key
 from twin.store import queries
 from twin.store import reports as report_store
@@ -65,7 +64,7 @@ def create_order(conn: psycopg.Connection, user: User, *, source: object,
     kind, domain = entry.kind, entry.domain
     title_key, params = manual_key(category_id), {}
     if source == "alarm":
-        alarm = get_alarm(conn, _number(alarm_id, "an alarm"))
+        alarm = get_alarm(conn, whole_number(alarm_id, "an alarm"))
         if alarm.spec.location is None:
             raise Refused("hand.err.no_place", alarm=alarm.id)
         place, building, grid = alarm.spec.location, alarm.spec.building_id, None
@@ -118,7 +117,7 @@ def clear_alarm_by_hand(conn: psycopg.Connection, user: User, alarm_id: object, 
                         reason: object, at: datetime) -> Alarm:
     """Clear an alarm by hand, the reason kept in its history (alarm_log, with the
     operator's name); the open orders it opened are closed as when its rule clears it."""
-    number = _number(alarm_id, "an alarm")
+    number = whole_number(alarm_id, "an alarm")
     with audited(conn, user, "alarm.clear", subject_kind="alarm", subject_id=number):
         access.require(user, "alarm.clear", what=f"clear alarm {number}")
         access.require_community(user, get_alarm(conn, number).spec.community_id,
@@ -140,8 +139,3 @@ def clear_alarm_by_hand(conn: psycopg.Connection, user: User, alarm_id: object, 
     return alarm
 
 
-def _number(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str) \
-            or not str(value).strip().isdecimal() or not 0 < int(value) < 2**63:
-        raise TwinError(f"not {what}: {brief(value)}")
-    return int(value)

@@ -19,7 +19,7 @@ import psycopg
 from shapely.geometry import Point
 
 from dashboard import audit
-from dashboard.scoped import audited, brief
+from dashboard.scoped import audited, brief, whole_number
 from twin import access
 from twin.access import AccessDenied, User
 from twin.alarms import AlarmSpec, Raised
@@ -129,7 +129,7 @@ def stop_charging(conn: psycopg.Connection, user: User, resident_id: object,
                   session_id: object, *, at: datetime) -> dict[str, Any]:
     """Ask the pile of the resident's own session to stop."""
     home = own_home(conn, user, resident_id, "charging.use", what="stop a charging session")
-    number = _session_number(session_id)
+    number = whole_number(session_id, "a charging session")
     found = homes.session(conn, number)
     with audited(conn, user, "charging.use", subject_kind="charging_session",
                  subject_id=number):
@@ -152,7 +152,7 @@ def my_sessions(conn: psycopg.Connection, user: User, resident_id: object, *, li
 def charging_session(conn: psycopg.Connection, user: User, session_id: object
                      ) -> dict[str, Any]:
     """One session, only if it is the login's own resident's."""
-    number = _session_number(session_id)
+    number = whole_number(session_id, "a charging session")
     found = homes.session(conn, number)
     with audited(conn, user, "charging.use", subject_kind="charging_session",
                  subject_id=number):
@@ -262,14 +262,6 @@ def care_status(conn: psycopg.Connection, user: User, resident_id: object, *, no
 
 # --- private --------------------------------------------------------------------------------
 
-def _session_number(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str) \
-            or isinstance(value, str) and not value.strip().isdecimal():
-        raise TwinError(f"not a charging session: {brief(value)}")
-    number = int(value)
-    if not 0 < number < 2**63:
-        raise TwinError(f"not a charging session: {brief(value)}")
-    return number
 
 
 def _fix_near(fix: tuple[float, float], entrance: Point | None) -> Point | None:

@@ -22,7 +22,7 @@ import psycopg
 
 from dashboard import audit
 from dashboard.photos import NotAPhoto, decode_photo
-from dashboard.scoped import brief
+from dashboard.scoped import brief, whole_number
 from twin import access
 from twin.access import AccessDenied, User
 from twin.errors import TwinError
@@ -125,7 +125,7 @@ def my_reports(conn: psycopg.Connection, user: User) -> list[store.ReportRow]:
 def my_report(conn: psycopg.Connection, user: User, report_id: object
               ) -> tuple[store.ReportRow, list[WorkOrderEvent]]:
     """One of the resident's own reports and its order's history; another's is refused."""
-    number = _number(report_id)
+    number = whole_number(report_id, "a report")
     row = store.get_report(conn, number)
     with _refusals(conn, user, "report.view", "report", number):
         access.require(user, "report.submit", what=f"see report {number}")
@@ -158,7 +158,7 @@ def rate_report(conn: psycopg.Connection, user: User, report_id: object, *, star
 
 def report_photo(conn: psycopg.Connection, user: User, report_id: object) -> Photo | None:
     """A report's photo: its resident's, or an operator's (who handles the queue)."""
-    number = _number(report_id)
+    number = whole_number(report_id, "a report")
     row = store.get_report(conn, number)
     with _refusals(conn, user, "report.photo", "report", number):
         if row is None:
@@ -219,9 +219,3 @@ def _where(conn: psycopg.Connection, unit_id: str, community_id: str, place: obj
     return found
 
 
-def _number(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str) \
-            or isinstance(value, str) and not value.strip().isdecimal() \
-            or not 0 < int(value) < 2**63:
-        raise TwinError(f"not a report: {brief(value)}")
-    return int(value)

@@ -227,7 +227,7 @@ def dispatch_order(conn: psycopg.Connection, user: User, order_id: object, *, at
 def acknowledge(conn: psycopg.Connection, user: User, alarm_id: object, *, at: datetime
                 ) -> Alarm:
     """The user has seen the alarm: it stops escalating; the log names them."""
-    number = _number(alarm_id, "an alarm")
+    number = whole_number(alarm_id, "an alarm")
     with audited(conn, user, "alarm.acknowledge", subject_kind="alarm", subject_id=number):
         access.require(user, "alarm.acknowledge", what=f"acknowledge alarm {number}")
         access.require_community(user, get_alarm(conn, number).spec.community_id,
@@ -272,7 +272,7 @@ def record_my_position(conn: psycopg.Connection, user: User, staff_id: str | Non
 
 def order_number(value: object) -> int:
     """A work order's id as a browser sent it (7 or "7"), or a TwinError that says it is not."""
-    return _number(value, "a work order")
+    return whole_number(value, "a work order")
 
 
 def brief(value: object) -> str:
@@ -293,8 +293,9 @@ def _require_building(conn: psycopg.Connection, user: User, building_id: str, *,
         require_grid(user, grid_id, what=f"building {building_id}")
 
 
-def _number(value: object, what: str) -> int:
-    """A whole number a browser sent for ``what`` ("an alarm")."""
+def whole_number(value: object, what: str) -> int:
+    """An id a browser sent for ``what`` ("an alarm"): a whole number (7 or "7") that a
+    bigint holds, or a TwinError that says it is not."""
     if isinstance(value, bool) or not isinstance(value, int | str) \
             or isinstance(value, str) and not value.strip().isdecimal():
         raise TwinError(f"not {what}: {brief(value)}")
