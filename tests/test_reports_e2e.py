@@ -182,9 +182,12 @@ def test_a_report_becomes_an_order_that_is_worked_and_rated(served, browser) -> 
                               (report_id,)).fetchone()
         kept = conn.execute("SELECT count(*) FROM work_order_photo WHERE work_order_id = %s",
                             (order_id,)).fetchone()[0]
+        resident_id = conn.execute("SELECT resident_id FROM app_user WHERE name = %s",
+                                   (phone,)).fetchone()[0]
     assert [e.action for e in order.history if e.action != "note"] == [
         "created", "assign", "accept", "arrive", "resolve"]
-    assert order.history[0].actor == phone  # the resident's login opened it
+    # the resident opened it, named by id: their login is their phone number
+    assert order.history[0].actor == f"resident:{resident_id}"
     assert rating == (4, "处理及时") and kept == 2  # the resident's and the engineer's
 
 
